@@ -1,0 +1,245 @@
+import { io, type Socket } from 'socket.io-client';
+import type {
+  ClientToServerEvents,
+  JoinReply,
+  MediaKind,
+  MediaStatus,
+  Result,
+  RosterUpdate,
+  ServerOffer,
+  ServerToClientEvents,
+  SignalingErrorEvent,
+} from '../../mcu/src/signaling/protocol.ts';
+import { TypedEmitter } from './emitter.ts';
+
+/** Where the call is, as the page shows it. */
+export type CallState = 'idle' | 'connecting' | 'joining' | 'negotiating' | 'in-call' | 'reconnecting' | 'restarting-media' | 'left' | 'failed';
+
+export type CallClientEvents = {
+  state: [CallState];
+  roster: [RosterUpdate];
+  joined: [JoinReply];
+  /** The mix from the MCU: one stream with its audio and video receiver tracks. */
+  'remote-stream': [MediaStream];
+  'signaling-error': [SignalingErrorEvent];
+  'media-status': [MediaStatus];
+  /** Signaling was lost and restored; `outageMs` is how long it was down. */
+  reconnected: [{ outageMs: number; resumed: boolean }];
+  /** Media restarted on a server offer (same RTCPeerConnection). */
+  'media-restarted': [{ reason: string; tookMs: number }];
+};
+
+export class SignalingRequestError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'SignalingRequestError';
+    this.code = code;
+  }
+}
+
+export interface CallClientOptions {
+  /** MCU address; default: the page's own origin. */
+  url?: string;
+  room: string;
+  name: string;
+  localStream: MediaStream;
+}
+
+/**
+ * The page's side of a call: one socket.io connection (WebSocket only) and one
+ * RTCPeerConnection to the MCU. The page offers audio + video once; afterwards the
+ * MCU may send offers (media restart after a failover) on the same connection.
+ */
+export class CallClient extends TypedEmitter<CallClientEvents> {
+  readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
+  readonly pc: RTCPeerConnection;
+  readonly #opts: CallClientOptions;
+  #state: CallState = 'idle';
+  #joined: JoinReply | null = null;
+  #disconnectedAt: number | null = null;
+  #remoteStream: MediaStream | null = null;
+  #closed = false;
+
+  constructor(opts: CallClientOptions) {
+    super();
+    this.#opts = opts;
+    this.socket = io(opts.url ?? window.location.origin, {
+      transports: ['websocket'],
+      autoConnect: false,
+      // Reconnect at once after a server crash: the standby is already there.
+      reconnectionDelay: 50,
+      reconnectionDelayMax: 500,
+      randomizationFactor: 0.3,
+    });
+    this.pc = new RTCPeerConnection();
+    for (const track of opts.localStream.getTracks()) {
+      this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [opts.localStream] });
+    }
+    this.socket.on('roster', (update) => this.emit('roster', update));
+    this.socket.on('signaling-error', (err) => this.emit('signaling-error', err));
+    this.socket.on('media-status', (status) => this.emit('media-status', status));
+    this.socket.on('offer', (offer) => void this.#onServerOffer(offer));
+    this.socket.on('disconnect', (reason) => {
+      if (this.#closed || this.#state === 'left') return;
+      this.#disconnectedAt = performance.now();
+      console.info('signaling lost', reason);
+      this.#setState('reconnecting');
+    });
+    this.socket.on('connect', () => void this.#onConnect());
+  }
+
+  get state(): CallState {
+    return this.#state;
+  }
+
+  get participantId(): string | null {
+    return this.#joined?.participantId ?? null;
+  }
+
+  get joinReply(): JoinReply | null {
+    return this.#joined;
+  }
+
+  #setState(state: CallState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  /** Connects, joins the room and negotiates media. Resolves when the call is up. */
+  async join(): Promise<JoinReply> {
+    this.#setState('connecting');
+    const connected = new Promise<void>((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('connect_error', (err) => reject(new SignalingRequestError('CONNECT_FAILED', `cannot reach the MCU: ${err.message}`)));
+    });
+    this.socket.connect();
+    await connected;
+    return this.#joinedPromise ?? (await this.#firstJoin());
+  }
+
+  #joinedPromise: Promise<JoinReply> | null = null;
+
+  async #firstJoin(): Promise<JoinReply> {
+    this.#joinedPromise = (async () => {
+      this.#setState('joining');
+      const reply = await this.#request<JoinReply>((ack) => this.socket.emit('join', { room: this.#opts.room, name: this.#opts.name }, ack));
+      this.#joined = reply;
+      this.emit('joined', reply);
+      this.emit('roster', { room: reply.room, participants: reply.roster });
+      await this.#negotiate();
+      this.#setState('in-call');
+      return reply;
+    })();
+    try {
+      return await this.#joinedPromise;
+    } catch (err) {
+      this.#joinedPromise = null;
+      this.#setState('failed');
+      throw err;
+    }
+  }
+
+  /** After a reconnect: resume the same participant, or join afresh if the MCU forgot it. */
+  async #onConnect(): Promise<void> {
+    if (this.#disconnectedAt === null || this.#joined === null || this.#closed) return;
+    const outageStart = this.#disconnectedAt;
+    this.#disconnectedAt = null;
+    const joined = this.#joined;
+    try {
+      const reply = await this.#request<JoinReply>((ack) =>
+        this.socket.emit(
+          'join',
+          {
+            room: joined.room,
+            name: this.#opts.name,
+            resume: { participantId: joined.participantId, resumeToken: joined.resumeToken },
+          },
+          ack,
+        ),
+      );
+      this.#joined = reply;
+      this.emit('roster', { room: reply.room, participants: reply.roster });
+      this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: reply.resumed });
+      if (this.#state === 'reconnecting') this.#setState('in-call');
+    } catch (err) {
+      console.warn('resume refused, joining afresh', err);
+      this.#joinedPromise = null;
+      await this.#firstJoin();
+      this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: false });
+    }
+  }
+
+  async #negotiate(): Promise<void> {
+    this.#setState('negotiating');
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    const reply = await this.#request<{ sdp: string }>((ack) => this.socket.emit('offer', { sdp: this.pc.localDescription!.sdp }, ack));
+    await this.pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+    this.#publishRemoteStream();
+  }
+
+  /** The MCU rebuilds the media path (a standby took over): answer on the same peer connection. */
+  async #onServerOffer(offer: ServerOffer): Promise<void> {
+    const started = performance.now();
+    const previous = this.#state;
+    this.#setState('restarting-media');
+    try {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      await this.#request<object>((ack) => this.socket.emit('answer', { sdp: this.pc.localDescription!.sdp, offerId: offer.offerId }, ack));
+      this.#publishRemoteStream();
+      this.emit('media-restarted', { reason: offer.reason, tookMs: performance.now() - started });
+      this.#setState(previous === 'restarting-media' ? 'in-call' : previous === 'reconnecting' ? 'reconnecting' : 'in-call');
+    } catch (err) {
+      console.error('media restart failed', err);
+      this.#setState('failed');
+    }
+  }
+
+  // Remote tracks come from the transceivers' receivers: they survive a server-side restart,
+  // while the stream ids in the SDP change with every server peer connection.
+  #publishRemoteStream(): void {
+    const tracks = this.pc.getTransceivers().map((t) => t.receiver.track);
+    if (this.#remoteStream && tracks.every((t) => this.#remoteStream!.getTracks().includes(t))) return;
+    this.#remoteStream = new MediaStream(tracks);
+    this.emit('remote-stream', this.#remoteStream);
+  }
+
+  async setMuted(kind: MediaKind, muted: boolean): Promise<void> {
+    for (const track of this.#opts.localStream.getTracks()) if (track.kind === kind) track.enabled = !muted;
+    await this.#request<object>((ack) => this.socket.emit('mute', { kind, muted }, ack));
+  }
+
+  async leave(): Promise<void> {
+    if (this.#state === 'left') return;
+    try {
+      if (this.socket.connected && this.#joined) await this.#request<object>((ack) => this.socket.emit('leave', ack));
+    } finally {
+      this.#setState('left');
+      this.close();
+    }
+  }
+
+  #request<T>(send: (ack: (res: Result<T>) => void) => void, timeoutMs = 10000): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new SignalingRequestError('TIMEOUT', `no answer from the MCU within ${timeoutMs} ms`)), timeoutMs);
+      send((res) => {
+        clearTimeout(timer);
+        if (res.ok) resolve(res as T);
+        else reject(new SignalingRequestError(res.error.code, res.error.message));
+      });
+    });
+  }
+
+  /** Idempotent: closes the socket and the peer connection (local tracks are the caller's). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.socket.disconnect();
+    this.pc.close();
+    this.removeAllListeners();
+  }
+}

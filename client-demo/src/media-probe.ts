@@ -1,0 +1,150 @@
+/**
+ * Measures what the page receives, from the browser's own view: tone levels in the
+ * received audio (AnalyserNode), pixel colours of the received video, rendered-frame
+ * gaps (requestVideoFrameCallback) and received-audio gaps (inbound-rtp stats).
+ * Used by the tests and by the page's own glitch indicator.
+ */
+export interface ToneLevels {
+  [hz: string]: number;
+}
+
+export interface GapStats {
+  /** Longest interval between rendered video frames since the last reset, ms. */
+  longestVideoGapMs: number;
+  /** Longest stretch without newly received audio samples since the last reset, ms. */
+  longestAudioGapMs: number;
+  videoFrames: number;
+  audioPolls: number;
+}
+
+export class MediaProbe {
+  readonly #video: HTMLVideoElement;
+  #audio: AudioContext | null = null;
+  #analyser: AnalyserNode | null = null;
+  #source: MediaStreamAudioSourceNode | null = null;
+  #lastFrameAt: number | null = null;
+  #gaps: GapStats = { longestVideoGapMs: 0, longestAudioGapMs: 0, videoFrames: 0, audioPolls: 0 };
+  #lastAudioSamples = -1;
+  #lastAudioChangeAt: number | null = null;
+  #pollTimer: ReturnType<typeof setInterval> | null = null;
+  #pc: RTCPeerConnection | null = null;
+  /** Timestamps (performance.now) of rendered frames, kept for the last 30 s. */
+  readonly frameTimes: number[] = [];
+  /** [time, totalSamplesReceived] pairs polled every 20 ms, last 30 s. */
+  readonly audioSamples: Array<[number, number]> = [];
+
+  constructor(video: HTMLVideoElement) {
+    this.#video = video;
+    const onFrame = (now: number): void => {
+      if (this.#lastFrameAt !== null) this.#gaps.longestVideoGapMs = Math.max(this.#gaps.longestVideoGapMs, now - this.#lastFrameAt);
+      this.#lastFrameAt = now;
+      this.#gaps.videoFrames++;
+      this.frameTimes.push(now);
+      while (this.frameTimes.length > 0 && now - this.frameTimes[0]! > 30000) this.frameTimes.shift();
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  /** Watches the received audio of this peer connection (inbound-rtp totalSamplesReceived). */
+  watch(pc: RTCPeerConnection, stream: MediaStream): void {
+    this.#pc = pc;
+    const track = stream.getAudioTracks()[0];
+    if (track) {
+      this.#audio ??= new AudioContext({ sampleRate: 48000 });
+      this.#source?.disconnect();
+      this.#source = this.#audio.createMediaStreamSource(new MediaStream([track]));
+      this.#analyser = this.#audio.createAnalyser();
+      this.#analyser.fftSize = 8192;
+      this.#analyser.smoothingTimeConstant = 0;
+      this.#source.connect(this.#analyser);
+      void this.#audio.resume();
+    }
+    if (this.#pollTimer === null) this.#pollTimer = setInterval(() => void this.#pollAudio(), 20);
+  }
+
+  async #pollAudio(): Promise<void> {
+    const pc = this.#pc;
+    if (!pc || pc.connectionState === 'closed') return;
+    const stats = await pc.getStats();
+    let samples = 0;
+    stats.forEach((s: { type: string; kind?: string; totalSamplesReceived?: number }) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') samples += s.totalSamplesReceived ?? 0;
+    });
+    const now = performance.now();
+    this.#gaps.audioPolls++;
+    this.audioSamples.push([now, samples]);
+    while (this.audioSamples.length > 0 && now - this.audioSamples[0]![0] > 30000) this.audioSamples.shift();
+    if (samples !== this.#lastAudioSamples) {
+      if (this.#lastAudioChangeAt !== null) {
+        this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, now - this.#lastAudioChangeAt);
+      }
+      this.#lastAudioChangeAt = now;
+      this.#lastAudioSamples = samples;
+    }
+  }
+
+  /** Level in dB (full scale) of the received audio at each frequency. */
+  toneLevels(frequencies: readonly number[]): ToneLevels {
+    const levels: ToneLevels = {};
+    if (!this.#analyser || !this.#audio) {
+      for (const f of frequencies) levels[String(f)] = -Infinity;
+      return levels;
+    }
+    const bins = new Float32Array(this.#analyser.frequencyBinCount);
+    this.#analyser.getFloatFrequencyData(bins);
+    const binHz = this.#audio.sampleRate / this.#analyser.fftSize;
+    for (const f of frequencies) {
+      const centre = Math.round(f / binHz);
+      let peak = -Infinity;
+      for (let b = Math.max(0, centre - 2); b <= Math.min(bins.length - 1, centre + 2); b++) peak = Math.max(peak, bins[b]!);
+      levels[String(f)] = peak;
+    }
+    return levels;
+  }
+
+  /** RGB of the received video at relative positions (0..1) of the frame. */
+  samplePixels(points: ReadonlyArray<[number, number]>): Array<[number, number, number]> {
+    const video = this.#video;
+    const w = video.videoWidth;
+    const h = video.videoHeight;
+    if (w === 0 || h === 0) return points.map(() => [0, 0, 0]);
+    const canvas = document.createElement('canvas');
+    canvas.width = w;
+    canvas.height = h;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+    ctx.drawImage(video, 0, 0, w, h);
+    return points.map(([x, y]) => {
+      // Average a 5x5 patch: robust against codec noise.
+      const px = Math.min(w - 3, Math.max(2, Math.round(x * w)));
+      const py = Math.min(h - 3, Math.max(2, Math.round(y * h)));
+      const data = ctx.getImageData(px - 2, py - 2, 5, 5).data;
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        r += data[i]!;
+        g += data[i + 1]!;
+        b += data[i + 2]!;
+      }
+      const n = data.length / 4;
+      return [Math.round(r / n), Math.round(g / n), Math.round(b / n)];
+    });
+  }
+
+  gaps(): GapStats {
+    return { ...this.#gaps };
+  }
+
+  resetGaps(): void {
+    this.#gaps = { longestVideoGapMs: 0, longestAudioGapMs: 0, videoFrames: 0, audioPolls: 0 };
+  }
+
+  close(): void {
+    if (this.#pollTimer) clearInterval(this.#pollTimer);
+    this.#pollTimer = null;
+    this.#source?.disconnect();
+    void this.#audio?.close();
+    this.#audio = null;
+  }
+}

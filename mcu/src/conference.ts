@@ -1,0 +1,180 @@
+import { EventEmitter } from 'node:events';
+import type { McuConfig } from './config.ts';
+import { ResumeRejectedError, TooManyRoomsError, UnknownParticipantError } from './errors.ts';
+import { createLogger } from './logger.ts';
+import type { Participant } from './participant.ts';
+import { Room, type LeaveReason } from './room.ts';
+import type { JoinRequest, MediaKind, RosterEntry } from './signaling/protocol.ts';
+import type { ParticipantRecord, SessionState } from './session/session-state.ts';
+
+export type ConferenceEvents = {
+  roster: [room: string, roster: RosterEntry[]];
+  /** A participant is gone for good (left, or its resume grace expired). */
+  'participant-left': [participantId: string, room: string, reason: LeaveReason];
+};
+
+export interface JoinOutcome {
+  participant: Participant;
+  record: Readonly<ParticipantRecord>;
+  resumed: boolean;
+}
+
+export interface ConferenceStatus {
+  rooms: Array<{ name: string; participants: number; connected: number }>;
+  participants: number;
+}
+
+/**
+ * All rooms of one MCU, independent of the signaling transport: join, resume, leave,
+ * mute and media negotiation. Every change of replicated state goes through SessionState.
+ */
+export class Conference extends EventEmitter<ConferenceEvents> {
+  readonly #config: McuConfig;
+  readonly #state: SessionState;
+  readonly #rooms = new Map<string, Room>();
+  readonly #log = createLogger('conference');
+  #closed = false;
+
+  constructor(config: McuConfig, state: SessionState) {
+    super();
+    this.#config = config;
+    this.#state = state;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  room(name: string): Room | undefined {
+    return this.#rooms.get(name);
+  }
+
+  rooms(): IterableIterator<Room> {
+    return this.#rooms.values();
+  }
+
+  participant(id: string): Participant | undefined {
+    const record = this.#state.participant(id);
+    return record ? this.#rooms.get(record.room)?.participant(id) : undefined;
+  }
+
+  /** A fresh join, or a resume when the request carries valid credentials of a live participant. */
+  join(req: JoinRequest, socketId: string): JoinOutcome {
+    if (req.resume) return this.#resume(req, socketId);
+    const room = this.#roomFor(req.room);
+    try {
+      const { participant, record } = room.add(req.name, { audio: req.audioMuted ?? false, video: req.videoMuted ?? false });
+      participant.bind(socketId);
+      this.#watch(room, participant);
+      room.emitRoster();
+      return { participant, record, resumed: false };
+    } catch (err) {
+      if (room.size === 0) this.#closeRoom(room);
+      throw err;
+    }
+  }
+
+  #resume(req: JoinRequest, socketId: string): JoinOutcome {
+    const creds = req.resume!;
+    const record = this.#state.participant(creds.participantId);
+    if (!record) throw new ResumeRejectedError(`participant ${creds.participantId} is unknown here (its grace period may have expired)`);
+    if (record.resumeToken !== creds.resumeToken) throw new ResumeRejectedError('the resume token does not match');
+    if (record.room !== req.room) throw new ResumeRejectedError(`participant ${creds.participantId} is in room "${record.room}", not "${req.room}"`);
+    const participant = this.participant(record.id);
+    if (!participant) throw new ResumeRejectedError(`participant ${record.id} has no runtime state`);
+    participant.bind(socketId);
+    participant.log.info('participant resumed', { socket: socketId });
+    this.#rooms.get(record.room)?.emitRoster();
+    return { participant, record, resumed: true };
+  }
+
+  #roomFor(name: string): Room {
+    const existing = this.#rooms.get(name);
+    if (existing) return existing;
+    if (this.#rooms.size >= this.#config.maxRooms) throw new TooManyRoomsError(this.#config.maxRooms);
+    const room = new Room(name, this.#state, this.#config);
+    room.on('roster', (roster) => this.emit('roster', name, roster));
+    this.#rooms.set(name, room);
+    this.#log.info('room created', { room: name, rooms: this.#rooms.size });
+    return room;
+  }
+
+  #watch(room: Room, participant: Participant): void {
+    participant.on('media-lost', (reason) => {
+      // A page that closed without a word: its peer connection closes. Only remove it when its
+      // signaling is gone too, otherwise the page is alive and may renegotiate.
+      if (participant.signaling === 'away') {
+        participant.log.info('media lost while away: removing', { reason });
+        this.leave(participant.id, 'media-lost');
+      }
+    });
+  }
+
+  leave(participantId: string, reason: LeaveReason): void {
+    const record = this.#state.participant(participantId);
+    if (!record) return;
+    const room = this.#rooms.get(record.room);
+    if (!room) return;
+    room.remove(participantId, reason);
+    this.emit('participant-left', participantId, record.room, reason);
+    if (room.size === 0) this.#closeRoom(room);
+  }
+
+  /** The participant's signaling connection dropped without a leave: it may resume within the grace period. */
+  disconnected(participantId: string): void {
+    const participant = this.participant(participantId);
+    if (!participant) return;
+    participant.markAway(this.#config.resumeGraceMs, () => {
+      participant.log.info('resume grace expired', { graceMs: this.#config.resumeGraceMs });
+      this.leave(participantId, 'resume-expired');
+    });
+    this.#rooms.get(participant.room)?.emitRoster();
+  }
+
+  mute(participantId: string, kind: MediaKind, muted: boolean): void {
+    const record = this.#state.participant(participantId);
+    if (!record) throw new UnknownParticipantError(participantId);
+    const room = this.#rooms.get(record.room);
+    if (!room) throw new UnknownParticipantError(participantId);
+    room.update(participantId, kind === 'audio' ? { audioMuted: muted } : { videoMuted: muted });
+  }
+
+  /** Answers the browser's offer on the participant's peer connection. */
+  async offer(participantId: string, sdp: string): Promise<string> {
+    const participant = this.participant(participantId);
+    if (!participant) throw new UnknownParticipantError(participantId);
+    const media = participant.mediaSession();
+    const answer = await media.acceptOffer(sdp);
+    // The participant may have left while the negotiation ran.
+    if (!participant.closed && media.negotiated && this.#state.participant(participantId)) {
+      this.#state.apply({ op: 'participant-updated', id: participantId, changes: { media: media.negotiated } });
+    }
+    return answer;
+  }
+
+  #closeRoom(room: Room): void {
+    this.#rooms.delete(room.name);
+    room.close();
+    this.#log.info('room removed', { room: room.name, rooms: this.#rooms.size });
+  }
+
+  status(): ConferenceStatus {
+    const rooms = [...this.#rooms.values()].map((r) => ({
+      name: r.name,
+      participants: r.size,
+      connected: [...r.participants()].filter((p) => p.signaling === 'connected').length,
+    }));
+    return { rooms, participants: rooms.reduce((n, r) => n + r.participants, 0) };
+  }
+
+  /** Idempotent: closes every room (participants, peer connections, mixers). */
+  close(reason: LeaveReason = 'shutdown'): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const room of [...this.#rooms.values()]) {
+      this.#rooms.delete(room.name);
+      room.close(reason);
+    }
+    this.removeAllListeners();
+  }
+}

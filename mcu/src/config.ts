@@ -1,0 +1,56 @@
+import { ConfigError } from './errors.ts';
+
+/** Every tunable of an MCU process. Each is read from the environment variable named in its comment. */
+export interface McuConfig {
+  /** HTTP + signaling port (PORT, default 3000). */
+  port: number;
+  /** Address to listen on (HOST, default 0.0.0.0). */
+  host: string;
+  /** Most participants in one room (MCU_MAX_PARTICIPANTS_PER_ROOM, default 16). */
+  maxParticipantsPerRoom: number;
+  /** Most rooms hosted at once (MCU_MAX_ROOMS, default 50). */
+  maxRooms: number;
+  /** Largest accepted signaling message, in bytes of JSON (MCU_MAX_MESSAGE_BYTES, default 65536). */
+  maxMessageBytes: number;
+  /** Composite video size and rate (MCU_VIDEO_WIDTH/HEIGHT/FPS, default 640x480 at 15). */
+  video: { width: number; height: number; fps: number };
+  /** How long a participant whose signaling connection dropped may resume (MCU_RESUME_GRACE_MS, default 15000). */
+  resumeGraceMs: number;
+  /** Addresses whose ICE candidates are offered to browsers, empty = all (MCU_ICE_ADDRESSES, comma separated). */
+  iceAddresses: string[];
+  /** Longest wait for ICE gathering before answering anyway (MCU_ICE_GATHER_TIMEOUT_MS, default 2000). */
+  iceGatherTimeoutMs: number;
+}
+
+function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<McuConfig> = {}): McuConfig {
+  const config: McuConfig = {
+    port: intFromEnv(env, 'PORT', 3000, 0, 65535),
+    host: env.HOST && env.HOST !== '' ? env.HOST : '0.0.0.0',
+    maxParticipantsPerRoom: intFromEnv(env, 'MCU_MAX_PARTICIPANTS_PER_ROOM', 16, 1, 64),
+    maxRooms: intFromEnv(env, 'MCU_MAX_ROOMS', 50, 1, 10000),
+    maxMessageBytes: intFromEnv(env, 'MCU_MAX_MESSAGE_BYTES', 65536, 1024, 16 * 1024 * 1024),
+    video: {
+      width: intFromEnv(env, 'MCU_VIDEO_WIDTH', 640, 64, 3840),
+      height: intFromEnv(env, 'MCU_VIDEO_HEIGHT', 480, 64, 2160),
+      fps: intFromEnv(env, 'MCU_VIDEO_FPS', 15, 1, 60),
+    },
+    resumeGraceMs: intFromEnv(env, 'MCU_RESUME_GRACE_MS', 15000, 0, 600000),
+    iceAddresses: (env.MCU_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    iceGatherTimeoutMs: intFromEnv(env, 'MCU_ICE_GATHER_TIMEOUT_MS', 2000, 100, 30000),
+    ...overrides,
+  };
+  if (config.video.width % 2 !== 0 || config.video.height % 2 !== 0) {
+    throw new ConfigError(`video size ${config.video.width}x${config.video.height} must be even (I420)`);
+  }
+  return config;
+}

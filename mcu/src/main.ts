@@ -1,0 +1,31 @@
+import { loadConfig } from './config.ts';
+import { McuError } from './errors.ts';
+import { createLogger } from './logger.ts';
+import { Mcu } from './mcu.ts';
+
+const log = createLogger('main');
+
+async function main(): Promise<void> {
+  const mcu = new Mcu({ config: loadConfig() });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('deliberate shutdown', { signal });
+    const forced = setTimeout(() => process.exit(1), 5000);
+    forced.unref();
+    // libwebrtc threads can keep a process alive (or crash it) at exit: end it explicitly.
+    void mcu.close().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await mcu.start();
+  // A line on stdout that scripts and tests wait for.
+  process.stdout.write(JSON.stringify({ event: 'listening', role: mcu.role, port: mcu.port, pid: process.pid }) + '\n');
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof McuError) log.error(err.message, { code: err.code });
+  else log.error('MCU failed to start', { error: (err as Error)?.stack ?? String(err) });
+  process.exit(1);
+});

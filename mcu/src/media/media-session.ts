@@ -1,0 +1,177 @@
+import { EventEmitter } from 'node:events';
+import { NegotiationFailedError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { NegotiatedMedia } from '../session/session-state.ts';
+import {
+  RTCAudioSink,
+  RTCPeerConnection,
+  RTCVideoSink,
+  type RTCAudioSinkInstance,
+  type RTCVideoSinkInstance,
+  type SinkAudioData,
+  type SinkVideoFrame,
+} from './wrtc.ts';
+
+export interface MediaSessionOptions {
+  /** This participant's N-1 audio mix. */
+  audioOut: MediaStreamTrack;
+  /** The room's composed video grid. */
+  videoOut: MediaStreamTrack;
+  /** Only ICE candidates on these addresses are offered (empty = all). */
+  iceAddresses: string[];
+  iceGatherTimeoutMs: number;
+  log: Logger;
+}
+
+export type MediaSessionEvents = {
+  /** Decoded audio from the browser, as the sink delivers it. */
+  'remote-audio': [SinkAudioData];
+  /** Decoded video frame from the browser. */
+  'remote-video': [SinkVideoFrame];
+  'connection-state': [RTCPeerConnectionState];
+  close: [];
+};
+
+/**
+ * One server-side peer connection with one browser. The browser offers audio + video
+ * (sendrecv); the answer sends the mix back on the same transceivers, so joins and
+ * leaves in the room never need a renegotiation.
+ */
+export class MediaSession extends EventEmitter<MediaSessionEvents> {
+  readonly #opts: MediaSessionOptions;
+  readonly #pc: RTCPeerConnection;
+  #audioSink: RTCAudioSinkInstance | null = null;
+  #videoSink: RTCVideoSinkInstance | null = null;
+  #closed = false;
+  #negotiated: NegotiatedMedia | null = null;
+  /** Serialises negotiations: one offer/answer at a time on this connection. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: MediaSessionOptions) {
+    super();
+    this.#opts = opts;
+    this.#pc = new RTCPeerConnection({ iceServers: [] });
+    this.#pc.onconnectionstatechange = () => {
+      if (this.#closed) return;
+      opts.log.info('peer connection state', { state: this.#pc.connectionState });
+      this.emit('connection-state', this.#pc.connectionState);
+    };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get connectionState(): RTCPeerConnectionState {
+    return this.#pc.connectionState;
+  }
+
+  /** The m-lines and offer of the last negotiation, for the checkpoint. */
+  get negotiated(): NegotiatedMedia | null {
+    return this.#negotiated;
+  }
+
+  /** Answers a browser offer: receive its audio and video, send the mix on the same transceivers. */
+  acceptOffer(offerSdp: string): Promise<string> {
+    const run = this.#queue.then(() => this.#acceptOffer(offerSdp));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #acceptOffer(offerSdp: string): Promise<string> {
+    if (this.#closed) throw new NegotiationFailedError('the participant left');
+    const pc = this.#pc;
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+    } catch (err) {
+      throw new NegotiationFailedError(`the offer was refused: ${(err as Error).message}`, err);
+    }
+    const mlines: NegotiatedMedia['mlines'] = [];
+    let audioSent = false;
+    let videoSent = false;
+    for (const transceiver of pc.getTransceivers()) {
+      const kind = transceiver.receiver.track.kind as 'audio' | 'video';
+      if (transceiver.mid !== null) mlines.push({ mid: transceiver.mid, kind });
+      // The first transceiver of each kind carries the mix back; any extra one stays receive-only.
+      const out = kind === 'audio' && !audioSent ? this.#opts.audioOut : kind === 'video' && !videoSent ? this.#opts.videoOut : null;
+      if (out === null) continue;
+      if (kind === 'audio') audioSent = true;
+      else videoSent = true;
+      if (transceiver.sender.track !== out) await transceiver.sender.replaceTrack(out);
+      transceiver.direction = 'sendrecv';
+      this.#attachSink(kind, transceiver.receiver.track);
+    }
+    if (!audioSent && !videoSent) throw new NegotiationFailedError('the offer has neither an audio nor a video m-line');
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await this.#gatheringComplete();
+    this.#negotiated = { mlines, remoteSdp: offerSdp };
+    const local = pc.localDescription;
+    if (!local) throw new NegotiationFailedError('no local description after answering');
+    return filterCandidates(local.sdp, this.#opts.iceAddresses);
+  }
+
+  #attachSink(kind: 'audio' | 'video', track: MediaStreamTrack): void {
+    if (kind === 'audio' && this.#audioSink === null) {
+      const sink = new RTCAudioSink(track);
+      sink.ondata = (data: SinkAudioData) => {
+        if (!this.#closed) this.emit('remote-audio', data);
+      };
+      this.#audioSink = sink;
+    } else if (kind === 'video' && this.#videoSink === null) {
+      const sink = new RTCVideoSink(track);
+      sink.onframe = ({ frame }: { frame: SinkVideoFrame }) => {
+        if (!this.#closed) this.emit('remote-video', frame);
+      };
+      this.#videoSink = sink;
+    }
+  }
+
+  #gatheringComplete(): Promise<void> {
+    const pc = this.#pc;
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#opts.log.warn('ICE gathering did not complete in time, answering with the candidates so far', {
+          timeoutMs: this.#opts.iceGatherTimeoutMs,
+        });
+        resolve();
+      }, this.#opts.iceGatherTimeoutMs);
+      pc.onicegatheringstatechange = () => {
+        if (pc.iceGatheringState === 'complete') {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+    });
+  }
+
+  /** Idempotent: stops the sinks and closes the peer connection. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#audioSink?.stop();
+    this.#videoSink?.stop();
+    this.#audioSink = null;
+    this.#videoSink = null;
+    this.#pc.onconnectionstatechange = null;
+    this.#pc.onicegatheringstatechange = null;
+    this.#pc.close();
+    this.emit('close');
+    this.removeAllListeners();
+  }
+}
+
+/** Keeps only the ICE candidates on the configured addresses (a host with many interfaces). */
+export function filterCandidates(sdp: string, addresses: readonly string[]): string {
+  if (addresses.length === 0) return sdp;
+  const allowed = new Set(addresses);
+  return sdp
+    .split('\r\n')
+    .filter((line) => {
+      if (!line.startsWith('a=candidate:')) return true;
+      const address = line.split(' ')[4];
+      return address !== undefined && allowed.has(address);
+    })
+    .join('\r\n');
+}

@@ -1,0 +1,231 @@
+import type { Logger } from '../logger.ts';
+import { AudioJitterBuffer, FRAME_SAMPLES, MIX_RATE, StreamResampler } from './audio-frames.ts';
+import { mixMinusOne } from './audio-mixer.ts';
+import { GridComposer, type I420Frame } from './i420.ts';
+import { RTCAudioSource, RTCVideoSource, type RTCAudioSourceInstance, type SinkAudioData, type SinkVideoFrame } from './wrtc.ts';
+
+const FRAME_MS = (FRAME_SAMPLES / MIX_RATE) * 1000;
+/** More ticks than this behind (a stalled event loop) are skipped instead of sent in a burst. */
+const MAX_CATCH_UP_FRAMES = 5;
+
+export interface RoomMixerOptions {
+  width: number;
+  height: number;
+  fps: number;
+  log: Logger;
+}
+
+/** Counters for /metrics and the mixing benchmark. */
+export interface MixerStats {
+  members: number;
+  audioTicks: number;
+  /** Audio ticks that ran late enough to be skipped (the event loop could not keep up). */
+  audioTicksSkipped: number;
+  /** Member frames that were missing when the mix was built (jitter-buffer underruns). */
+  inputUnderruns: number;
+  videoFrames: number;
+  videoFramesSkipped: number;
+  /** Mean time spent composing one video frame, ms. */
+  composeMsMean: number;
+  /** Mean time spent building one 10 ms audio mix for the whole room, ms. */
+  mixMsMean: number;
+}
+
+/** One participant as the mixer sees it: its decoded input and its own N-1 output. */
+export class MixerMember {
+  readonly id: string;
+  audioMuted = false;
+  videoMuted = false;
+  readonly #resampler = new StreamResampler();
+  readonly jitter = new AudioJitterBuffer();
+  readonly frame = new Int16Array(FRAME_SAMPLES);
+  readonly output = new Int16Array(FRAME_SAMPLES);
+  readonly audioSource: RTCAudioSourceInstance = new RTCAudioSource();
+  /** The track carrying this member's N-1 mix. */
+  readonly audioTrack: MediaStreamTrack;
+  /** This member's own track on the room's shared grid source. */
+  readonly videoTrack: MediaStreamTrack;
+  latestVideo: I420Frame | null = null;
+
+  constructor(id: string, videoSource: InstanceType<typeof RTCVideoSource>) {
+    this.id = id;
+    this.audioTrack = this.audioSource.createTrack();
+    this.videoTrack = videoSource.createTrack();
+  }
+
+  pushAudio(data: SinkAudioData): void {
+    this.jitter.push(this.#resampler.push(data));
+  }
+
+  pushVideo(frame: SinkVideoFrame): void {
+    this.latestVideo = { width: frame.width, height: frame.height, data: frame.data };
+  }
+
+  close(): void {
+    this.audioTrack.stop();
+    this.videoTrack.stop();
+    this.latestVideo = null;
+  }
+}
+
+/**
+ * The MCU's mixer for one room: every 10 ms an N-1 audio mix per member, at the
+ * configured rate one composed video grid shared by all members. Driven by its own
+ * clock (not by arriving packets), so a silent or departed member never stalls the others.
+ */
+export class RoomMixer {
+  readonly #opts: RoomMixerOptions;
+  readonly #members: MixerMember[] = [];
+  readonly #videoSource = new RTCVideoSource();
+  readonly #composer: GridComposer;
+  readonly #inputs: Array<Int16Array | null> = [];
+  readonly #outputs: Int16Array[] = [];
+  #audioTimer: NodeJS.Timeout | null = null;
+  #videoTimer: NodeJS.Timeout | null = null;
+  #audioStart = 0;
+  #audioFrames = 0;
+  #videoStart = 0;
+  #videoFramesDue = 0;
+  #closed = false;
+  readonly #stats: MixerStats = {
+    members: 0,
+    audioTicks: 0,
+    audioTicksSkipped: 0,
+    inputUnderruns: 0,
+    videoFrames: 0,
+    videoFramesSkipped: 0,
+    composeMsMean: 0,
+    mixMsMean: 0,
+  };
+  #composeMsTotal = 0;
+  #mixMsTotal = 0;
+
+  constructor(opts: RoomMixerOptions) {
+    this.#opts = opts;
+    this.#composer = new GridComposer(opts.width, opts.height);
+  }
+
+  get members(): readonly MixerMember[] {
+    return this.#members;
+  }
+
+  /** Adds a member at the end of the layout; its tile and voice appear at the next tick. */
+  addMember(id: string): MixerMember {
+    const member = new MixerMember(id, this.#videoSource);
+    this.#members.push(member);
+    this.#start();
+    return member;
+  }
+
+  /** Removes a member at once: its voice is gone from the next 10 ms mix, its tile from the next frame. */
+  removeMember(id: string): void {
+    const index = this.#members.findIndex((m) => m.id === id);
+    if (index < 0) return;
+    const [member] = this.#members.splice(index, 1);
+    member?.close();
+    if (this.#members.length === 0) this.#stop();
+  }
+
+  stats(): MixerStats {
+    return {
+      ...this.#stats,
+      members: this.#members.length,
+      composeMsMean: this.#stats.videoFrames > 0 ? this.#composeMsTotal / this.#stats.videoFrames : 0,
+      mixMsMean: this.#stats.audioTicks > 0 ? this.#mixMsTotal / this.#stats.audioTicks : 0,
+    };
+  }
+
+  #start(): void {
+    if (this.#audioTimer !== null || this.#closed) return;
+    this.#audioStart = performance.now();
+    this.#audioFrames = 0;
+    this.#videoStart = this.#audioStart;
+    this.#videoFramesDue = 0;
+    this.#scheduleAudio();
+    this.#scheduleVideo();
+  }
+
+  #stop(): void {
+    if (this.#audioTimer) clearTimeout(this.#audioTimer);
+    if (this.#videoTimer) clearTimeout(this.#videoTimer);
+    this.#audioTimer = null;
+    this.#videoTimer = null;
+  }
+
+  // Deadline-driven clocks: each tick is scheduled against the start time, so timer
+  // jitter does not accumulate into drift.
+  #scheduleAudio(): void {
+    const next = this.#audioStart + (this.#audioFrames + 1) * FRAME_MS;
+    this.#audioTimer = setTimeout(() => this.#audioTick(), Math.max(0, next - performance.now()));
+  }
+
+  #audioTick(): void {
+    if (this.#closed || this.#members.length === 0) return;
+    const now = performance.now();
+    let due = Math.floor((now - this.#audioStart) / FRAME_MS) - this.#audioFrames;
+    if (due > MAX_CATCH_UP_FRAMES) {
+      this.#stats.audioTicksSkipped += due - 1;
+      this.#audioFrames += due - 1;
+      due = 1;
+    }
+    for (let i = 0; i < due; i++) this.#mixAudio();
+    this.#audioFrames += Math.max(due, 0);
+    this.#scheduleAudio();
+  }
+
+  #mixAudio(): void {
+    const t0 = performance.now();
+    const members = this.#members;
+    this.#inputs.length = members.length;
+    this.#outputs.length = members.length;
+    for (let i = 0; i < members.length; i++) {
+      const m = members[i]!;
+      const got = m.jitter.pull(m.frame);
+      if (!got) this.#stats.inputUnderruns++;
+      this.#inputs[i] = got && !m.audioMuted ? m.frame : null;
+      this.#outputs[i] = m.output;
+    }
+    mixMinusOne(this.#inputs, this.#outputs);
+    for (const m of members) {
+      m.audioSource.onData({
+        samples: m.output,
+        sampleRate: MIX_RATE,
+        bitsPerSample: 16,
+        channelCount: 1,
+        numberOfFrames: FRAME_SAMPLES,
+      });
+    }
+    this.#stats.audioTicks++;
+    this.#mixMsTotal += performance.now() - t0;
+  }
+
+  #scheduleVideo(): void {
+    const interval = 1000 / this.#opts.fps;
+    const next = this.#videoStart + (this.#videoFramesDue + 1) * interval;
+    this.#videoTimer = setTimeout(() => this.#videoTick(), Math.max(0, next - performance.now()));
+  }
+
+  #videoTick(): void {
+    if (this.#closed || this.#members.length === 0) return;
+    const interval = 1000 / this.#opts.fps;
+    const due = Math.floor((performance.now() - this.#videoStart) / interval);
+    // Video never catches up in a burst: a late frame is replaced by the next one.
+    if (due - this.#videoFramesDue > 1) this.#stats.videoFramesSkipped += due - this.#videoFramesDue - 1;
+    this.#videoFramesDue = Math.max(due, this.#videoFramesDue + 1);
+    const t0 = performance.now();
+    const frame = this.#composer.compose(this.#members.map((m) => ({ frame: m.latestVideo, muted: m.videoMuted })));
+    this.#videoSource.onFrame(frame);
+    this.#stats.videoFrames++;
+    this.#composeMsTotal += performance.now() - t0;
+    this.#scheduleVideo();
+  }
+
+  /** Idempotent: stops the clocks and every member's tracks. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stop();
+    for (const m of this.#members) m.close();
+    this.#members.length = 0;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The signaling protocol: one typed event map shared by the MCU, the standby and the
+ * browser client (compile-time checked on both sides). Types only: the runtime
+ * validation of what a client sends lives in `validation.ts`, so the browser bundle
+ * does not carry the schema library.
+ */
+
+export type MediaKind = 'audio' | 'video';
+
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+export type Result<T> = ({ ok: true } & T) | { ok: false; error: WireError };
+
+export interface RosterEntry {
+  id: string;
+  name: string;
+  audioMuted: boolean;
+  videoMuted: boolean;
+  joinedAt: number;
+  /** False while the participant's signaling connection is gone and it may still resume. */
+  connected: boolean;
+}
+
+export interface RosterUpdate {
+  room: string;
+  participants: RosterEntry[];
+}
+
+export interface ResumeCredentials {
+  participantId: string;
+  resumeToken: string;
+}
+
+export interface JoinRequest {
+  room: string;
+  name: string;
+  audioMuted?: boolean;
+  videoMuted?: boolean;
+  /** Present when the client resumes a participant after its signaling connection was lost. */
+  resume?: ResumeCredentials;
+}
+
+export interface JoinReply {
+  participantId: string;
+  resumeToken: string;
+  room: string;
+  roster: RosterEntry[];
+  resumed: boolean;
+  /** Epoch of the MCU that answered: it changes when a standby took over. */
+  epoch: number;
+}
+
+export interface SdpMessage {
+  sdp: string;
+}
+
+export interface MuteRequest {
+  kind: MediaKind;
+  muted: boolean;
+}
+
+/** Why the server sends an offer: the media path must be rebuilt (a standby took over). */
+export type ServerOfferReason = 'restart' | 'failover';
+
+export interface ServerOffer extends SdpMessage {
+  reason: ServerOfferReason;
+  /** Echoed in the answer so a late answer to an older offer is ignored. */
+  offerId: number;
+}
+
+export interface ClientAnswer extends SdpMessage {
+  offerId: number;
+}
+
+export interface SignalingErrorEvent extends WireError {
+  /** The client event that caused the error, when there is one. */
+  event?: string;
+}
+
+/** The MCU tells the page that media is being rebuilt and why. */
+export interface MediaStatus {
+  state: 'restarting' | 'ready';
+  reason?: string;
+}
+
+export interface ClientToServerEvents {
+  join: (req: JoinRequest, ack: (res: Result<JoinReply>) => void) => void;
+  leave: (ack: (res: Result<{}>) => void) => void;
+  mute: (req: MuteRequest, ack: (res: Result<{}>) => void) => void;
+  /** The browser's offer (first negotiation, or a renegotiation it started). */
+  offer: (req: SdpMessage, ack: (res: Result<SdpMessage>) => void) => void;
+  /** The browser's answer to a server offer. */
+  answer: (req: ClientAnswer, ack: (res: Result<{}>) => void) => void;
+}
+
+export interface ServerToClientEvents {
+  roster: (update: RosterUpdate) => void;
+  offer: (offer: ServerOffer) => void;
+  'media-status': (status: MediaStatus) => void;
+  'signaling-error': (err: SignalingErrorEvent) => void;
+}
+
+export type ClientEventName = keyof ClientToServerEvents;
+
+/** What the server sees: the same event names, but every argument is untrusted until validated. */
+export type UntrustedClientEvents = {
+  [K in ClientEventName]: (...args: unknown[]) => void;
+};

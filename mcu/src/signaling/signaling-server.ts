@@ -1,0 +1,179 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import type { Conference } from '../conference.ts';
+import type { McuConfig } from '../config.ts';
+import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, toWireError } from '../errors.ts';
+import { createLogger } from '../logger.ts';
+import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
+import { checkMessageSize, validate } from './validation.ts';
+
+/** Per-connection data kept by socket.io (and checkpointed with the connection later). */
+export interface SocketData {
+  participantId: string | null;
+  room: string | null;
+}
+
+type McuSocket = Socket<UntrustedClientEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type SignalingIo = Server<UntrustedClientEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+const CLIENT_EVENTS: readonly ClientEventName[] = ['join', 'leave', 'mute', 'offer', 'answer'];
+
+type Handler = (socket: McuSocket, payload: unknown) => Promise<object> | object;
+
+export interface SignalingServerOptions {
+  /** The MCU's epoch, reported to clients so they can tell a takeover happened. */
+  epoch: () => number;
+  /** False while this process is not the primary: signaling is refused with NOT_PRIMARY. */
+  accepting: () => boolean;
+  /** The MCU's role name for NOT_PRIMARY messages. */
+  role: () => string;
+}
+
+/**
+ * socket.io signaling: validates every client message, maps the socket to its
+ * participant and calls the Conference. A bad message gets an error (ack and a
+ * `signaling-error` event) and changes nothing.
+ */
+export class SignalingServer {
+  readonly io: SignalingIo;
+  readonly #conference: Conference;
+  readonly #config: McuConfig;
+  readonly #opts: SignalingServerOptions;
+  readonly #log = createLogger('signaling');
+  readonly #handlers: Record<ClientEventName, Handler>;
+  #closed = false;
+
+  constructor(http: HttpServer, conference: Conference, config: McuConfig, opts: SignalingServerOptions) {
+    this.#conference = conference;
+    this.#config = config;
+    this.#opts = opts;
+    this.io = new Server(http, {
+      // One TCP connection per client, no long-polling: the unit the takeover moves.
+      transports: ['websocket'],
+      allowUpgrades: false,
+      perMessageDeflate: false,
+      // engine.io closes the connection past this; messages between maxMessageBytes and it get a clear error.
+      maxHttpBufferSize: Math.max(1_000_000, config.maxMessageBytes * 4),
+      serveClient: false,
+    });
+    this.#handlers = {
+      join: (socket, payload) => this.#join(socket, payload),
+      leave: (socket) => this.#leave(socket),
+      mute: (socket, payload) => this.#mute(socket, payload),
+      offer: (socket, payload) => this.#offer(socket, payload),
+      answer: () => {
+        throw new InvalidMessageError('"answer" without a pending server offer');
+      },
+    };
+    conference.on('roster', (room, roster) => this.io.to(roomChannel(room)).emit('roster', { room, participants: roster }));
+    this.io.on('connection', (socket) => this.#onConnection(socket));
+  }
+
+  /** Replaces the handler of one client event (the standby's restart flow adds `answer`). */
+  setHandler(event: ClientEventName, handler: Handler): void {
+    this.#handlers[event] = handler;
+  }
+
+  #onConnection(socket: McuSocket): void {
+    socket.data.participantId ??= null;
+    socket.data.room ??= null;
+    this.#log.debug('socket connected', { socket: socket.id });
+    // Messages of one socket are handled in order, one at a time, even when a handler awaits.
+    let chain: Promise<void> = Promise.resolve();
+    const enqueue = (event: string, args: unknown[]): void => {
+      chain = chain.then(() => this.#dispatch(socket, event, args));
+    };
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      if (typeof event !== 'string' || !(CLIENT_EVENTS as readonly string[]).includes(event)) {
+        const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
+        const error = new InvalidMessageError(`unknown event "${String(event)}": expected one of ${CLIENT_EVENTS.join(', ')}`);
+        ack?.({ ok: false, error: error.toJSON() });
+        socket.emit('signaling-error', { ...error.toJSON(), event: String(event) });
+      }
+    });
+    for (const event of CLIENT_EVENTS) socket.on(event, (...args: unknown[]) => enqueue(event, args));
+    socket.on('disconnect', (reason) => {
+      const id = socket.data.participantId;
+      this.#log.info('socket disconnected', { socket: socket.id, participant: id ?? undefined, reason });
+      if (!id) return;
+      if (reason === 'client namespace disconnect') this.#conference.leave(id, 'left');
+      else this.#conference.disconnected(id);
+    });
+  }
+
+  async #dispatch(socket: McuSocket, event: string, args: unknown[]): Promise<void> {
+    const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
+    try {
+      if (!this.#opts.accepting()) throw new NotPrimaryError(this.#opts.role());
+      checkMessageSize(args, this.#config.maxMessageBytes);
+      if (args.length > 1) throw new InvalidMessageError(`"${event}" takes one payload and an acknowledgement callback, got ${args.length} arguments`);
+      const result = await this.#handlers[event as ClientEventName](socket, args[0]);
+      ack?.({ ok: true, ...result });
+    } catch (err) {
+      const wire = toWireError(err);
+      if (err instanceof McuError) this.#log.info('signaling request refused', { socket: socket.id, event, code: wire.code, reason: wire.message });
+      else this.#log.error('signaling handler failed', { socket: socket.id, event, error: (err as Error)?.stack ?? String(err) });
+      ack?.({ ok: false, error: wire });
+      if (socket.connected) socket.emit('signaling-error', { ...wire, event });
+    }
+  }
+
+  #join(socket: McuSocket, payload: unknown): JoinReply {
+    const req = validate.join(payload);
+    if (socket.data.room !== null) throw new AlreadyJoinedError(socket.data.room);
+    const outcome = this.#conference.join(req, socket.id);
+    socket.data.participantId = outcome.record.id;
+    socket.data.room = outcome.record.room;
+    void socket.join(roomChannel(outcome.record.room));
+    const room = this.#conference.room(outcome.record.room);
+    return {
+      participantId: outcome.record.id,
+      resumeToken: outcome.record.resumeToken,
+      room: outcome.record.room,
+      roster: room ? room.roster() : [],
+      resumed: outcome.resumed,
+      epoch: this.#opts.epoch(),
+    };
+  }
+
+  #leave(socket: McuSocket): object {
+    const id = this.#joined(socket, 'leave');
+    const room = socket.data.room!;
+    socket.data.participantId = null;
+    socket.data.room = null;
+    void socket.leave(roomChannel(room));
+    this.#conference.leave(id, 'left');
+    return {};
+  }
+
+  #mute(socket: McuSocket, payload: unknown): object {
+    const req = validate.mute(payload);
+    this.#conference.mute(this.#joined(socket, 'mute'), req.kind, req.muted);
+    return {};
+  }
+
+  async #offer(socket: McuSocket, payload: unknown): Promise<object> {
+    const req = validate.offer(payload);
+    const sdp = await this.#conference.offer(this.#joined(socket, 'offer'), req.sdp);
+    return { sdp };
+  }
+
+  #joined(socket: McuSocket, event: string): string {
+    const id = socket.data.participantId;
+    if (!id) throw new NotJoinedError(event);
+    return id;
+  }
+
+  /** Disconnects every client and stops accepting. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.io.disconnectSockets(true);
+    await new Promise<void>((resolve) => this.io.close(() => resolve()));
+  }
+}
+
+/** The socket.io room that carries a conference room's broadcasts. */
+export function roomChannel(room: string): string {
+  return `room:${room}`;
+}

@@ -1,0 +1,15 @@
+// Entry point of the tcp_takeover addon (Linux only): TCP_REPAIR helpers and
+// an AF_PACKET capture. See native/src/index.ts for the typed API.
+#include "common.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tkt::InitTcpRepair(env, exports);
+  tkt::InitPacketCapture(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tcp_takeover, Init)

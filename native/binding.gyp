@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "tcp_takeover",
+      "sources": [
+        "addon/addon.cc",
+        "addon/syscall_error.cc",
+        "addon/tcp_repair.cc",
+        "addon/packet_capture.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_cc": ["-std=gnu++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+    }
+  ]
+}

@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { GapStats, ToneLevels } from '../../client-demo/src/media-probe.ts';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Debian's Chromium with fake devices; loopback ICE allowed (the MCU is on 127.0.0.1). */
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(`${CHROMIUM_PATH} is missing: install it with "apt-get install -y chromium" (the test command does this)`);
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+      '--disable-renderer-backgrounding',
+      '--disable-background-timer-throttling',
+      '--disable-backgrounding-occluded-windows',
+      ...extraArgs,
+    ],
+  });
+}
+
+export interface ParticipantSpec {
+  name: string;
+  toneHz: number;
+  /** Tile colour as #rrggbb. */
+  tile: string;
+}
+
+export interface ParticipantPage {
+  spec: ParticipantSpec;
+  context: BrowserContext;
+  page: Page;
+  participantId(): Promise<string>;
+  toneLevels(frequencies: number[]): Promise<ToneLevels>;
+  samplePixels(points: Array<[number, number]>): Promise<Array<[number, number, number]>>;
+  gaps(): Promise<GapStats>;
+  state(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Opens the demo page for one participant with its own tone and tile, joined by URL. */
+export async function openParticipant(browser: Browser, baseUrl: string, room: string, spec: ParticipantSpec): Promise<ParticipantPage> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const consoleLines: string[] = [];
+  page.on('console', (msg) => {
+    consoleLines.push(msg.text());
+    if (process.env.TEST_VERBOSE) process.stderr.write(`[page ${spec.name}] ${msg.text()}\n`);
+  });
+  const url = `${baseUrl}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(spec.name)}&autojoin=1&tone=${spec.toneHz}&tile=${encodeURIComponent(spec.tile)}`;
+  await page.goto(url);
+  await page.waitForFunction(() => window.mcuDemo?.client?.state === 'in-call', undefined, { timeout: 20000 });
+  return {
+    spec,
+    context,
+    page,
+    participantId: () => page.evaluate(() => window.mcuDemo.client!.participantId!),
+    toneLevels: (frequencies) => page.evaluate((f) => window.mcuDemo.probe!.toneLevels(f), frequencies),
+    samplePixels: (points) => page.evaluate((p) => window.mcuDemo.probe!.samplePixels(p), points),
+    gaps: () => page.evaluate(() => window.mcuDemo.probe!.gaps()),
+    state: () => page.evaluate(() => window.mcuDemo.client?.state ?? 'none'),
+    close: async () => {
+      await context.close().catch(() => undefined);
+    },
+  };
+}
+
+export function hexToRgb(hex: string): [number, number, number] {
+  const n = parseInt(hex.replace('#', ''), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+export function colourDistance(a: readonly number[], b: readonly number[]): number {
+  return Math.hypot(a[0]! - b[0]!, a[1]! - b[1]!, a[2]! - b[2]!);
+}
+
+/** Polls `check` until it returns true or the time runs out; returns the last value seen. */
+export async function eventually<T>(probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15000, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await probe();
+  while (!ok(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, intervalMs));
+    value = await probe();
+  }
+  return value;
+}
