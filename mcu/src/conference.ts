@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { McuConfig } from './config.ts';
-import { ResumeRejectedError, TooManyRoomsError, UnknownParticipantError } from './errors.ts';
+import { ResumeRejectedError, TooManyRoomsError, UnknownParticipantError, UnknownRoomError } from './errors.ts';
 import { createLogger } from './logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
@@ -76,6 +76,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
 
   #resume(req: JoinRequest, socketId: string): JoinOutcome {
     const creds = req.resume!;
+    if (!this.#rooms.has(req.room)) throw new UnknownRoomError(req.room);
     const record = this.#state.participant(creds.participantId);
     if (!record) throw new ResumeRejectedError(`participant ${creds.participantId} is unknown here (its grace period may have expired)`);
     if (record.resumeToken !== creds.resumeToken) throw new ResumeRejectedError('the resume token does not match');

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything the demo and the tests need on a fresh Debian machine (Node 20, root):
+# npm packages, Debian's Chromium for the browser tests, the demo page bundle and the
+# native addon. Idempotent and quiet when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need root to install ${missing[*]} (apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+echo "== build demo page"
+node scripts/build-client.mjs
