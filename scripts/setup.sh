@@ -12,6 +12,7 @@ fi
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v nft >/dev/null || missing+=(nftables)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== apt-get install ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then
@@ -24,3 +25,6 @@ fi
 
 echo "== build demo page"
 node scripts/build-client.mjs
+
+echo "== build native addon (TCP_REPAIR, capture)"
+bash scripts/build-native.sh

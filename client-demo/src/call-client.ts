@@ -41,6 +41,8 @@ export class SignalingRequestError extends Error {
 export interface CallClientOptions {
   /** MCU address; default: the page's own origin. */
   url?: string;
+  /** How long a server-offered media restart may take before the page starts a fresh peer connection (default 4000 ms). */
+  restartTimeoutMs?: number;
   room: string;
   name: string;
   localStream: MediaStream;
@@ -53,8 +55,9 @@ export interface CallClientOptions {
  */
 export class CallClient extends TypedEmitter<CallClientEvents> {
   readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
-  readonly pc: RTCPeerConnection;
+  #pc: RTCPeerConnection;
   readonly #opts: CallClientOptions;
+  #restartWatchdog: ReturnType<typeof setTimeout> | null = null;
   #state: CallState = 'idle';
   #joined: JoinReply | null = null;
   #disconnectedAt: number | null = null;
@@ -72,10 +75,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       reconnectionDelayMax: 500,
       randomizationFactor: 0.3,
     });
-    this.pc = new RTCPeerConnection();
-    for (const track of opts.localStream.getTracks()) {
-      this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [opts.localStream] });
-    }
+    this.#pc = this.#newPeerConnection();
     this.socket.on('roster', (update) => this.emit('roster', update));
     this.socket.on('signaling-error', (err) => this.emit('signaling-error', err));
     this.socket.on('media-status', (status) => this.emit('media-status', status));
@@ -87,6 +87,25 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       this.#setState('reconnecting');
     });
     this.socket.on('connect', () => void this.#onConnect());
+  }
+
+  /** The peer connection to the MCU: the same one across server restarts, a new one only after a fallback. */
+  get pc(): RTCPeerConnection {
+    return this.#pc;
+  }
+
+  #newPeerConnection(): RTCPeerConnection {
+    const pc = new RTCPeerConnection();
+    for (const track of this.#opts.localStream.getTracks()) {
+      pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.#opts.localStream] });
+    }
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc === this.#pc && pc.connectionState === 'connected' && this.#restartWatchdog) {
+        clearTimeout(this.#restartWatchdog);
+        this.#restartWatchdog = null;
+      }
+    });
+    return pc;
   }
 
   get state(): CallState {
@@ -128,7 +147,15 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       this.#joined = reply;
       this.emit('joined', reply);
       this.emit('roster', { room: reply.room, participants: reply.roster });
-      await this.#negotiate();
+      // A fresh join after the MCU forgot us: the old peer connection belongs to a dead server.
+      const used = this.#pc.remoteDescription !== null;
+      if (used) {
+        const old = this.#pc;
+        this.#pc = this.#newPeerConnection();
+        old.close();
+        this.#remoteStream = null;
+      }
+      await this.#negotiate(used);
       this.#setState('in-call');
       return reply;
     })();
@@ -147,62 +174,102 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     const outageStart = this.#disconnectedAt;
     this.#disconnectedAt = null;
     const joined = this.#joined;
-    try {
-      const reply = await this.#request<JoinReply>((ack) =>
+    const resume = (): Promise<JoinReply> =>
+      this.#request<JoinReply>((ack) =>
         this.socket.emit(
           'join',
-          {
-            room: joined.room,
-            name: this.#opts.name,
-            resume: { participantId: joined.participantId, resumeToken: joined.resumeToken },
-          },
+          { room: joined.room, name: this.#opts.name, resume: { participantId: joined.participantId, resumeToken: joined.resumeToken } },
           ack,
         ),
       );
-      this.#joined = reply;
-      this.emit('roster', { room: reply.room, participants: reply.roster });
-      this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: reply.resumed });
-      if (this.#state === 'reconnecting') this.#setState('in-call');
-    } catch (err) {
-      console.warn('resume refused, joining afresh', err);
-      this.#joinedPromise = null;
-      await this.#firstJoin();
-      this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: false });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const reply = await resume();
+        this.#joined = reply;
+        this.emit('roster', { room: reply.room, participants: reply.roster });
+        this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: reply.resumed });
+        if (this.#state === 'reconnecting') this.#setState('in-call');
+        return;
+      } catch (err) {
+        const code = err instanceof SignalingRequestError ? err.code : 'UNKNOWN';
+        // A standby still promoting itself answers NOT_PRIMARY for a moment: try again.
+        if ((code === 'NOT_PRIMARY' || code === 'TIMEOUT') && attempt < 50 && this.socket.connected) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        if (!this.socket.connected) return;
+        console.warn('resume refused, joining afresh', err);
+        this.#joinedPromise = null;
+        await this.#firstJoin();
+        this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: false });
+        return;
+      }
     }
   }
 
-  async #negotiate(): Promise<void> {
+  async #negotiate(fresh = false): Promise<void> {
     this.#setState('negotiating');
-    const offer = await this.pc.createOffer();
-    await this.pc.setLocalDescription(offer);
-    const reply = await this.#request<{ sdp: string }>((ack) => this.socket.emit('offer', { sdp: this.pc.localDescription!.sdp }, ack));
-    await this.pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+    const pc = this.#pc;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const reply = await this.#request<{ sdp: string }>((ack) => this.socket.emit('offer', { sdp: pc.localDescription!.sdp, fresh }, ack));
+    await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
     this.#publishRemoteStream();
+  }
+
+  /**
+   * The restart on the same peer connection failed or took too long: start a new peer
+   * connection with the same local tracks (slower, but the call goes on).
+   */
+  async #fallbackToFreshPeerConnection(why: string): Promise<void> {
+    if (this.#closed) return;
+    console.warn('media restart failed, starting a fresh peer connection:', why);
+    if (this.#restartWatchdog) clearTimeout(this.#restartWatchdog);
+    this.#restartWatchdog = null;
+    const old = this.#pc;
+    this.#pc = this.#newPeerConnection();
+    old.close();
+    this.#remoteStream = null;
+    try {
+      await this.#negotiate(true);
+      this.emit('media-restarted', { reason: `fallback: ${why}`, tookMs: 0 });
+      this.#setState('in-call');
+    } catch (err) {
+      console.error('fresh peer connection failed too', err);
+      this.#setState('failed');
+    }
   }
 
   /** The MCU rebuilds the media path (a standby took over): answer on the same peer connection. */
   async #onServerOffer(offer: ServerOffer): Promise<void> {
     const started = performance.now();
-    const previous = this.#state;
     this.#setState('restarting-media');
+    const pc = this.#pc;
     try {
-      await this.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
-      const answer = await this.pc.createAnswer();
-      await this.pc.setLocalDescription(answer);
-      await this.#request<object>((ack) => this.socket.emit('answer', { sdp: this.pc.localDescription!.sdp, offerId: offer.offerId }, ack));
-      this.#publishRemoteStream();
-      this.emit('media-restarted', { reason: offer.reason, tookMs: performance.now() - started });
-      this.#setState(previous === 'restarting-media' ? 'in-call' : previous === 'reconnecting' ? 'reconnecting' : 'in-call');
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this.#request<object>((ack) => this.socket.emit('answer', { sdp: pc.localDescription!.sdp, offerId: offer.offerId }, ack));
     } catch (err) {
-      console.error('media restart failed', err);
-      this.#setState('failed');
+      await this.#fallbackToFreshPeerConnection((err as Error).message);
+      return;
     }
+    this.#publishRemoteStream();
+    if (this.#restartWatchdog) clearTimeout(this.#restartWatchdog);
+    if (pc.connectionState !== 'connected') {
+      this.#restartWatchdog = setTimeout(() => {
+        this.#restartWatchdog = null;
+        if (this.#pc === pc && pc.connectionState !== 'connected') void this.#fallbackToFreshPeerConnection(`not connected after ${this.#opts.restartTimeoutMs ?? 4000} ms`);
+      }, this.#opts.restartTimeoutMs ?? 4000);
+    }
+    this.emit('media-restarted', { reason: offer.reason, tookMs: performance.now() - started });
+    this.#setState(this.socket.connected ? 'in-call' : 'reconnecting');
   }
 
   // Remote tracks come from the transceivers' receivers: they survive a server-side restart,
   // while the stream ids in the SDP change with every server peer connection.
   #publishRemoteStream(): void {
-    const tracks = this.pc.getTransceivers().map((t) => t.receiver.track);
+    const tracks = this.#pc.getTransceivers().map((t) => t.receiver.track);
     if (this.#remoteStream && tracks.every((t) => this.#remoteStream!.getTracks().includes(t))) return;
     this.#remoteStream = new MediaStream(tracks);
     this.emit('remote-stream', this.#remoteStream);
@@ -238,8 +305,9 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#restartWatchdog) clearTimeout(this.#restartWatchdog);
     this.socket.disconnect();
-    this.pc.close();
+    this.#pc.close();
     this.removeAllListeners();
   }
 }

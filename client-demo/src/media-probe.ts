@@ -11,7 +11,7 @@ export interface ToneLevels {
 export interface GapStats {
   /** Longest interval between rendered video frames since the last reset, ms. */
   longestVideoGapMs: number;
-  /** Longest stretch without newly received audio samples since the last reset, ms. */
+  /** Longest stretch without a newly received audio packet since the last reset, ms (20 ms polling). */
   longestAudioGapMs: number;
   videoFrames: number;
   audioPolls: number;
@@ -30,7 +30,7 @@ export class MediaProbe {
   #pc: RTCPeerConnection | null = null;
   /** Timestamps (performance.now) of rendered frames, kept for the last 30 s. */
   readonly frameTimes: number[] = [];
-  /** [time, totalSamplesReceived] pairs polled every 20 ms, last 30 s. */
+  /** [time, audio packets received] pairs polled every 20 ms, last 30 s. */
   readonly audioSamples: Array<[number, number]> = [];
 
   constructor(video: HTMLVideoElement) {
@@ -46,7 +46,7 @@ export class MediaProbe {
     video.requestVideoFrameCallback(onFrame);
   }
 
-  /** Watches the received audio of this peer connection (inbound-rtp totalSamplesReceived). */
+  /** Watches the received audio of this peer connection (inbound-rtp packetsReceived). */
   watch(pc: RTCPeerConnection, stream: MediaStream): void {
     this.#pc = pc;
     const track = stream.getAudioTracks()[0];
@@ -67,9 +67,10 @@ export class MediaProbe {
     const pc = this.#pc;
     if (!pc || pc.connectionState === 'closed') return;
     const stats = await pc.getStats();
+    // Received RTP packets, not played-out samples: concealment keeps the sample count running through a gap.
     let samples = 0;
-    stats.forEach((s: { type: string; kind?: string; totalSamplesReceived?: number }) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') samples += s.totalSamplesReceived ?? 0;
+    stats.forEach((s: { type: string; kind?: string; packetsReceived?: number }) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') samples += s.packetsReceived ?? 0;
     });
     const now = performance.now();
     this.#gaps.audioPolls++;

@@ -1,16 +1,27 @@
 import { EventEmitter } from 'node:events';
 import type { McuConfig } from './config.ts';
-import { ResumeRejectedError, TooManyRoomsError, UnknownParticipantError, UnknownRoomError } from './errors.ts';
+import {
+  InvalidMessageError,
+  NegotiationFailedError,
+  ResumeRejectedError,
+  TooManyRoomsError,
+  UnknownParticipantError,
+  UnknownRoomError,
+} from './errors.ts';
 import { createLogger } from './logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
-import type { JoinRequest, MediaKind, RosterEntry } from './signaling/protocol.ts';
+import type { JoinRequest, MediaKind, RosterEntry, ServerOffer } from './signaling/protocol.ts';
 import type { ParticipantRecord, SessionState } from './session/session-state.ts';
 
 export type ConferenceEvents = {
   roster: [room: string, roster: RosterEntry[]];
   /** A participant is gone for good (left, or its resume grace expired). */
   'participant-left': [participantId: string, room: string, reason: LeaveReason];
+  /** A participant's client came back and resumed its session. */
+  'participant-resumed': [participantId: string];
+  /** A participant's media path is up again after a takeover (its answer to the restart offer was applied). */
+  'media-restarted': [participantId: string, tookMs: number];
 };
 
 export interface JoinOutcome {
@@ -85,8 +96,57 @@ export class Conference extends EventEmitter<ConferenceEvents> {
     if (!participant) throw new ResumeRejectedError(`participant ${record.id} has no runtime state`);
     participant.bind(socketId);
     participant.log.info('participant resumed', { socket: socketId });
+    this.emit('participant-resumed', record.id);
     this.#rooms.get(record.room)?.emitRoster();
     return { participant, record, resumed: true };
+  }
+
+  /**
+   * Rebuilds every room and participant from the session state (a standby promoting itself).
+   * Participants start away, waiting for their clients to resume; their restart offers are
+   * prepared at once so they can be sent the moment a client is back.
+   */
+  restore(): number {
+    let participants = 0;
+    for (const roomRecord of this.#state.rooms()) {
+      const room = this.#roomFor(roomRecord.name);
+      for (const record of this.#state.participantsOf(roomRecord.name)) {
+        const participant = room.restore(record);
+        this.#watch(room, participant);
+        participant.markAway(this.#config.resumeGraceMs, () => {
+          participant.log.info('resume grace expired after takeover', { graceMs: this.#config.resumeGraceMs });
+          this.leave(record.id, 'resume-expired');
+        });
+        if (record.media && record.media.mlines.length > 0) participant.prepareRestart(record.media.mlines);
+        participants++;
+      }
+    }
+    return participants;
+  }
+
+  /** The restart offer for a resumed participant, if its media must be rebuilt. */
+  async restartOffer(participantId: string): Promise<ServerOffer | null> {
+    const participant = this.participant(participantId);
+    const pending = participant?.pendingRestart;
+    if (!participant || !pending) return null;
+    return { sdp: await pending.sdp, offerId: pending.offerId, reason: 'failover' };
+  }
+
+  /** The browser's answer to a restart offer. */
+  async answer(participantId: string, offerId: number, sdp: string): Promise<void> {
+    const participant = this.participant(participantId);
+    if (!participant) throw new UnknownParticipantError(participantId);
+    const pending = participant.pendingRestart;
+    if (!pending) throw new InvalidMessageError('"answer" without a pending server offer');
+    if (pending.offerId !== offerId) throw new InvalidMessageError(`"answer" to offer ${offerId}, but the pending offer is ${pending.offerId}`);
+    const media = participant.media;
+    if (!media) throw new NegotiationFailedError('the restart peer connection is gone');
+    await media.acceptAnswer(sdp, pending.mlines, sdp);
+    participant.completeRestart();
+    if (media.negotiated && this.#state.participant(participantId)) {
+      this.#state.apply({ op: 'participant-updated', id: participantId, changes: { media: media.negotiated } });
+    }
+    this.emit('media-restarted', participantId, Date.now() - pending.preparedAt);
   }
 
   #roomFor(name: string): Room {
@@ -141,9 +201,11 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   }
 
   /** Answers the browser's offer on the participant's peer connection. */
-  async offer(participantId: string, sdp: string): Promise<string> {
+  async offer(participantId: string, sdp: string, fresh: boolean): Promise<string> {
     const participant = this.participant(participantId);
     if (!participant) throw new UnknownParticipantError(participantId);
+    // A new browser peer connection (or one that gave up on a restart offer) needs a new one here too.
+    if (fresh || participant.pendingRestart) participant.resetMedia();
     const media = participant.mediaSession();
     const answer = await media.acceptOffer(sdp);
     // The participant may have left while the negotiation ran.

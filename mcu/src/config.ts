@@ -20,6 +20,23 @@ export interface McuConfig {
   iceAddresses: string[];
   /** Longest wait for ICE gathering before answering anyway (MCU_ICE_GATHER_TIMEOUT_MS, default 2000). */
   iceGatherTimeoutMs: number;
+  /** Replication to a hot standby; null (no MCU_REPLICATION_SECRET) runs unprotected. */
+  replication: ReplicationConfig | null;
+}
+
+export interface ReplicationConfig {
+  /** Address the primary accepts its standby on (MCU_REPLICATION_HOST, default 127.0.0.1). */
+  host: string;
+  /** Port the primary accepts its standby on (MCU_REPLICATION_PORT, default PORT + 1). */
+  port: number;
+  /** Shared secret authenticating every frame (MCU_REPLICATION_SECRET, at least 16 characters). */
+  secret: string;
+  /** Heartbeat period both ways (MCU_HEARTBEAT_MS, default 10). */
+  heartbeatMs: number;
+  /** Heartbeats missed before the primary is declared dead (MCU_MISSED_HEARTBEATS, default 3). */
+  missedHeartbeats: number;
+  /** Longest time a promoting standby keeps trying to bind the service ports (MCU_BIND_RETRY_MS, default 5000). */
+  bindRetryMs: number;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -47,8 +64,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     resumeGraceMs: intFromEnv(env, 'MCU_RESUME_GRACE_MS', 15000, 0, 600000),
     iceAddresses: (env.MCU_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     iceGatherTimeoutMs: intFromEnv(env, 'MCU_ICE_GATHER_TIMEOUT_MS', 2000, 100, 30000),
+    replication: null,
     ...overrides,
   };
+  const secret = env.MCU_REPLICATION_SECRET;
+  if (overrides.replication === undefined && secret !== undefined && secret !== '') {
+    if (secret.length < 16) throw new ConfigError('MCU_REPLICATION_SECRET must be at least 16 characters long');
+    const defaultPort = config.port === 0 ? 0 : config.port + 1;
+    config.replication = {
+      host: env.MCU_REPLICATION_HOST && env.MCU_REPLICATION_HOST !== '' ? env.MCU_REPLICATION_HOST : '127.0.0.1',
+      port: intFromEnv(env, 'MCU_REPLICATION_PORT', defaultPort, 0, 65535),
+      secret,
+      heartbeatMs: intFromEnv(env, 'MCU_HEARTBEAT_MS', 10, 1, 10000),
+      missedHeartbeats: intFromEnv(env, 'MCU_MISSED_HEARTBEATS', 3, 1, 1000),
+      bindRetryMs: intFromEnv(env, 'MCU_BIND_RETRY_MS', 5000, 0, 60000),
+    };
+  }
   if (config.video.width % 2 !== 0 || config.video.height % 2 !== 0) {
     throw new ConfigError(`video size ${config.video.width}x${config.video.height} must be even (I420)`);
   }

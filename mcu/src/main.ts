@@ -21,7 +21,16 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   await mcu.start();
   // A line on stdout that scripts and tests wait for.
-  process.stdout.write(JSON.stringify({ event: 'listening', role: mcu.role, port: mcu.port, pid: process.pid }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      event: 'listening',
+      role: mcu.role,
+      port: mcu.port,
+      replicationPort: mcu.replication?.address()?.port ?? null,
+      epoch: mcu.epoch,
+      pid: process.pid,
+    }) + '\n',
+  );
 }
 
 main().catch((err: unknown) => {

@@ -2,11 +2,14 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Conference } from './conference.ts';
 import type { McuConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
 import { createLogger, setLogRole } from './logger.ts';
 import { McuMetrics } from './metrics.ts';
 import { sendJson, serveStatic } from './http-routes.ts';
 import { SessionState } from './session/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
+import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
+import { HeartbeatBeacon } from './replication/heartbeat-beacon.ts';
 
 /** The life of an MCU process. Only a `primary` serves calls. */
 export type McuRole = 'starting' | 'standby' | 'promoting' | 'primary' | 'stopping' | 'stopped';
@@ -17,8 +20,24 @@ export interface McuStatus {
   epoch: number;
   uptimeSeconds: number;
   port: number;
+  /** How clients survive a failover: `reconnect` (signaling reconnects and resumes). */
+  mode: 'reconnect';
+  /** True while a synced hot standby would take over if this primary died. */
+  protected: boolean;
+  replication: ReplicationStats | null;
+  lastFailover: FailoverRecord | null;
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
+}
+
+/** How this MCU became the primary, when it was a standby (epoch-ms timestamps). */
+export interface FailoverRecord {
+  previousEpoch: number;
+  lastHeartbeatAt: number | null;
+  detectedAt: number;
+  reason: string;
+  promotedAt: number;
+  participantsRestored: number;
 }
 
 export interface McuOptions {
@@ -27,6 +46,8 @@ export interface McuOptions {
   epoch?: number;
   /** Starting session state (a promoted standby starts from its checkpoint). */
   state?: SessionState;
+  /** Set when a standby promotes itself: keep trying to bind the ports the dead primary's kernel is releasing. */
+  bindRetryMs?: number;
 }
 
 /**
@@ -46,9 +67,14 @@ export class Mcu {
   #role: McuRole = 'starting';
   #epoch: number;
   #closing: Promise<void> | null = null;
+  readonly #bindRetryMs: number;
+  replication: ReplicationServer | null = null;
+  #beacon: HeartbeatBeacon | null = null;
+  #lastFailover: FailoverRecord | null = null;
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
+    this.#bindRetryMs = opts.bindRetryMs ?? 0;
     this.#epoch = opts.epoch ?? 1;
     this.state = opts.state ?? new SessionState();
     this.conference = new Conference(this.config, this.state);
@@ -88,21 +114,99 @@ export class Mcu {
     return address?.port ?? this.config.port;
   }
 
-  /** Binds the HTTP/signaling port and starts serving as the primary. */
+  /** Binds the HTTP/signaling port (and the replication port) and starts serving as the primary. */
   async start(): Promise<void> {
-    await this.listen();
+    if (this.#role === 'starting' && this.#bindRetryMs > 0) this.setRole('promoting');
+    await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
+    // Serve at once: a promoted standby's clients are already knocking. Replication and
+    // heartbeats only matter once a new standby comes, so they start after.
     this.setRole('primary');
-    this.#log.info('MCU serving', { port: this.port, host: this.config.host, epoch: this.#epoch });
+    if (this.#lastFailover) this.#lastFailover.promotedAt = Date.now();
+    const repl = this.config.replication;
+    if (repl) {
+      const create = (): ReplicationServer =>
+        new ReplicationServer({
+          state: this.state,
+          epoch: this.#epoch,
+          secret: repl.secret,
+          host: repl.host,
+          port: repl.port,
+          heartbeatIntervalMs: repl.heartbeatMs,
+          service: { port: this.port, host: this.config.host },
+        });
+      let replication: ReplicationServer | null = null;
+      await withBindRetry(
+        async () => {
+          const candidate = create();
+          try {
+            await candidate.listen();
+            replication = candidate;
+          } catch (err) {
+            await candidate.close().catch(() => undefined);
+            throw err;
+          }
+        },
+        this.#bindRetryMs,
+        'replication port',
+      );
+      const bound = replication as unknown as ReplicationServer;
+      bound.on('standby-synced', (info) => this.#log.info('protected: standby synced', { standby: info.standbyId, syncMs: info.syncMs }));
+      bound.on('standby-lost', (info) => this.#log.warn('unprotected: standby lost', { standby: info.standbyId, reason: info.reason, detail: info.detail }));
+      this.replication = bound;
+      // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
+      const replicationPort = bound.address()!.port;
+      await withBindRetry(
+        async () => {
+          const beacon = new HeartbeatBeacon({ host: repl.host, port: replicationPort, secret: repl.secret, epoch: this.#epoch, intervalMs: repl.heartbeatMs });
+          try {
+            await beacon.start();
+            this.#beacon = beacon;
+          } catch (err) {
+            await beacon.close();
+            throw err;
+          }
+        },
+        this.#bindRetryMs,
+        'heartbeat port',
+      );
+    }
+    this.#log.info('MCU serving', {
+      port: this.port,
+      host: this.config.host,
+      epoch: this.#epoch,
+      replicationPort: this.replication?.address()?.port,
+    });
   }
 
-  protected listen(): Promise<void> {
+  /** A synced standby holds the checkpoint and its heartbeat thread listens: a crash now would be taken over. */
+  isProtected(): boolean {
+    return this.replication?.stats().standby === 'synced' && (this.#beacon?.subscribers ?? 0) > 0;
+  }
+
+  /** Records how this MCU became the primary (a promoted standby), for /status, /metrics and the timeline. */
+  noteFailover(record: Omit<FailoverRecord, 'promotedAt'>): void {
+    this.#lastFailover = { ...record, promotedAt: Date.now() };
+    this.metrics.failovers.inc();
+    if (record.lastHeartbeatAt !== null) this.metrics.detectionMs.set(record.detectedAt - record.lastHeartbeatAt);
+  }
+
+  get lastFailover(): FailoverRecord | null {
+    return this.#lastFailover;
+  }
+
+  #listenHttp(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.http.once('error', onError);
-      this.http.listen(this.config.port, this.config.host, () => {
+      const onError = (err: Error): void => {
+        this.http.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
         this.http.off('error', onError);
         resolve();
-      });
+      };
+      this.http.once('error', onError);
+      this.http.once('listening', onListening);
+      this.http.listen(this.config.port, this.config.host);
     });
   }
 
@@ -114,6 +218,10 @@ export class Mcu {
       epoch: this.#epoch,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       port: this.port,
+      mode: 'reconnect',
+      protected: this.isProtected(),
+      replication: this.replication?.stats() ?? null,
+      lastFailover: this.#lastFailover,
       rooms: conference.rooms,
       participants: conference.participants,
     };
@@ -152,6 +260,15 @@ export class Mcu {
     }
     this.metrics.mixerAudioUnderruns.set(underruns);
     this.metrics.mixerVideoFrames.set(frames);
+    this.metrics.epoch.set(this.#epoch);
+    const repl = this.replication?.stats();
+    this.metrics.protectedGauge.set(this.isProtected() ? 1 : 0);
+    if (repl) {
+      this.metrics.replicationLagFrames.set(repl.lagFrames);
+      if (repl.lastAckRttMs !== null) this.metrics.replicationAckRttMs.set(repl.lastAckRttMs);
+      this.metrics.replicationBytes.set(repl.totalBytesSent);
+    }
+    if (this.#lastFailover) this.metrics.promotionMs.set(this.#lastFailover.promotedAt - this.#lastFailover.detectedAt);
   }
 
   /** Deliberate, ordered shutdown. Idempotent. */
@@ -162,6 +279,9 @@ export class Mcu {
 
   async #close(): Promise<void> {
     this.setRole('stopping');
+    // Tell the standby first: a deliberate stop must never look like a crash.
+    await this.replication?.close('primary shutting down');
+    await this.#beacon?.close();
     this.conference.close('shutdown');
     await this.signaling.close();
     await new Promise<void>((resolve) => {
@@ -169,5 +289,26 @@ export class Mcu {
       this.http.closeAllConnections();
     });
     this.setRole('stopped');
+  }
+}
+
+/** Retries a bind while the port is still held (a dead primary's kernel releasing it), up to `retryMs`. */
+async function withBindRetry(bind: () => Promise<void>, retryMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + retryMs;
+  const log = createLogger('mcu');
+  let attempts = 0;
+  for (;;) {
+    try {
+      await bind();
+      if (attempts > 0) log.info('bound after retries', { what, attempts });
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' || Date.now() >= deadline) {
+        throw new ConfigError(`cannot bind the ${what}: ${(err as Error).message}${code === 'EADDRINUSE' ? ' (another MCU still serves it?)' : ''}`);
+      }
+      attempts++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
   }
 }

@@ -2,6 +2,18 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from './logger.ts';
 import { MediaSession } from './media/media-session.ts';
 import type { MixerMember } from './media/room-mixer.ts';
+import type { NegotiatedMedia } from './session/session-state.ts';
+
+/** A server offer prepared for this participant's media restart, waiting for the browser's answer. */
+export interface PendingRestart {
+  offerId: number;
+  mlines: NegotiatedMedia['mlines'];
+  /** Resolves with the offer SDP once ICE gathering is done (started ahead of the client's resume). */
+  sdp: Promise<string>;
+  preparedAt: number;
+}
+
+let nextOfferId = 1;
 
 /** Connection state of a participant's signaling, as the roster shows it. */
 export type SignalingState = 'connected' | 'away' | 'closed';
@@ -35,6 +47,7 @@ export class Participant extends EventEmitter<ParticipantEvents> {
   #signaling: SignalingState = 'connected';
   #media: MediaSession | null = null;
   #awayTimer: NodeJS.Timeout | null = null;
+  #pendingRestart: PendingRestart | null = null;
   readonly #opts: ParticipantOptions;
   #closed = false;
 
@@ -76,6 +89,36 @@ export class Participant extends EventEmitter<ParticipantEvents> {
     });
     this.#media = media;
     return media;
+  }
+
+  get pendingRestart(): PendingRestart | null {
+    return this.#pendingRestart;
+  }
+
+  /**
+   * Prepares a server-initiated offer on a fresh peer connection (after a takeover), in the
+   * browser's original m-line order. Started before the client asks, so the offer is ready
+   * when its signaling comes back.
+   */
+  prepareRestart(mlines: NegotiatedMedia['mlines']): PendingRestart {
+    this.resetMedia();
+    const media = this.mediaSession();
+    const sdp = media.createOffer(mlines);
+    sdp.catch((err: unknown) => this.log.warn('restart offer failed', { error: (err as Error).message }));
+    this.#pendingRestart = { offerId: nextOfferId++, mlines, sdp, preparedAt: Date.now() };
+    return this.#pendingRestart;
+  }
+
+  /** Drops the current peer connection (and any pending restart): the next offer starts afresh. */
+  resetMedia(): void {
+    this.#media?.close();
+    this.#media = null;
+    this.#pendingRestart = null;
+  }
+
+  /** The browser answered the pending restart offer. */
+  completeRestart(): void {
+    this.#pendingRestart = null;
   }
 
   /** The signaling connection is bound (joined or resumed). */

@@ -29,6 +29,8 @@ namespace {
 constexpr size_t kFrameBuffer = 256 * 1024;
 // Frames read per poll callback at most, so a flood cannot starve the loop.
 constexpr int kMaxBatch = 4096;
+// Socket errors in a row, with no frame between them, before the capture gives up.
+constexpr int kMaxErrorStreak = 1000;
 
 // struct tpacket_stats of <linux/if_packet.h> (which clashes with glibc's headers).
 struct PacketStats {
@@ -248,9 +250,24 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
     Napi::Value err = env.Null();
     Napi::Value batch = env.Null();
     if (status < 0) {
-      Napi::Error e = Napi::Error::New(env, std::string("uv_poll: ") + uv_strerror(status));
-      e.Set("step", Napi::String::New(env, "uv_poll"));
-      e.Set("errnoName", Napi::String::New(env, uv_err_name(status)));
+      // libuv reports EPOLLERR as UV_EBADF and stops the handle. On a packet
+      // socket that is usually a pending socket error (ENETDOWN when the
+      // interface goes down; capturing resumes when it comes back up): read
+      // and clear it, report it, and poll again. Give up only if the fd is
+      // really bad or the error keeps coming without any frame in between.
+      int soerr = 0;
+      socklen_t len = sizeof(soerr);
+      const bool fdOk = getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0;
+      const bool resume = fdOk && ++self->errorStreak_ <= kMaxErrorStreak &&
+                          uv_poll_start(handle, UV_READABLE, &PacketCapture::OnPoll) == 0;
+      const std::string cause = soerr != 0 ? std::string(strerrorname_np(soerr) ? strerrorname_np(soerr) : "error")
+                                           : std::string(uv_err_name(status));
+      Napi::Error e = Napi::Error::New(
+          env, std::string("capture socket error: ") + cause + (resume ? " (capturing goes on)" : " (capture stopped)"));
+      e.Set("step", Napi::String::New(env, "poll"));
+      e.Set("errnoName", Napi::String::New(env, cause));
+      e.Set("errno", Napi::Number::New(env, soerr));
+      e.Set("stopped", Napi::Boolean::New(env, !resume));
       err = e.Value();
     } else {
       int error = 0;
@@ -263,6 +280,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
         }
       }
       if (frames.Length() == 0 && error == 0) return;
+      if (frames.Length() > 0) self->errorStreak_ = 0;
       batch = frames;
     }
     try {
@@ -355,6 +373,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
   uint64_t packets_ = 0;
   uint64_t drops_ = 0;
   uint64_t truncated_ = 0;
+  int errorStreak_ = 0;
 };
 
 }  // namespace

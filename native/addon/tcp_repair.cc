@@ -304,6 +304,49 @@ socklen_t ParseAddress(Napi::Env env, const std::string& text, uint32_t port, co
   ThrowType(env, std::string(what) + " is not an IPv4 or IPv6 address: \"" + text + "\"");
 }
 
+std::vector<uint8_t> OptionalBytes(Napi::Env env, const Napi::Object& obj, const char* name) {
+  Napi::Value v = obj.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowType(env, std::string(name) + " must be a Buffer or Uint8Array");
+  }
+  Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
+  return std::vector<uint8_t>(bytes.Data(), bytes.Data() + bytes.ByteLength());
+}
+
+// Grows a socket buffer (SO_SNDBUFFORCE / SO_RCVBUFFORCE, root) so `need`
+// bytes fit at once; a repair-mode write cannot wait for room.
+void EnsureBuffer(Napi::Env env, int fd, int name, int forceName, size_t need, const char* step) {
+  int current = GetInt(env, fd, SOL_SOCKET, name, step);
+  // The kernel doubles what is set and reports the doubled value.
+  const size_t wanted = need * 2 + 65536;
+  if (static_cast<size_t>(current) >= wanted) return;
+  const int value = wanted > 0x3fffffff ? 0x3fffffff : static_cast<int>(wanted);
+  if (setsockopt(fd, SOL_SOCKET, forceName, &value, sizeof(value)) != 0 &&
+      setsockopt(fd, SOL_SOCKET, name, &value, sizeof(value)) != 0) {
+    ThrowSyscall(env, step, errno);
+  }
+}
+
+void WriteQueue(Napi::Env env, int fd, int queue, const std::vector<uint8_t>& data, const char* what) {
+  const bool recv = queue == kRecvQueue;
+  EnsureBuffer(env, fd, recv ? SO_RCVBUF : SO_SNDBUF, recv ? SO_RCVBUFFORCE : SO_SNDBUFFORCE, data.size(),
+               recv ? "SO_RCVBUF (recv queue)" : "SO_SNDBUF (send queue)");
+  SetInt(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, recv ? "TCP_REPAIR_QUEUE recv" : "TCP_REPAIR_QUEUE send");
+  size_t offset = 0;
+  while (offset < data.size()) {
+    const ssize_t n = send(fd, data.data() + offset, data.size() - offset, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowSyscall(env, std::string("send (") + what + ", " + std::to_string(offset) + "/" +
+                            std::to_string(data.size()) + " bytes written)",
+                   errno);
+    }
+    offset += static_cast<size_t>(n);
+  }
+  SetInt(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, kNoQueue, "TCP_REPAIR_QUEUE none");
+}
+
 // Closes the half-built socket if a step throws.
 struct FdGuard {
   int fd;
@@ -362,6 +405,8 @@ Napi::Value RepairConnection(const Napi::CallbackInfo& info) {
   const uint32_t mark = hasMark ? U32Prop(env, state, "mark") : 0;
   const bool noDelay = BoolProp(env, state, "noDelay", true);
   const bool v6 = local.ss_family == AF_INET6;
+  const std::vector<uint8_t> sendQueue = OptionalBytes(env, state, "sendQueue");
+  const std::vector<uint8_t> recvQueue = OptionalBytes(env, state, "recvQueue");
 
   FdGuard guard{socket(local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP)};
   const int fd = guard.fd;
@@ -404,6 +449,13 @@ Napi::Value RepairConnection(const Napi::CallbackInfo& info) {
                  static_cast<socklen_t>(opts.size() * sizeof(tcp_repair_opt))) != 0) {
     ThrowSyscall(env, "TCP_REPAIR_OPTIONS", errno);
   }
+  // Optional queue contents, written in repair mode (the kernel sends nothing):
+  // recvQueue as bytes received from the peer (rcv_nxt advances, so it goes
+  // before TCP_REPAIR_WINDOW, whose rcv_wup may not pass rcv_nxt), sendQueue
+  // as bytes already sent and in flight (snd_nxt advances: the peer's ACKs up
+  // to it are accepted; unacknowledged ones are retransmitted on the timer).
+  if (!recvQueue.empty()) WriteQueue(env, fd, kRecvQueue, recvQueue, "recv queue");
+  if (!sendQueue.empty()) WriteQueue(env, fd, kSendQueue, sendQueue, "send queue");
   if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &window, sizeof(window)) != 0) {
     ThrowSyscall(env, "TCP_REPAIR_WINDOW", errno);
   }

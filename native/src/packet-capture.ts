@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { callAddon, type NativeCaptureHandle, type RawFrame } from './addon.ts';
+import { translateNativeError } from './errors.ts';
 import { parseEthernetFrame, type TcpSegment } from './tcp-segment.ts';
 
 export interface PacketCaptureOptions {
@@ -34,7 +35,12 @@ export interface PacketCaptureStats {
 export type PacketCaptureEvents = {
   /** A batch of segments, in capture order. */
   segments: [segments: TcpSegment[]];
-  /** Reading the capture socket failed; the capture stays open. */
+  /**
+   * The capture socket reported an error (a NativeSyscallError). ENETDOWN when
+   * the interface goes down is transient: capturing resumes when it is up
+   * again. An error that persists stops the capture, which then closes (the
+   * message says which). Listen for it: without a listener it is thrown.
+   */
   error: [error: Error];
   close: [];
   /** A 'segments' or 'error' listener threw; the capture itself is unaffected. */
@@ -118,8 +124,12 @@ export class PacketCapture extends EventEmitter<PacketCaptureEvents> {
   }
 
   #onBatch(err: Error | null, frames: RawFrame[] | null): void {
-    if (err) this.#safeEmit('error', err);
     if (frames && frames.length > 0) this.#deliver(frames);
+    if (err) {
+      const stopped = (err as Error & { stopped?: unknown }).stopped === true;
+      this.#safeEmit('error', translateNativeError(err) as Error);
+      if (stopped) this.close();
+    }
   }
 
   #deliver(frames: RawFrame[]): number {

@@ -50,7 +50,7 @@ export interface FailureDetectorOptions {
   /** Suspect after this long without a heartbeat (default 2 * intervalMs, at most the death timeout). */
   suspectAfterMs?: number;
   /**
-   * Confirmation delay after the channel closed without a shutdown (default 2 ms). A killed
+   * Confirmation delay after the channel closed without a shutdown (default 1 ms). A killed
    * process's kernel closes the socket at once, so end of stream is the fastest signal;
    * the grace only turns it from a suspicion into a verdict.
    */
@@ -83,7 +83,7 @@ export class FailureDetector extends EventEmitter<FailureDetectorEvents> {
     }
     this.timeoutMs = this.intervalMs * this.missedBeats;
     this.suspectAfterMs = Math.min(options.suspectAfterMs ?? this.intervalMs * 2, this.timeoutMs);
-    this.closeGraceMs = Math.max(0, options.closeGraceMs ?? 2);
+    this.closeGraceMs = Math.max(0, options.closeGraceMs ?? 1);
     this.#clock = options.clock ?? preciseNow;
     this.#log = createLogger('failure-detector', options.logContext ?? {});
   }

@@ -66,7 +66,8 @@ describe('signaling (real MCU process, socket.io-client)', () => {
       { what: 'leave before join', event: 'leave', args: [], code: 'NOT_JOINED' },
       { what: 'bad mute kind', event: 'mute', args: [{ kind: 'smell', muted: true }], code: 'INVALID_MESSAGE', mentions: /kind/ },
       { what: 'unknown event', event: 'teleport', args: [{}], code: 'INVALID_MESSAGE', mentions: /unknown event/ },
-      { what: 'answer with no server offer', event: 'answer', args: [{ sdp: 'v=0\r\n', offerId: 1 }], code: 'INVALID_MESSAGE' },
+      { what: 'answer before join', event: 'answer', args: [{ sdp: 'v=0\r\n', offerId: 1 }], code: 'NOT_JOINED' },
+      { what: 'answer without an offer id', event: 'answer', args: [{ sdp: 'v=0\r\n' }], code: 'INVALID_MESSAGE', mentions: /offerId/ },
       { what: 'resume into an unknown room', event: 'join', args: [{ room: 'nowhere', name: 'x', resume: { participantId: 'p', resumeToken: 't' } }], code: 'UNKNOWN_ROOM' },
       { what: 'resume with a forged token', event: 'join', args: [{ room: 'calm', name: 'x', resume: { participantId: 'p', resumeToken: 't' } }], code: 'RESUME_REJECTED' },
     ];
@@ -92,6 +93,9 @@ describe('signaling (real MCU process, socket.io-client)', () => {
     assert.equal(again.error?.code, 'ALREADY_JOINED');
     const garbage = await bad.request('offer', { sdp: 'v=0\r\nthis is not sdp\r\n' });
     assert.equal(garbage.error?.code, 'NEGOTIATION_FAILED');
+    const unasked = await bad.request('answer', { sdp: 'v=0\r\n', offerId: 7 });
+    assert.equal(unasked.error?.code, 'INVALID_MESSAGE');
+    assert.match(unasked.error!.message, /pending server offer/);
 
     // The bystander never noticed.
     assert.equal(bystander.disconnects, 0);

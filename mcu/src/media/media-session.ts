@@ -111,6 +111,60 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     return filterCandidates(local.sdp, this.#opts.iceAddresses);
   }
 
+  /**
+   * Offers from the server side (media restart after a takeover): a fresh peer connection
+   * with transceivers in the browser's original m-line order, so the mids line up and the
+   * browser keeps its transceivers and receiver tracks.
+   */
+  createOffer(mlines: NegotiatedMedia['mlines']): Promise<string> {
+    const run = this.#queue.then(() => this.#createOffer(mlines));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #createOffer(mlines: NegotiatedMedia['mlines']): Promise<string> {
+    if (this.#closed) throw new NegotiationFailedError('the participant left');
+    if (mlines.length === 0) throw new NegotiationFailedError('no m-lines recorded for this participant');
+    const pc = this.#pc;
+    if (pc.getTransceivers().length === 0) {
+      let audioSent = false;
+      let videoSent = false;
+      for (const { kind } of mlines) {
+        const out = kind === 'audio' && !audioSent ? this.#opts.audioOut : kind === 'video' && !videoSent ? this.#opts.videoOut : null;
+        if (kind === 'audio') audioSent = true;
+        else videoSent = true;
+        if (out) pc.addTransceiver(out, { direction: 'sendrecv' });
+        else pc.addTransceiver(kind, { direction: 'recvonly' });
+      }
+    }
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await this.#gatheringComplete();
+    const local = pc.localDescription;
+    if (!local) throw new NegotiationFailedError('no local description after offering');
+    return filterCandidates(remapMids(local.sdp, pc.getTransceivers().map((t) => t.mid), mlines.map((m) => m.mid)), this.#opts.iceAddresses);
+  }
+
+  /** Applies the browser's answer to a server offer; media flows once ICE and DTLS are done. */
+  acceptAnswer(answerSdp: string, mlines: NegotiatedMedia['mlines'], remoteOffer: string): Promise<void> {
+    const run = this.#queue.then(async () => {
+      if (this.#closed) throw new NegotiationFailedError('the participant left');
+      const pc = this.#pc;
+      const ownMids = pc.getTransceivers().map((t) => t.mid ?? '');
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: remapMids(answerSdp, mlines.map((m) => m.mid), ownMids) });
+      } catch (err) {
+        throw new NegotiationFailedError(`the answer was refused: ${(err as Error).message}`, err);
+      }
+      for (const transceiver of pc.getTransceivers()) {
+        this.#attachSink(transceiver.receiver.track.kind as 'audio' | 'video', transceiver.receiver.track);
+      }
+      this.#negotiated = { mlines, remoteSdp: remoteOffer };
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   #attachSink(kind: 'audio' | 'video', track: MediaStreamTrack): void {
     if (kind === 'audio' && this.#audioSink === null) {
       const sink = new RTCAudioSink(track);
@@ -172,6 +226,26 @@ export function filterCandidates(sdp: string, addresses: readonly string[]): str
       if (!line.startsWith('a=candidate:')) return true;
       const address = line.split(' ')[4];
       return address !== undefined && allowed.has(address);
+    })
+    .join('\r\n');
+}
+
+/** Renames the mids of an SDP (a=mid and the BUNDLE group) from one list to another, position by position. */
+export function remapMids(sdp: string, from: ReadonlyArray<string | null>, to: readonly string[]): string {
+  const map = new Map<string, string>();
+  from.forEach((mid, i) => {
+    const target = to[i];
+    if (mid !== null && target !== undefined && mid !== target) map.set(mid, target);
+  });
+  if (map.size === 0) return sdp;
+  return sdp
+    .split('\r\n')
+    .map((line) => {
+      if (line.startsWith('a=mid:')) return `a=mid:${map.get(line.slice(6)) ?? line.slice(6)}`;
+      if (line.startsWith('a=group:BUNDLE ')) {
+        return 'a=group:BUNDLE ' + line.slice(15).split(' ').map((m) => map.get(m) ?? m).join(' ');
+      }
+      return line;
     })
     .join('\r\n');
 }

@@ -39,6 +39,8 @@ export function preciseNow(): number {
 }
 
 export interface FrameMeta {
+  /** Message type of a JSON frame, or 'binary'. */
+  kind: string;
   seq: number;
   epoch: number;
   /** Local clock when the frame was decoded. */
@@ -146,7 +148,8 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   constructor(options: ReplicationLinkOptions<TIn>) {
     super();
     this.#socket = options.socket;
-    this.#secret = options.secret;
+    // Converted once: every frame's MAC uses it.
+    this.#secret = typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret;
     this.#parse = options.parse;
     this.#epoch = options.epoch;
     this.#minPeerEpoch = options.minPeerEpoch ?? null;
@@ -333,18 +336,21 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
       }
     }
     const receivedAt = this.#clock();
-    const meta: FrameMeta = { seq: frame.seq, epoch: frame.epoch, receivedAt };
 
     if (frame.type === FrameType.Binary) {
       this.#checkSeq(frame.seq, true);
+      const meta: FrameMeta = { kind: 'binary', seq: frame.seq, epoch: frame.epoch, receivedAt };
       this.#accepted(meta);
-      safeEmit(this, this.#log, 'binary', frame.payload, meta);
+      if (!this.#closed) safeEmit(this, this.#log, 'binary', frame.payload, meta);
       return;
     }
 
     const msg = this.#parse(decodeJson(frame.payload));
     this.#checkSeq(frame.seq, !isUnsequenced(msg));
+    const meta: FrameMeta = { kind: msg.type, seq: frame.seq, epoch: frame.epoch, receivedAt };
     this.#accepted(meta);
+    // A 'frame' listener may have closed the link (handshake rule): nothing more of this frame.
+    if (this.#closed) return;
     switch (msg.type) {
       case 'heartbeat':
         safeEmit(this, this.#log, 'heartbeat', msg.sentAt, meta);

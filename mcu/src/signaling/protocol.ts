@@ -57,6 +57,11 @@ export interface SdpMessage {
   sdp: string;
 }
 
+export interface ClientOffer extends SdpMessage {
+  /** The offer comes from a new browser peer connection (restart fallback): the server starts afresh too. */
+  fresh?: boolean;
+}
+
 export interface MuteRequest {
   kind: MediaKind;
   muted: boolean;
@@ -91,7 +96,7 @@ export interface ClientToServerEvents {
   leave: (ack: (res: Result<{}>) => void) => void;
   mute: (req: MuteRequest, ack: (res: Result<{}>) => void) => void;
   /** The browser's offer (first negotiation, or a renegotiation it started). */
-  offer: (req: SdpMessage, ack: (res: Result<SdpMessage>) => void) => void;
+  offer: (req: ClientOffer, ack: (res: Result<SdpMessage>) => void) => void;
   /** The browser's answer to a server offer. */
   answer: (req: ClientAnswer, ack: (res: Result<{}>) => void) => void;
 }

@@ -18,7 +18,12 @@ export type SignalingIo = Server<UntrustedClientEvents, ServerToClientEvents, Re
 
 const CLIENT_EVENTS: readonly ClientEventName[] = ['join', 'leave', 'mute', 'offer', 'answer'];
 
-type Handler = (socket: McuSocket, payload: unknown) => Promise<object> | object;
+/** A handler's reply, and optionally work to do right after the acknowledgement went out. */
+interface HandlerResult {
+  reply: object;
+  afterAck?: () => Promise<void>;
+}
+type Handler = (socket: McuSocket, payload: unknown) => Promise<HandlerResult> | HandlerResult;
 
 export interface SignalingServerOptions {
   /** The MCU's epoch, reported to clients so they can tell a takeover happened. */
@@ -58,20 +63,13 @@ export class SignalingServer {
     });
     this.#handlers = {
       join: (socket, payload) => this.#join(socket, payload),
-      leave: (socket) => this.#leave(socket),
-      mute: (socket, payload) => this.#mute(socket, payload),
-      offer: (socket, payload) => this.#offer(socket, payload),
-      answer: () => {
-        throw new InvalidMessageError('"answer" without a pending server offer');
-      },
+      leave: (socket) => ({ reply: this.#leave(socket) }),
+      mute: (socket, payload) => ({ reply: this.#mute(socket, payload) }),
+      offer: async (socket, payload) => ({ reply: await this.#offer(socket, payload) }),
+      answer: async (socket, payload) => ({ reply: await this.#answer(socket, payload) }),
     };
     conference.on('roster', (room, roster) => this.io.to(roomChannel(room)).emit('roster', { room, participants: roster }));
     this.io.on('connection', (socket) => this.#onConnection(socket));
-  }
-
-  /** Replaces the handler of one client event (the standby's restart flow adds `answer`). */
-  setHandler(event: ClientEventName, handler: Handler): void {
-    this.#handlers[event] = handler;
   }
 
   #onConnection(socket: McuSocket): void {
@@ -102,13 +100,15 @@ export class SignalingServer {
   }
 
   async #dispatch(socket: McuSocket, event: string, args: unknown[]): Promise<void> {
-    const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
+    let ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
     try {
       if (!this.#opts.accepting()) throw new NotPrimaryError(this.#opts.role());
       checkMessageSize(args, this.#config.maxMessageBytes);
       if (args.length > 1) throw new InvalidMessageError(`"${event}" takes one payload and an acknowledgement callback, got ${args.length} arguments`);
       const result = await this.#handlers[event as ClientEventName](socket, args[0]);
-      ack?.({ ok: true, ...result });
+      ack?.({ ok: true, ...result.reply });
+      ack = undefined;
+      if (result.afterAck) await result.afterAck();
     } catch (err) {
       const wire = toWireError(err);
       if (err instanceof McuError) this.#log.info('signaling request refused', { socket: socket.id, event, code: wire.code, reason: wire.message });
@@ -118,7 +118,7 @@ export class SignalingServer {
     }
   }
 
-  #join(socket: McuSocket, payload: unknown): JoinReply {
+  #join(socket: McuSocket, payload: unknown): HandlerResult {
     const req = validate.join(payload);
     if (socket.data.room !== null) throw new AlreadyJoinedError(socket.data.room);
     const outcome = this.#conference.join(req, socket.id);
@@ -126,7 +126,7 @@ export class SignalingServer {
     socket.data.room = outcome.record.room;
     void socket.join(roomChannel(outcome.record.room));
     const room = this.#conference.room(outcome.record.room);
-    return {
+    const reply: JoinReply = {
       participantId: outcome.record.id,
       resumeToken: outcome.record.resumeToken,
       room: outcome.record.room,
@@ -134,6 +134,24 @@ export class SignalingServer {
       resumed: outcome.resumed,
       epoch: this.#opts.epoch(),
     };
+    if (!outcome.resumed || !outcome.participant.pendingRestart) return { reply };
+    // Resumed after a takeover: the media path must be rebuilt, server first (design notes 5).
+    return { reply, afterAck: () => this.#sendRestartOffer(socket, outcome.record.id) };
+  }
+
+  async #sendRestartOffer(socket: McuSocket, participantId: string): Promise<void> {
+    socket.emit('media-status', { state: 'restarting', reason: 'failover' });
+    const offer = await this.#conference.restartOffer(participantId);
+    if (offer && socket.connected) {
+      socket.emit('offer', offer);
+      this.#log.info('failover step: restart offer sent', { failover: 'restart-offer-sent', participant: participantId, offerId: offer.offerId });
+    }
+  }
+
+  async #answer(socket: McuSocket, payload: unknown): Promise<object> {
+    const req = validate.answer(payload);
+    await this.#conference.answer(this.#joined(socket, 'answer'), req.offerId, req.sdp);
+    return {};
   }
 
   #leave(socket: McuSocket): object {
@@ -154,7 +172,7 @@ export class SignalingServer {
 
   async #offer(socket: McuSocket, payload: unknown): Promise<object> {
     const req = validate.offer(payload);
-    const sdp = await this.#conference.offer(this.#joined(socket, 'offer'), req.sdp);
+    const sdp = await this.#conference.offer(this.#joined(socket, 'offer'), req.sdp, req.fresh ?? false);
     return { sdp };
   }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InvalidMessageError, MessageTooLargeError } from '../errors.ts';
-import type { ClientAnswer, JoinRequest, MuteRequest, SdpMessage } from './protocol.ts';
+import type { ClientAnswer, ClientOffer, JoinRequest, MuteRequest } from './protocol.ts';
 
 /**
  * Runtime validation of everything a client sends. A message that does not fit gets an
@@ -37,7 +37,7 @@ const muteSchema: z.ZodType<MuteRequest, z.ZodTypeDef, unknown> = z
   .object({ kind: z.enum(['audio', 'video']), muted: z.boolean() })
   .strict();
 
-const sdpSchema: z.ZodType<SdpMessage, z.ZodTypeDef, unknown> = z.object({ sdp }).strict();
+const offerSchema: z.ZodType<ClientOffer, z.ZodTypeDef, unknown> = z.object({ sdp, fresh: z.boolean().optional() }).strict();
 
 const answerSchema: z.ZodType<ClientAnswer, z.ZodTypeDef, unknown> = z
   .object({ sdp, offerId: z.number().int().nonnegative() })
@@ -54,7 +54,7 @@ function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, event: string, pa
 export const validate = {
   join: (p: unknown): JoinRequest => parse(joinSchema, 'join', p),
   mute: (p: unknown): MuteRequest => parse(muteSchema, 'mute', p),
-  offer: (p: unknown): SdpMessage => parse(sdpSchema, 'offer', p),
+  offer: (p: unknown): ClientOffer => parse(offerSchema, 'offer', p),
   answer: (p: unknown): ClientAnswer => parse(answerSchema, 'answer', p),
 };
 

@@ -1,0 +1,118 @@
+/**
+ * The standby's heartbeat thread (real-time): subscribes to the primary's beats over UDP
+ * and judges them on its own clock, whatever the main thread is doing. Death verdicts:
+ * - `heartbeat-timeout`: no beat for interval x missed beats (host crash, frozen process);
+ * - `port-unreachable`: the primary's host answered a probe with ICMP port unreachable
+ *   (its process is gone), which arrives within a millisecond of asking.
+ */
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { makeCurrentThreadRealtime } from '../../mcu/src/realtime.ts';
+import { decodeHeartbeat, encodeHeartbeat } from '../../mcu/src/replication/heartbeat-wire.ts';
+
+export interface MonitorWorkerData {
+  host: string;
+  port: number;
+  secret: string;
+  intervalMs: number;
+  missedBeats: number;
+  minEpoch: number;
+  rtPriority: number;
+}
+
+export type MonitorVerdictReason = 'heartbeat-timeout' | 'port-unreachable';
+
+export type MonitorWorkerMessage =
+  | { type: 'realtime'; ok: boolean; detail: string }
+  | { type: 'first-beat'; at: number; epoch: number }
+  | { type: 'summary'; lastBeatAt: number | null; beats: number; rejected: number }
+  | { type: 'dead'; reason: MonitorVerdictReason; lastBeatAt: number | null; detectedAt: number }
+  | { type: 'rejected'; reason: string };
+
+export type MonitorControl = { type: 'probe' } | { type: 'stop' };
+
+const data = workerData as MonitorWorkerData;
+const port = parentPort!;
+const post = (msg: MonitorWorkerMessage): void => port.postMessage(msg);
+const timeoutMs = data.intervalMs * data.missedBeats;
+let lastBeatAt: number | null = null;
+let beats = 0;
+let rejected = 0;
+let verdict = false;
+let seq = 0;
+/** Set once the main thread asked (the replication stream died): a refusal now is a verdict even before any beat. */
+let probing = false;
+
+const socket = dgram.createSocket(isIPv6(data.host) ? 'udp6' : 'udp4');
+const subscribe = (): void => {
+  if (!verdict) socket.send(encodeHeartbeat({ kind: 'subscribe', epoch: data.minEpoch, seq: seq++, sentAt: Date.now() }, data.secret));
+};
+const die = (reason: MonitorVerdictReason): void => {
+  if (verdict) return;
+  verdict = true;
+  post({ type: 'dead', reason, lastBeatAt, detectedAt: Date.now() });
+};
+
+socket.on('error', (err: NodeJS.ErrnoException) => {
+  // On a connected UDP socket an ICMP port unreachable comes back as ECONNREFUSED: the
+  // primary's host is up but nothing listens on its heartbeat port any more.
+  if (err.code === 'ECONNREFUSED' && (lastBeatAt !== null || probing)) die('port-unreachable');
+});
+socket.on('message', (buf) => {
+  const res = decodeHeartbeat(buf, data.secret);
+  if (!res.ok || res.datagram.kind !== 'beat') {
+    rejected++;
+    post({ type: 'rejected', reason: res.ok ? 'not a beat' : res.reason });
+    return;
+  }
+  if (res.datagram.epoch < data.minEpoch) {
+    rejected++;
+    post({ type: 'rejected', reason: `stale epoch ${res.datagram.epoch} < ${data.minEpoch}` });
+    return;
+  }
+  const now = Date.now();
+  if (lastBeatAt === null) post({ type: 'first-beat', at: now, epoch: res.datagram.epoch });
+  lastBeatAt = now;
+  beats++;
+});
+
+let subscribeTimer: NodeJS.Timeout | null = null;
+let judgeTimer: NodeJS.Timeout | null = null;
+let summaryTimer: NodeJS.Timeout | null = null;
+
+port.on('message', (msg: MonitorControl) => {
+  if (msg.type === 'probe') {
+    probing = true;
+    subscribe();
+  }
+  if (msg.type === 'stop') {
+    verdict = true;
+    for (const t of [subscribeTimer, judgeTimer, summaryTimer]) if (t) clearInterval(t);
+    socket.close();
+    port.close();
+  }
+});
+
+socket.connect(data.port, data.host, () => {
+  void makeCurrentThreadRealtime(data.rtPriority).then((r) => post({ type: 'realtime', ok: r.ok, detail: r.detail }));
+  subscribe();
+  // Subscribe often until the first beat, then renew every second.
+  subscribeTimer = setInterval(() => {
+    if (lastBeatAt === null || seq % 10 === 0) subscribe();
+    else seq++;
+  }, 100);
+  let probedFor: number | null = null;
+  judgeTimer = setInterval(() => {
+    if (lastBeatAt === null) return;
+    const silentMs = Date.now() - lastBeatAt;
+    if (silentMs > timeoutMs) die('heartbeat-timeout');
+    // A beat is late: ask at once. A dead process's host answers with port unreachable
+    // within a millisecond, long before the heartbeat timeout.
+    else if (silentMs > data.intervalMs * 1.5 && probedFor !== lastBeatAt) {
+      probedFor = lastBeatAt;
+      subscribe();
+    }
+  }, Math.max(1, Math.floor(data.intervalMs / 2)));
+  summaryTimer = setInterval(() => post({ type: 'summary', lastBeatAt, beats, rejected }), 250);
+});

@@ -1,0 +1,51 @@
+import { loadConfig } from '../../mcu/src/config.ts';
+import { McuError } from '../../mcu/src/errors.ts';
+import { createLogger } from '../../mcu/src/logger.ts';
+import { Standby } from './standby.ts';
+
+const log = createLogger('standby-main');
+
+/** One JSON line on stdout per milestone: what the supervisor and the tests wait for. */
+function announce(event: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify({ ...event, pid: process.pid }) + '\n');
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  if (!config.replication) throw new McuError('CONFIG_INVALID', 'set MCU_REPLICATION_SECRET to the primary\'s secret');
+  const standby = new Standby({
+    config,
+    // On one host the primary's replication address is the one this standby takes over.
+    primary: {
+      host: process.env.MCU_PRIMARY_REPLICATION_HOST ?? config.replication.host,
+      port: Number(process.env.MCU_PRIMARY_REPLICATION_PORT ?? config.replication.port),
+    },
+    statusPort: Number(process.env.STANDBY_STATUS_PORT ?? 0),
+  });
+  standby.on('state', (state) => {
+    if (state === 'ready') announce({ event: 'standby-ready', epoch: standby.store.epoch });
+    if (state === 'failed') announce({ event: 'standby-failed' });
+  });
+  standby.on('promoted', (timeline, mcu) => {
+    announce({ event: 'promoted', timeline, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
+    announce({ event: 'listening', role: mcu.role, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('deliberate shutdown', { signal });
+    setTimeout(() => process.exit(1), 5000).unref();
+    void standby.close().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await standby.start();
+  announce({ event: 'standby-started', statusPort: standby.statusPort });
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof McuError) log.error(err.message, { code: err.code });
+  else log.error('standby failed', { error: (err as Error)?.stack ?? String(err) });
+  process.exit(1);
+});

@@ -1,0 +1,297 @@
+import { EventEmitter } from 'node:events';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { McuConfig } from '../../mcu/src/config.ts';
+import { ConfigError } from '../../mcu/src/errors.ts';
+import { sendJson } from '../../mcu/src/http-routes.ts';
+import { createLogger, setLogRole } from '../../mcu/src/logger.ts';
+import { Mcu } from '../../mcu/src/mcu.ts';
+import { SessionState } from '../../mcu/src/session/session-state.ts';
+import { CheckpointStore } from './checkpoint-store.ts';
+import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts';
+import { ReplicationClient } from './replication-client.ts';
+
+/** Why the standby judged the primary dead. */
+export type DeathReason = HeartbeatVerdict['reason'];
+
+/** The life of a hot standby. `active`: it promoted itself and now runs the primary MCU. */
+export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'active' | 'stopped' | 'failed';
+
+export interface PromotionTimeline {
+  /** Epoch-ms timestamps of each failover step on this host. */
+  lastHeartbeatAt: number | null;
+  detectedAt: number;
+  reason: DeathReason;
+  promotionStartedAt: number;
+  restoredAt: number;
+  servingAt: number;
+  previousEpoch: number;
+  epoch: number;
+  participantsRestored: number;
+  roomsRestored: number;
+}
+
+export type StandbyEvents = {
+  state: [to: StandbyState, from: StandbyState];
+  promoted: [timeline: PromotionTimeline, mcu: Mcu];
+};
+
+export interface StandbyOptions {
+  /** The MCU configuration it will serve with once promoted (same service port as the primary). */
+  config: McuConfig;
+  /** The primary's replication address. */
+  primary: { host: string; port: number };
+  /** Port of the standby's own /status endpoint while it is not serving (0: any free port). */
+  statusPort: number;
+  statusHost?: string;
+}
+
+/**
+ * A hot standby: keeps a checkpoint of the primary's session state, watches its
+ * heartbeats, and when the primary dies promotes itself into the primary MCU built
+ * from that checkpoint, on the same service address and port, with a higher epoch.
+ */
+export class Standby extends EventEmitter<StandbyEvents> {
+  #client: ReplicationClient;
+  readonly store = new CheckpointStore();
+  #monitor: HeartbeatMonitor | null = null;
+  #probeTimer: NodeJS.Timeout | null = null;
+  readonly #opts: StandbyOptionsResolved;
+  readonly #log = createLogger('standby');
+  readonly #statusServer: HttpServer;
+  readonly #startedAt = Date.now();
+  #state: StandbyState = 'syncing';
+  #mcu: Mcu | null = null;
+  #timeline: PromotionTimeline | null = null;
+
+  constructor(opts: StandbyOptions) {
+    super();
+    const repl = opts.config.replication;
+    if (!repl) throw new ConfigError('a standby needs MCU_REPLICATION_SECRET (the same as the primary\'s)');
+    this.#opts = { ...opts, repl };
+    this.#client = this.#createClient();
+    this.#statusServer = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (path === '/status') sendJson(res, 200, this.status());
+      else sendJson(res, 404, { error: `nothing at ${path}` });
+    });
+  }
+
+  get client(): ReplicationClient {
+    return this.#client;
+  }
+
+  /**
+   * The replication stream. Its own failure detector is switched off: the verdict comes
+   * from the real-time heartbeat thread (HeartbeatMonitor), which a loaded main thread
+   * cannot fool. The end of the stream only makes us ask that thread at once.
+   */
+  #createClient(): ReplicationClient {
+    const { repl, primary } = this.#opts;
+    const client = new ReplicationClient({
+      host: primary.host,
+      port: primary.port,
+      secret: repl.secret,
+      store: this.store,
+      heartbeatIntervalMs: repl.heartbeatMs,
+      detector: { intervalMs: repl.heartbeatMs, missedBeats: 1e8, closeGraceMs: 1e9 },
+    });
+    client.on('synced', (info) => {
+      this.#log.info('checkpoint synced', { seq: info.seq, epoch: info.epoch, primary: info.primaryId });
+      this.#startMonitor(info.epoch);
+      this.#maybeReady();
+    });
+    client.on('rejected', (err) => this.#log.warn('replication frame rejected', { code: err.code, reason: err.message }));
+    client.on('lost', (info) => {
+      if (info.deliberate) {
+        this.#log.info('primary stopped on purpose: no failover', { reason: info.reason });
+        void this.#monitor?.close();
+        this.#monitor = null;
+        return;
+      }
+      this.#log.warn('failover step: replication stream lost, probing the primary', { failover: 'suspected', reason: info.reason });
+      this.#monitor?.probe();
+      // Still beating after a while: the primary lives and only the stream broke. Reconnect.
+      if (this.#probeTimer) clearTimeout(this.#probeTimer);
+      this.#probeTimer = setTimeout(() => {
+        this.#probeTimer = null;
+        if (this.#state !== 'ready' && this.#state !== 'syncing') return;
+        if (this.#monitor?.verdict) return;
+        this.#log.warn('primary still beating after losing the stream: reconnecting, no failover');
+        this.#client.close('reconnecting');
+        this.#client = this.#createClient();
+        this.#client.start();
+      }, 500);
+    });
+    return client;
+  }
+
+  #startMonitor(epoch: number): void {
+    if (this.#monitor) return;
+    const { repl, primary } = this.#opts;
+    const monitor = new HeartbeatMonitor({
+      host: primary.host,
+      port: primary.port,
+      secret: repl.secret,
+      intervalMs: repl.heartbeatMs,
+      missedBeats: repl.missedHeartbeats,
+      minEpoch: epoch,
+    });
+    monitor.on('dead', (verdict) => void this.#promote(verdict));
+    monitor.on('first-beat', () => this.#maybeReady());
+    monitor.start();
+    this.#monitor = monitor;
+  }
+
+  /** Ready = a checkpoint and the heartbeat thread hearing the primary: only then can a death be judged. */
+  #maybeReady(): void {
+    if (this.#state === 'syncing' && this.#client.state === 'synced' && this.#monitor?.lastHeartbeatAt != null) this.#setState('ready');
+  }
+
+  get state(): StandbyState {
+    return this.#state;
+  }
+
+  get mcu(): Mcu | null {
+    return this.#mcu;
+  }
+
+  get timeline(): PromotionTimeline | null {
+    return this.#timeline;
+  }
+
+  get statusPort(): number {
+    return (this.#statusServer.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  #setState(state: StandbyState): void {
+    if (state === this.#state) return;
+    const from = this.#state;
+    this.#log.info('standby state', { from, to: state });
+    this.#state = state;
+    this.emit('state', state, from);
+  }
+
+  async start(): Promise<void> {
+    setLogRole('standby');
+    await new Promise<void>((resolve, reject) => {
+      this.#statusServer.once('error', reject);
+      this.#statusServer.listen(this.#opts.statusPort, this.#opts.statusHost ?? '127.0.0.1', () => resolve());
+    });
+    this.#client.start();
+  }
+
+  status(): Record<string, unknown> {
+    const store = this.store;
+    return {
+      role: this.#state === 'active' ? 'primary' : 'standby',
+      standbyState: this.#state,
+      pid: process.pid,
+      epoch: store.epoch,
+      uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
+      primary: this.client.primary,
+      replication: { state: this.#client.state, seq: store.seq },
+      heartbeats: { received: this.#monitor?.beats ?? 0, lastAt: this.#monitor?.lastHeartbeatAt ?? null },
+      checkpoint: {
+        rooms: store.state.rooms().length,
+        participants: store.state.participantCount,
+      },
+      servicePort: this.#opts.config.port,
+      promotion: this.#timeline,
+      mcu: this.#mcu?.status() ?? null,
+    };
+  }
+
+  /** The primary is dead: become the primary from the checkpoint. */
+  async #promote(death: HeartbeatVerdict): Promise<void> {
+    if (this.#state !== 'ready' && this.#state !== 'syncing') return;
+    const store = this.store;
+    if (!store.hasSnapshot) {
+      this.#log.error('primary died before this standby had a checkpoint: cannot take over');
+      this.#setState('failed');
+      return;
+    }
+    const promotionStartedAt = Date.now();
+    this.#setState('promoting');
+    const log = this.#log;
+    log.info('failover step: primary confirmed dead', {
+      failover: 'confirmed-dead',
+      reason: death.reason,
+      detectedAt: new Date(death.detectedAt).toISOString(),
+      lastHeartbeatAt: death.lastHeartbeatAt === null ? null : new Date(death.lastHeartbeatAt).toISOString(),
+      sinceLastHeartbeatMs: death.lastHeartbeatAt === null ? null : Math.round(death.detectedAt - death.lastHeartbeatAt),
+    });
+    if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    this.#client.close('promoting');
+    void this.#monitor?.close();
+    this.#monitor = null;
+    const previousEpoch = store.epoch;
+    const epoch = previousEpoch + 1;
+    const state = SessionState.fromSnapshot(store.snapshot());
+    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs });
+    this.#mcu = mcu;
+    const participantsRestored = mcu.conference.restore();
+    const restoredAt = Date.now();
+    log.info('failover step: session restored from checkpoint', {
+      failover: 'restored',
+      epoch,
+      rooms: state.rooms().length,
+      participants: participantsRestored,
+    });
+    mcu.conference.on('media-restarted', (participant, tookMs) =>
+      log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
+    );
+    mcu.conference.once('participant-resumed', () =>
+      log.info('failover step: first client resumed', { failover: 'first-client', sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }),
+    );
+    try {
+      mcu.noteFailover({
+        previousEpoch,
+        lastHeartbeatAt: death.lastHeartbeatAt,
+        detectedAt: death.detectedAt,
+        reason: death.reason,
+        participantsRestored,
+      });
+      await mcu.start();
+    } catch (err) {
+      log.error('promotion failed', { error: (err as Error).message });
+      this.#setState('failed');
+      return;
+    }
+    const servingAt = Date.now();
+    this.#timeline = {
+      lastHeartbeatAt: death.lastHeartbeatAt,
+      detectedAt: death.detectedAt,
+      reason: death.reason,
+      promotionStartedAt,
+      restoredAt,
+      servingAt,
+      previousEpoch,
+      epoch,
+      participantsRestored,
+      roomsRestored: state.rooms().length,
+    };
+    log.info('failover step: serving as primary', {
+      failover: 'serving',
+      epoch,
+      port: mcu.port,
+      promotionMs: servingAt - promotionStartedAt,
+      sinceDetectedMs: Math.round(servingAt - death.detectedAt),
+    });
+    this.#setState('active');
+    this.emit('promoted', this.#timeline, mcu);
+  }
+
+  /** Deliberate stop (never a failover). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    this.#client.close('standby shutting down');
+    await this.#monitor?.close();
+    await this.#mcu?.close();
+    await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));
+    this.#setState('stopped');
+  }
+}
+
+type StandbyOptionsResolved = StandbyOptions & { repl: NonNullable<McuConfig['replication']> };
