@@ -121,7 +121,14 @@ export class Mcu {
     // Serve at once: a promoted standby's clients are already knocking. Replication and
     // heartbeats only matter once a new standby comes, so they start after.
     this.setRole('primary');
-    if (this.#lastFailover) this.#lastFailover.promotedAt = Date.now();
+    if (this.#lastFailover) {
+      this.#lastFailover.promotedAt = Date.now();
+      this.#log.info('failover step: serving as primary', {
+        failover: 'serving',
+        epoch: this.#epoch,
+        sinceDetectedMs: Math.round(this.#lastFailover.promotedAt - this.#lastFailover.detectedAt),
+      });
+    }
     const repl = this.config.replication;
     if (repl) {
       const create = (): ReplicationServer =>

@@ -271,8 +271,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
       participantsRestored,
       roomsRestored: state.rooms().length,
     };
-    log.info('failover step: serving as primary', {
-      failover: 'serving',
+    log.info('failover step: promotion complete (replication and heartbeats ready for the next standby)', {
+      failover: 'promotion-complete',
       epoch,
       port: mcu.port,
       promotionMs: servingAt - promotionStartedAt,

@@ -1,0 +1,108 @@
+/**
+ * Turns MCU logs into a failover timeline. Reads the logs of one or more processes
+ * (JSON lines from NODE_ENV=production, or the readable development format), keeps
+ * the failover steps and role changes, and prints them in time order with the
+ * milliseconds since the first step.
+ *
+ *   node --import tsx scripts/failover-timeline.ts primary.log standby.log [--json]
+ *   ... | node --import tsx scripts/failover-timeline.ts -
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export interface TimelineEntry {
+  at: number;
+  iso: string;
+  pid: number | null;
+  module: string;
+  step: string;
+  message: string;
+  detail: Record<string, unknown>;
+}
+
+const DEV_LINE = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(\w+)\s+\[([^\]]+)\]\s+(.*?)(\s+(\{.*\}))?$/;
+
+/** Parses one log line of either format; null when it is not a failover step. */
+export function parseLogLine(line: string): TimelineEntry | null {
+  let record: Record<string, unknown>;
+  const trimmed = line.replace(/^#\s+/, '').replace(/^\[[^\]]*\]\s+/, '');
+  if (trimmed.startsWith('{')) {
+    try {
+      record = JSON.parse(trimmed) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  } else {
+    const m = DEV_LINE.exec(trimmed);
+    if (!m) return null;
+    let extra: Record<string, unknown> = {};
+    if (m[6]) {
+      try {
+        extra = JSON.parse(m[6]) as Record<string, unknown>;
+      } catch {
+        extra = {};
+      }
+    }
+    record = { timestamp: m[1], level: m[2], module: m[3], message: m[4], ...extra };
+  }
+  const message = String(record.message ?? '');
+  const isRoleChange = message === 'role change' || message === 'standby state';
+  const step = typeof record.failover === 'string' ? record.failover : isRoleChange ? `${String(record.from)} -> ${String(record.to)}` : null;
+  if (step === null) return null;
+  const at = Date.parse(String(record.timestamp));
+  if (Number.isNaN(at)) return null;
+  const { timestamp, level, module, message: _m, failover: _f, ...detail } = record;
+  void level;
+  return {
+    at,
+    iso: String(timestamp),
+    pid: typeof record.pid === 'number' ? record.pid : null,
+    module: String(module ?? ''),
+    step,
+    message,
+    detail,
+  };
+}
+
+export function buildTimeline(lines: Iterable<string>): TimelineEntry[] {
+  const entries: TimelineEntry[] = [];
+  for (const line of lines) {
+    const entry = parseLogLine(line);
+    if (entry) entries.push(entry);
+  }
+  return entries.sort((a, b) => a.at - b.at);
+}
+
+async function readLines(path: string): Promise<string[]> {
+  const input = path === '-' ? process.stdin : createReadStream(path);
+  const lines: string[] = [];
+  for await (const line of createInterface({ input, crlfDelay: Infinity })) lines.push(line);
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const files = args.filter((a) => a !== '--json');
+  if (files.length === 0) {
+    process.stderr.write('usage: failover-timeline.ts <log file>... | - [--json]\n');
+    process.exit(2);
+  }
+  const lines = (await Promise.all(files.map(readLines))).flat();
+  const timeline = buildTimeline(lines);
+  if (json) {
+    process.stdout.write(JSON.stringify(timeline, null, 2) + '\n');
+    return;
+  }
+  if (timeline.length === 0) {
+    process.stdout.write('no failover steps found in these logs\n');
+    return;
+  }
+  const t0 = timeline[0]!.at;
+  for (const e of timeline) {
+    const offset = `+${String(e.at - t0).padStart(6)} ms`;
+    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(22)} ${e.message}\n`);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
