@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts the demo on this host: an MCU on port ${PORT:-3000}. Open http://localhost:${PORT:-3000}/
+# The demo on this host: a primary MCU and a hot standby (re-protected after every failover).
+# Open http://localhost:${PORT:-3000}/ ; kill -9 the primary to see a failover.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== demo: open http://localhost:${PORT:-3000}/?room=demo&name=YourName&autojoin=1"
-exec node --import tsx mcu/src/main.ts
+exec node --import tsx standby/src/supervisor-main.ts
