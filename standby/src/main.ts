@@ -24,7 +24,11 @@ async function main(): Promise<void> {
   });
   standby.on('state', (state) => {
     if (state === 'ready') announce({ event: 'standby-ready', epoch: standby.store.epoch });
-    if (state === 'failed') announce({ event: 'standby-failed' });
+    if (state === 'failed') {
+      // A standby that could not take over is of no further use: exit so the supervisor starts a fresh one.
+      announce({ event: 'standby-failed' });
+      setTimeout(() => process.exit(3), 50);
+    }
   });
   standby.on('promoted', (timeline, mcu) => {
     announce({ event: 'promoted', timeline, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });

@@ -82,13 +82,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Starts the primary, then a standby; resolves when the primary is protected. */
   async start(): Promise<void> {
+    await this.#startPrimary();
+    await this.startStandby();
+  }
+
+  async #startPrimary(): Promise<void> {
     const proc = startNode('mcu/src/main.ts', this.#env(), [], { echoStderr: this.#opts.echoLogs ? '[primary] ' : undefined });
     const listening = await proc.waitFor((e) => e.event === 'listening');
     this.#primary = { process: proc, pid: proc.pid, role: 'primary', epoch: Number(listening.epoch ?? 1), statusPort: null };
     this.#watchExit(this.#primary);
     this.#log.info('primary started', { pid: proc.pid, port: listening.port });
     this.emit('primary-started', this.#primary);
-    await this.startStandby();
   }
 
   /** Starts a standby syncing from the current primary; resolves when it holds a checkpoint. */
@@ -128,6 +132,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info('MCU process exited', { pid: mcu.pid, role: mcu.role, code, signal });
       this.emit('process-exited', { pid: mcu.pid, role: mcu.role, code, signal });
       if (this.#closed) return;
+      if (mcu.role === 'primary' && this.#primary === mcu) {
+        // The standby normally takes over within tens of milliseconds. If none does (no standby
+        // was ready), start a fresh primary: the calls are lost, the service is not.
+        setTimeout(() => {
+          if (this.#closed || this.#primary !== mcu) return;
+          this.#log.error('primary died and no standby took over: starting a fresh primary');
+          void this.#startPrimary()
+            .then(() => (this.#standby === null ? this.startStandby() : undefined))
+            .catch((err: unknown) => this.#log.error('fresh primary failed to start', { error: (err as Error).message }));
+        }, 10000).unref();
+      }
       if (mcu.role === 'standby' && this.#standby === mcu) {
         // A standby that died (not promoted): the primary is unprotected until a new one syncs.
         this.#standby = null;

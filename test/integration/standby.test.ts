@@ -143,4 +143,29 @@ describe('hot standby (real processes)', () => {
     const roster = await ada.client.nextRoster((r) => r.participants.length === 2 && r.participants.every((p) => p.connected), 10000);
     assert.deepEqual(roster.participants.map((p) => p.name).sort(), ['Ada', 'Bob']);
   });
+
+  it('a frozen primary (SIGSTOP, SIGCONT) stays the only primary; the standby that could not take over is replaced', async () => {
+    const { supervisor, url } = await startPair({ MCU_BIND_RETRY_MS: '1000' });
+    const ada = await joined(url, 'frozen', 'Ada');
+    await eventually(() => status(url), (st) => st.protected, 10000);
+    const primaryPid = supervisor.primary!.pid;
+    const firstStandby = supervisor.standby!.pid;
+    process.kill(primaryPid, 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(primaryPid, 'SIGCONT');
+    // The standby judged the primary dead (3 missed beats) but cannot bind the port the live
+    // primary holds: it gives up, exits, and the supervisor starts a fresh standby.
+    const st = await eventually(
+      () => status(url),
+      (s) => s.protected && supervisor.standby !== null && supervisor.standby.pid !== firstStandby,
+      20000,
+    );
+    assert.equal(st.pid, primaryPid, 'the original primary still serves');
+    assert.equal(st.epoch, 1);
+    assert.equal(st.participants, 1);
+    assert.equal(supervisor.failovers, 0);
+    assert.equal(ada.client.disconnects, 0);
+    const mute = await ada.client.request('mute', { kind: 'audio', muted: true });
+    assert.equal(mute.ok, true, 'signaling works after the thaw');
+  });
 });
