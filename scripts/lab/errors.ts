@@ -1,0 +1,70 @@
+/** Every error of the namespace lab, with a stable code and a message that says what to do. */
+export type LabErrorCode =
+  | 'LAB_UNSUPPORTED'
+  | 'LAB_COMMAND_FAILED'
+  | 'LAB_STATE'
+  | 'LAB_VIP'
+  | 'LAB_NOT_IN_LAB'
+  | 'LAB_NO_STATE_FILE';
+
+export class LabError extends Error {
+  readonly code: LabErrorCode;
+  constructor(code: LabErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The machine cannot host a lab: not root, no `ip netns`, no `nft`. */
+export class LabUnsupportedError extends LabError {
+  constructor(reason: string) {
+    super('LAB_UNSUPPORTED', `the namespace lab cannot run here: ${reason}`);
+  }
+}
+
+/** A command (ip, nft, sysctl, ...) exited non-zero or could not start. */
+export class LabCommandError extends LabError {
+  readonly command: string[];
+  readonly exitCode: number | null;
+  readonly stderr: string;
+  constructor(command: string[], exitCode: number | null, stderr: string, options?: { cause?: unknown }) {
+    const shown = command.join(' ');
+    super(
+      'LAB_COMMAND_FAILED',
+      `\`${shown.length > 300 ? shown.slice(0, 300) + '...' : shown}\` failed (exit ${exitCode}): ${stderr.trim() || '(no stderr)'}`,
+      options,
+    );
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+/** A method was called in a lifecycle state that does not allow it (e.g. exec before up()). */
+export class LabStateError extends LabError {
+  constructor(message: string) {
+    super('LAB_STATE', message);
+  }
+}
+
+/** Raising or dropping the VIP did not leave the interface in the expected state. */
+export class LabVipError extends LabError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('LAB_VIP', message, options);
+  }
+}
+
+/** A fault was aimed at a process that does not run inside this lab: refused so a typo cannot hit the host. */
+export class LabNotInLabError extends LabError {
+  constructor(pid: number) {
+    super('LAB_NOT_IN_LAB', `pid ${pid} does not run in a namespace of this lab: refusing to signal it`);
+  }
+}
+
+/** The CLI found no `.lab/state.json`: run `up` first. */
+export class LabNoStateFileError extends LabError {
+  constructor(path: string) {
+    super('LAB_NO_STATE_FILE', `no lab state at ${path}: run \`node --import tsx scripts/lab/cli.ts up\` first`);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The `--start-mcu` hook: the real MCU in the primary host and the real standby
+ * in the standby host, configured for the lab (service on the VIP, replication
+ * between the hosts' own addresses). Until the takeover mode exists, a failover
+ * here is the reconnecting kind; the hook is the place to add the takeover
+ * settings to.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LabTopology, ServerHost } from './topology.ts';
+
+export interface LabMcuOptions {
+  /** Where the processes' stdout+stderr go (`<dir>/primary.log`, `<dir>/standby.log`). */
+  logDir: string;
+  /** Shared replication secret (default: 32 random hex characters). */
+  secret?: string;
+  /** Extra environment for both processes (e.g. LOG_LEVEL). */
+  env?: Record<string, string>;
+  /** Longest wait for each process's first milestone, ms (default 60000). */
+  startTimeoutMs?: number;
+}
+
+export interface LabMcuProcesses {
+  primaryPid: number;
+  standbyPid: number;
+  secret: string;
+  primaryLog: string;
+  standbyLog: string;
+  /** The /status document fetched from the client host through the VIP. */
+  status: unknown;
+}
+
+/**
+ * The environment of the lab's MCU processes:
+ * - both: HOST=<vip> PORT=<service port> MCU_ICE_ADDRESSES=<vip> MCU_REPLICATION_SECRET;
+ * - primary: MCU_REPLICATION_HOST=<primary address> (it accepts its standby there);
+ * - standby: MCU_PRIMARY_REPLICATION_HOST=<primary address> (where it connects;
+ *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<standby address>
+ *   (where it accepts a new standby once promoted).
+ */
+export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string): Record<string, string> {
+  const replicationPort = String(lab.servicePort + 1);
+  const common = {
+    HOST: lab.addresses.vip,
+    PORT: String(lab.servicePort),
+    MCU_ICE_ADDRESSES: lab.addresses.vip,
+    MCU_REPLICATION_SECRET: secret,
+    MCU_REPLICATION_PORT: replicationPort,
+    MCU_ROLE: host,
+  };
+  if (host === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses.primary };
+  return {
+    ...common,
+    MCU_REPLICATION_HOST: lab.addresses.standby,
+    MCU_PRIMARY_REPLICATION_HOST: lab.addresses.primary,
+    MCU_PRIMARY_REPLICATION_PORT: replicationPort,
+    STANDBY_STATUS_PORT: '0',
+  };
+}
+
+/** Polls a log file for a JSON line that passes the predicate. */
+async function waitForLogLine(path: string, predicate: (e: Record<string, unknown>) => boolean, pid: number, timeoutMs: number): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = readFileSync(path, 'utf8');
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const event = JSON.parse(line) as Record<string, unknown>;
+        if (predicate(event)) return event;
+      } catch {
+        // a log line that merely starts with a brace
+      }
+    }
+    let running = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      running = false;
+    }
+    if (!running) throw new Error(`pid ${pid} exited before its milestone; see ${path}:\n${text.split('\n').slice(-15).join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`no milestone within ${timeoutMs} ms; see ${path}:\n${text.split('\n').slice(-15).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Starts `mcu/src/main.ts` in the primary host and `standby/src/main.ts` in the
+ * standby host, detached (they outlive the CLI; down() kills them with the
+ * namespaces), waits for the primary's `listening` and the standby's
+ * `standby-started` lines, then fetches http://<vip>:<port>/status from the
+ * client host. The primary must hold the VIP (raiseVip) for that last step.
+ */
+export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Promise<LabMcuProcesses> {
+  const secret = options.secret ?? randomBytes(16).toString('hex');
+  const timeoutMs = options.startTimeoutMs ?? 60_000;
+  const start = (host: ServerHost, entry: string): { pid: number; log: string } => {
+    const log = join(options.logDir, `${host}.log`);
+    const fd = openSync(log, 'w');
+    try {
+      const child = lab.spawn(host, [process.execPath, '--import', 'tsx', entry], { ...options.env, ...labMcuEnv(lab, host, secret) }, {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+      });
+      if (child.pid === undefined) throw new Error(`${entry} did not start in the ${host} host`);
+      child.unref();
+      return { pid: child.pid, log };
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const primary = start('primary', 'mcu/src/main.ts');
+  await waitForLogLine(primary.log, (e) => e.event === 'listening', primary.pid, timeoutMs);
+  const standby = start('standby', 'standby/src/main.ts');
+  await waitForLogLine(standby.log, (e) => e.event === 'standby-started' || e.event === 'standby-ready', standby.pid, timeoutMs);
+  const url = `http://${lab.addresses.vip}:${lab.servicePort}/status`;
+  const fetched = await lab.exec('client', [
+    process.execPath,
+    '-e',
+    `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) }).then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })`,
+  ]);
+  return { primaryPid: primary.pid, standbyPid: standby.pid, secret, primaryLog: primary.log, standbyLog: standby.log, status: JSON.parse(fetched.stdout) as unknown };
+}
