@@ -19,6 +19,8 @@ export interface MonitorWorkerData {
   missedBeats: number;
   minEpoch: number;
   rtPriority: number;
+  /** Extra wait after the missed beats before the verdict (a late beat clears the suspicion). */
+  confirmMs: number;
 }
 
 export type MonitorVerdictReason = 'heartbeat-timeout' | 'port-unreachable';
@@ -106,7 +108,14 @@ socket.connect(data.port, data.host, () => {
   judgeTimer = setInterval(() => {
     if (lastBeatAt === null) return;
     const silentMs = Date.now() - lastBeatAt;
-    if (silentMs > timeoutMs) die('heartbeat-timeout');
+    // Missed beats are a suspicion; the verdict waits one more window for a beat that was
+    // sent but delayed on a loaded host (packet delivery runs at normal priority), while a
+    // probe answered by "port unreachable" ends it at once.
+    if (silentMs > timeoutMs + data.confirmMs) die('heartbeat-timeout');
+    else if (silentMs > timeoutMs && probedFor !== -lastBeatAt) {
+      probedFor = -lastBeatAt;
+      subscribe();
+    }
     // A beat is late: ask at once. A dead process's host answers with port unreachable
     // within a millisecond, long before the heartbeat timeout.
     else if (silentMs > data.intervalMs * 1.5 && probedFor !== lastBeatAt) {

@@ -29,6 +29,8 @@ export interface HeartbeatMonitorOptions {
   /** Beats of an older epoch are ignored. */
   minEpoch: number;
   rtPriority?: number;
+  /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: one more timeout window). */
+  confirmMs?: number;
 }
 
 /** The standby's side of the heartbeat path: a real-time worker thread judging the primary's beats. */
@@ -67,6 +69,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
       missedBeats: this.#opts.missedBeats ?? 3,
       minEpoch: this.#opts.minEpoch,
       rtPriority: this.#opts.rtPriority ?? 10,
+      confirmMs: this.#opts.confirmMs ?? (this.#opts.intervalMs ?? 10) * (this.#opts.missedBeats ?? 3),
     };
     const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;

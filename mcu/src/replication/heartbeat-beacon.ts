@@ -13,7 +13,7 @@ export interface HeartbeatBeaconOptions {
   epoch: number;
   /** Beat period (default 10 ms). */
   intervalMs?: number;
-  /** Stop beating when the main thread has been stuck this long (default 1000 ms). */
+  /** Stop beating when the main thread has been stuck this long (default 3000 ms). */
   mainStallMs?: number;
   /** SCHED_FIFO priority of the heartbeat thread (default 10). */
   rtPriority?: number;
@@ -44,7 +44,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       secret: this.#opts.secret,
       epoch: this.#opts.epoch,
       intervalMs: this.#opts.intervalMs ?? 10,
-      mainStallMs: this.#opts.mainStallMs ?? 1000,
+      mainStallMs: this.#opts.mainStallMs ?? 3000,
       liveness: this.#liveness,
       rtPriority: this.#opts.rtPriority ?? 10,
     };
