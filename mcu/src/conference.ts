@@ -102,6 +102,20 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   }
 
   /**
+   * The participant's own signaling connection was re-attached after a connection takeover
+   * (same socket id): bind it again, as a resume without credentials. False when unknown here.
+   */
+  reattached(participantId: string, socketId: string): boolean {
+    const participant = this.participant(participantId);
+    if (!participant) return false;
+    participant.bind(socketId);
+    participant.log.info('participant re-attached', { socket: socketId });
+    this.emit('participant-resumed', participantId);
+    this.#rooms.get(participant.room)?.emitRoster();
+    return true;
+  }
+
+  /**
    * Rebuilds every room and participant from the session state (a standby promoting itself).
    * Participants start away, waiting for their clients to resume; their restart offers are
    * prepared at once so they can be sent the moment a client is back.

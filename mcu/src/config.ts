@@ -22,6 +22,12 @@ export interface McuConfig {
   iceGatherTimeoutMs: number;
   /** Replication to a hot standby; null (no MCU_REPLICATION_SECRET) runs unprotected. */
   replication: ReplicationConfig | null;
+  /**
+   * Connection-level takeover (MCU_TAKEOVER=1, default off): signaling connections are accepted
+   * through the TransportAcceptor, their output committed to the standby and their socket.io
+   * sessions recorded, so a standby can rebuild them in place. Off: clients reconnect on failover.
+   */
+  takeover?: boolean;
 }
 
 export interface ReplicationConfig {
@@ -65,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     iceAddresses: (env.MCU_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     iceGatherTimeoutMs: intFromEnv(env, 'MCU_ICE_GATHER_TIMEOUT_MS', 2000, 100, 30000),
     replication: null,
+    takeover: env.MCU_TAKEOVER === '1' || env.MCU_TAKEOVER === 'true',
     ...overrides,
   };
   const secret = env.MCU_REPLICATION_SECRET;

@@ -10,6 +10,7 @@ import { SessionState } from './session/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
 import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
 import { HeartbeatBeacon } from './replication/heartbeat-beacon.ts';
+import { TakeoverPrimary } from './takeover/takeover-primary.ts';
 
 /** The life of an MCU process. Only a `primary` serves calls. */
 export type McuRole = 'starting' | 'standby' | 'promoting' | 'primary' | 'stopping' | 'stopped';
@@ -20,8 +21,11 @@ export interface McuStatus {
   epoch: number;
   uptimeSeconds: number;
   port: number;
-  /** How clients survive a failover: `reconnect` (signaling reconnects and resumes). */
-  mode: 'reconnect';
+  /**
+   * How clients survive a failover: `reconnect` (signaling reconnects and resumes) or
+   * `takeover` (MCU_TAKEOVER=1: the standby rebuilds each signaling connection in place).
+   */
+  mode: 'reconnect' | 'takeover';
   /** True while a synced hot standby would take over if this primary died. */
   protected: boolean;
   replication: ReplicationStats | null;
@@ -71,6 +75,8 @@ export class Mcu {
   replication: ReplicationServer | null = null;
   #beacon: HeartbeatBeacon | null = null;
   #lastFailover: FailoverRecord | null = null;
+  /** Connection-level takeover on the primary side (config.takeover), null in reconnect mode. */
+  readonly takeover: TakeoverPrimary | null;
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
@@ -85,7 +91,12 @@ export class Mcu {
       epoch: () => this.#epoch,
       accepting: () => this.#role === 'primary',
       role: () => this.#role,
+      takeover: this.config.takeover === true,
     });
+    // Right after the socket.io server: the session recorder must see every connection.
+    this.takeover = this.config.takeover
+      ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.host, port: this.config.port })
+      : null;
   }
 
   get role(): McuRole {
@@ -110,7 +121,7 @@ export class Mcu {
 
   /** The bound HTTP/signaling port (useful with port 0). */
   get port(): number {
-    const address = this.http.address() as AddressInfo | null;
+    const address = (this.takeover ? this.takeover.acceptor.address() : this.http.address()) as AddressInfo | null;
     return address?.port ?? this.config.port;
   }
 
@@ -160,6 +171,8 @@ export class Mcu {
       bound.on('standby-synced', (info) => this.#log.info('protected: standby synced', { standby: info.standbyId, syncMs: info.syncMs }));
       bound.on('standby-lost', (info) => this.#log.warn('unprotected: standby lost', { standby: info.standbyId, reason: info.reason, detail: info.detail }));
       this.replication = bound;
+      // Output commit and session records ride the same ordered channel as the session state.
+      this.takeover?.setReplication(bound);
       // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
       const replicationPort = bound.address()!.port;
       await withBindRetry(
@@ -202,6 +215,8 @@ export class Mcu {
   }
 
   #listenHttp(): Promise<void> {
+    // Takeover mode: the TransportAcceptor listens and hands each connection to the HTTP server.
+    if (this.takeover) return this.takeover.listen().then(() => undefined);
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
         this.http.off('listening', onListening);
@@ -225,7 +240,7 @@ export class Mcu {
       epoch: this.#epoch,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       port: this.port,
-      mode: 'reconnect',
+      mode: this.takeover ? 'takeover' : 'reconnect',
       protected: this.isProtected(),
       replication: this.replication?.stats() ?? null,
       lastFailover: this.#lastFailover,
@@ -291,6 +306,7 @@ export class Mcu {
     await this.#beacon?.close();
     this.conference.close('shutdown');
     await this.signaling.close();
+    await this.takeover?.close();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
       this.http.closeAllConnections();

@@ -10,6 +10,7 @@ import { SessionState } from '../../mcu/src/session/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
 import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts';
 import { ReplicationClient } from './replication-client.ts';
+import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from './takeover/takeover-engine.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -29,6 +30,8 @@ export interface PromotionTimeline {
   epoch: number;
   participantsRestored: number;
   roomsRestored: number;
+  /** Connection-level takeover (takeover mode only): connections rebuilt and re-attached, and the others. */
+  takeover?: TakeoverReport;
 }
 
 export type StandbyEvents = {
@@ -44,6 +47,11 @@ export interface StandbyOptions {
   /** Port of the standby's own /status endpoint while it is not serving (0: any free port). */
   statusPort: number;
   statusHost?: string;
+  /**
+   * Connection-level takeover (used when config.takeover is on): where to capture and how to
+   * raise the VIP. Default: from MCU_CAPTURE_INTERFACE, MCU_VIP_INTERFACE, MCU_VIP_ROUTE.
+   */
+  takeover?: Partial<Pick<TakeoverEngineOptions, 'captureInterface' | 'vipInterface' | 'vipRoute' | 'closeMark'>>;
 }
 
 /**
@@ -63,12 +71,25 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #state: StandbyState = 'syncing';
   #mcu: Mcu | null = null;
   #timeline: PromotionTimeline | null = null;
+  /** Connection-level takeover (config.takeover), null in reconnect mode. */
+  readonly takeover: TakeoverEngine | null;
 
   constructor(opts: StandbyOptions) {
     super();
     const repl = opts.config.replication;
     if (!repl) throw new ConfigError('a standby needs MCU_REPLICATION_SECRET (the same as the primary\'s)');
     this.#opts = { ...opts, repl };
+    const env = process.env;
+    this.takeover = opts.config.takeover
+      ? new TakeoverEngine({
+          serviceAddress: opts.config.host,
+          servicePort: opts.config.port,
+          captureInterface: opts.takeover?.captureInterface ?? (env.MCU_CAPTURE_INTERFACE || null),
+          vipInterface: opts.takeover?.vipInterface ?? (env.MCU_VIP_INTERFACE || null),
+          vipRoute: opts.takeover?.vipRoute ?? (env.MCU_VIP_ROUTE || null),
+          ...(opts.takeover?.closeMark !== undefined ? { closeMark: opts.takeover.closeMark } : {}),
+        })
+      : null;
     this.#client = this.#createClient();
     this.#statusServer = createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -96,6 +117,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       heartbeatIntervalMs: repl.heartbeatMs,
       detector: { intervalMs: repl.heartbeatMs, missedBeats: 1e8, closeGraceMs: 1e9 },
     });
+    this.takeover?.follow(client);
     client.on('synced', (info) => {
       this.#log.info('checkpoint synced', { seq: info.seq, epoch: info.epoch, primary: info.primaryId });
       this.#startMonitor(info.epoch);
@@ -178,6 +200,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       this.#statusServer.once('error', reject);
       this.#statusServer.listen(this.#opts.statusPort, this.#opts.statusHost ?? '127.0.0.1', () => resolve());
     });
+    this.takeover?.start();
     this.#client.start();
   }
 
@@ -197,6 +220,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
         participants: store.state.participantCount,
       },
       servicePort: this.#opts.config.port,
+      mode: this.takeover ? 'takeover' : 'reconnect',
+      takeover: this.takeover?.stats() ?? null,
       promotion: this.#timeline,
       mcu: this.#mcu?.status() ?? null,
     };
@@ -252,7 +277,20 @@ export class Standby extends EventEmitter<StandbyEvents> {
         reason: death.reason,
         participantsRestored,
       });
-      await mcu.start();
+      // Takeover mode: the VIP comes here and every connection is rebuilt before the MCU listens
+      // beside them; sessions are re-attached once it serves (its signaling refuses requests before).
+      if (this.takeover) await this.takeover.prepare();
+      if (this.takeover) {
+        // Re-attach as soon as the MCU serves signaling (role primary): its replication and
+        // heartbeat thread for the next standby may still be starting.
+        let settled = false;
+        const starting = mcu.start().finally(() => (settled = true));
+        while (!settled && mcu.role !== 'primary') await new Promise((resolve) => setTimeout(resolve, 1));
+        if (mcu.role === 'primary') await this.takeover.reattachAll(mcu.signaling.io);
+        await starting;
+      } else {
+        await mcu.start();
+      }
     } catch (err) {
       log.error('promotion failed', { error: (err as Error).message });
       this.#setState('failed');
@@ -270,6 +308,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       epoch,
       participantsRestored,
       roomsRestored: state.rooms().length,
+      ...(this.takeover?.report ? { takeover: this.takeover.report } : {}),
     };
     log.info('failover step: promotion complete (replication and heartbeats ready for the next standby)', {
       failover: 'promotion-complete',
@@ -287,6 +326,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     if (this.#state === 'stopped') return;
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
     this.#client.close('standby shutting down');
+    this.takeover?.close();
     await this.#monitor?.close();
     await this.#mcu?.close();
     await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));

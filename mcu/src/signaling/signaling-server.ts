@@ -6,6 +6,7 @@ import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotP
 import { createLogger } from '../logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { checkMessageSize, validate } from './validation.ts';
+import { takeoverServerOptions } from '../takeover/takeover-adapter.ts';
 
 /** Per-connection data kept by socket.io (and checkpointed with the connection later). */
 export interface SocketData {
@@ -32,6 +33,11 @@ export interface SignalingServerOptions {
   accepting: () => boolean;
   /** The MCU's role name for NOT_PRIMARY messages. */
   role: () => string;
+  /**
+   * Connection-level takeover (default false): the socket.io server gets the session-restore
+   * adapter (takeoverServerOptions(); wire bytes unchanged), so a standby can re-attach sessions.
+   */
+  takeover?: boolean;
 }
 
 /**
@@ -60,6 +66,7 @@ export class SignalingServer {
       // engine.io closes the connection past this; messages between maxMessageBytes and it get a clear error.
       maxHttpBufferSize: Math.max(1_000_000, config.maxMessageBytes * 4),
       serveClient: false,
+      ...(opts.takeover ? takeoverServerOptions() : {}),
     });
     this.#handlers = {
       join: (socket, payload) => this.#join(socket, payload),
@@ -75,7 +82,10 @@ export class SignalingServer {
   #onConnection(socket: McuSocket): void {
     socket.data.participantId ??= null;
     socket.data.room ??= null;
-    this.#log.debug('socket connected', { socket: socket.id });
+    this.#log.debug('socket connected', { socket: socket.id, recovered: socket.recovered });
+    // A session re-attached after a connection takeover: the same socket (id, rooms, data) of a
+    // participant that never left, so no join: bind it again and rebuild its media at once.
+    if (socket.recovered) this.#onRecovered(socket);
     // Messages of one socket are handled in order, one at a time, even when a handler awaits.
     let chain: Promise<void> = Promise.resolve();
     const enqueue = (event: string, args: unknown[]): void => {
@@ -97,6 +107,23 @@ export class SignalingServer {
       if (reason === 'client namespace disconnect') this.#conference.leave(id, 'left');
       else this.#conference.disconnected(id);
     });
+  }
+
+  #onRecovered(socket: McuSocket): void {
+    const id = socket.data.participantId;
+    if (!id) return;
+    if (!this.#conference.reattached(id, socket.id)) {
+      this.#log.warn('re-attached socket of an unknown participant: treated as not joined', { socket: socket.id, participant: id });
+      if (socket.data.room) void socket.leave(roomChannel(socket.data.room));
+      socket.data.participantId = null;
+      socket.data.room = null;
+      return;
+    }
+    this.#log.info('failover step: participant re-attached on its own connection', { failover: 'reattached', socket: socket.id, participant: id });
+    if (!this.#conference.participant(id)?.pendingRestart) return;
+    void this.#sendRestartOffer(socket, id).catch((err: unknown) =>
+      this.#log.error('restart offer after re-attachment failed', { participant: id, error: (err as Error)?.message ?? String(err) }),
+    );
   }
 
   async #dispatch(socket: McuSocket, event: string, args: unknown[]): Promise<void> {

@@ -211,6 +211,8 @@ interface ConnState extends CommittedOutput {
   stableInput: number;
   /** Runs once the commit in flight is written (a destroy waiting for it). */
   afterInflight: (() => void) | null;
+  /** Closes waiting for the committed close record (a destroy during an end's wait joins it). */
+  closeWaiters: Array<() => void> | null;
   originalWrite: Socket['_write'];
   originalWritev: NonNullable<Socket['_writev']>;
 }
@@ -251,6 +253,8 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   /** Highest seq the current standby acknowledged (seqs restart with each standby). */
   #ackedSeq = 0;
   #releaseScheduled = false;
+  /** Bumped whenever waiting commits are released unprotected (standby lost, server replaced). */
+  #generation = 0;
   #inputQueue: InputUpdate[] = [];
   #inputTimer: NodeJS.Timeout | null = null;
   #protection: 'unknown' | 'protected' | 'unprotected' = 'unknown';
@@ -314,6 +318,8 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       server.off('close', onClose);
       removeExtra();
     };
+    // A standby already synced from a snapshot without our records: announce them now.
+    if (this.#standbyConnected()) this.#announceAll();
   }
 
   /**
@@ -335,6 +341,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       inputHistory: [],
       stableInput: record.consumedInput,
       afterInflight: null,
+      closeWaiters: null,
       originalWrite: socket._write,
       originalWritev: socket._writev ?? net.Socket.prototype._writev!,
       get appended(): number {
@@ -484,6 +491,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       this.#passThrough(commit, this.#replication ? 'no standby connected' : 'no replication');
       return;
     }
+    const generation = this.#generation;
     this.#flushInput();
     let seq: number | null = null;
     try {
@@ -502,9 +510,23 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       this.#passThrough(commit, 'no standby connected');
       return;
     }
+    if (!this.#wait(commit, seq, generation)) return;
     this.#noteProtection(true, 'output committed to the standby');
+  }
+
+  /**
+   * Parks a sent commit until its acknowledgement. A link that died while sending (it closes
+   * synchronously, e.g. a standby that stopped reading) already released everything waiting:
+   * then this one passes through at once instead of waiting for an ack that cannot come.
+   */
+  #wait(commit: PendingCommit, seq: number, generation: number): boolean {
+    if (generation !== this.#generation || !this.#activeServer()) {
+      this.#passThrough(commit, 'standby lost while sending');
+      return false;
+    }
     commit.seq = seq;
     this.#waiting.set(seq, commit);
+    return true;
   }
 
   /** The real write: called once the commit is acknowledged or passed through. */
@@ -544,6 +566,10 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   /** Holds a deliberate close until the standby knows of it (and a destroy until the write in flight is out). */
   #beforeClose(conn: ConnState, reason: 'end' | 'destroy', proceed: () => void): void {
     const commitClose = (): void => {
+      if (conn.closeWaiters) {
+        conn.closeWaiters.push(proceed);
+        return;
+      }
       const server = this.#activeServer();
       if (!server || conn.closeSent) {
         this.#sendClose(conn, reason);
@@ -559,16 +585,19 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
         startedAt: this.#clock(),
         release: (acknowledged) => {
           if (acknowledged) this.#stats.closesCommitted++;
-          proceed();
+          const waiters = conn.closeWaiters ?? [];
+          conn.closeWaiters = null;
+          for (const waiter of waiters) waiter();
         },
       };
+      const generation = this.#generation;
       const seq = this.#sendClose(conn, reason);
       if (seq === null) {
         proceed();
         return;
       }
-      commit.seq = seq;
-      this.#waiting.set(seq, commit);
+      conn.closeWaiters = [proceed];
+      this.#wait(commit, seq, generation);
     };
     if (conn.inflight?.kind === 'output') {
       const timer = setTimeout(() => {
@@ -658,6 +687,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   /** The standby went away (or the server did): nothing waits for an acknowledgement that cannot come. */
   #releaseAllUnprotected(reason: string): void {
     this.#ackedSeq = 0;
+    this.#generation++;
     if (this.#waiting.size === 0) {
       if (this.#protection === 'protected') this.#noteProtection(false, reason);
       return;
@@ -689,6 +719,17 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     // Queued updates are in the snapshot already (as stable or pending input).
     this.#inputQueue = [];
     return { version: 1, connections };
+  }
+
+  /** Every open connection as if accepted now: its log starts at its current output offset. */
+  #announceAll(): void {
+    const { connections } = this.#snapshotExtra();
+    const pending: InputUpdate[] = [];
+    for (const c of connections) {
+      this.#sendBlob({ op: 'accept', record: c.record, logStart: c.logStart });
+      pending.push(...c.pendingInput);
+    }
+    if (pending.length > 0) this.#sendBlob({ op: 'input', updates: pending });
   }
 
   /** Moves updates whose output is all handed over into the stable consumed offset. */

@@ -105,6 +105,12 @@ interface Tracked {
   marked: boolean;
 }
 
+/** listen() on an acceptor that is not idle. */
+export class TransportAcceptorStateError extends Error {
+  override name = 'TransportAcceptorStateError';
+  readonly code = 'TRANSPORT_ACCEPTOR_STATE';
+}
+
 /** TCP option bytes a timestamp takes in every segment (10, padded to 12). */
 const TIMESTAMP_OPTION_BYTES = 12;
 
@@ -117,6 +123,7 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
   readonly #http: HttpServer;
   readonly #server: net.Server;
   readonly #connections = new Map<string, Tracked>();
+  readonly #connIds = new WeakMap<Socket, string>();
   readonly #clock: () => number;
   readonly #newConnId: () => string;
   readonly #closeMark: number | null;
@@ -155,11 +162,14 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
 
   /** Starts listening on the service address; resolves with the bound address. */
   listen(): Promise<AddressInfo> {
-    if (this.#state !== 'idle') return Promise.reject(new Error(`transport acceptor cannot listen: it is ${this.#state}`));
+    if (this.#state !== 'idle') return Promise.reject(new TransportAcceptorStateError(`cannot listen: the acceptor is ${this.#state}`));
     return new Promise<AddressInfo>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.#server.once('error', onError);
-      this.#server.listen({ host: this.#options.host ?? '0.0.0.0', port: this.#options.port ?? 0, backlog: this.#options.backlog ?? 511 }, () => {
+      // Both listeners removed whichever fires: a failed listen (EADDRINUSE) may be retried.
+      const onError = (err: Error): void => {
+        this.#server.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
         this.#server.off('error', onError);
         const address = this.#server.address() as AddressInfo;
         this.#setState('listening', `${address.address}:${address.port}`);
@@ -167,7 +177,10 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
         if (this.#options.trackHttpConnections ?? true) this.#http.emit('listening');
         safeEmit(this, this.#log, 'listening', address);
         resolve(address);
-      });
+      };
+      this.#server.once('error', onError);
+      this.#server.once('listening', onListening);
+      this.#server.listen({ host: this.#options.host ?? '0.0.0.0', port: this.#options.port ?? 0, backlog: this.#options.backlog ?? 511 });
     });
   }
 
@@ -181,6 +194,11 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
   connection(connId: string): { record: TransportRecord; socket: Socket; mode: TransportMode } | undefined {
     const t = this.#connections.get(connId);
     return t && { record: t.record, socket: t.socket, mode: t.mode };
+  }
+
+  /** The connection id of an accepted socket (e.g. `socket.request.socket` of a socket.io socket), null if unknown. */
+  connIdOf(socket: Socket): string | null {
+    return this.#connIds.get(socket) ?? null;
   }
 
   /** Ids of the open connections. */
@@ -235,6 +253,7 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
     else this.#reconnect++;
     const tracked: Tracked = { record, socket, mode, closedBy: null, marked: false };
     this.#connections.set(connId, tracked);
+    this.#connIds.set(socket, connId);
     this.#wrapCloses(tracked);
     socket.once('close', (hadError: boolean) => {
       this.#connections.delete(connId);
