@@ -240,7 +240,7 @@ export class Mcu {
       epoch: this.#epoch,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       port: this.port,
-      mode: this.takeover ? 'takeover' : 'reconnect',
+      mode: this.takeover && this.takeover.acceptor.stats().takeoverUnavailable === null ? 'takeover' : 'reconnect',
       protected: this.isProtected(),
       replication: this.replication?.stats() ?? null,
       lastFailover: this.#lastFailover,
