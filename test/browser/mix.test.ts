@@ -10,18 +10,23 @@ import { gridLayout } from '../../mcu/src/media/video-layout.ts';
 import { colourDistance, eventually, hexToRgb, launchChromium, openParticipant, type ParticipantPage, type ParticipantSpec } from '../helpers/browser.ts';
 import { startMcu, type RunningMcu } from '../helpers/processes.ts';
 
-// Tones chosen so that no sum, difference or 2a-b intermodulation product of two of them
-// lands on the third (400/700/1100 did: 1100 - 700 = 400), or codec artifacts of the
-// others' mix would read as hearing oneself.
+// Tones chosen so that no harmonic or intermodulation product (a±b, 2a-b, 3a-2b, 2a-2b,
+// 2a..6a) of them comes within 110 Hz of another, and no two are closer than 350 Hz
+// (400/700/1100 failed: 1100 - 700 = 400;
+// 440/620/1030 leaked: 1030 - 620 = 410), or codec artifacts of the others' mix would
+// read as hearing oneself.
 export const PARTICIPANTS: ParticipantSpec[] = [
-  { name: 'Red', toneHz: 440, tile: '#e53935' },
-  { name: 'Green', toneHz: 620, tile: '#43a047' },
-  { name: 'Blue', toneHz: 1030, tile: '#1e88e5' },
+  { name: 'Red', toneHz: 560, tile: '#e53935' },
+  { name: 'Green', toneHz: 1340, tile: '#43a047' },
+  { name: 'Blue', toneHz: 1790, tile: '#1e88e5' },
 ];
 const TONES = PARTICIPANTS.map((p) => p.toneHz);
-/** A tone is "heard" well above the noise floor, "not heard" well below it. */
-const HEARD_DB = -60;
-const SILENT_DB = -75;
+/**
+ * Each tone arrives near -26 dBFS when it is in the mix. Own tone mixed in by mistake would
+ * arrive just as loud; codec noise around the others' tones stays below about -62 dBFS.
+ */
+const HEARD_DB = -45;
+const SILENT_DB = -55;
 const COLOUR_TOLERANCE = 70;
 
 /** Centre of each cell of the composed grid, relative to the frame. */
@@ -91,10 +96,10 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
   it('a muted microphone drops out of the others\' mix', async () => {
     const [red, green, blue] = pages as [ParticipantPage, ParticipantPage, ParticipantPage];
     await green.page.click('#mute-audio');
-    const redHears = await eventually(() => hearing(red, [1030]), (v) => v.ok);
+    const redHears = await eventually(() => hearing(red, [PARTICIPANTS[2]!.toneHz]), (v) => v.ok);
     assert.ok(redHears.ok, `with Green muted Red should hear only Blue: ${JSON.stringify(redHears.levels)}`);
     await green.page.click('#mute-audio');
-    const back = await eventually(() => hearing(blue, [440, 620]), (v) => v.ok);
+    const back = await eventually(() => hearing(blue, [PARTICIPANTS[0]!.toneHz, PARTICIPANTS[1]!.toneHz]), (v) => v.ok);
     assert.ok(back.ok, `after unmuting Blue should hear Red and Green again: ${JSON.stringify(back.levels)}`);
   });
 
