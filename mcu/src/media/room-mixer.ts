@@ -6,7 +6,7 @@ import { RTCAudioSource, RTCVideoSource, type RTCAudioSourceInstance, type SinkA
 
 const FRAME_MS = (FRAME_SAMPLES / MIX_RATE) * 1000;
 /** More ticks than this behind (a stalled event loop) are skipped instead of sent in a burst. */
-const MAX_CATCH_UP_FRAMES = 5;
+const MAX_CATCH_UP_FRAMES = 10;
 
 export interface RoomMixerOptions {
   width: number;
@@ -23,6 +23,13 @@ export interface MixerStats {
   audioTicksSkipped: number;
   /** Member frames that were missing when the mix was built (jitter-buffer underruns). */
   inputUnderruns: number;
+  /**
+   * Times a member's playback starved after it had started (AudioJitterBuffer.underruns), summed
+   * over the members, departed ones included. Unlike inputUnderruns, the prefill at a join is not counted.
+   */
+  jitterUnderruns: number;
+  /** Samples the members' jitter buffers dropped because they were over their depth (sender faster than the mix clock). */
+  jitterDroppedSamples: number;
   videoFrames: number;
   videoFramesSkipped: number;
   /** Mean time spent composing one video frame, ms. */
@@ -92,6 +99,8 @@ export class RoomMixer {
     audioTicks: 0,
     audioTicksSkipped: 0,
     inputUnderruns: 0,
+    jitterUnderruns: 0,
+    jitterDroppedSamples: 0,
     videoFrames: 0,
     videoFramesSkipped: 0,
     composeMsMean: 0,
@@ -99,6 +108,9 @@ export class RoomMixer {
   };
   #composeMsTotal = 0;
   #mixMsTotal = 0;
+  /** Jitter-buffer counters of members already removed, so stats() stays cumulative. */
+  #departedJitterUnderruns = 0;
+  #departedJitterDropped = 0;
 
   constructor(opts: RoomMixerOptions) {
     this.#opts = opts;
@@ -122,14 +134,26 @@ export class RoomMixer {
     const index = this.#members.findIndex((m) => m.id === id);
     if (index < 0) return;
     const [member] = this.#members.splice(index, 1);
-    member?.close();
+    if (member) {
+      this.#departedJitterUnderruns += member.jitter.underruns;
+      this.#departedJitterDropped += member.jitter.droppedSamples;
+      member.close();
+    }
     if (this.#members.length === 0) this.#stop();
   }
 
   stats(): MixerStats {
+    let jitterUnderruns = this.#departedJitterUnderruns;
+    let jitterDroppedSamples = this.#departedJitterDropped;
+    for (const m of this.#members) {
+      jitterUnderruns += m.jitter.underruns;
+      jitterDroppedSamples += m.jitter.droppedSamples;
+    }
     return {
       ...this.#stats,
       members: this.#members.length,
+      jitterUnderruns,
+      jitterDroppedSamples,
       composeMsMean: this.#stats.videoFrames > 0 ? this.#composeMsTotal / this.#stats.videoFrames : 0,
       mixMsMean: this.#stats.audioTicks > 0 ? this.#mixMsTotal / this.#stats.audioTicks : 0,
     };
@@ -168,8 +192,12 @@ export class RoomMixer {
       this.#audioFrames += due - 1;
       due = 1;
     }
-    for (let i = 0; i < due; i++) this.#mixAudio();
-    this.#audioFrames += Math.max(due, 0);
+    // One mix per timer callback: when behind, the next callback comes at once, and the sink
+    // audio that queued up during a stall is read in between (a burst of mixes would drain
+    // every member's jitter buffer before its input is handled).
+    const run = Math.min(Math.max(due, 0), 1);
+    if (run > 0) this.#mixAudio();
+    this.#audioFrames += run;
     this.#scheduleAudio();
   }
 
