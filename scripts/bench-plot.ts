@@ -24,6 +24,8 @@ export interface PlotMetric {
   unit: string;
   /** One line under the label saying what was measured. */
   note?: string;
+  /** A reference value drawn as a dashed line (a threshold, a budget). */
+  reference?: { value: number; label: string };
   series: PlotSeries[];
 }
 
@@ -45,7 +47,9 @@ export interface PlotPage {
 const WIDTH = 1000;
 const LABEL_W = 150;
 const RIGHT_PAD = 40;
-const ROW_H = 56;
+const ROW_H = 64;
+/** Room above each box for the row's numbers. */
+const ROW_TOP = 14;
 const AXIS_H = 34;
 
 export function escapeHtml(text: string): string {
@@ -64,7 +68,8 @@ function ticks(min: number, max: number, target = 8): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => span / s <= target) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.floor(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6);
+  const last = Math.ceil(max / step - 1e-9) * step;
+  for (let v = Math.floor(min / step) * step; v <= last + step * 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6);
   return out;
 }
 
@@ -84,8 +89,9 @@ function panel(metric: PlotMetric): string {
   const height = rows * ROW_H + AXIS_H + 10;
   const head = `<h2>${escapeHtml(metric.label)} <span class="unit">(${escapeHtml(metric.unit)})</span></h2>${metric.note ? `<p class="note">${escapeHtml(metric.note)}</p>` : ''}`;
   if (all.length === 0) return `<section>${head}<p class="empty">no samples</p></section>`;
-  const lo = Math.min(0, ...all);
-  const hi = Math.max(...all);
+  const ref = metric.reference ? [metric.reference.value] : [];
+  const lo = Math.min(0, ...all, ...ref);
+  const hi = Math.max(...all, ...ref);
   const axis = ticks(lo, hi === lo ? lo + 1 : hi);
   const min = axis[0]!;
   const max = axis[axis.length - 1]!;
@@ -98,8 +104,13 @@ function panel(metric: PlotMetric): string {
     parts.push(`<text x="${x(t)}" y="${axisY + 18}" class="tick">${fmt(t)}</text>`);
   }
   parts.push(`<line x1="${LABEL_W}" x2="${WIDTH - RIGHT_PAD}" y1="${axisY}" y2="${axisY}" class="axis"/>`);
+  if (metric.reference) {
+    const rx = x(metric.reference.value);
+    parts.push(`<line x1="${rx}" x2="${rx}" y1="0" y2="${axisY}" class="reference"/>`);
+    parts.push(`<text x="${rx + 4}" y="${axisY - 4}" class="reflabel">${escapeHtml(metric.reference.label)}</text>`);
+  }
   metric.series.forEach((series, row) => {
-    const mid = row * ROW_H + ROW_H / 2;
+    const mid = row * ROW_H + ROW_TOP + (ROW_H - ROW_TOP) / 2;
     const values = series.points.map((p) => p.value).filter(Number.isFinite).sort((a, b) => a - b);
     parts.push(`<text x="${LABEL_W - 12}" y="${mid - 3}" class="series">${escapeHtml(series.name)}</text>`);
     parts.push(`<text x="${LABEL_W - 12}" y="${mid + 13}" class="count">n=${values.length}</text>`);
@@ -108,14 +119,14 @@ function panel(metric: PlotMetric): string {
     const med = percentile(values, 50);
     const q3 = percentile(values, 75);
     const p95 = percentile(values, 95);
-    const boxH = ROW_H * 0.55;
+    const boxH = (ROW_H - ROW_TOP) * 0.6;
     parts.push(`<line x1="${x(values[0]!)}" x2="${x(values[values.length - 1]!)}" y1="${mid}" y2="${mid}" class="whisker"/>`);
     for (const end of [values[0]!, values[values.length - 1]!]) {
       parts.push(`<line x1="${x(end)}" x2="${x(end)}" y1="${mid - boxH / 4}" y2="${mid + boxH / 4}" class="whisker"/>`);
     }
     parts.push(`<rect x="${x(q1)}" y="${mid - boxH / 2}" width="${Math.max(1, x(q3) - x(q1))}" height="${boxH}" class="box"/>`);
     parts.push(`<line x1="${x(med)}" x2="${x(med)}" y1="${mid - boxH / 2}" y2="${mid + boxH / 2}" class="median"/>`);
-    parts.push(`<path d="M${x(p95)},${mid - boxH / 2 - 7} l-4,-6 h8 z" class="p95"><title>p95 ${fmt(p95)}</title></path>`);
+    parts.push(`<path d="M${x(p95)},${mid + boxH / 2 + 2} l-4,7 h8 z" class="p95"><title>p95 ${fmt(p95)}</title></path>`);
     series.points.forEach((p, i) => {
       if (!Number.isFinite(p.value)) return;
       const cy = mid + jitter(i) * boxH * 0.9;
@@ -133,7 +144,7 @@ export function renderPlotPage(page: PlotPage): string {
   const legend = page.legend?.length
     ? `<p class="legend">${page.legend.map((l) => `<span><svg width="12" height="12"><circle cx="6" cy="6" r="5" fill="${l.colour}"/></svg> ${escapeHtml(l.label)}</span>`).join('')}
        <span><svg width="40" height="14"><rect x="2" y="2" width="36" height="10" class="box"/><line x1="20" x2="20" y1="2" y2="12" class="median"/></svg> p25-p75, median</span>
-       <span><svg width="12" height="12"><path d="M6,10 l-4,-6 h8 z" class="p95"/></svg> p95</span>
+       <span><svg width="12" height="12"><path d="M6,2 l-4,7 h8 z" class="p95"/></svg> p95</span>
        <span>whiskers: min-max</span></p>`
     : '';
   return `<!doctype html>
@@ -157,6 +168,8 @@ export function renderPlotPage(page: PlotPage): string {
   .median { stroke: #0b3d91; stroke-width: 3; }
   .whisker { stroke: #4a76b8; stroke-width: 1.5; }
   .p95 { fill: #d9822b; }
+  .reference { stroke: #c62828; stroke-dasharray: 5 4; stroke-width: 1.5; }
+  .reflabel { font-size: 11px; fill: #c62828; }
   .dot { fill-opacity: 0.75; stroke: #fff; stroke-width: 0.6; }
   .empty { color: #999; }
   table { border-collapse: collapse; margin-top: 20px; font-size: 12px; }

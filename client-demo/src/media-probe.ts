@@ -24,7 +24,7 @@ export class MediaProbe {
   #source: MediaStreamAudioSourceNode | null = null;
   #lastFrameAt: number | null = null;
   #gaps: GapStats = { longestVideoGapMs: 0, longestAudioGapMs: 0, videoFrames: 0, audioPolls: 0 };
-  #lastAudioSamples = -1;
+  readonly #audioCounts = new Map<string, number>();
   #lastAudioChangeAt: number | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #pc: RTCPeerConnection | null = null;
@@ -67,21 +67,31 @@ export class MediaProbe {
     const pc = this.#pc;
     if (!pc || pc.connectionState === 'closed') return;
     const stats = await pc.getStats();
-    // Received RTP packets, not played-out samples: concealment keeps the sample count running through a gap.
-    let samples = 0;
-    stats.forEach((s: { type: string; kind?: string; packetsReceived?: number }) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') samples += s.packetsReceived ?? 0;
+    // Received RTP packets per stream, not played-out samples (concealment keeps those running
+    // through a gap). A gap ends only when some stream's count grows: a stream that disappears
+    // (the old server's SSRC after a restart) must not read as audio arriving.
+    let grew = false;
+    let total = 0;
+    const seen = new Set<string>();
+    stats.forEach((s: { id: string; type: string; kind?: string; packetsReceived?: number }) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+      const count = s.packetsReceived ?? 0;
+      seen.add(s.id);
+      total += count;
+      const previous = this.#audioCounts.get(s.id);
+      if (previous === undefined ? count > 0 : count > previous) grew = true;
+      this.#audioCounts.set(s.id, count);
     });
+    for (const id of [...this.#audioCounts.keys()]) if (!seen.has(id)) this.#audioCounts.delete(id);
     const now = performance.now();
     this.#gaps.audioPolls++;
-    this.audioSamples.push([now, samples]);
+    this.audioSamples.push([now, total]);
     while (this.audioSamples.length > 0 && now - this.audioSamples[0]![0] > 30000) this.audioSamples.shift();
-    if (samples !== this.#lastAudioSamples) {
+    if (grew) {
       if (this.#lastAudioChangeAt !== null) {
         this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, now - this.#lastAudioChangeAt);
       }
       this.#lastAudioChangeAt = now;
-      this.#lastAudioSamples = samples;
     }
   }
 

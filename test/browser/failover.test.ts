@@ -10,7 +10,7 @@ import type { Browser } from 'playwright-core';
 import { Supervisor } from '../../standby/src/supervisor.ts';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
 import { freePort } from '../helpers/ports.ts';
-import { hearing, PARTICIPANTS, seeing } from './mix.test.ts';
+import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
 
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {
   let supervisor: Supervisor;

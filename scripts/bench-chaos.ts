@@ -1,0 +1,1274 @@
+/**
+ * Chaos benchmark: K kills of the primary during a 3-participant call, measured by the
+ * pages themselves (real Chromium, one browser, three pages with their own tone and tile).
+ *
+ *   node --import tsx scripts/bench-chaos.ts [--kills 20] [--mode reconnect] [--max-minutes 30]
+ *                                             [--out bench-results/chaos.json]
+ *
+ * Per kill: clean baseline (everyone hears the other two, media steady), primary
+ * protected (GET /status `protected: true`, standby `ready`), the pages' gap counters
+ * reset, SIGKILL, the promotion awaited, then the pages must hear the right tones again
+ * with the media steady for 1.5 s. Each page then reports its longest audio and video
+ * gaps, the signaling outage, whether it fell back to a fresh peer connection and whether
+ * its participant id changed; the promoted standby reports its timeline. A round whose
+ * mix is wrong afterwards is recorded as failed and the run goes on; only a system that
+ * is gone (no promotion, no primary, no browser) stops a mode.
+ *
+ * Modes are small descriptors (how to start the system, how to kill it); results are
+ * keyed by mode so later modes ('takeover', 'warm-spare') land next to 'reconnect' in the
+ * same report and plot. Writes the JSON, an HTML page of inline-SVG distribution plots
+ * next to it, and a PNG screenshot of that page; the children's logs go to <out>-logs/.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { basename, dirname, extname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Browser } from 'playwright-core';
+import { gridLayout } from '../mcu/src/media/video-layout.ts';
+import { Supervisor, type ManagedMcu } from '../standby/src/supervisor.ts';
+import { colourDistance, hexToRgb, launchChromium, openParticipant, type ParticipantPage, type ParticipantSpec } from '../test/helpers/browser.ts';
+import { freePort } from '../test/helpers/ports.ts';
+import { escapeHtml, percentile, renderPlotPage, type PlotMetric } from './bench-plot.ts';
+import { buildTimeline } from './failover-timeline.ts';
+// The same participants, tones, tiles and thresholds as the browser tests.
+import { COLOUR_TOLERANCE, HEARD_DB, PARTICIPANTS, SILENT_DB, TONES } from '../test/helpers/mix.ts';
+
+// ---------------------------------------------------------------------------------------
+// Settings
+
+const MAX_KILLS = 200;
+const MODE_NAMES = ['reconnect', 'takeover', 'warm-spare'] as const;
+type ModeName = (typeof MODE_NAMES)[number];
+
+/** The MCU composes at 15 fps: the interval between frames when nothing is wrong. */
+const NOMINAL_FRAME_MS = 1000 / 15;
+/** "Steady media": no frame interval above this and no audio stall above that, for STEADY_MS. */
+const STEADY_VIDEO_MS = 200;
+const STEADY_AUDIO_MS = 150;
+const STEADY_MS = 1500;
+/** A stall starting this long after the kill is not the failover's own gap (that one starts at the kill). */
+const LATE_STALL_MS = 700;
+const BASELINE_TIMEOUT_MS = 20_000;
+const PROTECTION_TIMEOUT_MS = 30_000;
+const PROMOTION_TIMEOUT_MS = 15_000;
+const RECOVERY_TIMEOUT_MS = 25_000;
+const POLL_MS = 200;
+
+// ---------------------------------------------------------------------------------------
+// Modes: how to start the system, how to kill its primary
+
+interface Promotion {
+  /** Date.now() right before the signal was sent. */
+  killedAt: number;
+  victimPid: number;
+  promotedPid: number;
+  /** The promoted standby's own account (epoch-ms timestamps). */
+  timeline: Record<string, unknown>;
+}
+
+/** The system a mode runs: an address for the pages, a way to know it is protected, a primary to kill. */
+interface SystemUnderTest {
+  readonly url: string;
+  /** null when a kill of the primary can be survived right now; otherwise why not. */
+  protection(): Promise<string | null>;
+  /** Tries to get protection back (e.g. start a new standby); says what it did, or null. */
+  repairProtection(): Promise<string | null>;
+  /** Sends `signal` to the primary and resolves with the promotion; rejects with SystemGoneError. */
+  killPrimary(signal: NodeJS.Signals): Promise<Promotion>;
+  /** Failover steps of these processes from their logs, in ms relative to `t0`. */
+  failoverSteps(pids: number[], t0: number): FailoverStep[];
+  /** Every process's log lines, for the log directory. */
+  logs(): Array<{ pid: number; role: string; lines: string[] }>;
+  /** When a new standby was next ready (Date.now()) after `t`, or null. */
+  standbyReadyAfter(t: number): number | null;
+  /** What happened that no kill explains: death verdicts while the primary lived, processes that exited on their own. */
+  incidents(kills: Array<{ killedAt: number; victimPid: number }>): Incident[];
+  close(): Promise<void>;
+}
+
+interface ModeDescriptor {
+  name: ModeName;
+  description: string;
+  /** Page events that must have fired after the kill before a page counts as recovered. */
+  recoveryEvents: readonly string[];
+  start(): Promise<SystemUnderTest>;
+  kill(system: SystemUnderTest): Promise<Promotion>;
+}
+
+const MODES: Partial<Record<ModeName, ModeDescriptor>> = {
+  reconnect: {
+    name: 'reconnect',
+    description: 'signaling reconnects and resumes; server-initiated media restart on the same RTCPeerConnection',
+    recoveryEvents: ['reconnected', 'media-restarted'],
+    start: () => SupervisedSystem.start(),
+    kill: (system) => system.killPrimary('SIGKILL'),
+  },
+};
+
+class SystemGoneError extends Error {
+  readonly code = 'SYSTEM_GONE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SystemGoneError';
+  }
+}
+
+interface Incident {
+  at: string;
+  pid: number | null;
+  what: string;
+}
+
+interface FailoverStep {
+  ms: number;
+  pid: number | null;
+  step: string;
+  message: string;
+}
+
+/** Primary + hot standby under the project's Supervisor, on 127.0.0.1, re-protected after every promotion. */
+class SupervisedSystem implements SystemUnderTest {
+  readonly #supervisor: Supervisor;
+  readonly url: string;
+  /** Every MCU process seen, kept after it died: its logs explain the failover. */
+  readonly #seen = new Map<number, ManagedMcu>();
+  readonly #readyAt: number[] = [];
+  readonly #exits: Array<{ at: number; pid: number; role: string; code: number | null; signal: string | null }> = [];
+  #closed = false;
+
+  private constructor(supervisor: Supervisor, url: string) {
+    this.#supervisor = supervisor;
+    this.url = url;
+    const note = (m: ManagedMcu): void => void this.#seen.set(m.pid, m);
+    supervisor.on('primary-started', note);
+    supervisor.on('standby-ready', (m) => {
+      note(m);
+      this.#readyAt.push(Date.now());
+    });
+    supervisor.on('promoted', note);
+    supervisor.on('process-exited', (e) => {
+      if (!this.#closed) this.#exits.push({ at: Date.now(), ...e });
+    });
+  }
+
+  static async start(): Promise<SupervisedSystem> {
+    const port = await freePort();
+    const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1' });
+    const system = new SupervisedSystem(supervisor, `http://127.0.0.1:${port}`);
+    registerCleanup(() => system.close());
+    await supervisor.start();
+    return system;
+  }
+
+  async protection(): Promise<string | null> {
+    const status = await getJson(`${this.url}/status`);
+    if (!status) return 'the primary does not answer /status';
+    if (status.role !== 'primary') return `/status says role ${String(status.role)}`;
+    if (status.protected !== true) return 'the primary is not protected';
+    const standby = this.#supervisor.standby;
+    if (!standby?.statusPort) return 'no standby process';
+    const s = await getJson(`http://127.0.0.1:${standby.statusPort}/status`);
+    if (!s) return `standby ${standby.pid} does not answer /status`;
+    if (s.standbyState !== 'ready') return `standby ${standby.pid} is ${String(s.standbyState)}`;
+    return null;
+  }
+
+  async repairProtection(): Promise<string | null> {
+    if (this.#supervisor.standby !== null || this.#closed) return null;
+    // The supervisor gives up when a new standby fails to sync: ask for another one.
+    await this.#supervisor.startStandby();
+    return 'no standby after the promotion: started one';
+  }
+
+  async killPrimary(signal: NodeJS.Signals): Promise<Promotion> {
+    const victim = this.#supervisor.primary;
+    if (!victim) throw new SystemGoneError('no primary to kill');
+    let onPromoted: ((m: ManagedMcu, t: Record<string, unknown>) => void) | null = null;
+    let timer: NodeJS.Timeout | null = null;
+    const promoted = new Promise<[ManagedMcu, Record<string, unknown>]>((resolve, reject) => {
+      onPromoted = (m, t) => resolve([m, t]);
+      this.#supervisor.once('promoted', onPromoted);
+      timer = setTimeout(() => reject(new SystemGoneError(`no standby promoted itself within ${PROMOTION_TIMEOUT_MS} ms of the kill`)), PROMOTION_TIMEOUT_MS);
+    });
+    try {
+      const killedAt = Date.now();
+      await victim.process.kill(signal);
+      const [mcu, timeline] = await promoted;
+      return { killedAt, victimPid: victim.pid, promotedPid: mcu.pid, timeline };
+    } finally {
+      if (timer) clearTimeout(timer);
+      if (onPromoted) this.#supervisor.off('promoted', onPromoted);
+    }
+  }
+
+  failoverSteps(pids: number[], t0: number): FailoverStep[] {
+    const lines = pids.flatMap((pid) => this.#seen.get(pid)?.process.stderr ?? []);
+    return buildTimeline(lines)
+      .filter((e) => e.at >= t0 - 2000 && e.at <= t0 + RECOVERY_TIMEOUT_MS + 5000)
+      .map((e) => ({ ms: e.at - t0, pid: e.pid, step: e.step, message: e.message }));
+  }
+
+  logs(): Array<{ pid: number; role: string; lines: string[] }> {
+    const all = new Map(this.#seen);
+    for (const m of [this.#supervisor.primary, this.#supervisor.standby]) if (m) all.set(m.pid, m);
+    return [...all.values()].map((m) => ({ pid: m.pid, role: m.role, lines: [...m.process.stderr] }));
+  }
+
+  standbyReadyAfter(t: number): number | null {
+    return this.#readyAt.find((r) => r > t) ?? null;
+  }
+
+  incidents(kills: Array<{ killedAt: number; victimPid: number }>): Incident[] {
+    const incidents: Array<Incident & { t: number }> = [];
+    // A verdict within a few seconds after a kill is that kill's; any other one judged a living primary dead.
+    const explained = (t: number): boolean => kills.some((k) => t >= k.killedAt && t <= k.killedAt + 5000);
+    for (const l of this.logs()) {
+      for (const e of buildTimeline(l.lines)) {
+        if (e.step !== 'confirmed-dead' || explained(e.at)) continue;
+        const d = e.detail;
+        incidents.push({ t: e.at, at: e.iso, pid: e.pid, what: `death verdict with no kill (${String(d.reason)}, ${String(d.sinceLastHeartbeatMs)} ms after the last heartbeat) while the primary lived` });
+      }
+      for (const line of l.lines) {
+        if (!line.includes('promotion failed')) continue;
+        const t = Date.parse(line.slice(0, 24));
+        if (!explained(t)) incidents.push({ t, at: line.slice(0, 24), pid: l.pid, what: line.slice(25, 400) });
+      }
+    }
+    const victims = new Set(kills.map((k) => k.victimPid));
+    for (const x of this.#exits) {
+      if (victims.has(x.pid)) continue;
+      incidents.push({ t: x.at, at: new Date(x.at).toISOString(), pid: x.pid, what: `${x.role} exited on its own (code ${x.code}, signal ${x.signal})` });
+    }
+    return incidents.sort((a, b) => a.t - b.t).map(({ t: _t, ...rest }) => rest);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#supervisor.close();
+  }
+}
+
+async function getJson(url: string): Promise<Record<string, unknown> | null> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    return res.ok ? ((await res.json()) as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the pages hear, see and measured
+
+interface Hearing {
+  /** The mix test's verdict: the other two heard, its own tone silent. */
+  ok: boolean;
+  othersHeard: boolean;
+  ownSilent: boolean;
+  ownDb: number;
+  levels: Record<string, number>;
+}
+
+/** What the page hears (the mix test's check through the same page API), split into its two halves. */
+async function hearing(page: ParticipantPage): Promise<Hearing> {
+  const levels = await page.toneLevels(TONES);
+  const others = othersOf(page);
+  const othersHeard = others.every((f) => levels[String(f)]! > HEARD_DB);
+  const ownDb = levels[String(page.spec.toneHz)]!;
+  const ownSilent = ownDb < SILENT_DB;
+  return { ok: othersHeard && ownSilent, othersHeard, ownSilent, ownDb, levels };
+}
+
+/** Loudest level of the page's own tone over a few analyser windows (it fluctuates by several dB). */
+async function ownToneDb(page: ParticipantPage, reads = 4): Promise<number> {
+  let max = -Infinity;
+  for (let i = 0; i < reads; i++) {
+    if (i > 0) await sleep(150);
+    max = Math.max(max, (await hearing(page)).ownDb);
+  }
+  return Math.round(max * 10) / 10;
+}
+
+/** Does the composed grid show exactly these tiles, in this order? */
+async function seeing(page: ParticipantPage, tiles: string[]): Promise<{ ok: boolean; pixels: Array<[number, number, number]> }> {
+  const centres = gridLayout(tiles.length, 640, 480).map((c): [number, number] => [(c.x + c.width / 2) / 640, (c.y + c.height / 2) / 480]);
+  const pixels = await page.samplePixels(centres);
+  const ok = tiles.every((hex, i) => colourDistance(pixels[i]!, hexToRgb(hex)) < COLOUR_TOLERANCE);
+  return { ok, pixels };
+}
+
+function othersOf(page: ParticipantPage): number[] {
+  return PARTICIPANTS.filter((p) => p.name !== page.spec.name).map((p) => p.toneHz);
+}
+
+/**
+ * How long the page's media has been steady up to now, ms: no rendered-frame interval
+ * above STEADY_VIDEO_MS and no stretch without new audio packets above STEADY_AUDIO_MS.
+ * Computed in the page from the probe's own 30-s history (no named inner functions:
+ * tsx's keepNames would reference a helper the page does not have).
+ */
+function steadyFor(page: ParticipantPage): Promise<number> {
+  return page.page.evaluate(
+    ({ videoMs, audioMs }) => {
+      const probe = window.mcuDemo.probe;
+      if (!probe) return 0;
+      const now = performance.now();
+      let lastBad = -Infinity;
+      const frames = probe.frameTimes;
+      for (let i = 1; i < frames.length; i++) if (frames[i]! - frames[i - 1]! > videoMs) lastBad = Math.max(lastBad, frames[i]!);
+      if (frames.length === 0 || now - frames[frames.length - 1]! > videoMs) lastBad = now;
+      let lastCount = -1;
+      let lastChangeAt: number | null = null;
+      for (const [t, count] of probe.audioSamples) {
+        if (count === lastCount) continue;
+        if (lastChangeAt !== null && t - lastChangeAt > audioMs) lastBad = Math.max(lastBad, t);
+        lastChangeAt = t;
+        lastCount = count;
+      }
+      if (lastChangeAt === null || now - lastChangeAt > audioMs) lastBad = now;
+      const oldest = Math.min(frames[0] ?? now, probe.audioSamples[0]?.[0] ?? now);
+      return Number.isFinite(lastBad) ? now - lastBad : now - oldest;
+    },
+    { videoMs: STEADY_VIDEO_MS, audioMs: STEADY_AUDIO_MS },
+  );
+}
+
+interface ArmedPage {
+  eventCount: number;
+  /** performance.now() in the page when the counters were reset. */
+  armedAt: number;
+  /** Median interval between rendered frames just before the kill. */
+  frameIntervalMs: number | null;
+  /** inbound-rtp video stats id -> [freezeCount, totalFreezesDuration s]. */
+  freezes: Record<string, [number, number]>;
+}
+
+/** Right before the kill: remember the peer connection and the freeze counters, reset the gap counters. */
+function armPage(page: ParticipantPage): Promise<ArmedPage> {
+  return page.page.evaluate(async () => {
+    const demo = window.mcuDemo;
+    const client = demo.client!;
+    (window as unknown as { __benchPc?: RTCPeerConnection }).__benchPc = client.pc;
+    const frames = demo.probe!.frameTimes.slice(-31);
+    const intervals: number[] = [];
+    for (let i = 1; i < frames.length; i++) intervals.push(frames[i]! - frames[i - 1]!);
+    intervals.sort((a, b) => a - b);
+    const freezes: Record<string, [number, number]> = {};
+    (await client.pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
+    });
+    // A second audio watch, per inbound-rtp stats id: only a growing packet count of some
+    // stream ends a gap. The probe sums all streams, so the old stream's entry vanishing (or
+    // the new one appearing) at the restart changes its sum and looks like received audio.
+    const w = window as unknown as { __benchAudio?: { timer: number; samples: Array<[number, string, number]> } };
+    if (w.__benchAudio) clearInterval(w.__benchAudio.timer);
+    const rec = { timer: 0, samples: [] as Array<[number, string, number]> };
+    rec.timer = window.setInterval(() => {
+      void window.mcuDemo.client?.pc.getStats().then((stats) => {
+        const t = performance.now();
+        stats.forEach((st: { id: string; type: string; kind?: string; packetsReceived?: number }) => {
+          if (st.type === 'inbound-rtp' && st.kind === 'audio') rec.samples.push([t, st.id, st.packetsReceived ?? 0]);
+        });
+      });
+    }, 20);
+    w.__benchAudio = rec;
+    demo.probe!.resetGaps();
+    return { eventCount: demo.events.length, armedAt: performance.now(), frameIntervalMs: intervals.length > 0 ? intervals[intervals.length >> 1]! : null, freezes };
+  });
+}
+
+interface PageReadout {
+  events: Array<{ event: string; at: number; detail?: unknown }>;
+  longestAudioGapMs: number;
+  longestVideoGapMs: number;
+  videoFrames: number;
+  audioPolls: number;
+  participantId: string | null;
+  samePeerConnection: boolean;
+  freezes: Record<string, [number, number]>;
+  state: string;
+  /** Every stall since the arming (epoch-ms start, duration), not just the longest. */
+  stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; at: number; ms: number }>;
+  /** Longest stretch in which no inbound-rtp audio stream's packet count grew (per stats id). */
+  strictAudioGapMs: number | null;
+}
+
+/** After the recovery: the page's own measurements and the events since the kill (epoch-ms times). */
+function readPage(page: ParticipantPage, armed: ArmedPage): Promise<PageReadout> {
+  const args = { from: armed.eventCount, since: armed.armedAt, videoMs: STEADY_VIDEO_MS, audioMs: STEADY_AUDIO_MS };
+  return page.page.evaluate(async ({ from, since, videoMs, audioMs }) => {
+    const demo = window.mcuDemo;
+    const client = demo.client!;
+    const probe = demo.probe!;
+    const gaps = probe.gaps();
+    const w = window as unknown as { __benchAudio?: { timer: number; samples: Array<[number, string, number]> } };
+    let strictAudioGapMs: number | null = null;
+    const stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; at: number; ms: number }> = [];
+    if (w.__benchAudio) {
+      clearInterval(w.__benchAudio.timer);
+      const last = new Map<string, number>();
+      let lastGrowth: number | null = null;
+      strictAudioGapMs = 0;
+      for (const [t, id, n] of w.__benchAudio.samples) {
+        const prev = last.get(id);
+        if (prev === undefined ? n > 0 : n > prev) {
+          if (lastGrowth !== null) {
+            strictAudioGapMs = Math.max(strictAudioGapMs, t - lastGrowth);
+            if (t - lastGrowth > audioMs) stalls.push({ kind: 'audio-strict', at: performance.timeOrigin + lastGrowth, ms: t - lastGrowth });
+          }
+          lastGrowth = t;
+        }
+        last.set(id, n);
+      }
+      w.__benchAudio = undefined;
+    }
+    const frames = probe.frameTimes;
+    for (let i = 1; i < frames.length; i++) {
+      if (frames[i]! >= since && frames[i]! - frames[i - 1]! > videoMs) stalls.push({ kind: 'video', at: performance.timeOrigin + frames[i - 1]!, ms: frames[i]! - frames[i - 1]! });
+    }
+    let lastCount = -1;
+    let lastChangeAt: number | null = null;
+    for (const [t, count] of probe.audioSamples) {
+      if (count === lastCount) continue;
+      if (lastChangeAt !== null && t >= since && t - lastChangeAt > audioMs) stalls.push({ kind: 'audio', at: performance.timeOrigin + lastChangeAt, ms: t - lastChangeAt });
+      lastChangeAt = t;
+      lastCount = count;
+    }
+    const freezes: Record<string, [number, number]> = {};
+    (await client.pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
+    });
+    return {
+      events: demo.events.slice(from).map((e) => ({ event: e.event, at: performance.timeOrigin + e.at, detail: e.detail })),
+      ...gaps,
+      participantId: client.participantId,
+      samePeerConnection: (window as unknown as { __benchPc?: RTCPeerConnection }).__benchPc === client.pc,
+      freezes,
+      state: client.state,
+      stalls,
+      strictAudioGapMs,
+    };
+  }, args);
+}
+
+// ---------------------------------------------------------------------------------------
+// One round: baseline, kill, recovery, readout
+
+interface PageSample {
+  name: string;
+  /** Heard the right tones with steady media before the deadline. */
+  recovered: boolean;
+  /** Kill -> start of the steady media that ended the round (the first frame/packet after the last stall). */
+  mediaBackMs: number | null;
+  hears: boolean;
+  sees: boolean;
+  levels: Record<string, number>;
+  /** Loudest own-tone level over 4 analyser reads right before the kill / after the recovery, dB. */
+  ownToneBeforeDb: number;
+  ownToneAfterDb: number | null;
+  /** The page probe's longest audio gap (sum of packetsReceived over all inbound audio streams, 20 ms polls). */
+  audioGapMs: number | null;
+  /** The same, per stream: only a stream's growing count ends a gap (see armPage). */
+  audioGapStrictMs: number | null;
+  videoGapMs: number | null;
+  frameIntervalMs: number | null;
+  videoGlitchMs: number | null;
+  signalingOutageMs: number | null;
+  resumed: boolean | null;
+  /** Kill -> 'reconnected' / 'media-restarted' in the page (its clock). */
+  reconnectedAtMs: number | null;
+  mediaRestartedAtMs: number | null;
+  mediaRestartReason: string | null;
+  mediaRestartTookMs: number | null;
+  fallback: boolean;
+  newPeerConnection: boolean;
+  idChanged: boolean;
+  /**
+   * Chromium's own inbound-rtp video freezes during the round, summed over the stats
+   * entries alive at the end. Blind to the failover itself: the new primary sends a new
+   * SSRC, so the stream whose gap it was is gone and the new one starts with no freeze
+   * (newInboundVideo). Kept only to show freezes after the restart.
+   */
+  freezeCount: number | null;
+  freezeMs: number | null;
+  /** The inbound video stats id changed (a new SSRC from the new primary). */
+  newInboundVideo: boolean;
+  /** Every stall (video interval > 200 ms, audio stall > 150 ms) since the kill: start relative to the kill, duration. */
+  stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; fromMs: number; ms: number }>;
+  state: string | null;
+}
+
+type FailureKind = 'not-recovered' | 'other-tone-missing' | 'own-tone-audible' | 'tiles-wrong' | 'status' | 'readout' | 'round-error';
+
+interface KillRow {
+  mode: ModeName;
+  kill: number;
+  ok: boolean;
+  failure: string | null;
+  failureKinds: FailureKind[];
+  /** Mix findings not caused by the kill (already there before it). */
+  warnings: string[];
+  notes: string[];
+  killedAt: number | null;
+  victimPid: number | null;
+  promotedPid: number | null;
+  epoch: number | null;
+  reason: string | null;
+  detectionMs: number | null;
+  promotionMs: number | null;
+  /** Kill -> the promoted process logs 'serving as primary' (signaling port open). */
+  acceptingMs: number | null;
+  /** Kill -> timeline.servingAt (set when mcu.start() resolves: replication and heartbeats ready too). */
+  completeMs: number | null;
+  /** Kill -> last heartbeat the standby heard (negative: before the kill). */
+  lastHeartbeatMs: number | null;
+  /** 1-minute load average at the kill: on a shared 2-core machine, anything far above ~2.5 means others competed for the CPU. */
+  load1: number;
+  /**
+   * Kill -> the replacement standby is ready (it is spawned at promotion complete; its
+   * boot competes with the call for the CPU). Known by the next round's start.
+   */
+  reprotectedMs: number | null;
+  pages: PageSample[];
+  status: { role: unknown; epoch: unknown; participants: unknown } | null;
+  steps: FailoverStep[];
+}
+
+interface Call {
+  /** Called when a round found the system protected (the previous round's re-protection is known then). */
+  onProtected?: () => void;
+  browser: Browser;
+  system: SystemUnderTest;
+  room: string;
+  pages: ParticipantPage[];
+  ids: Array<string | null>;
+}
+
+/** Opens the three pages; pages already open leave the call first (or they would linger as 'away' participants). */
+async function openCall(call: Call): Promise<void> {
+  for (const p of call.pages) {
+    await p.page.click('#leave', { timeout: 2000 }).catch(() => undefined);
+    await p.close();
+  }
+  call.pages = [];
+  for (const spec of PARTICIPANTS) call.pages.push(await openParticipant(call.browser, call.system.url, call.room, spec));
+  call.ids = await Promise.all(call.pages.map((p) => p.participantId()));
+}
+
+interface CleanCheck {
+  ok: boolean;
+  /** Date.now() since when the media has been steady (set when ok). */
+  steadySince: number | null;
+  levels: Record<string, number>;
+  why: string;
+}
+
+/**
+ * One look: does the page hear the other two, with media steady for STEADY_MS? Its own
+ * tone is not part of this gate: it is recorded before the kill and judged after it, so a
+ * page that heard itself already before a kill is told apart from one the failover broke.
+ */
+async function checkClean(page: ParticipantPage): Promise<CleanCheck> {
+  try {
+    const heard = await hearing(page);
+    if (!heard.othersHeard) return { ok: false, steadySince: null, levels: heard.levels, why: `hears ${fmtLevels(heard.levels)}` };
+    const steady = await steadyFor(page);
+    if (steady < STEADY_MS) return { ok: false, steadySince: null, levels: heard.levels, why: `media steady for only ${Math.round(steady)} ms` };
+    return { ok: true, steadySince: Date.now() - steady, levels: heard.levels, why: 'clean' };
+  } catch (err) {
+    return { ok: false, steadySince: null, levels: {}, why: `page error: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** Polls every page until it is clean or the deadline passes; the last look per page. */
+async function waitClean(pages: ParticipantPage[], deadline: number): Promise<Map<string, CleanCheck>> {
+  const results = new Map<string, CleanCheck>();
+  await Promise.all(
+    pages.map(async (page) => {
+      let last = await checkClean(page);
+      while (!last.ok && Date.now() < deadline) {
+        await sleep(POLL_MS);
+        last = await checkClean(page);
+      }
+      results.set(page.spec.name, last);
+    }),
+  );
+  return results;
+}
+
+async function waitProtected(system: SystemUnderTest, notes: string[]): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const deadline = Date.now() + PROTECTION_TIMEOUT_MS;
+    let why = await system.protection();
+    while (why !== null && Date.now() < deadline) {
+      await sleep(250);
+      why = await system.protection();
+    }
+    if (why === null) return;
+    const repaired = await system.repairProtection().catch((err: unknown) => `repair failed: ${(err as Error).message.split('\n')[0]}`);
+    if (repaired === null) throw new SystemGoneError(`not protected after ${PROTECTION_TIMEOUT_MS} ms: ${why}`);
+    notes.push(repaired);
+  }
+  throw new SystemGoneError('still not protected after a repair');
+}
+
+async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise<KillRow> {
+  const row = emptyRow(mode.name, kill);
+
+  // Clean baseline: if the call is not clean (a previous round left it broken), rejoin once.
+  let baseline = await waitClean(call.pages, Date.now() + BASELINE_TIMEOUT_MS);
+  let dirty = [...baseline.entries()].filter(([, v]) => !v.ok);
+  if (dirty.length > 0) {
+    row.notes.push(`baseline not clean (${dirty.map(([n, v]) => `${n}: ${v.why}`).join('; ')}): pages reopened`);
+    await openCall(call);
+    baseline = await waitClean(call.pages, Date.now() + BASELINE_TIMEOUT_MS);
+    dirty = [...baseline.entries()].filter(([, v]) => !v.ok);
+    if (dirty.length > 0) throw new SystemGoneError(`the call cannot be made clean again: ${dirty.map(([n, v]) => `${n}: ${v.why}`).join('; ')}`);
+  }
+  await waitProtected(call.system, row.notes);
+  call.onProtected?.();
+
+  const ownBefore = await Promise.all(call.pages.map((p) => ownToneDb(p)));
+  const armed = await Promise.all(call.pages.map((p) => armPage(p)));
+  row.load1 = loadavg()[0]!;
+  const promotion = await mode.kill(call.system);
+  const { killedAt, timeline } = promotion;
+  row.killedAt = killedAt;
+  row.victimPid = promotion.victimPid;
+  row.promotedPid = promotion.promotedPid;
+  const at = (key: string): number | null => (typeof timeline[key] === 'number' ? (timeline[key] as number) : null);
+  row.epoch = at('epoch');
+  row.reason = typeof timeline.reason === 'string' ? timeline.reason : null;
+  const detectedAt = at('detectedAt');
+  const promotionStartedAt = at('promotionStartedAt');
+  const servingAt = at('servingAt');
+  const lastHeartbeatAt = at('lastHeartbeatAt');
+  row.detectionMs = detectedAt === null ? null : detectedAt - killedAt;
+  row.promotionMs = servingAt === null || promotionStartedAt === null ? null : servingAt - promotionStartedAt;
+  row.completeMs = servingAt === null ? null : servingAt - killedAt;
+  row.lastHeartbeatMs = lastHeartbeatAt === null ? null : lastHeartbeatAt - killedAt;
+
+  // Recovery: every page hears the right tones again, with steady media and the mode's events seen.
+  const deadline = killedAt + RECOVERY_TIMEOUT_MS;
+  const recovered = new Map<string, CleanCheck>();
+  await Promise.all(
+    call.pages.map(async (page, i) => {
+      let state: CleanCheck;
+      while (true) {
+        const seen = await page.page
+          .evaluate((from) => window.mcuDemo.events.slice(from).map((e) => e.event), armed[i]!.eventCount)
+          .catch(() => [] as string[]);
+        const missing = mode.recoveryEvents.filter((e) => !seen.includes(e));
+        const clean = await checkClean(page);
+        state = missing.length === 0 ? clean : { ...clean, ok: false, why: `no ${missing.join('/')} event yet; ${clean.why}` };
+        if (state.ok || Date.now() >= deadline) break;
+        await sleep(POLL_MS);
+      }
+      recovered.set(page.spec.name, state);
+    }),
+  );
+
+  const failures: string[] = [];
+  const fail = (kind: FailureKind, text: string): void => {
+    failures.push(text);
+    if (!row.failureKinds.includes(kind)) row.failureKinds.push(kind);
+  };
+  const tiles = PARTICIPANTS.map((p) => p.tile);
+  for (const [i, page] of call.pages.entries()) {
+    const rec = recovered.get(page.spec.name)!;
+    const sample: PageSample = {
+      name: page.spec.name,
+      recovered: rec.ok,
+      mediaBackMs: rec.steadySince === null ? null : rec.steadySince - killedAt,
+      hears: false,
+      sees: false,
+      levels: rec.levels,
+      ownToneBeforeDb: ownBefore[i]!,
+      ownToneAfterDb: null,
+      audioGapMs: null,
+      audioGapStrictMs: null,
+      videoGapMs: null,
+      frameIntervalMs: armed[i]!.frameIntervalMs,
+      videoGlitchMs: null,
+      signalingOutageMs: null,
+      resumed: null,
+      reconnectedAtMs: null,
+      mediaRestartedAtMs: null,
+      mediaRestartReason: null,
+      mediaRestartTookMs: null,
+      fallback: false,
+      newPeerConnection: false,
+      idChanged: false,
+      freezeCount: null,
+      freezeMs: null,
+      newInboundVideo: false,
+      stalls: [],
+      state: null,
+    };
+    row.pages.push(sample);
+    if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
+    try {
+      const out = await readPage(page, armed[i]!);
+      sample.stalls = out.stalls.map((st) => ({ kind: st.kind, fromMs: Math.round(st.at - killedAt), ms: Math.round(st.ms) }));
+      const reconnected = out.events.filter((e) => e.event === 'reconnected').at(-1);
+      const restarts = out.events.filter((e) => e.event === 'media-restarted');
+      const restart = restarts.at(-1);
+      const detail = (e: { detail?: unknown } | undefined): Record<string, unknown> => (e?.detail ?? {}) as Record<string, unknown>;
+      sample.audioGapMs = out.longestAudioGapMs;
+      sample.audioGapStrictMs = out.strictAudioGapMs;
+      sample.videoGapMs = out.longestVideoGapMs;
+      sample.videoGlitchMs = Math.max(0, out.longestVideoGapMs - NOMINAL_FRAME_MS);
+      sample.signalingOutageMs = typeof detail(reconnected).outageMs === 'number' ? (detail(reconnected).outageMs as number) : null;
+      sample.resumed = typeof detail(reconnected).resumed === 'boolean' ? (detail(reconnected).resumed as boolean) : null;
+      sample.reconnectedAtMs = reconnected ? reconnected.at - killedAt : null;
+      sample.mediaRestartedAtMs = restart ? restart.at - killedAt : null;
+      sample.mediaRestartReason = typeof detail(restart).reason === 'string' ? (detail(restart).reason as string) : null;
+      sample.mediaRestartTookMs = typeof detail(restart).tookMs === 'number' ? (detail(restart).tookMs as number) : null;
+      sample.fallback = restarts.some((e) => String(detail(e).reason ?? '').startsWith('fallback'));
+      sample.newPeerConnection = !out.samePeerConnection;
+      sample.idChanged = out.participantId !== call.ids[i];
+      const before = out.samePeerConnection ? armed[i]!.freezes : {};
+      sample.freezeCount = Object.entries(out.freezes).reduce((sum, [id, [c]]) => sum + c - (before[id]?.[0] ?? 0), 0);
+      sample.freezeMs = 1000 * Object.entries(out.freezes).reduce((sum, [id, [, d]]) => sum + d - (before[id]?.[1] ?? 0), 0);
+      sample.newInboundVideo = Object.keys(out.freezes).some((id) => !(id in armed[i]!.freezes));
+      sample.state = out.state;
+      if (sample.idChanged) call.ids[i] = out.participantId;
+      // The mix must be right: the other two and not itself, and all three tiles.
+      // A click in the audio (a splice) lifts every analyser bin for one 170-ms window:
+      // a wrong mix stays wrong, so look again for a few seconds before calling it a failure.
+      sample.ownToneAfterDb = await ownToneDb(page);
+      let heard = await hearing(page);
+      if (!heard.ok) {
+        const first = heard;
+        for (let t = 0; !heard.ok && t < 12; t++) {
+          await sleep(250);
+          heard = await hearing(page);
+        }
+        const news = !first.othersHeard || sample.ownToneBeforeDb < SILENT_DB;
+        if (heard.ok && news) row.notes.push(`${page.spec.name} mix blip (${fmtLevels(first.levels)}), right again within 3 s`);
+      }
+      sample.hears = heard.ok;
+      sample.levels = heard.levels;
+      if (!heard.othersHeard) fail('other-tone-missing', `${page.spec.name} hears ${fmtLevels(heard.levels)}`);
+      else if (!heard.ownSilent && sample.ownToneBeforeDb >= SILENT_DB) {
+        // Not the failover's doing: the page heard its tone as loud before the kill
+        // (with 400/700/1100 Hz it was 1100 - 700 = 400, an intermodulation product). Recorded, not failed.
+        row.warnings.push(`${page.spec.name} own tone ${heard.ownDb.toFixed(0)} dB after, ${sample.ownToneBeforeDb.toFixed(0)} dB already before the kill`);
+      } else if (!heard.ownSilent) fail('own-tone-audible', `${page.spec.name} hears its own tone (silent before the kill): ${fmtLevels(heard.levels)}`);
+      let seen = await seeing(page, tiles);
+      for (let t = 0; !seen.ok && t < 20; t++) {
+        await sleep(250);
+        seen = await seeing(page, tiles);
+      }
+      sample.sees = seen.ok;
+      if (!seen.ok) fail('tiles-wrong', `${page.spec.name} sees ${JSON.stringify(seen.pixels)} instead of ${tiles.join(' ')}`);
+    } catch (err) {
+      if (!call.browser.isConnected()) throw new SystemGoneError('the browser is gone');
+      fail('readout', `${page.spec.name}: page readout failed: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  const status = await getJson(`${call.system.url}/status`);
+  row.status = status && { role: status.role, epoch: status.epoch, participants: status.participants };
+  if (!status) fail('status', 'the new primary does not answer /status');
+  else if (status.role !== 'primary' || status.participants !== PARTICIPANTS.length) fail('status', `/status: role ${String(status.role)}, ${String(status.participants)} participants`);
+  row.steps = call.system.failoverSteps([promotion.victimPid, promotion.promotedPid], killedAt);
+  row.acceptingMs = row.steps.find((st) => st.step === 'serving' && st.pid === promotion.promotedPid)?.ms ?? null;
+  row.ok = failures.length === 0;
+  row.failure = failures.length > 0 ? failures.join('; ') : null;
+  return row;
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics and report
+
+interface Stats {
+  n: number;
+  min: number;
+  median: number;
+  p95: number;
+  max: number;
+  mean: number;
+}
+
+function summarize(values: number[]): Stats | null {
+  const s = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  const r = (v: number): number => Math.round(v * 10) / 10;
+  return { n: s.length, min: r(s[0]!), median: r(percentile(s, 50)), p95: r(percentile(s, 95)), max: r(s[s.length - 1]!), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
+}
+
+type PageMetric = 'audioGapMs' | 'audioGapStrictMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
+type KillMetric = 'detectionMs' | 'promotionMs' | 'acceptingMs' | 'completeMs';
+
+/** What each metric is, in report order; `per` says what one sample is. */
+const METRICS: Array<{ key: PageMetric | KillMetric; per: 'page' | 'kill'; label: string; note: string }> = [
+  { key: 'audioGapMs', per: 'page', label: 'Audio gap', note: 'longest stretch without a new inbound-rtp audio packet (20 ms polling), per page per kill' },
+  { key: 'audioGapStrictMs', per: 'page', label: 'Audio gap (per stream)', note: 'the same, but only a growing packet count of one inbound audio stream ends a gap (the new primary sends a new SSRC)' },
+  { key: 'videoGapMs', per: 'page', label: 'Video gap (raw)', note: 'longest interval between rendered frames (requestVideoFrameCallback), per page per kill' },
+  { key: 'videoGlitchMs', per: 'page', label: 'Video glitch', note: `raw video gap minus the nominal ${NOMINAL_FRAME_MS.toFixed(1)} ms frame interval (15 fps)` },
+  { key: 'signalingOutageMs', per: 'page', label: 'Signaling outage', note: "socket.io disconnect -> resumed join ('reconnected' outageMs), per page per kill" },
+  { key: 'detectionMs', per: 'kill', label: 'Detection', note: 'timeline.detectedAt - kill time (the standby\'s verdict), per kill' },
+  { key: 'promotionMs', per: 'kill', label: 'Promotion', note: 'timeline.servingAt - timeline.promotionStartedAt: restore, serve, then replication and the heartbeat beacon (a worker thread) started; per kill' },
+  { key: 'acceptingMs', per: 'kill', label: 'Kill -> serving (log)', note: "the promoted process's 'serving as primary' log step - kill time (signaling port open), per kill" },
+  { key: 'completeMs', per: 'kill', label: 'Kill -> promotion complete', note: 'timeline.servingAt - kill time (mcu.start() resolved: replication and heartbeats ready too), per kill' },
+  { key: 'mediaRestartedAtMs', per: 'page', label: "Kill -> 'media-restarted' in the page", note: 'when the page had answered the new primary\'s offer (page clock), per page per kill' },
+  { key: 'mediaBackMs', per: 'page', label: 'Kill -> media steady again', note: 'start of the steady stretch (no frame interval > 200 ms, no audio stall > 150 ms) that ended the round, per page per kill' },
+];
+
+interface ModeReport {
+  description: string;
+  startedAt: string;
+  durationS: number;
+  killsRequested: number;
+  rounds: number;
+  aborted: string | null;
+  stoppedByTimeCap: boolean;
+  counts: { failedRounds: number; incidents: number; lateStalls: number; ownToneAudibleBeforeKill: number; failureKinds: Record<string, number>; pageSamples: number; fallbacks: number; newPeerConnections: number; changedIds: number; notResumed: number };
+  metrics: Record<string, Stats | null>;
+  /** 1-minute load average at the kills (2 cores: the call alone keeps it near 2). */
+  load1: Stats | null;
+  /** Things no kill explains (spurious death verdicts, processes exiting on their own). */
+  incidents: Incident[];
+  /** Each page's own tone in its mix (dB), right before the kills and after the recoveries: the "hears itself" margin. */
+  ownToneDb: { before: Stats | null; after: Stats | null; thresholdDb: number };
+  rows: KillRow[];
+}
+
+function pageValues(rows: KillRow[], key: PageMetric): number[] {
+  // Page metrics only where the page recovered: an unrecovered page's "gap" is just the timeout.
+  return rows.flatMap((r) => r.pages.filter((p) => p.recovered).map((p) => p[key])).filter((v): v is number => typeof v === 'number');
+}
+
+function killValues(rows: KillRow[], key: KillMetric): number[] {
+  return rows.map((r) => r[key]).filter((v): v is number => typeof v === 'number');
+}
+
+function modeReport(mode: ModeDescriptor, startedAt: number, killsRequested: number, rows: KillRow[], aborted: string | null, stoppedByTimeCap: boolean, incidents: Incident[]): ModeReport {
+  const pages = rows.flatMap((r) => r.pages);
+  const metrics: Record<string, Stats | null> = {};
+  for (const m of METRICS) metrics[m.key] = m.per === 'page' ? summarize(pageValues(rows, m.key as PageMetric)) : summarize(killValues(rows, m.key as KillMetric));
+  return {
+    description: mode.description,
+    startedAt: new Date(startedAt).toISOString(),
+    durationS: Math.round((Date.now() - startedAt) / 1000),
+    killsRequested,
+    rounds: rows.length,
+    aborted,
+    stoppedByTimeCap,
+    counts: {
+      failedRounds: rows.filter((r) => !r.ok).length,
+      incidents: incidents.length,
+      lateStalls: pages.reduce((n, p) => n + p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').length, 0),
+      ownToneAudibleBeforeKill: rows.reduce((n, r) => n + r.warnings.length, 0),
+      failureKinds: rows.flatMap((r) => r.failureKinds).reduce<Record<string, number>>((acc, k) => ({ ...acc, [k]: (acc[k] ?? 0) + 1 }), {}),
+      pageSamples: pages.length,
+      fallbacks: pages.filter((p) => p.fallback).length,
+      newPeerConnections: pages.filter((p) => p.newPeerConnection).length,
+      changedIds: pages.filter((p) => p.idChanged).length,
+      notResumed: pages.filter((p) => p.resumed === false).length,
+    },
+    metrics,
+    load1: summarize(rows.map((r) => r.load1)),
+    incidents,
+    ownToneDb: {
+      before: summarize(rows.flatMap((r) => r.pages.map((p) => p.ownToneBeforeDb))),
+      after: summarize(rows.flatMap((r) => r.pages.map((p) => p.ownToneAfterDb ?? NaN))),
+      thresholdDb: SILENT_DB,
+    },
+    rows,
+  };
+}
+
+function fmtLevels(levels: Record<string, number>): string {
+  return Object.entries(levels)
+    .map(([hz, db]) => `${hz}Hz ${Number.isFinite(db) ? db.toFixed(0) : '-inf '}dB`)
+    .join(', ');
+}
+
+const n0 = (v: number | null | undefined, w = 5): string => (typeof v === 'number' ? String(Math.round(v)) : '-').padStart(w);
+
+function printRow(row: KillRow): void {
+  const per = (f: (p: PageSample) => number | null): string => row.pages.map((p) => n0(f(p), 5)).join('');
+  // Stalls that started well after the failover's own gap: something else froze the media.
+  const late = row.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').map((st) => ({ ...st, name: p.name })));
+  const worst = late.reduce<(typeof late)[number] | null>((w, st) => (w === null || st.ms > w.ms ? st : w), null);
+  const flags = [
+    `load ${row.load1.toFixed(1)}`,
+    ...(worst ? [`${late.length} late stall${late.length > 1 ? 's' : ''} (first +${Math.min(...late.map((st) => st.fromMs))}, worst ${worst.name} ${worst.kind} ${worst.ms} ms at +${worst.fromMs})`] : []),
+    ...row.pages.filter((p) => p.fallback).map((p) => `${p.name} fell back`),
+    ...row.pages.filter((p) => p.idChanged).map((p) => `${p.name} new id`),
+    ...row.notes,
+    ...row.warnings.map((w) => `warning: ${w}`),
+    ...(row.failure ? [`FAILED: ${row.failure}`] : []),
+  ];
+  console.log(
+    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapStrictMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
+  );
+}
+
+function printRowHeader(mode: ModeName): void {
+  console.log(`\nmode ${mode}: per kill (ms; page columns are Red Green Blue)`);
+  console.log('det: kill -> detection; promo: promotion (timeline); serve: kill -> serving (log); restart: kill -> media-restarted; back: kill -> media steady again');
+  console.log(`kill  res    det promo serve |  audio gap R G B | audio/strm R G B |  video gap R G B | vid glitch R G B | sig outage R G B |    restart R G B |       back R G B`);
+}
+
+function printSummary(reports: Record<string, ModeReport>): void {
+  for (const [mode, rep] of Object.entries(reports)) {
+    const c = rep.counts;
+    const kinds = Object.entries(c.failureKinds).map(([k, n]) => `${k} ${n}`).join(', ');
+    console.log(`\nmode ${mode}: ${rep.rounds} kills in ${rep.durationS} s, ${c.failedRounds} failed rounds${kinds ? ` (${kinds})` : ''}, ${c.fallbacks} fallbacks, ${c.newPeerConnections} new peer connections, ${c.changedIds} changed ids, ${c.notResumed} not resumed, ${c.ownToneAudibleBeforeKill} pages hearing their own tone (already before the kill)${rep.aborted ? `; ABORTED: ${rep.aborted}` : ''}${rep.stoppedByTimeCap ? '; stopped by the time cap' : ''}`);
+    console.log(`load average (1 min) at the kills: min ${rep.load1?.min ?? '-'}, median ${rep.load1?.median ?? '-'}, max ${rep.load1?.max ?? '-'}`);
+    console.log(`late stalls (starting > ${LATE_STALL_MS} ms after the kill): ${c.lateStalls}; incidents no kill explains: ${c.incidents}`);
+    for (const inc of rep.incidents) console.log(`  ${inc.at} pid ${inc.pid ?? '?'}: ${inc.what}`);
+    for (const r of rep.rows) {
+      const late = r.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').map((st) => `${p.name} ${st.kind} ${st.ms} ms at +${st.fromMs}`));
+      const shown = late.length > 6 ? [...late.slice(0, 6), `... ${late.length - 6} more`] : late;
+      if (late.length > 0) console.log(`  kill ${r.kill}: ${shown.join(', ')} | promotion complete (new standby spawned) +${n0(r.completeMs, 0)}, new standby ready +${n0(r.reprotectedMs, 0)}`);
+    }
+    console.log(`${'metric'.padEnd(44)} ${'per'.padEnd(5)} ${'n'.padStart(4)} ${'min'.padStart(7)} ${'median'.padStart(7)} ${'p95'.padStart(7)} ${'max'.padStart(7)}`);
+    for (const m of METRICS) {
+      const s = rep.metrics[m.key];
+      const v = (x: number | undefined): string => (x === undefined ? '-' : String(Math.round(x))).padStart(7);
+      console.log(`${(m.label + ' (ms)').padEnd(44)} ${m.per.padEnd(5)} ${String(s?.n ?? 0).padStart(4)} ${v(s?.min)} ${v(s?.median)} ${v(s?.p95)} ${v(s?.max)}`);
+    }
+    for (const [when, s] of Object.entries(rep.ownToneDb).filter(([k]) => k !== 'thresholdDb') as Array<[string, Stats | null]>) {
+      const v = (x: number | undefined): string => (x === undefined ? '-' : String(Math.round(x))).padStart(7);
+      console.log(`${`Own tone in own mix, ${when} kill (dB)`.padEnd(44)} ${'page'.padEnd(5)} ${String(s?.n ?? 0).padStart(4)} ${v(s?.min)} ${v(s?.median)} ${v(s?.p95)} ${v(s?.max)}`);
+    }
+  }
+}
+
+function plotHtml(report: Report): string {
+  const colours = new Map(PARTICIPANTS.map((p) => [p.name, p.tile]));
+  const modes = Object.entries(report.modes);
+  const metrics: PlotMetric[] = METRICS.map((m) => ({
+    label: m.label,
+    unit: 'ms',
+    note: m.note,
+    series: modes.map(([name, rep]) => ({
+      name,
+      points:
+        m.per === 'page'
+          ? rep.rows.flatMap((r) =>
+              r.pages
+                .filter((p) => p.recovered && typeof p[m.key as PageMetric] === 'number')
+                .map((p) => ({ value: p[m.key as PageMetric] as number, colour: colours.get(p.name), label: `kill ${r.kill} ${p.name}${p.fallback ? ' (fallback)' : ''}` })),
+            )
+          : rep.rows.filter((r) => typeof r[m.key as KillMetric] === 'number').map((r) => ({ value: r[m.key as KillMetric] as number, colour: '#555555', label: `kill ${r.kill}` })),
+    })),
+  }));
+  metrics.push({
+    label: 'Own tone in own mix',
+    unit: 'dB',
+    note: `loudest of 4 analyser reads; "silent" means below ${SILENT_DB} dB; before the kill vs after the recovery, per page per kill`,
+    reference: { value: SILENT_DB, label: `silent below ${SILENT_DB} dB` },
+    series: modes.flatMap(([name, rep]) =>
+      (['before', 'after'] as const).map((when) => ({
+        name: `${name} ${when}`,
+        points: rep.rows.flatMap((r) =>
+          r.pages
+            .map((p) => ({ value: when === 'before' ? p.ownToneBeforeDb : (p.ownToneAfterDb ?? NaN), colour: colours.get(p.name), label: `kill ${r.kill} ${p.name}` }))
+            .filter((p) => Number.isFinite(p.value)),
+        ),
+      })),
+    ),
+  });
+  const counts = modes
+    .map(([name, r]) => `<tr><td>${escapeHtml(name)}</td><td>${r.rounds}</td><td>${r.counts.failedRounds}</td><td>${r.counts.fallbacks}</td><td>${r.counts.newPeerConnections}</td><td>${r.counts.changedIds}</td><td>${r.counts.ownToneAudibleBeforeKill}</td><td>${r.counts.lateStalls}</td><td>${r.counts.incidents}</td><td>${r.durationS}</td><td>${escapeHtml(r.aborted ?? (r.stoppedByTimeCap ? 'time cap' : ''))}</td></tr>`)
+    .join('');
+  return renderPlotPage({
+    title: 'Chaos benchmark: kill -9 of the primary during a 3-participant call',
+    subtitle: [
+      `${report.date} · ${report.machine.cpus} cores (${report.machine.model}) · Node ${report.machine.node} · Chromium ${report.machine.chromium}`,
+      `${modes.map(([n, r]) => `${n}: ${r.rounds} kills`).join(' · ')} · page samples: one per page per kill (pages that recovered); detection/promotion: one per kill`,
+    ],
+    legend: [...PARTICIPANTS.map((p) => ({ colour: p.tile, label: `${p.name} page` })), { colour: '#555555', label: 'per kill' }],
+    metrics,
+    footerHtml: `${modes
+      .filter(([, r]) => r.incidents.length > 0)
+      .map(([n, r]) => `<h2>Incidents no kill explains (${escapeHtml(n)})</h2><ul>${r.incidents.map((i) => `<li>${escapeHtml(`${i.at} pid ${i.pid ?? '?'}: ${i.what}`)}</li>`).join('')}</ul>`)
+      .join('')}<table><tr><th>mode</th><th>kills</th><th>failed rounds</th><th>fallbacks</th><th>new peer connections</th><th>changed ids</th><th>own tone audible (before the kill too)</th><th>late stalls</th><th>incidents</th><th>duration s</th><th>stopped</th></tr>${counts}</table>`,
+  });
+}
+
+interface Report {
+  date: string;
+  machine: { cpus: number; model: string; node: string; chromium: string; loadavg: number[]; memoryGb: number };
+  config: Record<string, unknown>;
+  modes: Record<string, ModeReport>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Cleanup: everything we started goes, on success, failure or Ctrl-C
+
+const cleanups: Array<() => Promise<void>> = [];
+let cleaning: Promise<void> | null = null;
+
+function registerCleanup(fn: () => Promise<void>): void {
+  cleanups.push(fn);
+}
+
+function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void p.catch(() => undefined).finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Our own child processes (by /proc parent pid) that are MCUs, standbys or the browser: killed by pid. */
+function killOwnChildren(): number[] {
+  const killed: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== process.pid) continue;
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (!/(mcu|standby)\/src\/main\.ts|chrom/.test(cmd)) continue;
+      process.kill(Number(entry), 'SIGKILL');
+      killed.push(Number(entry));
+    } catch {
+      // Gone already.
+    }
+  }
+  return killed;
+}
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const fn of cleanups.reverse()) await withTimeout(fn(), 10_000);
+    const stragglers = killOwnChildren();
+    if (stragglers.length > 0) console.error(`killed leftover child processes: ${stragglers.join(', ')}`);
+  })();
+  return cleaning;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------
+// Main
+
+const { values: args } = parseArgs({
+  options: {
+    kills: { type: 'string', default: '20' },
+    mode: { type: 'string', default: 'reconnect' },
+    'max-minutes': { type: 'string', default: '30' },
+    out: { type: 'string', default: 'bench-results/chaos.json' },
+  },
+});
+
+function intArg(raw: string | undefined, min: number, max: number, name: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    console.error(`--${name} must be an integer in [${min}, ${max}] (got ${raw})`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const kills = intArg(args.kills, 1, MAX_KILLS, 'kills');
+const maxMinutes = intArg(args['max-minutes'], 1, 24 * 60, 'max-minutes');
+const modeNames = args.mode!.split(',').map((m) => m.trim()).filter(Boolean);
+for (const m of modeNames) {
+  if (!(MODE_NAMES as readonly string[]).includes(m)) {
+    console.error(`unknown mode "${m}": one of ${MODE_NAMES.join(', ')}`);
+    process.exit(2);
+  }
+  if (!MODES[m as ModeName]) {
+    console.error(`mode "${m}" is not implemented yet (implemented: ${Object.keys(MODES).join(', ')})`);
+    process.exit(2);
+  }
+}
+const outJson = args.out!;
+const outBase = join(dirname(outJson), basename(outJson, extname(outJson)));
+const outHtml = `${outBase}.html`;
+const outPng = `${outBase}.png`;
+const logDir = `${outBase}-logs`;
+
+const startedAt = Date.now();
+const deadline = startedAt + maxMinutes * 60_000;
+const reports: Record<string, ModeReport> = {};
+let chromiumVersion = 'unknown';
+let current: { mode: ModeDescriptor; started: number; rows: KillRow[] } | null = null;
+
+function buildReport(): Report {
+  const modes = { ...reports };
+  if (current && !modes[current.mode.name]) modes[current.mode.name] = modeReport(current.mode, current.started, kills, current.rows, 'interrupted', false, []);
+  return {
+    date: new Date(startedAt).toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, chromium: chromiumVersion, loadavg: loadavg(), memoryGb: Math.round(totalmem() / 2 ** 30) },
+    config: {
+      kills,
+      modes: modeNames,
+      maxMinutes,
+      steadyMs: STEADY_MS,
+      steadyVideoMs: STEADY_VIDEO_MS,
+      steadyAudioMs: STEADY_AUDIO_MS,
+      nominalFrameMs: NOMINAL_FRAME_MS,
+      recoveryTimeoutMs: RECOVERY_TIMEOUT_MS,
+      participants: PARTICIPANTS,
+    },
+    modes,
+  };
+}
+
+function writeLogs(mode: ModeName, system: SystemUnderTest): void {
+  const dir = join(logDir, mode);
+  // This run's processes only: pids of an earlier run would mix two runs' timelines.
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const l of system.logs()) writeFileSync(join(dir, `${l.pid}-${l.role}.log`), l.lines.join('\n') + '\n');
+}
+
+async function writeOutputs(browser: Browser | null): Promise<void> {
+  const report = buildReport();
+  mkdirSync(dirname(outJson), { recursive: true });
+  writeFileSync(outJson, JSON.stringify(report, null, 2) + '\n');
+  const html = plotHtml(report);
+  writeFileSync(outHtml, html);
+  if (!browser?.isConnected()) return;
+  const page = await browser.newPage({ viewport: { width: 1060, height: 900 } });
+  try {
+    await page.setContent(html);
+    await page.screenshot({ path: outPng, fullPage: true });
+  } finally {
+    await page.close();
+  }
+}
+
+async function runMode(mode: ModeDescriptor, browser: Browser, budgetEnd: number): Promise<void> {
+  const started = Date.now();
+  const rows: KillRow[] = [];
+  current = { mode, started, rows };
+  let aborted: string | null = null;
+  let stoppedByTimeCap = false;
+  let system: SystemUnderTest | null = null;
+  const call: Call = { browser, system: null as unknown as SystemUnderTest, room: `chaos-${mode.name}`, pages: [], ids: [] };
+  try {
+    console.log(`\n== mode ${mode.name}: ${mode.description}`);
+    system = await mode.start();
+    call.system = system;
+    await openCall(call);
+    const sys = system;
+    call.onProtected = () => {
+      const prev = rows.at(-1);
+      if (prev?.killedAt != null && prev.reprotectedMs === null) {
+        const at = sys.standbyReadyAfter(prev.killedAt);
+        prev.reprotectedMs = at === null ? null : at - prev.killedAt;
+      }
+    };
+    console.log(`system at ${system.url}; 3 pages in room ${call.room}; ${kills} kills (time budget until ${new Date(budgetEnd).toISOString()})`);
+    printRowHeader(mode.name);
+    for (let k = 1; k <= kills; k++) {
+      if (Date.now() > budgetEnd) {
+        stoppedByTimeCap = true;
+        console.log(`time cap reached after ${k - 1} kills`);
+        break;
+      }
+      let row: KillRow;
+      try {
+        row = await runRound(mode, call, k);
+      } catch (err) {
+        if (err instanceof SystemGoneError || !browser.isConnected()) {
+          aborted = err instanceof SystemGoneError ? err.message : `the browser is gone: ${(err as Error).message}`;
+          console.log(`kill ${k}: system gone, mode aborted: ${aborted}`);
+          break;
+        }
+        // Something unexpected in this round only: record it and go on.
+        row = { ...emptyRow(mode.name, k), failure: `round error: ${(err as Error).message.split('\n')[0]}`, failureKinds: ['round-error'] };
+      }
+      rows.push(row);
+      printRow(row);
+    }
+  } catch (err) {
+    aborted = `could not run: ${(err as Error).message.split('\n')[0]}`;
+    console.log(`mode ${mode.name} aborted: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    for (const p of call.pages) await p.close();
+    let incidents: Incident[] = [];
+    if (system) {
+      call.onProtected?.();
+      incidents = system.incidents(rows.flatMap((r) => (r.killedAt !== null && r.victimPid !== null ? [{ killedAt: r.killedAt, victimPid: r.victimPid }] : [])));
+      writeLogs(mode.name, system);
+      await system.close();
+    }
+    reports[mode.name] = modeReport(mode, started, kills, rows, aborted, stoppedByTimeCap, incidents);
+    current = null;
+  }
+}
+
+function emptyRow(mode: ModeName, kill: number): KillRow {
+  return {
+    mode,
+    kill,
+    ok: false,
+    failure: null,
+    failureKinds: [],
+    warnings: [],
+    notes: [],
+    killedAt: null,
+    victimPid: null,
+    promotedPid: null,
+    epoch: null,
+    reason: null,
+    detectionMs: null,
+    promotionMs: null,
+    acceptingMs: null,
+    completeMs: null,
+    lastHeartbeatMs: null,
+    load1: loadavg()[0]!,
+    reprotectedMs: null,
+    pages: [],
+    status: null,
+    steps: [],
+  };
+}
+
+let browser: Browser | null = null;
+let interrupted = false;
+
+async function shutdown(signal: NodeJS.Signals): Promise<void> {
+  if (interrupted) {
+    killOwnChildren();
+    process.exit(130);
+  }
+  interrupted = true;
+  console.error(`\n${signal}: stopping; writing what was measured and cleaning up (again to force)`);
+  try {
+    await withTimeout(writeOutputs(null), 5000);
+  } finally {
+    await cleanup();
+    process.exit(130);
+  }
+}
+process.on('SIGINT', (s) => void shutdown(s));
+process.on('SIGTERM', (s) => void shutdown(s));
+
+try {
+  browser = await launchChromium();
+  const b = browser;
+  registerCleanup(() => b.close());
+  chromiumVersion = browser.version();
+  console.log(`chaos benchmark: ${kills} kills per mode (${modeNames.join(', ')}), time cap ${maxMinutes} min, Chromium ${chromiumVersion}, ${cpus().length} cores`);
+  for (const [i, name] of modeNames.entries()) {
+    // Share what is left of the time cap between the modes still to run.
+    const budgetEnd = Date.now() + (deadline - Date.now()) / (modeNames.length - i);
+    await runMode(MODES[name as ModeName]!, browser, budgetEnd);
+  }
+  printSummary(reports);
+  await writeOutputs(browser);
+  console.log(`\nwritten: ${outJson}, ${outHtml}, ${outPng}, logs in ${logDir}/`);
+  if (Object.values(reports).some((r) => r.aborted)) process.exitCode = 1;
+} catch (err) {
+  console.error('benchmark failed:', err);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
+// Playwright's and socket.io's handles may linger a moment; nothing is left to wait for.
+process.exit(process.exitCode ?? 0);
