@@ -2,7 +2,7 @@
  * The namespace lab from the command line; the lab outlives the command, found
  * again through .lab/state.json.
  *
- *   node --import tsx scripts/lab/cli.ts up [--start-mcu] [--no-vip] [--port N]
+ *   node --import tsx scripts/lab/cli.ts up [--start-mcu [--takeover]] [--no-vip] [--port N]
  *   node --import tsx scripts/lab/cli.ts down
  *   node --import tsx scripts/lab/cli.ts status [--json]
  *   node --import tsx scripts/lab/cli.ts kill-primary [--pid N]
@@ -28,7 +28,7 @@ interface CliState {
 }
 
 const USAGE = `usage: node --import tsx scripts/lab/cli.ts <command>
-  up [--start-mcu] [--no-vip] [--port N]   make the lab (primary raises the VIP unless --no-vip);
+  up [--start-mcu [--takeover]] [--no-vip] [--port N]   make the lab (primary raises the VIP unless --no-vip);
                                            --start-mcu also starts mcu/src/main.ts (primary) and
                                            standby/src/main.ts (standby) and checks /status via the VIP
   down                                     remove the lab (idempotent; also stale labs of dead owners)
@@ -93,7 +93,13 @@ async function up(args: string[]): Promise<void> {
   print(`lab ${lab.prefix} is up: client ${lab.addresses.client}, primary ${lab.addresses.primary}, standby ${lab.addresses.standby}, VIP ${lab.addresses.vip}:${lab.servicePort}${args.includes('--no-vip') ? ' (held by nobody)' : ' (held by the primary)'}`);
   if (args.includes('--start-mcu')) {
     try {
-      const mcu = await startLabMcu(lab, { logDir: STATE_DIR });
+      const takeover = args.includes('--takeover');
+      const { vip, network } = lab.addresses;
+      // Connection-level takeover: the standby captures on its LAN interface and raises the VIP itself.
+      const env: Record<string, string> = takeover
+        ? { MCU_TAKEOVER: '1', MCU_CAPTURE_INTERFACE: 'eth0', MCU_VIP_INTERFACE: 'vip', MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100` }
+        : {};
+      const mcu = await startLabMcu(lab, { logDir: STATE_DIR, env });
       const { status, ...rest } = mcu;
       writeState({ ...state, mcu: rest });
       print(`MCU primary pid ${mcu.primaryPid} (log ${mcu.primaryLog}), standby pid ${mcu.standbyPid} (log ${mcu.standbyLog})`);
