@@ -16,6 +16,7 @@ import { FailureDetector } from '../standby/src/failure-detector.ts';
 import { ReplicationClient } from '../standby/src/replication-client.ts';
 import { FixtureProcess } from '../test/fixtures/child-process.ts';
 import { waitFor } from '../test/fixtures/wait-for.ts';
+import { summarize, type Summary } from './bench-stats.ts';
 
 const SECRET = 'bench-secret-7d3e1b';
 const MAX_TRIALS = 200;
@@ -41,31 +42,6 @@ function clampInt(raw: string | undefined, min: number, max: number, name: strin
   return n;
 }
 
-interface Summary {
-  n: number;
-  min: number;
-  median: number;
-  p95: number;
-  p99: number;
-  max: number;
-  mean: number;
-}
-
-function summarize(samples: number[]): Summary {
-  const s = [...samples].sort((a, b) => a - b);
-  // Nearest-rank percentiles.
-  const pct = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-  const round = (v: number): number => Math.round(v * 1000) / 1000;
-  return {
-    n: s.length,
-    min: round(s[0]!),
-    median: round(pct(50)),
-    p95: round(pct(95)),
-    p99: round(pct(99)),
-    max: round(s[s.length - 1]!),
-    mean: round(s.reduce((a, b) => a + b, 0) / s.length),
-  };
-}
 
 interface Trial {
   detectionMs: number;

@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { preciseNow } from '../mcu/src/replication/replication-link.ts';
 import { FixtureProcess } from '../test/fixtures/child-process.ts';
+import { summarize, type Summary } from './bench-stats.ts';
 
 const SECRET = 'bench-output-commit-secret-5e2a';
 const MAX_COUNT = 20_000;
@@ -46,31 +47,6 @@ function clampInt(raw: string | undefined, min: number, max: number, name: strin
   return n;
 }
 
-interface Summary {
-  n: number;
-  min: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-  mean: number;
-}
-
-function summarize(samples: number[]): Summary {
-  const s = [...samples].sort((a, b) => a - b);
-  // Nearest-rank percentiles.
-  const pct = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-  const round = (v: number): number => Math.round(v * 1000) / 1000;
-  return {
-    n: s.length,
-    min: round(s[0]!),
-    p50: round(pct(50)),
-    p90: round(pct(90)),
-    p99: round(pct(99)),
-    max: round(s[s.length - 1]!),
-    mean: round(s.reduce((a, b) => a + b, 0) / s.length),
-  };
-}
 
 function connect(port: number): Promise<ClientSocket> {
   const socket = ioClient(`http://127.0.0.1:${port}`, { transports: ['websocket'], forceNew: true, reconnection: false });
