@@ -44,6 +44,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #primary: ManagedMcu | null = null;
   #standby: ManagedMcu | null = null;
   #closed = false;
+  /** Every process started and not yet exited: close() stops them all, even one still starting. */
+  readonly #children = new Set<StartedProcess>();
   #failovers = 0;
 
   constructor(opts: SupervisorOptions) {
@@ -80,6 +82,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     };
   }
 
+  #spawn(entry: string, env: Record<string, string>, prefix: string): StartedProcess {
+    if (this.#closed) throw new Error('the supervisor is closed');
+    const proc = startNode(entry, env, [], { echoStderr: this.#opts.echoLogs ? prefix : undefined });
+    this.#children.add(proc);
+    void proc.exited.then(() => this.#children.delete(proc));
+    return proc;
+  }
+
   /** Starts the primary, then a standby; resolves when the primary is protected. */
   async start(): Promise<void> {
     await this.#startPrimary();
@@ -87,7 +97,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   async #startPrimary(): Promise<void> {
-    const proc = startNode('mcu/src/main.ts', this.#env(), [], { echoStderr: this.#opts.echoLogs ? '[primary] ' : undefined });
+    const proc = this.#spawn('mcu/src/main.ts', this.#env(), '[primary] ');
     const listening = await proc.waitFor((e) => e.event === 'listening');
     this.#primary = { process: proc, pid: proc.pid, role: 'primary', epoch: Number(listening.epoch ?? 1), statusPort: null };
     this.#watchExit(this.#primary);
@@ -97,9 +107,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Starts a standby syncing from the current primary; resolves when it holds a checkpoint. */
   async startStandby(): Promise<ManagedMcu> {
-    const proc = startNode('standby/src/main.ts', { ...this.#env(), STANDBY_STATUS_PORT: '0' }, [], {
-      echoStderr: this.#opts.echoLogs ? '[standby] ' : undefined,
-    });
+    const proc = this.#spawn('standby/src/main.ts', { ...this.#env(), STANDBY_STATUS_PORT: '0' }, '[standby] ');
     const started = await proc.waitFor((e) => e.event === 'standby-started');
     const standby: ManagedMcu = { process: proc, pid: proc.pid, role: 'standby', epoch: 0, statusPort: Number(started.statusPort) };
     this.#standby = standby;
@@ -166,13 +174,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const stop = async (mcu: ManagedMcu | null): Promise<void> => {
-      if (!mcu) return;
-      const timer = setTimeout(() => mcu.process.child.kill('SIGKILL'), 5000);
-      await mcu.process.kill('SIGTERM');
+    const stop = async (proc: StartedProcess): Promise<void> => {
+      const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
+      await proc.kill('SIGTERM');
       clearTimeout(timer);
     };
-    await stop(this.#standby);
-    await stop(this.#primary);
+    // Standbys first (also one still starting), so none mistakes the primary's stop for a crash.
+    const primary = this.#primary?.process;
+    await Promise.all([...this.#children].filter((p) => p !== primary).map(stop));
+    if (primary) await stop(primary);
+    await Promise.all([...this.#children].map(stop));
   }
 }

@@ -12,6 +12,11 @@ import { eventually, launchChromium, openParticipant, type ParticipantPage } fro
 import { freePort } from '../helpers/ports.ts';
 import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
 
+/** The page's own account of its call (events and states), for failure messages. */
+async function pageEvents(page: ParticipantPage): Promise<string> {
+  return page.page.evaluate(() => JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state) }));
+}
+
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {
   let supervisor: Supervisor;
   let browser: Browser;
@@ -51,6 +56,16 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
       await victim.process.kill('SIGKILL');
       const timeline = await promoted;
 
+      // Wait until every page's media really restarted: right after the kill the page still
+      // plays concealed audio and the last frame, which would pass the checks below too early.
+      for (const page of pages) {
+        const restarts = await eventually(
+          () => page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length),
+          (n) => n >= round,
+          20000,
+        );
+        assert.ok(restarts >= round, `${page.spec.name} media restarted after kill #${round}: ${await pageEvents(page)}`);
+      }
       for (const page of pages) {
         const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
         const heard = await eventually(() => hearing(page, others), (v) => v.ok, 20000);
@@ -58,7 +73,11 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
         const seen = await eventually(() => seeing(page, PARTICIPANTS.map((p) => p.tile)), (v) => v.ok, 20000);
         assert.ok(seen.ok, `${page.spec.name} after kill #${round} should see all tiles: ${JSON.stringify(seen.pixels)}`);
       }
-      assert.deepEqual(await Promise.all(pages.map((p) => p.participantId())), ids, 'same participant ids');
+      const idsNow = await Promise.all(pages.map((p) => p.participantId()));
+      if (JSON.stringify(idsNow) !== JSON.stringify(ids)) {
+        const why = await Promise.all(pages.map(async (p) => `${p.spec.name}: ${await pageEvents(p)}`));
+        assert.fail(`participant ids changed after kill #${round}: ${JSON.stringify(idsNow)} vs ${JSON.stringify(ids)}\n${why.join('\n')}\nstandby stderr tail:\n${standby.process.stderr.slice(-40).join('\n')}`);
+      }
       for (const page of pages) {
         const names = await eventually(() => page.page.locator('#roster li:not(.away)').allTextContents(), (t) => t.length === 3);
         assert.equal(names.length, 3, `${page.spec.name} roster: ${names.join(', ')}`);
