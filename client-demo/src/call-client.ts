@@ -189,6 +189,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
         this.emit('roster', { room: reply.room, participants: reply.roster });
         this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: reply.resumed });
         if (this.#state === 'reconnecting') this.#setState('in-call');
+        this.#expectRestart(reply.epoch === joined.epoch, outageStart);
         return;
       } catch (err) {
         const code = err instanceof SignalingRequestError ? err.code : 'UNKNOWN';
@@ -206,6 +207,24 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       }
     }
   }
+
+  /**
+   * After a resume the MCU sends its restart offer at once. If none comes and the media path
+   * is not up within the restart timeout, start a fresh peer connection instead.
+   */
+  #expectRestart(sameServer: boolean, since: number): void {
+    // The same MCU (a network blip): its media path never went away.
+    if (sameServer) return;
+    const pc = this.#pc;
+    const timeoutMs = this.#opts.restartTimeoutMs ?? 4000;
+    setTimeout(() => {
+      // Any server offer since the connection was lost counts (it may beat the resume's ack here).
+      if (this.#closed || this.#pc !== pc || this.#lastRestartAt >= since || this.#state === 'restarting-media') return;
+      void this.#fallbackToFreshPeerConnection(`no restart offer within ${timeoutMs} ms of resuming on a new MCU`);
+    }, timeoutMs);
+  }
+
+  #lastRestartAt = -Infinity;
 
   async #negotiate(fresh = false): Promise<void> {
     this.#setState('negotiating');
@@ -262,6 +281,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
         if (this.#pc === pc && pc.connectionState !== 'connected') void this.#fallbackToFreshPeerConnection(`not connected after ${this.#opts.restartTimeoutMs ?? 4000} ms`);
       }, this.#opts.restartTimeoutMs ?? 4000);
     }
+    this.#lastRestartAt = started;
     this.emit('media-restarted', { reason: offer.reason, tookMs: performance.now() - started });
     this.#setState(this.socket.connected ? 'in-call' : 'reconnecting');
   }

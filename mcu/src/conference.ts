@@ -132,6 +132,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
           this.leave(record.id, 'resume-expired');
         });
         if (record.media && record.media.mlines.length > 0) participant.prepareRestart(record.media.mlines);
+        else participant.log.warn('restored without negotiated media: its page must renegotiate');
         participants++;
       }
     }

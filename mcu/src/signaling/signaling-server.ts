@@ -161,7 +161,19 @@ export class SignalingServer {
       resumed: outcome.resumed,
       epoch: this.#opts.epoch(),
     };
-    if (!outcome.resumed || !outcome.participant.pendingRestart) return { reply };
+    if (!outcome.resumed) return { reply };
+    const participant = outcome.participant;
+    if (!participant.pendingRestart && (participant.media === null || participant.media.closed)) {
+      // Resumed on an MCU that has no media path for it (its restart was not prepared):
+      // prepare one now from the recorded m-lines; without them the page starts afresh itself.
+      const mlines = outcome.record.media?.mlines ?? [];
+      if (mlines.length === 0) {
+        this.#log.warn('resumed participant has no recorded media: the page will renegotiate', { participant: outcome.record.id });
+        return { reply };
+      }
+      participant.prepareRestart(mlines);
+    }
+    if (!participant.pendingRestart) return { reply };
     // Resumed after a takeover: the media path must be rebuilt, server first (design notes 5).
     return { reply, afterAck: () => this.#sendRestartOffer(socket, outcome.record.id) };
   }
