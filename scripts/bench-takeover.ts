@@ -105,18 +105,12 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
   try {
     await lab.up();
     await lab.raiseVip('primary');
-    const { vip, network } = lab.addresses;
+    const { vip } = lab.addresses;
     const secret = `bench-takeover-${process.pid}-${Math.random().toString(16).slice(2)}`;
-    const common = { MCU_TAKEOVER: '1', LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };
-    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret), ...common });
+    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };
+    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
     await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-    const standby = start('standby', 'standby/src/main.ts', [], {
-      ...labMcuEnv(lab, 'standby', secret),
-      ...common,
-      MCU_CAPTURE_INTERFACE: 'eth0',
-      MCU_VIP_INTERFACE: 'vip',
-      MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100`,
-    });
+    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
     const clients = start('client', CLIENTS, [`http://${vip}:${lab.servicePort}`, String(rooms), String(perRoom), String(interval), String(maxRequests)]);
     const up = await clients.waitFor((e) => e.event === 'connected' || e.event === 'connect-failed', { timeoutMs: 90_000 });

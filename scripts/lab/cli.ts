@@ -93,13 +93,7 @@ async function up(args: string[]): Promise<void> {
   print(`lab ${lab.prefix} is up: client ${lab.addresses.client}, primary ${lab.addresses.primary}, standby ${lab.addresses.standby}, VIP ${lab.addresses.vip}:${lab.servicePort}${args.includes('--no-vip') ? ' (held by nobody)' : ' (held by the primary)'}`);
   if (args.includes('--start-mcu')) {
     try {
-      const takeover = args.includes('--takeover');
-      const { vip, network } = lab.addresses;
-      // Connection-level takeover: the standby captures on its LAN interface and raises the VIP itself.
-      const env: Record<string, string> = takeover
-        ? { MCU_TAKEOVER: '1', MCU_CAPTURE_INTERFACE: 'eth0', MCU_VIP_INTERFACE: 'vip', MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100` }
-        : {};
-      const mcu = await startLabMcu(lab, { logDir: STATE_DIR, env });
+      const mcu = await startLabMcu(lab, { logDir: STATE_DIR, takeover: args.includes('--takeover') });
       const { status, ...rest } = mcu;
       writeState({ ...state, mcu: rest });
       print(`MCU primary pid ${mcu.primaryPid} (log ${mcu.primaryLog}), standby pid ${mcu.standbyPid} (log ${mcu.standbyLog})`);

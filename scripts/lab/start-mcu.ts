@@ -17,6 +17,8 @@ export interface LabMcuOptions {
   secret?: string;
   /** Extra environment for both processes (e.g. LOG_LEVEL). */
   env?: Record<string, string>;
+  /** Connection-level takeover mode (see labMcuEnv). Default off: reconnect mode. */
+  takeover?: boolean;
   /** Longest wait for each process's first milestone, ms (default 60000). */
   startTimeoutMs?: number;
 }
@@ -38,8 +40,10 @@ export interface LabMcuProcesses {
  * - standby: MCU_PRIMARY_REPLICATION_HOST=<primary address> (where it connects;
  *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<standby address>
  *   (where it accepts a new standby once promoted).
+ * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface
+ * (eth0) and raises the VIP itself (the `vip` macvlan plus its policy route).
  */
-export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string): Record<string, string> {
+export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string, options: { takeover?: boolean } = {}): Record<string, string> {
   const replicationPort = String(lab.servicePort + 1);
   const common = {
     HOST: lab.addresses.vip,
@@ -48,10 +52,15 @@ export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string): R
     MCU_REPLICATION_SECRET: secret,
     MCU_REPLICATION_PORT: replicationPort,
     MCU_ROLE: host,
+    ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
   };
   if (host === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses.primary };
+  const { vip, network } = lab.addresses;
   return {
     ...common,
+    ...(options.takeover
+      ? { MCU_CAPTURE_INTERFACE: 'eth0', MCU_VIP_INTERFACE: 'vip', MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100` }
+      : {}),
     MCU_REPLICATION_HOST: lab.addresses.standby,
     MCU_PRIMARY_REPLICATION_HOST: lab.addresses.primary,
     MCU_PRIMARY_REPLICATION_PORT: replicationPort,
@@ -99,7 +108,7 @@ export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Pro
     const log = join(options.logDir, `${host}.log`);
     const fd = openSync(log, 'w');
     try {
-      const child = lab.spawn(host, [process.execPath, '--import', 'tsx', entry], { ...options.env, ...labMcuEnv(lab, host, secret) }, {
+      const child = lab.spawn(host, [process.execPath, '--import', 'tsx', entry], { ...options.env, ...labMcuEnv(lab, host, secret, { takeover: options.takeover }) }, {
         detached: true,
         stdio: ['ignore', fd, fd],
       });

@@ -69,19 +69,13 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       try {
         await lab.up();
         await lab.raiseVip('primary');
-        const { vip, network } = lab.addresses;
+        const { vip } = lab.addresses;
         const port = lab.servicePort;
         const secret = `takeover-test-secret-${trial}-${process.pid}`;
-        const common = { MCU_TAKEOVER: '1', LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
-        const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret), ...common });
+        const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
+        const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
         await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-        const standby = start('standby', 'standby/src/main.ts', [], {
-          ...labMcuEnv(lab, 'standby', secret),
-          ...common,
-          MCU_CAPTURE_INTERFACE: 'eth0',
-          MCU_VIP_INTERFACE: 'vip',
-          MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100`,
-        });
+        const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
         await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
 
         const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
