@@ -9,8 +9,7 @@
  *     takeover report (rebuilt, re-attached, fallbacks with reasons) and the times are reported.
  * (b) the same for a few clients when the primary's host crashes (crashHost: link down, the
  *     primary process keeps running cut off): the standby detects it by heartbeat timeout.
- *     Skipped unless TAKEOVER_SCALE_CRASH=1 (flaky for a real reason, see the test).
- * (a) at 5 requests/s per client fails for a real reason and is skipped (see that test).
+ * (c) (a) at 5 requests/s per client.
  * TAKEOVER_SCALE_INTERVAL_MS sets (a)'s per-client interval (default 1000).
  *
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
@@ -178,28 +177,17 @@ describe('connection-level takeover at scale and after a host crash (MCU_TAKEOVE
     await failover(t, { label: 'kill-200', fault: 'kill', rooms: 20, perRoom: 10, intervalMs: SCALE_INTERVAL_MS, maxRequests: 40, dwellBeforeMs: 1500, dwellAfterMs: 2000 });
   });
 
-  // A real failure, not a flake: with the rooms' roster broadcasts (every mute fans out to the 10
-  // members) the primary's session record of a busy connection lags its output, an ack
-  // (socket.io packet type 3) lies between the record and what the client got, the record cannot
-  // be advanced over it, and the connection falls back (`no-session`, closed 1012: the client
-  // sees `transport close`). Measured: 5 requests/s each -> 23 and 90 of 200 fell back (2 runs);
-  // 2/s -> 0 and 6 of 200; 1/s -> 0 (7 runs). The bench's 500 connections at 1/s: 57 of 500 fell back.
-  it.skip('SKIPPED, fails for a real reason (session records lag acks under load: 23-90 of 200 connections fall back `no-session`): 200 connections at 5 requests/s each survive one SIGKILL', { timeout: 120_000 }, async (t) => {
+  // Under load a connection's output used to outrun its session records (an ack between the
+  // latest record and what the client got: 23-90 of 200 fell back). Output now reaches the
+  // kernel only once a record covering it is acknowledged (OutputCommitter.requireSessionRecord).
+  it('200 connections at 5 requests/s each survive one SIGKILL: no disconnect, same ids, every ack once and in order', { timeout: 120_000 }, async (t) => {
     await LabTopology.cleanupStale();
     await failover(t, { label: 'kill-200-5rps', fault: 'kill', rooms: 20, perRoom: 10, intervalMs: 200, maxRequests: 40, dwellBeforeMs: 1500, dwellAfterMs: 2000 });
   });
 
-  // Flaky for a real reason (1 of 6 runs here; scripts/bench-takeover.ts with 3 clients: 6 of 20
-  // crash failovers lost 1-2 connections to `no-session`). In the failed run all 5 connections fell back `no-session`. The
-  // store's consumed input (2167/2215) had no session record with its output inside the
-  // replicated log (log end 155267-157749), while the latest record held (2215 / 156852-158560)
-  // lay beyond the log end: the host crash cut the replication stream after a session record
-  // and before the output it refers to (a SIGKILL never does: the dead process's kernel still
-  // delivers its replication socket's data). Likely cause, not verified: the engine's #prune keeps
-  // output only from the latest record on, even when that record is beyond the log end, so the
-  // output after the usable record is pruned and it cannot be advanced (no "cannot be advanced"
-  // in the reason: #latestBefore found nothing). Run it with TAKEOVER_SCALE_CRASH=1.
-  it('SKIPPED unless TAKEOVER_SCALE_CRASH=1, flaky for a real reason (1 of 6 runs here, 6 of 20 in the bench: connections fell back `no-session`, the host crash cut the replication stream between a session record and its output): a few connections survive a crash of the primary host (heartbeat timeout): no disconnect, same ids, every ack once and in order', { timeout: 60_000, skip: process.env.TAKEOVER_SCALE_CRASH === '1' ? false : 'flaky for a real reason, see the comment; TAKEOVER_SCALE_CRASH=1 runs it' }, async (t) => {
+  // A host crash can cut the replication stream between a session record and the output it
+  // counts; the record carries that output (SessionBlob.outputTail), so it stays usable.
+  it('a few connections survive a crash of the primary host (heartbeat timeout): no disconnect, same ids, every ack once and in order', { timeout: 60_000 }, async (t) => {
     await LabTopology.cleanupStale();
     await failover(t, { label: 'crash-5', fault: 'crash', rooms: 1, perRoom: 5, intervalMs: 20, maxRequests: 250, dwellBeforeMs: 800, dwellAfterMs: 1500 });
   });

@@ -136,12 +136,12 @@ export class ConnectionTap {
   }
 
   /** Why the connection is not checkpointable right now, null if it is. */
-  reason(): NotQuiescentReason | null {
+  reason(queuedOutputAllowed = false): NotQuiescentReason | null {
     if (this.es.readyState !== 'open') return 'closing';
     const input = this.inputReason();
     if (input) return input;
     if (this.#dispatchPending) return 'dispatch-pending';
-    if (this.es.writeBuffer.length > 0) return 'output-pending';
+    if (!queuedOutputAllowed && this.es.writeBuffer.length > 0) return 'output-pending';
     return null;
   }
 

@@ -150,6 +150,12 @@ export interface OutputCommitterOptions {
   destroyLingerMs?: number;
   /** Input updates kept per connection while their output is not all handed over (default 1024; older ones are merged). */
   maxPendingInput?: number;
+  /**
+   * Longest wait of an acknowledged commit on a connection that needs a session record for
+   * the session record covering its bytes (see requireSessionRecord); then it is written
+   * uncovered and counted (default 50 ms).
+   */
+  recordWaitMs?: number;
   /** Time source (default: epoch ms with sub-ms resolution). */
   clock?: () => number;
 }
@@ -178,6 +184,10 @@ export interface OutputCommitStats {
   inputBlobsSent: number;
   /** Closes committed (their FIN waited for the standby's acknowledgement). */
   closesCommitted: number;
+  /** Acknowledged commits that then waited for the session record covering them. */
+  recordWaits: number;
+  /** Commits written after recordWaitMs without a covering session record (their connection may not survive a takeover). */
+  releasedUncovered: number;
   /** Send-to-acknowledgement time of acknowledged commits (all-time mean; percentiles over the recent window). */
   latency: CommitLatency;
 }
@@ -215,6 +225,13 @@ interface ConnState extends CommittedOutput {
   closeWaiters: Array<() => void> | null;
   originalWrite: Socket['_write'];
   originalWritev: NonNullable<Socket['_writev']>;
+  /** Output reaches the kernel only once a session record covering it is acknowledged too. */
+  needsRecord: boolean;
+  /** The latest session record sent for this connection: its output offset and frame seq. */
+  latestRecord: { written: number; seq: number } | null;
+  /** An acknowledged commit waiting for a covering session record. */
+  parked: PendingCommit | null;
+  parkTimer: NodeJS.Timeout | null;
 }
 
 interface PendingCommit {
@@ -244,6 +261,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   readonly #maxChunkBytes: number;
   readonly #destroyLingerMs: number;
   readonly #maxPendingInput: number;
+  readonly #recordWaitMs: number;
   readonly #latencies: Float64Array;
   #latencyNext = 0;
   #latencyCount = 0;
@@ -268,6 +286,8 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     inputUpdatesSent: 0,
     inputBlobsSent: 0,
     closesCommitted: 0,
+    recordWaits: 0,
+    releasedUncovered: 0,
   };
 
   constructor(options: OutputCommitterOptions = {}) {
@@ -277,6 +297,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     this.#maxChunkBytes = options.maxChunkBytes ?? 1024 * 1024;
     this.#destroyLingerMs = options.destroyLingerMs ?? 1000;
     this.#maxPendingInput = Math.max(2, options.maxPendingInput ?? 1024);
+    this.#recordWaitMs = Math.max(0, options.recordWaitMs ?? 50);
     this.#latencies = new Float64Array(Math.max(16, options.latencyWindow ?? 4096));
     this.#log = createLogger('output-commit');
     if (options.replication) this.setReplication(options.replication);
@@ -344,6 +365,10 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       closeWaiters: null,
       originalWrite: socket._write,
       originalWritev: socket._writev ?? net.Socket.prototype._writev!,
+      needsRecord: false,
+      latestRecord: null,
+      parked: null,
+      parkTimer: null,
       get appended(): number {
         return currentBytesWritten(socket);
       },
@@ -356,6 +381,33 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     this.#hookSocket(conn);
     this.#sendBlob({ op: 'accept', record: { ...record }, logStart: written });
     return conn;
+  }
+
+  /**
+   * From now on `connId`'s output reaches the kernel only once the standby also acknowledged
+   * a session record whose output offset covers it (noteSessionRecord), so a standby never
+   * holds output the client may have without the session state that produced it. Off again
+   * for a connection whose session can never be recorded.
+   */
+  requireSessionRecord(connId: string, required: boolean): void {
+    const conn = this.#conns.get(connId);
+    if (!conn || conn.needsRecord === required) return;
+    conn.needsRecord = required;
+    if (!required && conn.parked) this.#unpark(conn, true);
+  }
+
+  /** A session record of `connId` covering its output up to `written` went out in frame `seq`. */
+  noteSessionRecord(connId: string, written: number, seq: number): void {
+    const conn = this.#conns.get(connId);
+    if (!conn) return;
+    if (!conn.latestRecord || written >= conn.latestRecord.written) conn.latestRecord = { written, seq };
+    const parked = conn.parked;
+    if (parked && written >= parked.offset + parked.bytes) {
+      this.#unpark(conn, false);
+      parked.seq = seq;
+      this.#waiting.set(seq, parked);
+      if (seq <= this.#ackedSeq) this.#onAcked(this.#ackedSeq);
+    }
   }
 
   /** A live connection's view, by id. */
@@ -461,6 +513,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     };
     socket.once('close', () => {
       conn.closed = true;
+      if (conn.parked) this.#unpark(conn, true);
       this.#sendClose(conn, 'closed');
       this.#conns.delete(conn.connId);
       conn.inputHistory = [];
@@ -669,31 +722,83 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     queueMicrotask(() => {
       this.#releaseScheduled = false;
       const now = this.#clock();
+      // Not in seq order once a commit re-waits for a record frame: look at every entry.
       for (const [waitSeq, commit] of this.#waiting) {
-        if (waitSeq > this.#ackedSeq) break;
+        if (waitSeq > this.#ackedSeq) continue;
         this.#waiting.delete(waitSeq);
-        if (commit.kind === 'output') {
-          const latencyMs = now - commit.startedAt;
-          this.#stats.commits++;
-          this.#stats.committedBytes += commit.bytes;
-          this.#recordLatency(latencyMs);
-          safeEmit(this, this.#log, 'committed', { connId: commit.conn.connId, offset: commit.offset, bytes: commit.bytes, latencyMs });
-        }
-        commit.release(true);
+        if (commit.kind === 'output' && !this.#covered(commit)) continue;
+        this.#complete(commit, now);
       }
     });
+  }
+
+  #complete(commit: PendingCommit, now: number): void {
+    if (commit.kind === 'output') {
+      const latencyMs = now - commit.startedAt;
+      this.#stats.commits++;
+      this.#stats.committedBytes += commit.bytes;
+      this.#recordLatency(latencyMs);
+      safeEmit(this, this.#log, 'committed', { connId: commit.conn.connId, offset: commit.offset, bytes: commit.bytes, latencyMs });
+    }
+    commit.release(true);
+  }
+
+  /**
+   * Whether an acknowledged output commit may be written: its connection needs no record, or
+   * an acknowledged record covers it. Otherwise it waits for the covering record's frame (sent
+   * already) or is parked until one is sent.
+   */
+  #covered(commit: PendingCommit): boolean {
+    const conn = commit.conn;
+    if (!conn.needsRecord || conn.closed) return true;
+    const end = commit.offset + commit.bytes;
+    const record = conn.latestRecord;
+    if (record && record.written >= end) {
+      if (record.seq <= this.#ackedSeq) return true;
+      commit.seq = record.seq;
+      this.#waiting.set(record.seq, commit);
+      return false;
+    }
+    this.#stats.recordWaits++;
+    conn.parked = commit;
+    conn.parkTimer = setTimeout(() => {
+      conn.parkTimer = null;
+      if (conn.parked !== commit) return;
+      this.#stats.releasedUncovered++;
+      this.#log.warn(`no session record covered output ${commit.offset}+${commit.bytes} of ${conn.connId} within ${this.#recordWaitMs} ms: written uncovered`, { conn: conn.connId });
+      this.#unpark(conn, true);
+    }, this.#recordWaitMs);
+    conn.parkTimer.unref();
+    return false;
+  }
+
+  /** Takes the parked commit off its connection; `write` completes it now. */
+  #unpark(conn: ConnState, write: boolean): void {
+    const parked = conn.parked;
+    conn.parked = null;
+    if (conn.parkTimer) clearTimeout(conn.parkTimer);
+    conn.parkTimer = null;
+    if (parked && write) this.#complete(parked, this.#clock());
   }
 
   /** The standby went away (or the server did): nothing waits for an acknowledgement that cannot come. */
   #releaseAllUnprotected(reason: string): void {
     this.#ackedSeq = 0;
     this.#generation++;
-    if (this.#waiting.size === 0) {
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const conn of this.#conns.values()) {
+      // Records went to the lost standby, in its seq space: the next one starts afresh.
+      conn.latestRecord = null;
+      const parked = conn.parked;
+      if (!parked) continue;
+      this.#unpark(conn, false);
+      waiting.push(parked);
+    }
+    if (waiting.length === 0) {
       if (this.#protection === 'protected') this.#noteProtection(false, reason);
       return;
     }
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
     this.#log.warn(`${reason}: ${waiting.length} commit(s) in flight written unprotected`);
     this.#stats.releasedByStandbyLoss += waiting.length;
     for (const commit of waiting) this.#passThrough(commit, reason);

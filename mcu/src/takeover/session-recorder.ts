@@ -131,10 +131,26 @@ export class SessionRecorder extends EventEmitter<SessionRecorderEvents> {
    * never will be, `UnknownConnectionError` when it is not tracked.
    */
   record(engineId: string): SessionRecord {
+    return this.#build(engineId, false).record;
+  }
+
+  /**
+   * Like record(), also while engine.io holds packets it has not written yet (its transport
+   * waits for the previous write): the record counts them as written, and `queuedOutput` is
+   * the exact bytes they become on the wire (one unmasked WebSocket text frame per packet, as
+   * ws writes them), so whoever uses the record can send them itself. Binary packets refuse.
+   */
+  recordAhead(engineId: string): { record: SessionRecord; queuedOutput: Buffer } {
+    return this.#build(engineId, true);
+  }
+
+  #build(engineId: string, ahead: boolean): { record: SessionRecord; queuedOutput: Buffer } {
     const tap = this.#tap(engineId);
     if (tap.unrecordable) throw new NotRecordableError(engineId, tap.unrecordable);
-    const reason = tap.reason();
+    const reason = tap.reason(ahead);
     if (reason) throw new NotQuiescentError(engineId, reason);
+    const queuedOutput = ahead ? queuedFrames(tap.es) : Buffer.alloc(0);
+    if (queuedOutput === null) throw new NotQuiescentError(engineId, 'output-pending');
     const { connected, connecting } = this.#socketsOf(tap.es);
     if (connecting) throw new NotQuiescentError(engineId, 'namespace-connecting');
     const es = tap.es;
@@ -144,7 +160,7 @@ export class SessionRecorder extends EventEmitter<SessionRecorderEvents> {
     }
     const opts = this.#sio.engine.opts;
     const request = es.request;
-    return {
+    const record: SessionRecord = {
       version: SESSION_RECORD_VERSION,
       recordedAt: Date.now(),
       peer: { remoteAddress: net.remoteAddress, remotePort: net.remotePort, localAddress: net.localAddress, localPort: net.localPort },
@@ -164,9 +180,10 @@ export class SessionRecorder extends EventEmitter<SessionRecorderEvents> {
         heartbeat: heartbeatOf(es, tap.heartbeat),
       },
       namespaces: connected.map((socket) => this.#namespaceRecord(engineId, tap, socket)),
-      bytes: { consumed: tap.consumed, written: tap.written },
+      bytes: { consumed: tap.consumed, written: tap.written + queuedOutput.length },
       unparsedInput: tap.pendingInput().toString('base64'),
     };
+    return { record, queuedOutput };
   }
 
   /** Records of every tracked connection that is at a clean point; the others with the reason. */
@@ -392,4 +409,45 @@ function toJson(value: unknown, what: string, engineId: string, path = '', depth
     return out;
   }
   throw new NotRecordableError(engineId, `${where} is a ${typeof value}, which JSON cannot carry`);
+}
+
+const ENGINE_PACKET_CODES: Record<string, string> = { open: '0', close: '1', ping: '2', pong: '3', message: '4', upgrade: '5', noop: '6' };
+
+/**
+ * The wire bytes of the packets waiting in engine.io's write buffer: per packet the engine.io
+ * string encoding (type digit + data) in one server WebSocket text frame. Null when a packet
+ * is not plain text (binary, pre-encoded frames would also do, but are not worth the risk).
+ */
+function queuedFrames(es: EngineSocketInternals): Buffer | null {
+  const frames: Buffer[] = [];
+  for (const packet of es.writeBuffer as ReadonlyArray<{ type: string; data?: unknown; options?: { wsPreEncodedFrame?: unknown } }>) {
+    const code = ENGINE_PACKET_CODES[packet.type];
+    if (code === undefined || (packet.data !== undefined && typeof packet.data !== 'string')) return null;
+    if (packet.options?.wsPreEncodedFrame !== undefined) {
+      const pre = packet.options.wsPreEncodedFrame;
+      if (!Array.isArray(pre) || !pre.every((b) => Buffer.isBuffer(b))) return null;
+      frames.push(...(pre as Buffer[]));
+      continue;
+    }
+    frames.push(textFrame(Buffer.from(code + ((packet.data as string | undefined) ?? ''), 'utf8')));
+  }
+  return Buffer.concat(frames);
+}
+
+/** An unmasked, final WebSocket text frame (RFC 6455 5.2), as a server sends it. */
+function textFrame(payload: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? 2 : len < 0x10000 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(head + len);
+  frame[0] = 0x81;
+  if (head === 2) frame[1] = len;
+  else if (head === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(len, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(len), 2);
+  }
+  payload.copy(frame, head);
+  return frame;
 }

@@ -34,6 +34,13 @@ export const SESSIONS_EXTRA_KEY = 'sessions';
 export interface SessionBlob {
   connId: string;
   record: SessionRecord;
+  /**
+   * Base64 of the output the application had written beyond what went to the output log
+   * (waiting in the socket's buffer behind a commit in flight): the last bytes before
+   * record.bytes.written. With it the record is usable even if the primary dies before those
+   * bytes are committed, since the standby can send them itself.
+   */
+  outputTail?: string;
 }
 
 export interface TakeoverPrimaryOptions {
@@ -60,7 +67,8 @@ interface ConnTrack {
   scheduled: boolean;
   timer: NodeJS.Timeout | null;
   lastSent: { consumed: number; written: number } | null;
-  latest: SessionRecord | null;
+  latest: SessionBlob | null;
+  socket: NetSocket;
 }
 
 /**
@@ -101,7 +109,7 @@ export class TakeoverPrimary {
         if (t?.engineId) this.#schedule(t.engineId);
         return result;
       }) as NetSocket['write'];
-      this.#byConn.set(record.connId, { connId: record.connId, engineId: null, scheduled: false, timer: null, lastSent: null, latest: null });
+      this.#byConn.set(record.connId, { connId: record.connId, engineId: null, scheduled: false, timer: null, lastSent: null, latest: null, socket });
     });
     this.acceptor.on('closed', (connId) => {
       const t = this.#byConn.get(connId);
@@ -114,6 +122,8 @@ export class TakeoverPrimary {
     this.recorder.on('connection', (engineId) => this.#schedule(engineId));
     this.recorder.on('unrecordable', (engineId, reason) => {
       this.#stats.unrecordable++;
+      const t = this.#byEngine.get(engineId);
+      if (t) this.committer.requireSessionRecord(t.connId, false);
       this.#log.warn(`connection ${engineId} cannot be taken over: ${reason}`);
     });
     this.committer.on('committed', (info) => {
@@ -168,7 +178,7 @@ export class TakeoverPrimary {
 
   #sessionsExtra(): SessionBlob[] {
     const out: SessionBlob[] = [];
-    for (const t of this.#byConn.values()) if (t.latest) out.push({ connId: t.connId, record: t.latest });
+    for (const t of this.#byConn.values()) if (t.latest) out.push(t.latest);
     return out;
   }
 
@@ -183,6 +193,8 @@ export class TakeoverPrimary {
     if (!t) return null;
     t.engineId = engineId;
     this.#byEngine.set(engineId, t);
+    // From its first record on, this connection's output waits for the record covering it.
+    this.committer.requireSessionRecord(t.connId, true);
     return t;
   }
 
@@ -200,8 +212,9 @@ export class TakeoverPrimary {
     t.timer = null;
     if (this.#closed || !t.engineId || !this.#byConn.has(t.connId)) return;
     let record: SessionRecord;
+    let queuedOutput: Buffer;
     try {
-      record = this.recorder.record(t.engineId);
+      ({ record, queuedOutput } = this.recorder.recordAhead(t.engineId));
     } catch (err) {
       if (err instanceof TakeoverError && err.code === 'TAKEOVER_NOT_QUIESCENT') {
         // Busy (mid-frame, a commit in flight...): try again shortly; a commit or input also reschedules.
@@ -216,14 +229,51 @@ export class TakeoverPrimary {
       }
       return;
     }
-    t.latest = record;
     const { consumed, written } = record.bytes;
+    const inSocket = written - queuedOutput.length;
+    const logged = this.committer.connection(t.connId)?.offset ?? inSocket;
+    const buffered = inSocket > logged ? bufferedOutput(t.socket, inSocket - logged) : Buffer.alloc(0);
+    const tail = buffered === null ? null : Buffer.concat([buffered, queuedOutput]);
+    if (tail === null) {
+      // The socket's buffer does not hold exactly the bytes between the log and the record: try later.
+      this.#stats.recordRetries++;
+      t.scheduled = true;
+      t.timer = setTimeout(() => this.#tryRecord(t), this.#retryMs);
+      t.timer.unref();
+      return;
+    }
+    const blob: SessionBlob = tail.length > 0 ? { connId: t.connId, record, outputTail: tail.toString('base64') } : { connId: t.connId, record };
+    t.latest = blob;
     if (t.lastSent && t.lastSent.consumed === consumed && t.lastSent.written === written) return;
-    if (this.#replication?.sendBlob(SESSION_BLOB_KIND, { connId: t.connId, record } satisfies SessionBlob) != null) {
+    const seq = this.#replication?.sendBlob(SESSION_BLOB_KIND, blob);
+    if (seq != null) {
       this.#stats.recordsSent++;
       t.lastSent = { consumed, written };
+      this.committer.noteSessionRecord(t.connId, written, seq);
     }
     // After the record: the standby applies this offset only once its log reaches `written`.
     this.committer.setConsumedInput(t.connId, consumed);
   }
+}
+
+/** The last `bytes` bytes the socket holds in its write buffer, or null if it holds a different amount. */
+function bufferedOutput(socket: NetSocket, bytes: number): Buffer | null {
+  const pieces: Buffer[] = [];
+  let total = 0;
+  // Writable's buffered writes (a public getter Node's typings omit).
+  const buffer = (socket as unknown as { writableBuffer?: ReadonlyArray<{ chunk: unknown; encoding: BufferEncoding | 'buffer' }> }).writableBuffer ?? [];
+  for (const entry of buffer) {
+    const { chunk, encoding } = entry;
+    const piece = Buffer.isBuffer(chunk)
+      ? chunk
+      : typeof chunk === 'string'
+        ? Buffer.from(chunk, encoding === 'buffer' ? 'utf8' : encoding)
+        : chunk instanceof Uint8Array
+          ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+          : null;
+    if (!piece) return null;
+    pieces.push(piece);
+    total += piece.length;
+  }
+  return total === bytes ? Buffer.concat(pieces, total) : null;
 }

@@ -75,6 +75,16 @@ export type TakeoverEngineEvents = {
   reattached: [connId: string, ms: number];
 };
 
+/** A session record and the output it counts as written that the output log may not hold yet. */
+interface HeldSession {
+  record: SessionRecord;
+  /** The last bytes before record.bytes.written (SessionBlob.outputTail), empty if none. */
+  tail: Buffer;
+}
+
+/** Largest output tail accepted with a session record. */
+const MAX_OUTPUT_TAIL_BYTES = 4 * 1024 * 1024;
+
 interface Rebuilt {
   connId: string;
   socket: NetSocket;
@@ -87,7 +97,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   readonly #opts: TakeoverEngineOptions;
   readonly #closeMark: number;
   readonly #log: Logger = createLogger('takeover-engine', { role: 'standby' });
-  readonly #sessions = new Map<string, SessionRecord[]>();
+  readonly #sessions = new Map<string, HeldSession[]>();
   #capture: PacketCapture | null = null;
   #tracker: ConnectionTracker | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
@@ -258,24 +268,30 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     const key = recordConnectionKey(stored.record);
     const tracked = this.#tracker.get(key);
     const held = this.transports.outputLog(connId);
-    const logUpTo = (end: number): OutputLog => {
+    /** The output from prunedTo to `end`: the log, then the session's tail beyond the log's end. */
+    const logUpTo = (end: number, session: HeldSession | null): OutputLog => {
       const log = new OutputLog(connId, { startOffset: stored.prunedTo });
-      if (end > stored.prunedTo) log.append({ connId, offset: stored.prunedTo, data: held.subarray(0, end - stored.prunedTo) });
+      const fromLog = Math.min(end, stored.logEnd);
+      if (fromLog > stored.prunedTo) log.append({ connId, offset: stored.prunedTo, data: held.subarray(0, fromLog - stored.prunedTo) });
+      if (session && end > stored.logEnd) {
+        const tailStart = session.record.bytes.written - session.tail.length;
+        log.append({ connId, offset: stored.logEnd, data: session.tail.subarray(stored.logEnd - tailStart, end - tailStart) });
+      }
       return log;
     };
     // First with the whole log: where the client and the dead primary stood.
-    let plan = planRepair(stored.record, tracked, logUpTo(stored.logEnd), Date.now());
+    let plan = planRepair(stored.record, tracked, logUpTo(stored.logEnd, null), Date.now());
     if (!plan.ok) return this.#fallback(report, { connId, code: plan.code, reason: plan.reason, closedCleanly: false });
     let session = this.#sessionFor(connId, stored.record.consumedInput, plan.details.primarySentOutput, stored.logEnd);
     if (typeof session === 'string') {
       // The client may have output written after the latest record: walk the record over it.
       const base = this.#latestBefore(connId, stored.record.consumedInput, plan.details.primarySentOutput, stored.prunedTo);
       if (base) {
-        const from = base.bytes.written - stored.prunedTo;
-        const advanced = advanceSessionRecord(base, held.subarray(from), plan.details.primarySentOutput - base.bytes.written);
+        const from = base.record.bytes.written - stored.prunedTo;
+        const advanced = advanceSessionRecord(base.record, held.subarray(from), plan.details.primarySentOutput - base.record.bytes.written);
         if (advanced.ok) {
           this.#log.info(`session of ${connId} advanced by ${advanced.advancedBy} output bytes written after its record`, { conn: connId });
-          session = advanced.record;
+          session = { record: advanced.record, tail: Buffer.alloc(0) };
         } else {
           session = `${session}; the latest record before cannot be advanced: ${advanced.reason}`;
         }
@@ -285,8 +301,9 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       // The session record is the application's own word on what it consumed and wrote: the
       // store's consumedInput may lag it (its update rides the next frame, or 5 ms later), and
       // output committed after it never left the dead primary (dropped: the client lacks it).
-      const record = { ...stored.record, consumedInput: session.bytes.consumed };
-      plan = planRepair(record, tracked, logUpTo(session.bytes.written), Date.now());
+      // Output it counts beyond the log's end comes from its tail.
+      const record = { ...stored.record, consumedInput: session.record.bytes.consumed };
+      plan = planRepair(record, tracked, logUpTo(session.record.bytes.written, session), Date.now());
       if (!plan.ok) return this.#fallback(report, { connId, code: plan.code, reason: plan.reason, closedCleanly: false });
     }
     let fd: number;
@@ -313,7 +330,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       const plain = (this.#sessions.get(connId) ?? []).length === 0;
       return this.#fallback(report, { connId, code: plain ? 'not-a-session' : 'no-session', reason: session, closedCleanly: false }, socket, plain);
     }
-    this.#rebuilt.push({ connId, socket, session, pendingInput: plan.pendingInput });
+    this.#rebuilt.push({ connId, socket, session: session.record, pendingInput: plan.pendingInput });
   }
 
   /**
@@ -323,13 +340,15 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
    * client got beyond a record would be unknown to the re-attached session (an ack it would
    * send again, a ping): never use such a record.
    */
-  #sessionFor(connId: string, consumed: number, sentOutput: number, logEnd: number): SessionRecord | string {
+  #sessionFor(connId: string, consumed: number, sentOutput: number, logEnd: number): HeldSession | string {
     const list = this.#sessions.get(connId) ?? [];
     for (let i = list.length - 1; i >= 0; i--) {
-      const r = list[i]!;
-      if (r.bytes.consumed >= consumed && r.bytes.written >= sentOutput && r.bytes.written <= logEnd) return r;
+      const held = list[i]!;
+      const { bytes } = held.record;
+      // Output beyond the log's end is usable when the record's tail holds it.
+      if (bytes.consumed >= consumed && bytes.written >= sentOutput && bytes.written - held.tail.length <= logEnd) return held;
     }
-    const latest = list[list.length - 1];
+    const latest = list[list.length - 1]?.record;
     return (
       `no session record at consumed input >= ${consumed}, output in [${sentOutput}, ${logEnd}] (${list.length} held` +
       (latest ? `, latest at ${latest.bytes.consumed} / ${latest.bytes.written})` : ')')
@@ -337,11 +356,12 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   }
 
   /** The latest record at or after `consumed` whose output offset lies in [logStart, before). */
-  #latestBefore(connId: string, consumed: number, before: number, logStart: number): SessionRecord | null {
+  #latestBefore(connId: string, consumed: number, before: number, logStart: number): HeldSession | null {
     const list = this.#sessions.get(connId) ?? [];
     for (let i = list.length - 1; i >= 0; i--) {
-      const r = list[i]!;
-      if (r.bytes.consumed >= consumed && r.bytes.written < before && r.bytes.written >= logStart) return r;
+      const held = list[i]!;
+      const { bytes } = held.record;
+      if (held.tail.length === 0 && bytes.consumed >= consumed && bytes.written < before && bytes.written >= logStart) return held;
     }
     return null;
   }
@@ -369,9 +389,13 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   }
 
   #applySessionBlob(data: unknown): void {
-    const blob = data as { connId?: unknown; record?: unknown } | null;
+    const blob = data as { connId?: unknown; record?: unknown; outputTail?: unknown } | null;
     if (!blob || typeof blob.connId !== 'string') {
       this.#log.error('malformed session blob: no connId');
+      return;
+    }
+    if (blob.outputTail !== undefined && (typeof blob.outputTail !== 'string' || blob.outputTail.length > (MAX_OUTPUT_TAIL_BYTES * 4) / 3 + 4)) {
+      this.#log.error(`session record of ${blob.connId} refused: malformed output tail`);
       return;
     }
     let record: SessionRecord;
@@ -381,9 +405,14 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       this.#log.error(`session record of ${blob.connId} refused: ${(err as Error).message}`);
       return;
     }
+    const tail = typeof blob.outputTail === 'string' ? Buffer.from(blob.outputTail, 'base64') : Buffer.alloc(0);
+    if (tail.length > record.bytes.written) {
+      this.#log.error(`session record of ${blob.connId} refused: its output tail (${tail.length} bytes) is longer than its output (${record.bytes.written})`);
+      return;
+    }
     let list = this.#sessions.get(blob.connId);
     if (!list) this.#sessions.set(blob.connId, (list = []));
-    list.push(record);
+    list.push({ record, tail });
     if (list.length > SESSIONS_KEPT) list.splice(0, list.length - SESSIONS_KEPT);
   }
 
@@ -404,7 +433,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       if (logEndPos === undefined) continue;
       let acked = stored.logEnd + (ack.ackPos - logEndPos);
       // Keep the output after the latest session record: a takeover may walk the record over it.
-      const latest = this.#sessions.get(connId)?.at(-1);
+      const latest = this.#sessions.get(connId)?.at(-1)?.record;
       if (latest) acked = Math.min(acked, latest.bytes.written);
       if (acked > stored.prunedTo && acked <= stored.logEnd) this.transports.prune(connId, acked);
     }
