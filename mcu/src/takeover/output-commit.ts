@@ -345,12 +345,14 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
 
   /**
    * Wraps `socket`'s write path (and its closes) for output commit and announces the record to
-   * the standby. Call at accept, before anything is written (TransportAcceptor 'connection').
+   * the standby. Call at accept, before anything is written (TransportAcceptor 'connection'),
+   * or for a connection this process took over: then `outputBase` is the output offset of the
+   * socket's first byte written here (what the previous primaries wrote before it).
    */
-  attach(record: TransportRecord, socket: Socket): CommittedOutput {
+  attach(record: TransportRecord, socket: Socket, outputBase = 0): CommittedOutput {
     if (this.#conns.has(record.connId)) throw new TransportBlobError(`connection ${record.connId} is already attached`);
-    const written = currentBytesWritten(socket);
-    if (written > 0) this.#log.warn(`connection ${record.connId} attached after ${written} bytes were written: its log starts there`);
+    const written = outputBase + currentBytesWritten(socket);
+    if (written > 0 && outputBase === 0) this.#log.warn(`connection ${record.connId} attached after ${written} bytes were written: its log starts there`);
     const conn: ConnState = {
       connId: record.connId,
       record,
@@ -370,7 +372,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       parked: null,
       parkTimer: null,
       get appended(): number {
-        return currentBytesWritten(socket);
+        return outputBase + currentBytesWritten(socket);
       },
       get inFlightBytes(): number {
         return this.inflight?.bytes ?? 0;
