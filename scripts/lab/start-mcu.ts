@@ -36,14 +36,21 @@ export interface LabMcuProcesses {
 /**
  * The environment of the lab's MCU processes:
  * - both: HOST=<vip> PORT=<service port> MCU_ICE_ADDRESSES=<vip> MCU_REPLICATION_SECRET;
- * - primary: MCU_REPLICATION_HOST=<primary address> (it accepts its standby there);
- * - standby: MCU_PRIMARY_REPLICATION_HOST=<primary address> (where it connects;
- *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<standby address>
+ * - primary: MCU_REPLICATION_HOST=<its host's address> (it accepts its standby there);
+ * - standby: MCU_PRIMARY_REPLICATION_HOST=<the other host's address> (where it connects;
+ *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<its host's address>
  *   (where it accepts a new standby once promoted).
+ * `role` defaults to the host's name; after a failover a standby runs in the primary host.
  * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface
  * (eth0) and raises the VIP itself (the `vip` macvlan plus its policy route).
  */
-export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string, options: { takeover?: boolean } = {}): Record<string, string> {
+export function labMcuEnv(
+  lab: LabTopology,
+  host: ServerHost,
+  secret: string,
+  options: { takeover?: boolean; role?: 'primary' | 'standby' } = {},
+): Record<string, string> {
+  const role = options.role ?? host;
   const replicationPort = String(lab.servicePort + 1);
   const common = {
     HOST: lab.addresses.vip,
@@ -51,18 +58,20 @@ export function labMcuEnv(lab: LabTopology, host: ServerHost, secret: string, op
     MCU_ICE_ADDRESSES: lab.addresses.vip,
     MCU_REPLICATION_SECRET: secret,
     MCU_REPLICATION_PORT: replicationPort,
-    MCU_ROLE: host,
+    MCU_ROLE: role,
     ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
   };
-  if (host === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses.primary };
+  if (role === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses[host] };
+  // A standby follows the primary on the other host (after a failover the roles alternate).
+  const peer: ServerHost = host === 'primary' ? 'standby' : 'primary';
   const { vip, network } = lab.addresses;
   return {
     ...common,
     ...(options.takeover
       ? { MCU_CAPTURE_INTERFACE: 'eth0', MCU_VIP_INTERFACE: 'vip', MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100` }
       : {}),
-    MCU_REPLICATION_HOST: lab.addresses.standby,
-    MCU_PRIMARY_REPLICATION_HOST: lab.addresses.primary,
+    MCU_REPLICATION_HOST: lab.addresses[host],
+    MCU_PRIMARY_REPLICATION_HOST: lab.addresses[peer],
     MCU_PRIMARY_REPLICATION_PORT: replicationPort,
     STANDBY_STATUS_PORT: '0',
   };

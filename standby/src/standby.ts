@@ -279,7 +279,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
       });
       // Takeover mode: the VIP comes here and every connection is rebuilt before the MCU listens
       // beside them; sessions are re-attached once it serves (its signaling refuses requests before).
-      if (this.takeover) await this.takeover.prepare();
+      if (this.takeover) {
+        const primarySide = mcu.takeover;
+        await this.takeover.prepare(primarySide ? (record, socket) => primarySide.adopt(record, socket) : undefined);
+      }
       if (this.takeover) {
         // Re-attach as soon as the MCU serves signaling (role primary): its replication and
         // heartbeat thread for the next standby may still be starting.

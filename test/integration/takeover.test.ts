@@ -1,13 +1,21 @@
 /**
- * Connection-level takeover of the real MCU in the namespace lab (scripts/lab): the primary
- * (mcu/src/main.ts) and the standby (standby/src/main.ts) run in their hosts with
- * MCU_TAKEOVER=1; a stock socket.io-client in the client host joins a room and sends a
- * numbered `mute` request with an ack every 10 ms. The primary is SIGKILLed (the lab's
- * FIN/RST rule keeps its kernel quiet, the port is silenced for the orphans' retransmissions
- * and its VIP dropped: the fencing a harness does); the standby detects the death, raises the
- * VIP itself, rebuilds the TCP connection (capture + TCP_REPAIR), replays the output log and
- * re-attaches the socket.io session. The client must see no `disconnect`, the same local TCP
- * port, socket id and engine id, and every ack exactly once and in order.
+ * Connection-level takeover of the real MCU in the namespace lab (scripts/lab), many failovers
+ * in a row on the same client connection: the primary (mcu/src/main.ts) and the standby
+ * (standby/src/main.ts) run in their hosts with MCU_TAKEOVER=1; a stock socket.io-client in the
+ * client host joins a room and sends a numbered `mute` request with an ack every 10 ms, and the
+ * server pushes a roster after each (alone in its room, they alternate muted/unmuted).
+ *
+ * Each failover alternates the fault: a SIGKILL of the primary process (the lab's FIN/RST rule
+ * keeps its kernel quiet, the port is silenced for the orphans' retransmissions and its VIP
+ * dropped: the fencing a harness does) or a crash of its host (link down; the dead host's
+ * processes go with it before it comes back). The standby detects the death, raises the VIP,
+ * rebuilds the TCP connection (capture + TCP_REPAIR), replays the output log and re-attaches
+ * the socket.io session; the connection is protected again on the new primary, and a new
+ * standby starts on the dead host (re-protection), so the next failover is possible.
+ *
+ * The client must see no `disconnect`, the same local TCP port, socket id and engine id
+ * throughout, every ack exactly once and in order, and an unbroken roster stream.
+ * TAKEOVER_FAILOVERS sets the count (default 20).
  *
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
  */
@@ -19,13 +27,13 @@ import { describe, it, type TestContext } from 'node:test';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
+import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
-const TRIALS = Number(process.env.TAKEOVER_TRIALS ?? 3);
+const FAILOVERS = Math.max(1, Math.min(100, Number(process.env.TAKEOVER_FAILOVERS ?? 20)));
 const INTERVAL_MS = 10;
-const DWELL_BEFORE_MS = 600;
-const DWELL_AFTER_MS = 1000;
+/** How long the pair runs protected before the next fault (session records and output flowing). */
+const DWELL_BEFORE_MS = 500;
 const ROOM = 'takeover-room';
 
 const skipReason =
@@ -50,92 +58,125 @@ interface ClientReport {
   disconnects: number;
   disconnectReasons: string[];
   rosters: number;
+  rosterBreaks: number;
   signalingErrors: unknown[];
 }
 
+interface TakeoverSummary {
+  connections?: number;
+  reattached?: number;
+  fallbacks?: Array<{ code: string; reason: string }>;
+}
+
+const other = (host: ServerHost): ServerHost => (host === 'primary' ? 'standby' : 'primary');
+
 describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { skip: skipReason ?? false }, () => {
-  it(`masks ${TRIALS} SIGKILLed primaries: same connection, no disconnect, every ack once and in order`, { timeout: 60_000 + TRIALS * 60_000 }, async (t: TestContext) => {
+  it(`masks ${FAILOVERS} failovers in a row (kill -9 and host crash alternating): same connection, no disconnect, every ack and push once and in order`, { timeout: 60_000 + FAILOVERS * 30_000 }, async (t: TestContext) => {
     await LabTopology.cleanupStale();
+    const lab = new LabTopology();
+    const processes: LabProcess[] = [];
+    const start = (host: 'client' | ServerHost, entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
+      const p = LabProcess.startNode(lab, host, entry, args, env);
+      processes.push(p);
+      return p;
+    };
     const outcomes: string[] = [];
-    for (let trial = 0; trial < TRIALS; trial++) {
-      const lab = new LabTopology();
-      const processes: LabProcess[] = [];
-      const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-        const p = LabProcess.startNode(lab, host, entry, args, env);
-        processes.push(p);
-        return p;
-      };
-      let failed = true;
-      try {
-        await lab.up();
-        await lab.raiseVip('primary');
-        const { vip } = lab.addresses;
-        const port = lab.servicePort;
-        const secret = `takeover-test-secret-${trial}-${process.pid}`;
-        const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
-        const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
-        await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-        const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
-        await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+    let failed = true;
+    try {
+      await lab.up();
+      await lab.raiseVip('primary');
+      const { vip } = lab.addresses;
+      const port = lab.servicePort;
+      const secret = `takeover-test-secret-${process.pid}`;
+      const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
+      let primaryHost: ServerHost = 'primary';
+      let primary = start(primaryHost, 'mcu/src/main.ts', [], { ...labMcuEnv(lab, primaryHost, secret, { takeover: true }), ...common });
+      await primary.waitForEvent('listening', { timeoutMs: 30_000 });
+      let standby = start(other(primaryHost), 'standby/src/main.ts', [], { ...labMcuEnv(lab, other(primaryHost), secret, { takeover: true, role: 'standby' }), ...common });
+      await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
 
-        const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
-        const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
-        const status = await client.request({ op: 'status' }, 10_000);
-        assert.equal((status.status as { mode?: string } | undefined)?.mode, 'takeover', `primary /status: ${JSON.stringify(status)}`);
-        const started = await client.request({ op: 'start' }, 10_000);
-        assert.equal(started.ok, true, `join failed: ${JSON.stringify(started)}`);
+      const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
+      const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
+      const status = await client.request({ op: 'status' }, 10_000);
+      assert.equal((status.status as { mode?: string } | undefined)?.mode, 'takeover', `primary /status: ${JSON.stringify(status)}`);
+      const started = await client.request({ op: 'start' }, 10_000);
+      assert.equal(started.ok, true, `join failed: ${JSON.stringify(started)}`);
+
+      for (let n = 1; n <= FAILOVERS; n++) {
         await sleep(DWELL_BEFORE_MS);
-
-        // --- The crash, and the fencing the harness does on the dead primary's host.
-        const fromKill = standby.mark();
-        const k0 = performance.now();
-        const killAt = new Date().toISOString();
-        lab.killPrimaryProcess(primary.pid);
-        await lab.silenceServicePort('primary');
-        await lab.dropVip('primary');
-        const promoted = await standby.waitFor((e: LabEvent) => e.event === 'promoted' || e.event === 'standby-failed', { from: fromKill, timeoutMs: 20_000 });
-        const promotedMs = performance.now() - k0;
-        assert.equal(promoted.event, 'promoted', `standby did not promote: ${standby.stderr.slice(-20).join('\n')}`);
-        const takeover = (promoted.timeline as { takeover?: Record<string, unknown> } | undefined)?.takeover;
-        await sleep(DWELL_AFTER_MS);
-
-        const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as ClientReport & LabEvent;
+        const fault = n % 2 === 1 ? 'kill' : 'crash';
+        const dead = primaryHost;
+        const fromFault = standby.mark();
+        const t0 = performance.now();
+        if (fault === 'kill') {
+          lab.killProcess(primary.pid, dead);
+          await lab.silenceServicePort(dead);
+          await lab.dropVip(dead);
+        } else {
+          await lab.crashHost(dead);
+        }
+        const promoted = await standby.waitFor((e: LabEvent) => e.event === 'promoted' || e.event === 'standby-failed', { from: fromFault, timeoutMs: 20_000 });
+        const promotedMs = performance.now() - t0;
+        assert.equal(promoted.event, 'promoted', `failover ${n}: standby did not promote`);
+        const takeover = (promoted.timeline as { takeover?: TakeoverSummary } | undefined)?.takeover;
+        if (fault === 'crash') {
+          // The crashed host's processes die with it; it comes back empty, VIP down, port silenced.
+          lab.killProcess(primary.pid, dead);
+          await lab.silenceServicePort(dead);
+          await lab.dropVip(dead);
+          await lab.restoreHost(dead);
+        }
+        await primary.close(500).catch(() => undefined);
+        // The dead host runs the next standby; its orphans are blackholed with the VIP down.
+        await lab.unsilenceServicePort(dead);
+        primary = standby;
+        primaryHost = other(dead);
+        const where = await client.request({ op: 'where' }, 10_000);
         const line =
-          `trial ${trial}: killed at ${killAt}, promoted after ${promotedMs.toFixed(0)} ms; takeover ${JSON.stringify(takeover)}; ` +
-          `client sent ${report.sent}, acked ${report.acked}, missing ${report.missing.length}, dup ${report.duplicates}, ` +
-          `out of order ${report.outOfOrder}, failed ${report.failedAcks.length}, max ack gap ${report.maxGapMs.toFixed(1)} ms, ` +
-          `disconnects ${report.disconnects} (${report.disconnectReasons.join(',')}), rosters ${report.rosters}`;
+          `failover ${n} (${fault}): promoted after ${promotedMs.toFixed(0)} ms; takeover connections ${takeover?.connections}, ` +
+          `re-attached ${takeover?.reattached}, fallbacks ${(takeover?.fallbacks ?? []).map((f) => f.code).join(',') || 'none'}; ` +
+          `client socket ${String(where.socketId)} port ${String(where.localPort)}`;
         outcomes.push(line);
         t.diagnostic(line);
-
-        assert.equal(report.disconnects, 0, `client saw disconnect(s): ${report.disconnectReasons.join(', ')}`);
-        assert.equal(report.connects, 1, 'client connected more than once');
-        assert.equal(report.localPort, connected.localPort, 'local TCP port changed');
-        assert.equal(report.socketId, connected.socketId, 'socket.io id changed');
-        assert.equal(report.engineId, connected.engineId, 'engine.io id changed');
-        assert.deepEqual(report.missing, [], 'acks never received');
-        assert.equal(report.duplicates, 0, 'acks received twice');
-        assert.equal(report.outOfOrder, 0, 'acks out of order');
-        assert.equal(report.acked, report.sent, 'not every request was acknowledged');
-        assert.deepEqual(report.failedAcks, [], 'requests refused');
-        assert.equal((takeover as { reattached?: number } | undefined)?.reattached, 1, `takeover report: ${JSON.stringify(takeover)}`);
-        failed = false;
-      } catch (err) {
-        outcomes.push(`trial ${trial}: FAILED ${(err as Error).message.split('\n')[0]}`);
-        throw err;
-      } finally {
-        // Post-mortem: each process's stderr (the MCUs' logs) of a failed trial.
-        for (const p of failed ? processes : []) {
-          try {
-            writeFileSync(join(tmpdir(), `takeover-test-${process.pid}-${trial}-${p.host}.log`), p.stderr.join('\n') + '\n');
-          } catch {
-            // post-mortem only
-          }
-        }
-        for (const p of processes) await p.close(500).catch(() => undefined);
-        await lab.down();
-        t.diagnostic(outcomes.join('\n'));
+        assert.equal(where.socketId, connected.socketId, `failover ${n}: socket.io id changed`);
+        assert.equal(where.localPort, connected.localPort, `failover ${n}: local TCP port changed`);
+        assert.equal(takeover?.reattached, 1, `failover ${n}: takeover report ${JSON.stringify(takeover)}`);
+        standby = start(dead, 'standby/src/main.ts', [], { ...labMcuEnv(lab, dead, secret, { takeover: true, role: 'standby' }), ...common });
+        await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
       }
+
+      const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as ClientReport & LabEvent;
+      const line =
+        `client sent ${report.sent}, acked ${report.acked}, missing ${report.missing.length}, dup ${report.duplicates}, ` +
+        `out of order ${report.outOfOrder}, failed ${report.failedAcks.length}, max ack gap ${report.maxGapMs.toFixed(1)} ms, ` +
+        `disconnects ${report.disconnects} (${report.disconnectReasons.join(',')}), rosters ${report.rosters} (breaks ${report.rosterBreaks})`;
+      outcomes.push(line);
+      t.diagnostic(line);
+      assert.equal(report.disconnects, 0, `client saw disconnect(s): ${report.disconnectReasons.join(', ')}`);
+      assert.equal(report.connects, 1, 'client connected more than once');
+      assert.equal(report.localPort, connected.localPort, 'local TCP port changed');
+      assert.equal(report.socketId, connected.socketId, 'socket.io id changed');
+      assert.equal(report.engineId, connected.engineId, 'engine.io id changed');
+      assert.deepEqual(report.missing, [], 'acks never received');
+      assert.equal(report.duplicates, 0, 'acks received twice');
+      assert.equal(report.outOfOrder, 0, 'acks out of order');
+      assert.equal(report.acked, report.sent, 'not every request was acknowledged');
+      assert.deepEqual(report.failedAcks, [], 'requests refused');
+      assert.equal(report.rosterBreaks, 0, 'a roster push was lost, repeated or reordered (the latest roster at an ack did not show that mute)');
+      assert.ok(report.rosters >= report.acked, `rosters ${report.rosters} < acks ${report.acked}`);
+      failed = false;
+    } finally {
+      // Post-mortem: each process's stderr (the MCUs' logs) of a failed run.
+      for (const [i, p] of (failed ? processes : []).entries()) {
+        try {
+          writeFileSync(join(tmpdir(), `takeover-test-${process.pid}-${i}-${p.host}.log`), p.stderr.join('\n') + '\n');
+        } catch {
+          // post-mortem only
+        }
+      }
+      for (const p of processes) await p.close(500).catch(() => undefined);
+      await lab.down();
+      t.diagnostic(outcomes.join('\n'));
     }
   });
 });

@@ -24,6 +24,7 @@ import { OutputCommitter } from './output-commit.ts';
 import type { SessionRecord } from './session-record.ts';
 import { SessionRecorder } from './session-recorder.ts';
 import { TransportAcceptor } from './transport-acceptor.ts';
+import type { TransportRecord } from './transport-record.ts';
 
 /** Blob kind of every SessionBlob on the replication channel. */
 export const SESSION_BLOB_KIND = 'session';
@@ -98,19 +99,9 @@ export class TakeoverPrimary {
     this.committer = new OutputCommitter({ replication: null });
     this.acceptor = new TransportAcceptor({ httpServer: options.httpServer, host: options.host, port: options.port });
     this.acceptor.on('connection', (record, socket, mode) => {
-      if (mode !== 'takeover') return;
-      this.committer.attach(record, socket);
-      this.#connOfSocket.set(socket, record.connId);
-      // Every write of the application (ws frames, HTTP) schedules a record after it.
-      const write = socket.write;
-      socket.write = ((...args: Parameters<NetSocket['write']>) => {
-        const result = (write as (...a: unknown[]) => boolean).apply(socket, args);
-        const t = this.#byConn.get(record.connId);
-        if (t?.engineId) this.#schedule(t.engineId);
-        return result;
-      }) as NetSocket['write'];
-      this.#byConn.set(record.connId, { connId: record.connId, engineId: null, scheduled: false, timer: null, lastSent: null, latest: null, socket });
+      if (mode === 'takeover') this.#protect(record, socket, 0);
     });
+    this.acceptor.on('adopted', (record, socket) => this.#protect(record, socket, record.committedOutput - (socket.bytesWritten ?? 0)));
     this.acceptor.on('closed', (connId) => {
       const t = this.#byConn.get(connId);
       if (!t) return;
@@ -134,6 +125,30 @@ export class TakeoverPrimary {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * A connection this process took over (rebuilt, its session about to be re-attached): from
+   * now on it is protected like an accepted one. `record.committedOutput` is the output offset
+   * at the socket's current bytesWritten, `record.consumedInput` the session's consumed offset.
+   */
+  adopt(record: TransportRecord, socket: NetSocket): void {
+    this.acceptor.adopt(record, socket);
+  }
+
+  /** Output commit and session records for one takeover-mode connection. */
+  #protect(record: TransportRecord, socket: NetSocket, outputBase: number): void {
+    this.committer.attach(record, socket, outputBase);
+    this.#connOfSocket.set(socket, record.connId);
+    // Every write of the application (ws frames, HTTP) schedules a record after it.
+    const write = socket.write;
+    socket.write = ((...args: Parameters<NetSocket['write']>) => {
+      const result = (write as (...a: unknown[]) => boolean).apply(socket, args);
+      const t = this.#byConn.get(record.connId);
+      if (t?.engineId) this.#schedule(t.engineId);
+      return result;
+    }) as NetSocket['write'];
+    this.#byConn.set(record.connId, { connId: record.connId, engineId: null, scheduled: false, timer: null, lastSent: null, latest: null, socket });
   }
 
   stats(): TakeoverPrimaryStats & { acceptor: ReturnType<TransportAcceptor['stats']>; commit: ReturnType<OutputCommitter['stats']> } {

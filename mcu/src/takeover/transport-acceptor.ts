@@ -54,6 +54,11 @@ export type TransportAcceptorEvents = {
    * (OutputCommitter.attach). In `reconnect` mode the record's sequence numbers and options are 0.
    */
   connection: [record: TransportRecord, socket: Socket, mode: TransportMode];
+  /**
+   * A connection this process took over (adopt()): the record's committedOutput is the output
+   * offset at the socket's current bytesWritten. Emitted before the session is re-attached.
+   */
+  adopted: [record: TransportRecord, socket: Socket];
   /** A deliberate close is about to reach the kernel; the mark is set (null: no mark). The fd is still open. */
   closing: [connId: string, info: { how: DeliberateClose; mark: number | null }];
   closed: [connId: string, info: TransportClosedInfo];
@@ -251,22 +256,7 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
     const { record, mode } = this.#readRecord(socket, connId, acceptedAt);
     if (mode === 'takeover') this.#takeover++;
     else this.#reconnect++;
-    const tracked: Tracked = { record, socket, mode, closedBy: null, marked: false };
-    this.#connections.set(connId, tracked);
-    this.#connIds.set(socket, connId);
-    this.#wrapCloses(tracked);
-    socket.once('close', (hadError: boolean) => {
-      this.#connections.delete(connId);
-      safeEmit(this, this.#log, 'closed', connId, {
-        mode,
-        hadError,
-        closedBy: tracked.closedBy,
-        marked: tracked.marked,
-        bytesRead: socket.bytesRead,
-        bytesWritten: socket.bytesWritten ?? 0,
-        durationMs: this.#clock() - acceptedAt,
-      });
-    });
+    this.#track(record, socket, mode, acceptedAt);
     safeEmit(this, this.#log, 'connection', record, socket, mode);
     // A listener may have refused it.
     if (socket.destroyed) return;
@@ -322,6 +312,38 @@ export class TransportAcceptor extends EventEmitter<TransportAcceptorEvents> {
    * (close or reset of the handle): whichever of ws, engine.io or http asks, the mark is set
    * just before. Whatever wraps these later (OutputCommitter) runs first and calls these.
    */
+  /**
+   * Takes charge of a connection this process took over from a dead primary (rebuilt with
+   * TCP_REPAIR): its deliberate closes are marked and it is reported like an accepted one, so
+   * it is protected again (output commit, session records) for the next standby. Never
+   * handed to the HTTP server: its session is re-attached by the caller.
+   */
+  adopt(record: TransportRecord, socket: Socket): void {
+    if (this.#connections.has(record.connId)) throw new TransportAcceptorStateError(`connection ${record.connId} is already tracked`);
+    this.#track(record, socket, 'takeover', this.#clock());
+    safeEmit(this, this.#log, 'adopted', record, socket);
+  }
+
+  #track(record: TransportRecord, socket: Socket, mode: TransportMode, acceptedAt: number): void {
+    const connId = record.connId;
+    const tracked: Tracked = { record, socket, mode, closedBy: null, marked: false };
+    this.#connections.set(connId, tracked);
+    this.#connIds.set(socket, connId);
+    this.#wrapCloses(tracked);
+    socket.once('close', (hadError: boolean) => {
+      this.#connections.delete(connId);
+      safeEmit(this, this.#log, 'closed', connId, {
+        mode,
+        hadError,
+        closedBy: tracked.closedBy,
+        marked: tracked.marked,
+        bytesRead: socket.bytesRead,
+        bytesWritten: socket.bytesWritten ?? 0,
+        durationMs: this.#clock() - acceptedAt,
+      });
+    });
+  }
+
   #wrapCloses(tracked: Tracked): void {
     const { socket } = tracked;
     const final = socket._final;

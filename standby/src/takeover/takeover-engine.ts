@@ -23,6 +23,7 @@ import { closeUnattachedSocket, reattach } from '../../../mcu/src/takeover/sessi
 import { parseSessionRecord, type SessionRecord } from '../../../mcu/src/takeover/session-record.ts';
 import { SESSION_BLOB_KIND, SESSIONS_EXTRA_KEY } from '../../../mcu/src/takeover/takeover-primary.ts';
 import type { ServerLike } from '../../../mcu/src/takeover/internals.ts';
+import type { TransportRecord } from '../../../mcu/src/takeover/transport-record.ts';
 import type { ReplicationClient } from '../replication-client.ts';
 import { TransportStore } from '../transport-store.ts';
 import { ConnectionTracker, recordConnectionKey } from './connection-tracker.ts';
@@ -85,6 +86,13 @@ interface HeldSession {
 /** Largest output tail accepted with a session record. */
 const MAX_OUTPUT_TAIL_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Hands a rebuilt connection to the new primary's transport layer (TakeoverPrimary.adopt)
+ * before its session is re-attached. `record.committedOutput` is the output offset at the
+ * socket's current bytesWritten.
+ */
+export type ConnectionAdopter = (record: TransportRecord, socket: NetSocket) => void;
+
 interface Rebuilt {
   connId: string;
   socket: NetSocket;
@@ -102,6 +110,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   #tracker: ConnectionTracker | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
   #rebuilt: Rebuilt[] = [];
+  #adopt: ConnectionAdopter | null = null;
   #report: TakeoverReport | null = null;
   #startedAt = 0;
   #closed = false;
@@ -177,6 +186,28 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     }
     this.#pruneTimer = setInterval(() => this.#prune(), this.#opts.pruneIntervalMs ?? 20);
     this.#pruneTimer.unref();
+    this.#clearLeftovers();
+  }
+
+  /**
+   * A host that ran a primary keeps the dead process's orphaned sockets on the service
+   * 4-tuples (FIN-WAIT with unacknowledged output) for minutes: they would make this
+   * standby's rebuild fail (EADDRNOTAVAIL) and its bind too (EADDRINUSE). Destroyed once at
+   * start (`ss -K`, SOCK_DESTROY): no live socket of ours uses the service address yet, and
+   * their RSTs are unmarked (dropped by the host's firewall) and leave from a VIP that is down.
+   */
+  #clearLeftovers(): void {
+    const address = this.#opts.serviceAddress;
+    if (!address || address === '0.0.0.0' || address === '::') return;
+    const args = ['-tnHK', 'state', 'connected', 'src', address, 'sport', '=', `:${this.#opts.servicePort}`];
+    execFile('ss', args, { timeout: 5000 }, (err, stdout, stderr) => {
+      if (err) {
+        this.#log.warn(`could not clear leftover sockets of an earlier primary on this host: ${err.message} ${stderr}`);
+        return;
+      }
+      const cleared = stdout.split('\n').filter((l) => l.trim() !== '').length;
+      if (cleared > 0) this.#log.info(`cleared ${cleared} leftover socket(s) of an earlier primary on ${address}:${this.#opts.servicePort}`);
+    });
   }
 
   stats(): Record<string, unknown> {
@@ -195,7 +226,8 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
    * connection's socket and writes the output its client lacks. Sessions are re-attached by
    * reattachAll() once the new MCU serves (its signaling refuses requests before).
    */
-  async prepare(): Promise<void> {
+  async prepare(adopt?: ConnectionAdopter): Promise<void> {
+    this.#adopt = adopt ?? null;
     this.#startedAt = performance.now();
     const report: TakeoverReport = { connections: 0, rebuilt: 0, reattached: 0, fallbacks: [], vipMs: 0, rebuildMs: 0, reattachMs: null };
     this.#report = report;
@@ -329,6 +361,19 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       // Never a socket.io session (e.g. an HTTP keep-alive connection): a plain marked FIN.
       const plain = (this.#sessions.get(connId) ?? []).length === 0;
       return this.#fallback(report, { connId, code: plain ? 'not-a-session' : 'no-session', reason: session, closedCleanly: false }, socket, plain);
+    }
+    if (this.#adopt) {
+      // Protected again on the new primary (output commit, session records) for the next standby.
+      const adopted: TransportRecord = {
+        ...stored.record,
+        consumedInput: session.record.bytes.consumed,
+        committedOutput: session.record.bytes.written,
+      };
+      try {
+        this.#adopt(adopted, socket);
+      } catch (err) {
+        return this.#fallback(report, { connId, code: 'repair-failed', reason: `adoption: ${(err as Error).message}`, closedCleanly: false }, socket);
+      }
     }
     this.#rebuilt.push({ connId, socket, session: session.record, pendingInput: plan.pendingInput });
   }
