@@ -26,6 +26,7 @@ import { LabProcess } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
 import { summarize, type Summary } from './bench-stats.ts';
+import { renderPlotPage, type PlotMetric } from './bench-plot.ts';
 
 const CLIENTS = 'test/fixtures/takeover-scale-clients.ts';
 const MAX_FAILOVERS = 100;
@@ -187,7 +188,30 @@ function pick(samples: Sample[], key: keyof Sample): Summary {
 }
 
 function line(label: string, s: Summary): string {
-  return `  ${label.padEnd(26)} n=${s.n} min ${s.min} median ${s.median} p90 ${s.p90} max ${s.max}`;
+  return `  ${label.padEnd(26)} n=${s.n} min ${s.min} median ${s.median} p95 ${s.p95} max ${s.max}`;
+}
+
+/** One page: detection, fault -> serving and the client's signaling gap per failure type; takeover time per connection count. */
+function plot(perFault: Record<string, { samples: Sample[] }>, scaleSamples: Sample[], subtitle: string[]): string {
+  const series = (key: keyof Sample) =>
+    Object.entries(perFault).map(([fault, { samples }]) => ({
+      name: fault === 'kill' ? 'process kill' : 'host crash',
+      points: samples.filter((x) => x.ok && typeof x[key] === 'number').map((x) => ({ value: x[key] as number })),
+    }));
+  const metrics: PlotMetric[] = [
+    { label: 'Detection', unit: 'ms', note: 'fault -> the standby\'s death verdict', series: series('detectionMs') },
+    { label: 'Fault -> serving', unit: 'ms', note: 'fault -> promotion complete (connections rebuilt and re-attached)', series: series('servingMs') },
+    { label: 'Signaling gap', unit: 'ms', note: 'largest interval between acks at a client (includes one request interval)', series: series('maxAckGapMs') },
+  ];
+  if (scaleSamples.some((x) => x.ok)) {
+    metrics.push({
+      label: 'Takeover time by connections',
+      unit: 'ms',
+      note: 'takeover start -> every session re-attached, one row per connection count',
+      series: scaleSamples.filter((x) => x.ok).map((x) => ({ name: `${x.connections} connections`, points: [{ value: x.reattachMs as number }] })),
+    });
+  }
+  return renderPlotPage({ title: 'Connection-level takeover (MCU_TAKEOVER=1, lab)', subtitle, metrics });
 }
 
 async function main(): Promise<void> {
@@ -250,7 +274,9 @@ async function main(): Promise<void> {
   };
   mkdirSync('bench-results', { recursive: true });
   writeFileSync('bench-results/takeover.json', JSON.stringify(result, null, 2) + '\n');
-  console.log(`wrote bench-results/takeover.json (${result.durationS} s)`);
+  const subtitle = [`${result.at}, ${result.durationS} s, ${failovers} failovers per failure type, ${fewClients} clients every ${intervalMs} ms`, `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`];
+  writeFileSync('bench-results/takeover.html', plot(perFault, scaleSamples, subtitle));
+  console.log(`wrote bench-results/takeover.json and takeover.html (${result.durationS} s)`);
 }
 
 await main();
