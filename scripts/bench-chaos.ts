@@ -2,8 +2,20 @@
  * Chaos benchmark: K kills of the primary during a 3-participant call, measured by the
  * pages themselves (real Chromium, one browser, three pages with their own tone and tile).
  *
- *   node --import tsx scripts/bench-chaos.ts [--kills 20] [--mode reconnect] [--max-minutes 30]
+ *   node --import tsx scripts/bench-chaos.ts [--kills 20] [--mode reconnect,takeover] [--max-minutes 30]
  *                                             [--out bench-results/chaos.json]
+ *
+ * Modes (--mode, comma-separated, run one after the other in the same run; default both when
+ * the lab can run here, i.e. root, nftables and the native addon, otherwise reconnect only):
+ * - reconnect: primary + standby under the Supervisor on 127.0.0.1; the pages' socket.io
+ *   reconnects and resumes, the media restarts with a server offer. One system for all kills
+ *   (the Supervisor starts a new standby after each promotion).
+ * - takeover:  MCU_TAKEOVER=1 in the namespace lab (scripts/lab), Chromium in its client host,
+ *   the pages on the VIP; kill -9 plus the harness's fencing (port silenced, VIP dropped), the
+ *   standby rebuilds the connections and re-attaches the sessions, the pages see no disconnect.
+ *   A fresh lab (and browser, and pages) per kill, as scripts/bench-takeover.ts does: the
+ *   promoted MCU runs in the standby host, and a second takeover would need a standby in the
+ *   old primary's host with the roles swapped; a fresh lab is simpler and just as fast.
  *
  * Per kill: clean baseline (everyone hears the other two, media steady), primary
  * protected (GET /status `protected: true`, standby `ready`), the pages' gap counters
@@ -14,9 +26,13 @@
  * mix is wrong afterwards is recorded as failed and the run goes on; only a system that
  * is gone (no promotion, no primary, no browser) stops a mode.
  *
+ * Every page also runs a numbered request/ack stream on its own signaling connection
+ * (test/helpers/signaling-probe.ts): its longest interval between acks is the signaling gap
+ * in both modes, next to disconnects and whether the socket/engine.io ids stayed the same.
+ *
  * Modes are small descriptors (how to start the system, how to kill it); results are
- * keyed by mode so later modes ('takeover', 'warm-spare') land next to 'reconnect' in the
- * same report and plot. Writes the JSON, an HTML page of inline-SVG distribution plots
+ * keyed by mode so later modes ('warm-spare') land next to the others in the same report
+ * and plot, with each median's ratio to reconnect's. Writes the JSON, an HTML page of inline-SVG distribution plots
  * next to it, and a PNG screenshot of that page; the children's logs go to <out>-logs/.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,14 +40,19 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser } from 'playwright-core';
-import { gridLayout } from '../mcu/src/media/video-layout.ts';
+import { nativeAddonAvailable } from '../native/src/index.ts';
 import { Supervisor, type ManagedMcu } from '../standby/src/supervisor.ts';
-import { colourDistance, hexToRgb, launchChromium, openParticipant, type ParticipantPage, type ParticipantSpec } from '../test/helpers/browser.ts';
+import { fetchJsonInPage, launchChromium, openParticipant, type ParticipantPage } from '../test/helpers/browser.ts';
 import { freePort } from '../test/helpers/ports.ts';
-import { escapeHtml, percentile, renderPlotPage, type PlotMetric } from './bench-plot.ts';
+import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingProbeReport } from '../test/helpers/signaling-probe.ts';
+import { escapeHtml, renderPlotPage, type PlotMetric } from './bench-plot.ts';
+import { summarize as summarizeSample, type Summary } from './bench-stats.ts';
 import { buildTimeline } from './failover-timeline.ts';
+import { LabProcess } from './lab/lab-process.ts';
+import { labMcuEnv } from './lab/start-mcu.ts';
+import { labUnsupportedReason, LabTopology, type ServerHost } from './lab/topology.ts';
 // The same participants, tones, tiles and thresholds as the browser tests.
-import { COLOUR_TOLERANCE, HEARD_DB, PARTICIPANTS, SILENT_DB, TONES } from '../test/helpers/mix.ts';
+import { HEARD_DB, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../test/helpers/mix.ts';
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -53,6 +74,15 @@ const PROTECTION_TIMEOUT_MS = 30_000;
 const PROMOTION_TIMEOUT_MS = 15_000;
 const RECOVERY_TIMEOUT_MS = 25_000;
 const POLL_MS = 200;
+/** The pages' signaling probe: one request per page this often (test/helpers/signaling-probe.ts). */
+const PROBE_INTERVAL_MS = 50;
+/**
+ * Takeover mode's heartbeat window (MCU_MISSED_HEARTBEATS): the lab's heartbeats cross veths and
+ * a bridge (softirq work that three Chromium pages delay by up to ~60 ms on 2 cores), and 3
+ * would judge a living primary dead (see test/browser/takeover-failover.test.ts). A kill is
+ * detected by the replication stream's end and a port-unreachable probe, not by missed beats.
+ */
+const LAB_MISSED_HEARTBEATS = '10';
 
 // ---------------------------------------------------------------------------------------
 // Modes: how to start the system, how to kill its primary
@@ -69,6 +99,10 @@ interface Promotion {
 /** The system a mode runs: an address for the pages, a way to know it is protected, a primary to kill. */
 interface SystemUnderTest {
   readonly url: string;
+  /** The browser the pages run in (the shared one, or one in the lab's client host). */
+  readonly browser: Browser;
+  /** GET /status of whoever serves now (through a page where the test process cannot reach the service), or null. */
+  status(pages: ParticipantPage[]): Promise<Record<string, unknown> | null>;
   /** null when a kill of the primary can be survived right now; otherwise why not. */
   protection(): Promise<string | null>;
   /** Tries to get protection back (e.g. start a new standby); says what it did, or null. */
@@ -91,7 +125,10 @@ interface ModeDescriptor {
   description: string;
   /** Page events that must have fired after the kill before a page counts as recovered. */
   recoveryEvents: readonly string[];
-  start(): Promise<SystemUnderTest>;
+  /** Each kill gets a new system (and pages): its standby cannot be replaced in place. */
+  freshSystemPerKill: boolean;
+  /** `browser`: the run's shared browser, for systems that do not bring their own. */
+  start(browser: Browser): Promise<SystemUnderTest>;
   kill(system: SystemUnderTest): Promise<Promotion>;
 }
 
@@ -100,7 +137,16 @@ const MODES: Partial<Record<ModeName, ModeDescriptor>> = {
     name: 'reconnect',
     description: 'signaling reconnects and resumes; server-initiated media restart on the same RTCPeerConnection',
     recoveryEvents: ['reconnected', 'media-restarted'],
-    start: () => SupervisedSystem.start(),
+    freshSystemPerKill: false,
+    start: (browser) => SupervisedSystem.start(browser),
+    kill: (system) => system.killPrimary('SIGKILL'),
+  },
+  takeover: {
+    name: 'takeover',
+    description: 'MCU_TAKEOVER=1 in the namespace lab: the standby rebuilds the signaling connections (no disconnect), then restarts the media on the same RTCPeerConnection; a fresh lab per kill',
+    recoveryEvents: ['media-restarted'],
+    freshSystemPerKill: true,
+    start: () => LabSystem.start(),
     kill: (system) => system.killPrimary('SIGKILL'),
   },
 };
@@ -130,15 +176,17 @@ interface FailoverStep {
 class SupervisedSystem implements SystemUnderTest {
   readonly #supervisor: Supervisor;
   readonly url: string;
+  readonly browser: Browser;
   /** Every MCU process seen, kept after it died: its logs explain the failover. */
   readonly #seen = new Map<number, ManagedMcu>();
   readonly #readyAt: number[] = [];
   readonly #exits: Array<{ at: number; pid: number; role: string; code: number | null; signal: string | null }> = [];
   #closed = false;
 
-  private constructor(supervisor: Supervisor, url: string) {
+  private constructor(supervisor: Supervisor, url: string, browser: Browser) {
     this.#supervisor = supervisor;
     this.url = url;
+    this.browser = browser;
     const note = (m: ManagedMcu): void => void this.#seen.set(m.pid, m);
     supervisor.on('primary-started', note);
     supervisor.on('standby-ready', (m) => {
@@ -151,13 +199,17 @@ class SupervisedSystem implements SystemUnderTest {
     });
   }
 
-  static async start(): Promise<SupervisedSystem> {
+  static async start(browser: Browser): Promise<SupervisedSystem> {
     const port = await freePort();
     const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1' });
-    const system = new SupervisedSystem(supervisor, `http://127.0.0.1:${port}`);
+    const system = new SupervisedSystem(supervisor, `http://127.0.0.1:${port}`, browser);
     registerCleanup(() => system.close());
     await supervisor.start();
     return system;
+  }
+
+  status(): Promise<Record<string, unknown> | null> {
+    return getJson(`${this.url}/status`);
   }
 
   async protection(): Promise<string | null> {
@@ -202,10 +254,7 @@ class SupervisedSystem implements SystemUnderTest {
   }
 
   failoverSteps(pids: number[], t0: number): FailoverStep[] {
-    const lines = pids.flatMap((pid) => this.#seen.get(pid)?.process.stderr ?? []);
-    return buildTimeline(lines)
-      .filter((e) => e.at >= t0 - 2000 && e.at <= t0 + RECOVERY_TIMEOUT_MS + 5000)
-      .map((e) => ({ ms: e.at - t0, pid: e.pid, step: e.step, message: e.message }));
+    return stepsAround(pids.flatMap((pid) => this.#seen.get(pid)?.process.stderr ?? []), t0);
   }
 
   logs(): Array<{ pid: number; role: string; lines: string[] }> {
@@ -219,21 +268,7 @@ class SupervisedSystem implements SystemUnderTest {
   }
 
   incidents(kills: Array<{ killedAt: number; victimPid: number }>): Incident[] {
-    const incidents: Array<Incident & { t: number }> = [];
-    // A verdict within a few seconds after a kill is that kill's; any other one judged a living primary dead.
-    const explained = (t: number): boolean => kills.some((k) => t >= k.killedAt && t <= k.killedAt + 5000);
-    for (const l of this.logs()) {
-      for (const e of buildTimeline(l.lines)) {
-        if (e.step !== 'confirmed-dead' || explained(e.at)) continue;
-        const d = e.detail;
-        incidents.push({ t: e.at, at: e.iso, pid: e.pid, what: `death verdict with no kill (${String(d.reason)}, ${String(d.sinceLastHeartbeatMs)} ms after the last heartbeat) while the primary lived` });
-      }
-      for (const line of l.lines) {
-        if (!line.includes('promotion failed')) continue;
-        const t = Date.parse(line.slice(0, 24));
-        if (!explained(t)) incidents.push({ t, at: line.slice(0, 24), pid: l.pid, what: line.slice(25, 400) });
-      }
-    }
+    const incidents = logIncidents(this.logs(), kills);
     const victims = new Set(kills.map((k) => k.victimPid));
     for (const x of this.#exits) {
       if (victims.has(x.pid)) continue;
@@ -247,6 +282,154 @@ class SupervisedSystem implements SystemUnderTest {
     this.#closed = true;
     await this.#supervisor.close();
   }
+}
+
+/**
+ * Takeover mode: a fresh namespace lab (scripts/lab) with the primary and the standby in their
+ * hosts (MCU_TAKEOVER=1, labMcuEnv) and Chromium in its client host, for one kill. The
+ * standby starts before the pages connect (it learns each connection from the capture).
+ */
+class LabSystem implements SystemUnderTest {
+  readonly url: string;
+  readonly browser: Browser;
+  readonly #lab: LabTopology;
+  readonly #primary: LabProcess;
+  readonly #standby: LabProcess;
+  #killed = false;
+  #closing: Promise<void> | null = null;
+
+  private constructor(lab: LabTopology, primary: LabProcess, standby: LabProcess, browser: Browser) {
+    this.#lab = lab;
+    this.#primary = primary;
+    this.#standby = standby;
+    this.browser = browser;
+    this.url = `http://${lab.addresses.vip}:${lab.servicePort}`;
+  }
+
+  static async start(): Promise<LabSystem> {
+    const lab = new LabTopology();
+    const processes: LabProcess[] = [];
+    let browser: Browser | null = null;
+    // Until the system exists, a Ctrl-C must still take the lab down.
+    registerCleanup(async () => {
+      for (const p of processes) await p.close(500).catch(() => undefined);
+      await lab.down();
+    });
+    try {
+      await lab.up();
+      await lab.raiseVip('primary');
+      const secret = `bench-chaos-${process.pid}-${Math.random().toString(16).slice(2)}`;
+      const start = (host: ServerHost, entry: string): LabProcess => {
+        const env = { ...labMcuEnv(lab, host, secret, { takeover: true }), LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: LAB_MISSED_HEARTBEATS };
+        const p = LabProcess.startNode(lab, host, entry, [], env);
+        processes.push(p);
+        return p;
+      };
+      const primary = start('primary', 'mcu/src/main.ts');
+      await primary.waitForEvent('listening', { timeoutMs: 30_000 });
+      const standby = start('standby', 'standby/src/main.ts');
+      await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+      browser = await launchChromium([], { netns: lab.namespace('client') });
+      const b = browser;
+      registerCleanup(() => b.close());
+      return new LabSystem(lab, primary, standby, browser);
+    } catch (err) {
+      await browser?.close().catch(() => undefined);
+      for (const p of processes) await p.close(500).catch(() => undefined);
+      await lab.down().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async status(pages: ParticipantPage[]): Promise<Record<string, unknown> | null> {
+    const page = pages[0];
+    return page ? fetchJsonInPage<Record<string, unknown>>(page, '/status').catch(() => null) : null;
+  }
+
+  async protection(): Promise<string | null> {
+    if (this.#killed) return 'this lab had its kill (one per lab)';
+    if (!this.#primary.running) return 'the primary exited';
+    if (!this.#standby.running) return 'the standby exited';
+    if (this.#standby.select((e) => e.event === 'promoted').length > 0) return 'the standby promoted itself while the primary lived';
+    return this.#standby.select((e) => e.event === 'standby-ready').length > 0 ? null : 'the standby is not ready';
+  }
+
+  async repairProtection(): Promise<string | null> {
+    return null;
+  }
+
+  async killPrimary(signal: NodeJS.Signals): Promise<Promotion> {
+    if (this.#killed || !this.#primary.running) throw new SystemGoneError('no primary to kill in this lab');
+    const from = this.#standby.mark();
+    const killedAt = Date.now();
+    if (signal === 'SIGKILL') this.#lab.killPrimaryProcess(this.#primary.pid);
+    else this.#primary.kill(signal);
+    this.#killed = true;
+    // The fencing a harness does on the dead primary's host (as test/integration/takeover.test.ts).
+    await this.#lab.silenceServicePort('primary');
+    await this.#lab.dropVip('primary');
+    const promoted = await this.#standby
+      .waitFor((e) => e.event === 'promoted' || e.event === 'standby-failed', { from, timeoutMs: PROMOTION_TIMEOUT_MS })
+      .catch((err: unknown) => {
+        throw new SystemGoneError(`no promotion: ${(err as Error).message.split('\n')[0]}`);
+      });
+    if (promoted.event !== 'promoted') throw new SystemGoneError(`the standby failed to take over: ${this.#standby.stderr.slice(-5).join(' | ')}`);
+    return { killedAt, victimPid: this.#primary.pid, promotedPid: this.#standby.pid, timeline: (promoted.timeline ?? {}) as Record<string, unknown> };
+  }
+
+  failoverSteps(_pids: number[], t0: number): FailoverStep[] {
+    return stepsAround([...this.#primary.stderr, ...this.#standby.stderr], t0);
+  }
+
+  logs(): Array<{ pid: number; role: string; lines: string[] }> {
+    return [
+      { pid: this.#primary.pid, role: 'primary', lines: [...this.#primary.stderr] },
+      { pid: this.#standby.pid, role: 'standby', lines: [...this.#standby.stderr] },
+    ];
+  }
+
+  standbyReadyAfter(): number | null {
+    return null;
+  }
+
+  incidents(kills: Array<{ killedAt: number; victimPid: number }>): Incident[] {
+    return logIncidents(this.logs(), kills).map(({ t: _t, ...rest }) => rest);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.browser.close().catch(() => undefined);
+      for (const p of [this.#standby, this.#primary]) await p.close(500).catch(() => undefined);
+      await this.#lab.down();
+    })();
+    return this.#closing;
+  }
+}
+
+/** The failover steps in these log lines around a kill at `t0` (ms relative to it). */
+function stepsAround(lines: string[], t0: number): FailoverStep[] {
+  return buildTimeline(lines)
+    .filter((e) => e.at >= t0 - 2000 && e.at <= t0 + RECOVERY_TIMEOUT_MS + 5000)
+    .map((e) => ({ ms: e.at - t0, pid: e.pid, step: e.step, message: e.message }));
+}
+
+/** Death verdicts and failed promotions in the logs that no kill explains (a verdict within 5 s after a kill is that kill's). */
+function logIncidents(logs: Array<{ pid: number; lines: string[] }>, kills: Array<{ killedAt: number }>): Array<Incident & { t: number }> {
+  const incidents: Array<Incident & { t: number }> = [];
+  const explained = (t: number): boolean => kills.some((k) => t >= k.killedAt && t <= k.killedAt + 5000);
+  for (const l of logs) {
+    for (const e of buildTimeline(l.lines)) {
+      if (e.step !== 'confirmed-dead' || explained(e.at)) continue;
+      const d = e.detail;
+      incidents.push({ t: e.at, at: e.iso, pid: e.pid, what: `death verdict with no kill (${String(d.reason)}, ${String(d.sinceLastHeartbeatMs)} ms after the last heartbeat) while the primary lived` });
+    }
+    for (const line of l.lines) {
+      if (!line.includes('promotion failed')) continue;
+      const t = Date.parse(line.slice(0, 24));
+      if (!explained(t)) incidents.push({ t, at: line.slice(0, 24), pid: l.pid, what: line.slice(25, 400) });
+    }
+  }
+  return incidents;
 }
 
 async function getJson(url: string): Promise<Record<string, unknown> | null> {
@@ -288,14 +471,6 @@ async function ownToneDb(page: ParticipantPage, reads = 4): Promise<number> {
     max = Math.max(max, (await hearing(page)).ownDb);
   }
   return Math.round(max * 10) / 10;
-}
-
-/** Does the composed grid show exactly these tiles, in this order? */
-async function seeing(page: ParticipantPage, tiles: string[]): Promise<{ ok: boolean; pixels: Array<[number, number, number]> }> {
-  const centres = gridLayout(tiles.length, 640, 480).map((c): [number, number] => [(c.x + c.width / 2) / 640, (c.y + c.height / 2) / 480]);
-  const pixels = await page.samplePixels(centres);
-  const ok = tiles.every((hex, i) => colourDistance(pixels[i]!, hexToRgb(hex)) < COLOUR_TOLERANCE);
-  return { ok, pixels };
 }
 
 function othersOf(page: ParticipantPage): number[] {
@@ -475,6 +650,16 @@ interface PageSample {
   frameIntervalMs: number | null;
   videoGlitchMs: number | null;
   signalingOutageMs: number | null;
+  /** The signaling probe's longest interval between two answered requests (both modes; includes up to one request interval). */
+  signalingGapMs: number | null;
+  /** The probe's longest request -> answer time. */
+  signalingAckLatencyMs: number | null;
+  /** The probe's stream: requests sent, answered ok, refused, never answered, out of order. */
+  signalingRequests: { sent: number; acked: number; failed: number; missing: number; outOfOrder: number } | null;
+  /** socket.io `disconnect` events the page saw. */
+  disconnects: number | null;
+  /** Same socket.io id, engine.io id and transport after the failover as before. */
+  sameSignalingConnection: boolean | null;
   resumed: boolean | null;
   /** Kill -> 'reconnected' / 'media-restarted' in the page (its clock). */
   reconnectedAtMs: number | null;
@@ -499,7 +684,19 @@ interface PageSample {
   state: string | null;
 }
 
-type FailureKind = 'not-recovered' | 'other-tone-missing' | 'own-tone-audible' | 'tiles-wrong' | 'status' | 'readout' | 'round-error';
+/** The probe's report as sample fields (all null when the probe could not be read). */
+function signalingFields(r: SignalingProbeReport | null): Pick<PageSample, 'signalingGapMs' | 'signalingAckLatencyMs' | 'signalingRequests' | 'disconnects' | 'sameSignalingConnection'> {
+  if (!r) return { signalingGapMs: null, signalingAckLatencyMs: null, signalingRequests: null, disconnects: null, sameSignalingConnection: null };
+  return {
+    signalingGapMs: r.maxAckGapMs,
+    signalingAckLatencyMs: r.maxAckLatencyMs,
+    signalingRequests: { sent: r.sent, acked: r.acked, failed: r.failed, missing: r.missing, outOfOrder: r.outOfOrder },
+    disconnects: r.disconnects.length,
+    sameSignalingConnection: r.after.socketId === r.before.socketId && r.after.engineId === r.before.engineId && r.after.transport === r.before.transport,
+  };
+}
+
+type FailureKind = 'disconnected' | 'not-recovered' | 'other-tone-missing' | 'own-tone-audible' | 'tiles-wrong' | 'status' | 'readout' | 'round-error';
 
 interface KillRow {
   mode: ModeName;
@@ -631,6 +828,9 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
 
   const ownBefore = await Promise.all(call.pages.map((p) => ownToneDb(p)));
   const armed = await Promise.all(call.pages.map((p) => armPage(p)));
+  // The signaling probe, in motion before the kill so its gap is measured from a running stream.
+  await Promise.all(call.pages.map((p) => startSignalingProbe(p, PROBE_INTERVAL_MS)));
+  await Promise.all(call.pages.map((p) => waitForProbeAcks(p, 3)));
   row.load1 = loadavg()[0]!;
   const promotion = await mode.kill(call.system);
   const { killedAt, timeline } = promotion;
@@ -668,6 +868,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       recovered.set(page.spec.name, state);
     }),
   );
+  const probes = await Promise.all(call.pages.map((p) => stopSignalingProbe(p).catch(() => null)));
 
   const failures: string[] = [];
   const fail = (kind: FailureKind, text: string): void => {
@@ -692,6 +893,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       frameIntervalMs: armed[i]!.frameIntervalMs,
       videoGlitchMs: null,
       signalingOutageMs: null,
+      ...signalingFields(probes[i] ?? null),
       resumed: null,
       reconnectedAtMs: null,
       mediaRestartedAtMs: null,
@@ -707,6 +909,9 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       state: null,
     };
     row.pages.push(sample);
+    if (mode.name === 'takeover' && (sample.disconnects !== 0 || sample.sameSignalingConnection !== true)) {
+      fail('disconnected', `${page.spec.name}: signaling not kept (${sample.disconnects ?? '?'} disconnects, same connection ${String(sample.sameSignalingConnection)})`);
+    }
     if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
     try {
       const out = await readPage(page, armed[i]!);
@@ -768,12 +973,14 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       fail('readout', `${page.spec.name}: page readout failed: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  const status = await getJson(`${call.system.url}/status`);
+  const status = await call.system.status(call.pages);
   row.status = status && { role: status.role, epoch: status.epoch, participants: status.participants };
   if (!status) fail('status', 'the new primary does not answer /status');
   else if (status.role !== 'primary' || status.participants !== PARTICIPANTS.length) fail('status', `/status: role ${String(status.role)}, ${String(status.participants)} participants`);
   row.steps = call.system.failoverSteps([promotion.victimPid, promotion.promotedPid], killedAt);
   row.acceptingMs = row.steps.find((st) => st.step === 'serving' && st.pid === promotion.promotedPid)?.ms ?? null;
+  // Detection from the logs (scripts/failover-timeline.ts): the promoted standby's verdict line; the timeline's value otherwise.
+  row.detectionMs = row.steps.find((st) => st.step === 'confirmed-dead' && st.pid === promotion.promotedPid)?.ms ?? row.detectionMs;
   row.ok = failures.length === 0;
   row.failure = failures.length > 0 ? failures.join('; ') : null;
   return row;
@@ -782,23 +989,15 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
 // ---------------------------------------------------------------------------------------
 // Statistics and report
 
-interface Stats {
-  n: number;
-  min: number;
-  median: number;
-  p95: number;
-  max: number;
-  mean: number;
-}
+type Stats = Summary;
 
+/** min/median/p95/max/... of the finite values (scripts/bench-stats.ts), null when there are none. */
 function summarize(values: number[]): Stats | null {
-  const s = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return null;
-  const r = (v: number): number => Math.round(v * 10) / 10;
-  return { n: s.length, min: r(s[0]!), median: r(percentile(s, 50)), p95: r(percentile(s, 95)), max: r(s[s.length - 1]!), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
+  const finite = values.filter(Number.isFinite);
+  return finite.length === 0 ? null : summarizeSample(finite, 1);
 }
 
-type PageMetric = 'audioGapMs' | 'audioGapStrictMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
+type PageMetric = 'audioGapMs' | 'audioGapStrictMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingGapMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
 type KillMetric = 'detectionMs' | 'promotionMs' | 'acceptingMs' | 'completeMs';
 
 /** What each metric is, in report order; `per` says what one sample is. */
@@ -807,8 +1006,9 @@ const METRICS: Array<{ key: PageMetric | KillMetric; per: 'page' | 'kill'; label
   { key: 'audioGapStrictMs', per: 'page', label: 'Audio gap (per stream)', note: 'the same, but only a growing packet count of one inbound audio stream ends a gap (the new primary sends a new SSRC)' },
   { key: 'videoGapMs', per: 'page', label: 'Video gap (raw)', note: 'longest interval between rendered frames (requestVideoFrameCallback), per page per kill' },
   { key: 'videoGlitchMs', per: 'page', label: 'Video glitch', note: `raw video gap minus the nominal ${NOMINAL_FRAME_MS.toFixed(1)} ms frame interval (15 fps)` },
+  { key: 'signalingGapMs', per: 'page', label: 'Signaling gap', note: `longest interval between answered requests of a numbered request/ack stream (one request per ${PROBE_INTERVAL_MS} ms on the page's own connection), per page per kill` },
   { key: 'signalingOutageMs', per: 'page', label: 'Signaling outage', note: "socket.io disconnect -> resumed join ('reconnected' outageMs), per page per kill" },
-  { key: 'detectionMs', per: 'kill', label: 'Detection', note: 'timeline.detectedAt - kill time (the standby\'s verdict), per kill' },
+  { key: 'detectionMs', per: 'kill', label: 'Detection', note: "the promoted standby's 'confirmed-dead' log step - kill time (failover-timeline.ts), per kill" },
   { key: 'promotionMs', per: 'kill', label: 'Promotion', note: 'timeline.servingAt - timeline.promotionStartedAt: restore, serve, then replication and the heartbeat beacon (a worker thread) started; per kill' },
   { key: 'acceptingMs', per: 'kill', label: 'Kill -> serving (log)', note: "the promoted process's 'serving as primary' log step - kill time (signaling port open), per kill" },
   { key: 'completeMs', per: 'kill', label: 'Kill -> promotion complete', note: 'timeline.servingAt - kill time (mcu.start() resolved: replication and heartbeats ready too), per kill' },
@@ -824,7 +1024,7 @@ interface ModeReport {
   rounds: number;
   aborted: string | null;
   stoppedByTimeCap: boolean;
-  counts: { failedRounds: number; incidents: number; lateStalls: number; ownToneAudibleBeforeKill: number; failureKinds: Record<string, number>; pageSamples: number; fallbacks: number; newPeerConnections: number; changedIds: number; notResumed: number };
+  counts: { failedRounds: number; pagesDisconnected: number; incidents: number; lateStalls: number; ownToneAudibleBeforeKill: number; failureKinds: Record<string, number>; pageSamples: number; fallbacks: number; newPeerConnections: number; changedIds: number; notResumed: number };
   metrics: Record<string, Stats | null>;
   /** 1-minute load average at the kills (2 cores: the call alone keeps it near 2). */
   load1: Stats | null;
@@ -858,6 +1058,7 @@ function modeReport(mode: ModeDescriptor, startedAt: number, killsRequested: num
     stoppedByTimeCap,
     counts: {
       failedRounds: rows.filter((r) => !r.ok).length,
+      pagesDisconnected: pages.filter((p) => (p.disconnects ?? 0) > 0).length,
       incidents: incidents.length,
       lateStalls: pages.reduce((n, p) => n + p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').length, 0),
       ownToneAudibleBeforeKill: rows.reduce((n, r) => n + r.warnings.length, 0),
@@ -897,34 +1098,35 @@ function printRow(row: KillRow): void {
     `load ${row.load1.toFixed(1)}`,
     ...(worst ? [`${late.length} late stall${late.length > 1 ? 's' : ''} (first +${Math.min(...late.map((st) => st.fromMs))}, worst ${worst.name} ${worst.kind} ${worst.ms} ms at +${worst.fromMs})`] : []),
     ...row.pages.filter((p) => p.fallback).map((p) => `${p.name} fell back`),
+    ...row.pages.filter((p) => (p.disconnects ?? 0) > 0).map((p) => `${p.name} disconnected`),
     ...row.pages.filter((p) => p.idChanged).map((p) => `${p.name} new id`),
     ...row.notes,
     ...row.warnings.map((w) => `warning: ${w}`),
     ...(row.failure ? [`FAILED: ${row.failure}`] : []),
   ];
   console.log(
-    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapStrictMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
+    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapStrictMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingGapMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
   );
 }
 
 function printRowHeader(mode: ModeName): void {
   console.log(`\nmode ${mode}: per kill (ms; page columns are Red Green Blue)`);
   console.log('det: kill -> detection; promo: promotion (timeline); serve: kill -> serving (log); restart: kill -> media-restarted; back: kill -> media steady again');
-  console.log(`kill  res    det promo serve |  audio gap R G B | audio/strm R G B |  video gap R G B | vid glitch R G B | sig outage R G B |    restart R G B |       back R G B`);
+  console.log(`kill  res    det promo serve |  audio gap R G B | audio/strm R G B |  video gap R G B | vid glitch R G B |    sig gap R G B | sig outage R G B |    restart R G B |       back R G B`);
 }
 
 function printSummary(reports: Record<string, ModeReport>): void {
   for (const [mode, rep] of Object.entries(reports)) {
     const c = rep.counts;
     const kinds = Object.entries(c.failureKinds).map(([k, n]) => `${k} ${n}`).join(', ');
-    console.log(`\nmode ${mode}: ${rep.rounds} kills in ${rep.durationS} s, ${c.failedRounds} failed rounds${kinds ? ` (${kinds})` : ''}, ${c.fallbacks} fallbacks, ${c.newPeerConnections} new peer connections, ${c.changedIds} changed ids, ${c.notResumed} not resumed, ${c.ownToneAudibleBeforeKill} pages hearing their own tone (already before the kill)${rep.aborted ? `; ABORTED: ${rep.aborted}` : ''}${rep.stoppedByTimeCap ? '; stopped by the time cap' : ''}`);
+    console.log(`\nmode ${mode}: ${rep.rounds} kills in ${rep.durationS} s, ${c.failedRounds} failed rounds${kinds ? ` (${kinds})` : ''}, ${c.fallbacks} fallbacks, ${c.newPeerConnections} new peer connections, ${c.changedIds} changed ids, ${c.notResumed} not resumed, ${c.pagesDisconnected} page samples with a disconnect, ${c.ownToneAudibleBeforeKill} pages hearing their own tone (already before the kill)${rep.aborted ? `; ABORTED: ${rep.aborted}` : ''}${rep.stoppedByTimeCap ? '; stopped by the time cap' : ''}`);
     console.log(`load average (1 min) at the kills: min ${rep.load1?.min ?? '-'}, median ${rep.load1?.median ?? '-'}, max ${rep.load1?.max ?? '-'}`);
     console.log(`late stalls (starting > ${LATE_STALL_MS} ms after the kill): ${c.lateStalls}; incidents no kill explains: ${c.incidents}`);
     for (const inc of rep.incidents) console.log(`  ${inc.at} pid ${inc.pid ?? '?'}: ${inc.what}`);
     for (const r of rep.rows) {
       const late = r.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').map((st) => `${p.name} ${st.kind} ${st.ms} ms at +${st.fromMs}`));
       const shown = late.length > 6 ? [...late.slice(0, 6), `... ${late.length - 6} more`] : late;
-      if (late.length > 0) console.log(`  kill ${r.kill}: ${shown.join(', ')} | promotion complete (new standby spawned) +${n0(r.completeMs, 0)}, new standby ready +${n0(r.reprotectedMs, 0)}`);
+      if (late.length > 0) console.log(`  kill ${r.kill}: ${shown.join(', ')} | promotion complete +${n0(r.completeMs, 0)}, new standby ready +${n0(r.reprotectedMs, 0)}`);
     }
     console.log(`${'metric'.padEnd(44)} ${'per'.padEnd(5)} ${'n'.padStart(4)} ${'min'.padStart(7)} ${'median'.padStart(7)} ${'p95'.padStart(7)} ${'max'.padStart(7)}`);
     for (const m of METRICS) {
@@ -936,6 +1138,15 @@ function printSummary(reports: Record<string, ModeReport>): void {
       const v = (x: number | undefined): string => (x === undefined ? '-' : String(Math.round(x))).padStart(7);
       console.log(`${`Own tone in own mix, ${when} kill (dB)`.padEnd(44)} ${'page'.padEnd(5)} ${String(s?.n ?? 0).padStart(4)} ${v(s?.min)} ${v(s?.median)} ${v(s?.p95)} ${v(s?.max)}`);
     }
+  }
+  const ratios = medianRatios(reports);
+  const others = Object.keys(ratios).filter((m) => m !== 'reconnect');
+  if (others.length === 0) return;
+  console.log(`\nmedians side by side (ratio: the mode's median / reconnect's)`);
+  console.log(`${'metric'.padEnd(44)} ${'reconnect'.padStart(9)} ${others.map((m) => `${m.padStart(9)} ${'ratio'.padStart(6)}`).join(' ')}`);
+  for (const m of METRICS) {
+    const med = (mode: string): string => String(reports[mode]?.metrics[m.key]?.median === undefined ? '-' : Math.round(reports[mode]!.metrics[m.key]!.median)).padStart(9);
+    console.log(`${(m.label + ' (ms)').padEnd(44)} ${med('reconnect')} ${others.map((o) => `${med(o)} ${String(ratios[o]![m.key] ?? '-').padStart(6)}`).join(' ')}`);
   }
 }
 
@@ -997,6 +1208,23 @@ interface Report {
   machine: { cpus: number; model: string; node: string; chromium: string; loadavg: number[]; memoryGb: number };
   config: Record<string, unknown>;
   modes: Record<string, ModeReport>;
+  /** Per mode, per metric: the mode's median divided by reconnect's (null without both). */
+  medianRatioToReconnect: Record<string, Record<string, number | null>>;
+}
+
+function medianRatios(modes: Record<string, ModeReport>): Record<string, Record<string, number | null>> {
+  const base = modes.reconnect;
+  const out: Record<string, Record<string, number | null>> = {};
+  if (!base) return out;
+  for (const [name, rep] of Object.entries(modes)) {
+    out[name] = {};
+    for (const m of METRICS) {
+      const v = rep.metrics[m.key]?.median;
+      const b = base.metrics[m.key]?.median;
+      out[name]![m.key] = v === undefined || b === undefined || b === 0 ? null : Math.round((v / b) * 100) / 100;
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1056,7 +1284,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const { values: args } = parseArgs({
   options: {
     kills: { type: 'string', default: '20' },
-    mode: { type: 'string', default: 'reconnect' },
+    mode: { type: 'string' },
     'max-minutes': { type: 'string', default: '30' },
     out: { type: 'string', default: 'bench-results/chaos.json' },
   },
@@ -1073,7 +1301,15 @@ function intArg(raw: string | undefined, min: number, max: number, name: string)
 
 const kills = intArg(args.kills, 1, MAX_KILLS, 'kills');
 const maxMinutes = intArg(args['max-minutes'], 1, 24 * 60, 'max-minutes');
-const modeNames = args.mode!.split(',').map((m) => m.trim()).filter(Boolean);
+// Takeover mode needs the lab: root, nftables, the native addon (capture, TCP_REPAIR).
+const labUnavailable = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh)');
+const modeNames = (args.mode ?? (labUnavailable ? 'reconnect' : 'reconnect,takeover')).split(',').map((m) => m.trim()).filter(Boolean);
+if (args.mode === undefined && labUnavailable) console.log(`takeover mode skipped: ${labUnavailable}`);
+if (modeNames.includes('takeover') && labUnavailable) {
+  console.error(`mode "takeover" cannot run here: ${labUnavailable}`);
+  process.exit(2);
+}
+if (modeNames.includes('takeover')) await LabTopology.cleanupStale();
 for (const m of modeNames) {
   if (!(MODE_NAMES as readonly string[]).includes(m)) {
     console.error(`unknown mode "${m}": one of ${MODE_NAMES.join(', ')}`);
@@ -1112,17 +1348,20 @@ function buildReport(): Report {
       nominalFrameMs: NOMINAL_FRAME_MS,
       recoveryTimeoutMs: RECOVERY_TIMEOUT_MS,
       participants: PARTICIPANTS,
+      probeIntervalMs: PROBE_INTERVAL_MS,
+      labMissedHeartbeats: LAB_MISSED_HEARTBEATS,
     },
     modes,
+    medianRatioToReconnect: medianRatios(modes),
   };
 }
 
-function writeLogs(mode: ModeName, system: SystemUnderTest): void {
+function writeLogs(mode: ModeName, systems: SystemUnderTest[]): void {
   const dir = join(logDir, mode);
   // This run's processes only: pids of an earlier run would mix two runs' timelines.
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  for (const l of system.logs()) writeFileSync(join(dir, `${l.pid}-${l.role}.log`), l.lines.join('\n') + '\n');
+  for (const system of systems) for (const l of system.logs()) writeFileSync(join(dir, `${l.pid}-${l.role}.log`), l.lines.join('\n') + '\n');
 }
 
 async function writeOutputs(browser: Browser | null): Promise<void> {
@@ -1147,22 +1386,19 @@ async function runMode(mode: ModeDescriptor, browser: Browser, budgetEnd: number
   current = { mode, started, rows };
   let aborted: string | null = null;
   let stoppedByTimeCap = false;
+  /** Every system of this mode (one, or one per kill), for the logs and the incidents. */
+  const systems: SystemUnderTest[] = [];
   let system: SystemUnderTest | null = null;
   const call: Call = { browser, system: null as unknown as SystemUnderTest, room: `chaos-${mode.name}`, pages: [], ids: [] };
+  const retire = async (): Promise<void> => {
+    for (const p of call.pages) await p.close();
+    call.pages = [];
+    await system?.close();
+    system = null;
+  };
   try {
     console.log(`\n== mode ${mode.name}: ${mode.description}`);
-    system = await mode.start();
-    call.system = system;
-    await openCall(call);
-    const sys = system;
-    call.onProtected = () => {
-      const prev = rows.at(-1);
-      if (prev?.killedAt != null && prev.reprotectedMs === null) {
-        const at = sys.standbyReadyAfter(prev.killedAt);
-        prev.reprotectedMs = at === null ? null : at - prev.killedAt;
-      }
-    };
-    console.log(`system at ${system.url}; 3 pages in room ${call.room}; ${kills} kills (time budget until ${new Date(budgetEnd).toISOString()})`);
+    console.log(`3 pages in room ${call.room}; ${kills} kills (time budget until ${new Date(budgetEnd).toISOString()})`);
     printRowHeader(mode.name);
     for (let k = 1; k <= kills; k++) {
       if (Date.now() > budgetEnd) {
@@ -1172,14 +1408,31 @@ async function runMode(mode: ModeDescriptor, browser: Browser, budgetEnd: number
       }
       let row: KillRow;
       try {
+        if (system === null || mode.freshSystemPerKill) {
+          await retire();
+          const sys = await mode.start(browser);
+          system = sys;
+          systems.push(sys);
+          call.system = sys;
+          call.browser = sys.browser;
+          call.onProtected = () => {
+            const prev = rows.at(-1);
+            if (prev?.killedAt != null && prev.reprotectedMs === null) {
+              const at = sys.standbyReadyAfter(prev.killedAt);
+              prev.reprotectedMs = at === null ? null : at - prev.killedAt;
+            }
+          };
+          await openCall(call);
+        }
         row = await runRound(mode, call, k);
       } catch (err) {
-        if (err instanceof SystemGoneError || !browser.isConnected()) {
+        const gone = err instanceof SystemGoneError || !call.browser.isConnected();
+        if (gone && !mode.freshSystemPerKill) {
           aborted = err instanceof SystemGoneError ? err.message : `the browser is gone: ${(err as Error).message}`;
           console.log(`kill ${k}: system gone, mode aborted: ${aborted}`);
           break;
         }
-        // Something unexpected in this round only: record it and go on.
+        // Something unexpected in this round only (or in this round's own system): record it and go on.
         row = { ...emptyRow(mode.name, k), failure: `round error: ${(err as Error).message.split('\n')[0]}`, failureKinds: ['round-error'] };
       }
       rows.push(row);
@@ -1189,14 +1442,11 @@ async function runMode(mode: ModeDescriptor, browser: Browser, budgetEnd: number
     aborted = `could not run: ${(err as Error).message.split('\n')[0]}`;
     console.log(`mode ${mode.name} aborted: ${(err as Error).stack ?? String(err)}`);
   } finally {
-    for (const p of call.pages) await p.close();
-    let incidents: Incident[] = [];
-    if (system) {
-      call.onProtected?.();
-      incidents = system.incidents(rows.flatMap((r) => (r.killedAt !== null && r.victimPid !== null ? [{ killedAt: r.killedAt, victimPid: r.victimPid }] : [])));
-      writeLogs(mode.name, system);
-      await system.close();
-    }
+    call.onProtected?.();
+    await retire();
+    const killsSeen = rows.flatMap((r) => (r.killedAt !== null && r.victimPid !== null ? [{ killedAt: r.killedAt, victimPid: r.victimPid }] : []));
+    const incidents = systems.flatMap((sys) => sys.incidents(killsSeen));
+    writeLogs(mode.name, systems);
     reports[mode.name] = modeReport(mode, started, kills, rows, aborted, stoppedByTimeCap, incidents);
     current = null;
   }

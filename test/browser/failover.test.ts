@@ -9,13 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { Supervisor } from '../../standby/src/supervisor.ts';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
+import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, pageEvents } from '../helpers/call-checks.ts';
 import { freePort } from '../helpers/ports.ts';
-import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
-
-/** The page's own account of its call (events and states), for failure messages. */
-async function pageEvents(page: ParticipantPage): Promise<string> {
-  return page.page.evaluate(() => JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state) }));
-}
+import { PARTICIPANTS } from '../helpers/mix.ts';
 
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {
   let supervisor: Supervisor;
@@ -46,41 +42,18 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
       const standby = supervisor.standby!;
       assert.ok(standby, 'a synced standby protects the primary');
       // Wait for a clean baseline: everyone hears the others.
-      for (const page of pages) {
-        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
-        assert.ok((await eventually(() => hearing(page, others), (v) => v.ok)).ok, `${page.spec.name} baseline`);
-      }
+      await assertEveryoneHearsTheOthers(pages, 'baseline');
       await Promise.all(pages.map((p) => p.page.evaluate(() => window.mcuDemo.probe!.resetGaps())));
       const promoted = new Promise<Record<string, unknown>>((resolve) => supervisor.once('promoted', (_m, timeline) => resolve(timeline)));
       const killedAt = Date.now();
       await victim.process.kill('SIGKILL');
       const timeline = await promoted;
 
-      // Wait until every page's media really restarted: right after the kill the page still
-      // plays concealed audio and the last frame, which would pass the checks below too early.
-      for (const page of pages) {
-        const restarts = await eventually(
-          () => page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length),
-          (n) => n >= round,
-          20000,
-        );
-        assert.ok(restarts >= round, `${page.spec.name} media restarted after kill #${round}: ${await pageEvents(page)}`);
-      }
-      for (const page of pages) {
-        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
-        const heard = await eventually(() => hearing(page, others), (v) => v.ok, 20000);
-        assert.ok(heard.ok, `${page.spec.name} after kill #${round} should hear ${others.join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
-        const seen = await eventually(() => seeing(page, PARTICIPANTS.map((p) => p.tile)), (v) => v.ok, 20000);
-        assert.ok(seen.ok, `${page.spec.name} after kill #${round} should see all tiles: ${JSON.stringify(seen.pixels)}`);
-      }
+      await assertCallWholeAfterFailover(pages, round, `after kill #${round}`);
       const idsNow = await Promise.all(pages.map((p) => p.participantId()));
       if (JSON.stringify(idsNow) !== JSON.stringify(ids)) {
         const why = await Promise.all(pages.map(async (p) => `${p.spec.name}: ${await pageEvents(p)}`));
         assert.fail(`participant ids changed after kill #${round}: ${JSON.stringify(idsNow)} vs ${JSON.stringify(ids)}\n${why.join('\n')}\nstandby stderr tail:\n${standby.process.stderr.slice(-40).join('\n')}`);
-      }
-      for (const page of pages) {
-        const names = await eventually(() => page.page.locator('#roster li:not(.away)').allTextContents(), (t) => t.length === 3);
-        assert.equal(names.length, 3, `${page.spec.name} roster: ${names.join(', ')}`);
       }
       const status = (await (await fetch(`${url}/status`)).json()) as { role: string; epoch: number; participants: number; pid: number };
       assert.equal(status.role, 'primary');

@@ -1,16 +1,48 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { GapStats, ToneLevels } from '../../client-demo/src/media-probe.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
+export interface LaunchOptions {
+  /**
+   * Run Chromium inside this network namespace (the lab's client host, scripts/lab). Default:
+   * the caller's. Playwright talks to Chromium over a pipe, so a wrapper that execs
+   * `ip netns exec <netns> chromium` is all it takes; the wrapper's temp dir is gone once launched.
+   */
+  netns?: string;
+}
+
+/** Why Chromium cannot run here (for skip messages), or null. */
+export function chromiumUnavailableReason(): string | null {
+  return existsSync(CHROMIUM_PATH) ? null : `${CHROMIUM_PATH} is missing: install it with "apt-get install -y chromium"`;
+}
+
 /** Debian's Chromium with fake devices; loopback ICE allowed (the MCU is on 127.0.0.1). */
-export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(`${CHROMIUM_PATH} is missing: install it with "apt-get install -y chromium" (the test command does this)`);
+export async function launchChromium(extraArgs: string[] = [], options: LaunchOptions = {}): Promise<Browser> {
+  const missing = chromiumUnavailableReason();
+  if (missing) throw new Error(`${missing} (the test command does this)`);
+  let wrapperDir: string | null = null;
+  let executablePath = CHROMIUM_PATH;
+  if (options.netns !== undefined) {
+    if (!/^[\w.-]+$/.test(options.netns)) throw new Error(`not a network namespace name: ${JSON.stringify(options.netns)}`);
+    wrapperDir = mkdtempSync(join(tmpdir(), 'chromium-netns-'));
+    executablePath = join(wrapperDir, 'chromium');
+    // exec keeps the pid: Playwright's kill on close() reaches Chromium itself.
+    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${options.netns} ${CHROMIUM_PATH} "$@"\n`, { mode: 0o755 });
   }
+  try {
+    return await launchWith(executablePath, extraArgs);
+  } finally {
+    if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true });
+  }
+}
+
+function launchWith(executablePath: string, extraArgs: string[]): Promise<Browser> {
   return chromium.launch({
-    executablePath: CHROMIUM_PATH,
+    executablePath,
     headless: true,
     args: [
       '--no-sandbox',
@@ -96,4 +128,13 @@ export async function eventually<T>(probe: () => Promise<T>, ok: (value: T) => b
     value = await probe();
   }
   return value;
+}
+
+/** GET `path` as JSON from the page's own origin (reaches the MCU where the test process cannot, e.g. the lab's VIP). */
+export function fetchJsonInPage<T>(page: ParticipantPage, path: string): Promise<T> {
+  return page.page.evaluate(async (p) => {
+    const res = await fetch(p, { cache: 'no-store' });
+    if (!res.ok) throw new Error(`GET ${p}: HTTP ${res.status}`);
+    return (await res.json()) as unknown;
+  }, path) as Promise<T>;
 }

@@ -1,0 +1,60 @@
+/** Assertions on a whole call of test pages after a failover: shared by the browser failover tests. */
+import assert from 'node:assert/strict';
+import { eventually, type ParticipantPage } from './browser.ts';
+import { hearing, PARTICIPANTS, seeing } from './mix.ts';
+
+/** The page's own account of its call (events and states), for failure messages. */
+export async function pageEvents(page: ParticipantPage): Promise<string> {
+  return page.page.evaluate(() => JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state) }));
+}
+
+/** The tones a page must hear: everyone's but its own. */
+export function othersOf(page: ParticipantPage): number[] {
+  return PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+}
+
+/** Every page hears the other two tones (a clean baseline before a kill). */
+export async function assertEveryoneHearsTheOthers(pages: ParticipantPage[], label: string, timeoutMs = 15000): Promise<void> {
+  for (const page of pages) {
+    const heard = await eventually(() => hearing(page, othersOf(page)), (v) => v.ok, timeoutMs);
+    assert.ok(heard.ok, `${page.spec.name} ${label}: should hear ${othersOf(page).join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
+  }
+}
+
+/**
+ * After the n-th failover: every page's media really restarted (right after a kill the page
+ * still plays concealed audio and the last frame, which would pass the mix checks too early),
+ * then it hears the other two and not itself, sees all three tiles, and the roster shows
+ * three present participants.
+ */
+export async function assertCallWholeAfterFailover(pages: ParticipantPage[], failovers: number, label: string, timeoutMs = 20000): Promise<void> {
+  for (const page of pages) {
+    const restarts = await eventually(
+      () => page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length),
+      (n) => n >= failovers,
+      timeoutMs,
+    );
+    assert.ok(restarts >= failovers, `${page.spec.name} media restarted ${label}: ${await pageEvents(page)}`);
+  }
+  await assertEveryoneHearsTheOthers(pages, label, timeoutMs);
+  for (const page of pages) {
+    const seen = await eventually(() => seeing(page, PARTICIPANTS.map((p) => p.tile)), (v) => v.ok, timeoutMs);
+    assert.ok(seen.ok, `${page.spec.name} ${label} should see all tiles: ${JSON.stringify(seen.pixels)}`);
+  }
+  for (const page of pages) {
+    const names = await eventually(() => page.page.locator('#roster li:not(.away)').allTextContents(), (t) => t.length === PARTICIPANTS.length);
+    assert.equal(names.length, PARTICIPANTS.length, `${page.spec.name} roster ${label}: ${names.join(', ')}`);
+  }
+}
+
+/** Remembers each page's RTCPeerConnection (before a kill), for samePeerConnection(). */
+export async function markPeerConnections(pages: ParticipantPage[]): Promise<void> {
+  await Promise.all(pages.map((p) => p.page.evaluate(() => void ((window as PcWindow).__markedPc = window.mcuDemo.client!.pc))));
+}
+
+/** Is the page still using the RTCPeerConnection markPeerConnections() saw (after a failover)? */
+export function samePeerConnection(page: ParticipantPage): Promise<boolean> {
+  return page.page.evaluate(() => (window as PcWindow).__markedPc === window.mcuDemo.client!.pc);
+}
+
+type PcWindow = Window & { __markedPc?: RTCPeerConnection };
