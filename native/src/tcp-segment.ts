@@ -37,6 +37,8 @@ export interface TcpOptions {
   tsecr?: number;
   /** SACK blocks, [left, right) sequence numbers. */
   sack?: Array<{ left: number; right: number }>;
+  /** Kinds of the options this parser does not know (MD5, TCP-AO, MPTCP, Fast Open...), in order. */
+  unknownKinds?: number[];
 }
 
 /** One captured TCP segment. Sequence numbers are unsigned 32-bit. */
@@ -108,6 +110,7 @@ export function parseTcpOptions(buf: Buffer, start: number, end: number): TcpOpt
         }
         break;
       default:
+        (options.unknownKinds ??= []).push(kind);
         break;
     }
     i += len;

@@ -333,7 +333,7 @@ describe('ConnectionTracker', () => {
 
     const unknown = new Conversation({ client: { address: '10.213.0.1', port: 2 } });
     const syn = unknown.syn();
-    (syn.options as { unknownKinds?: number[] }).unknownKinds = [30];
+    syn.options.unknownKinds = [30];
     t.ingest([syn]);
     assert.deepEqual(tracked(t, unknown).unsafe.map((u) => u.code), ['unsupported-option']);
 

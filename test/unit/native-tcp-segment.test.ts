@@ -104,6 +104,15 @@ describe('parseEthernetFrame', () => {
     assert.equal(seg.payload.toString(), 'x');
   });
 
+  it('reports the kinds of options it does not know (MPTCP, MD5...)', () => {
+    // MSS, MPTCP (kind 30, length 4), NOP, NOP, MD5 signature (kind 19, length 18).
+    const options = [2, 4, 0x05, 0xb4, 30, 4, 0, 0, 1, 1, 19, 18, ...new Array<number>(16).fill(0)];
+    const seg = parseEthernetFrame(buildFrame({ options }));
+    assert.equal(seg?.options.mss, 1460);
+    assert.deepEqual(seg?.options.unknownKinds, [30, 19]);
+    assert.equal(parseEthernetFrame(buildFrame({ options: SYN_OPTIONS }))?.options.unknownKinds, undefined);
+  });
+
   it('parses SACK blocks', () => {
     const sack = [1, 1, 5, 18, 0, 0, 0, 10, 0, 0, 0, 20, 0, 0, 0, 30, 0, 0, 0, 40];
     const seg = parseEthernetFrame(buildFrame({ options: sack }));

@@ -149,9 +149,6 @@ export interface BoundRecord {
   mss: number;
 }
 
-/** TcpOptions as a parser that reports unknown option kinds would deliver them (native/src/tcp-segment.ts does not yet). */
-type TcpOptionsWithUnknown = TcpOptions & { unknownKinds?: number[] };
-
 const MAX_WSCALE = 14;
 /** A TSval clock advancing faster than this per ms of capture time is a microsecond clock. */
 const USEC_CLOCK_RATE = 100;
@@ -302,7 +299,7 @@ export class TrackedConnection {
 
   /** @internal */
   onClientSyn(s: TcpSegment): void {
-    const options = s.options as TcpOptionsWithUnknown;
+    const options = s.options as TcpOptions;
     this.clientSyn = synInfo(s);
     this.clientSpace.observe(s.seq);
     this.clientSpace.observe(seqAdd(s.seq, 1));
@@ -387,7 +384,7 @@ export class TrackedConnection {
 
   #onServerSegment(s: TcpSegment): void {
     if ((s.flags & TcpFlag.SYN) !== 0) {
-      const options = s.options as TcpOptionsWithUnknown;
+      const options = s.options as TcpOptions;
       this.serverSynAck = synInfo(s);
       this.serverSpace.observe(s.seq);
       this.serverSpace.observe(seqAdd(s.seq, 1));
@@ -431,7 +428,7 @@ export class TrackedConnection {
     }
   }
 
-  #checkSynOptions(what: string, syn: SynInfo, options: TcpOptionsWithUnknown, atNs: bigint): void {
+  #checkSynOptions(what: string, syn: SynInfo, options: TcpOptions, atNs: bigint): void {
     if (syn.wscale !== undefined && syn.wscale > MAX_WSCALE) {
       this.#markUnsafe('unsupported-option', `${what} window scale ${syn.wscale} > ${MAX_WSCALE}`, atNs);
     }
