@@ -54,6 +54,8 @@ export const LabInterface = {
 const VIP_ROUTE_TABLE = 100;
 const NFT_TABLE = 'mculab';
 const NFT_SILENCE_SET = 'silenced_ports';
+/** Ports whose orphaned sockets (their process is gone) are kept silent by the orphan guard. */
+const NFT_GUARD_SET = 'guarded_ports';
 
 export interface LabOptions {
   /** Prefix of every namespace name, ending in '-' (default `mculab-<6 random hex>-`). */
@@ -632,6 +634,18 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     return timing;
   }
 
+  /**
+   * Turns the host's orphan guard on the service port on or off (on from up()): with it, the
+   * sockets of a process that died send nothing more (see the firewall rules).
+   */
+  async guardOrphans(host: ServerHost, on: boolean): Promise<void> {
+    this.#assertUp('guardOrphans');
+    const element = `{ ${this.servicePort} }`;
+    // add first: deleting an absent element is an error, add + delete never is.
+    await this.exec(host, ['nft', 'add', 'element', 'inet', NFT_TABLE, NFT_GUARD_SET, element]);
+    if (!on) await this.exec(host, ['nft', 'delete', 'element', 'inet', NFT_TABLE, NFT_GUARD_SET, element]);
+  }
+
   /** Ports currently silenced on the host. */
   async silencedPorts(host: ServerHost): Promise<number[]> {
     const r = await this.exec(host, ['nft', '-n', 'list', 'set', 'inet', NFT_TABLE, NFT_SILENCE_SET]);
@@ -639,14 +653,15 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   }
 
   /** Packets the firewall dropped so far on the host (rule counters). */
-  async firewallCounters(host: ServerHost): Promise<{ finRstDropped: number; silencedDropped: number }> {
+  async firewallCounters(host: ServerHost): Promise<{ finRstDropped: number; silencedDropped: number; orphanDropped: number }> {
     const r = await this.exec(host, ['nft', '-j', 'list', 'chain', 'inet', NFT_TABLE, 'output']);
-    const out = { finRstDropped: 0, silencedDropped: 0 };
+    const out = { finRstDropped: 0, silencedDropped: 0, orphanDropped: 0 };
     const doc = JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<{ counter?: { packets: number } }> } }> };
     for (const item of doc.nftables) {
       const packets = item.rule?.expr.find((e) => e.counter)?.counter?.packets ?? 0;
       if (item.rule?.comment?.startsWith('silence')) out.silencedDropped = packets;
       else if (item.rule?.comment?.startsWith('fin-rst')) out.finRstDropped = packets;
+      else if (item.rule?.comment?.startsWith('orphan')) out.orphanDropped = packets;
     }
     return out;
   }
@@ -796,10 +811,19 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     const ruleset = [
       `table inet ${NFT_TABLE} {`,
       `  set ${NFT_SILENCE_SET} { type inet_service; }`,
+      `  set ${NFT_GUARD_SET} { type inet_service; elements = { ${this.servicePort} }; }`,
       '  chain output {',
       '    type filter hook output priority filter; policy accept;',
       `    tcp sport @${NFT_SILENCE_SET} counter drop comment "silence: everything from a silenced port (orphans' retransmissions)"`,
       `    tcp sport ${this.servicePort} tcp flags & (fin | rst) != 0 meta mark != ${hex(this.closeMark)} counter drop comment "fin-rst: a crash looks like silence unless the close was deliberate (marked)"`,
+      // The orphan guard: the moment the MCU process dies its sockets lose their owner (meta skuid
+      // then matches nothing), and whatever they would still send (retransmissions, window
+      // probes) is dropped, with no harness or agent involved. A deliberately closed socket is
+      // marked and finishes its close; SYN-ACKs come from request sockets, which have no owner.
+      `    tcp sport @${NFT_GUARD_SET} meta mark == ${hex(this.closeMark)} accept comment "guard-marked: a deliberate close finishes"`,
+      `    tcp sport @${NFT_GUARD_SET} meta skuid >= 0 accept comment "guard-owned: the socket of a living process"`,
+      `    tcp sport @${NFT_GUARD_SET} tcp flags & (syn | ack) == syn | ack accept comment "guard-handshake: SYN-ACK of a connection being accepted"`,
+      `    tcp sport @${NFT_GUARD_SET} counter drop comment "orphan: a socket whose process is gone stays silent"`,
       '  }',
       '}',
     ].join('\n');

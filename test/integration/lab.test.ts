@@ -185,8 +185,20 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     t.diagnostic(`marked close: EOF at the client after ${Date.now() - closedAt} ms`);
   });
 
-  /** A server with unacknowledged output is killed; its orphan retransmits until `silence` runs. */
+  /**
+   * A server with unacknowledged output is killed; with the orphan guard off its orphan
+   * retransmits until `silence` runs.
+   */
   async function orphanRetransmissions(t: TestContext, silence: () => Promise<LabTiming>): Promise<void> {
+    await lab.guardOrphans('primary', false);
+    try {
+      await unguardedOrphan(t, silence);
+    } finally {
+      await lab.guardOrphans('primary', true);
+    }
+  }
+
+  async function unguardedOrphan(t: TestContext, silence: () => Promise<LabTiming>): Promise<void> {
     const srv = await server('primary', 'greeting\n');
     const { peer, outcome } = await client(3000);
     assert.equal(outcome.event, 'connect');
@@ -234,6 +246,35 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     assert.ok(dropped >= 1, 'the orphan kept retransmitting and the silence rule dropped it');
     await lab.unsilenceServicePort('primary');
     assert.deepEqual(await lab.silencedPorts('primary'), []);
+  });
+
+  it('the orphan guard silences a killed server by itself, at once: nothing of its orphan reaches the client', async (t: TestContext) => {
+    const srv = await server('primary', 'greeting\n');
+    const { peer, outcome } = await client(3000);
+    assert.equal(outcome.event, 'connect');
+    await peer.waitFor((e) => e.event === 'data');
+    const clientCapture = await capture('client');
+    await lab.exec('client', ['nft', '-f', '-'], {
+      input: `table inet labtest {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${lab.addresses.vip} tcp sport ${lab.servicePort} drop\n }\n}\n`,
+    });
+    try {
+      const before = await lab.firewallCounters('primary');
+      await srv.request({ op: 'write', bytes: 1000 });
+      // Written while the process lives (owned): it goes out; then the process dies.
+      await clientCapture.waitFor((e) => e.event === 'segment' && e.src === lab.addresses.vip && Number(e.len) >= 1000, { timeoutMs: 3000 });
+      const kill = lab.killPrimaryProcess(srv.pid);
+      await srv.exited;
+      await new Promise((r) => setTimeout(r, RETRANSMISSION_WATCH_MS));
+      await drained(clientCapture);
+      const after = clientCapture.select((e) => e.event === 'segment' && e.src === lab.addresses.vip && Number(e.tsNs) / 1e6 > kill.at);
+      const counters = await lab.firewallCounters('primary');
+      const orphanDropped = counters.orphanDropped - before.orphanDropped;
+      t.diagnostic(`orphan segments dropped by the guard in ${RETRANSMISSION_WATCH_MS} ms: ${orphanDropped}; FIN/RST dropped: ${counters.finRstDropped - before.finRstDropped}`);
+      assert.deepEqual(after, [], 'nothing from the VIP may reach the client after the kill');
+      assert.ok(orphanDropped >= 1, 'the orphan retransmitted and the guard dropped it');
+    } finally {
+      await lab.exec('client', ['nft', 'delete', 'table', 'inet', 'labtest'], { check: false });
+    }
   });
 
   it('dropVip alone also stops them: traffic from the VIP is blackholed once its interface is down', async (t: TestContext) => {
