@@ -5,10 +5,10 @@
  * client host joins a room and sends a numbered `mute` request with an ack every 10 ms, and the
  * server pushes a roster after each (alone in its room, they alternate muted/unmuted).
  *
- * Each failover alternates the fault: a SIGKILL of the primary process (the lab's FIN/RST rule
- * keeps its kernel quiet, the port is silenced for the orphans' retransmissions and its VIP
- * dropped: the fencing a harness does) or a crash of its host (link down; the dead host's
- * processes go with it before it comes back). The standby detects the death, raises the VIP,
+ * Each failover alternates the fault: a SIGKILL of the primary process (nothing else: the
+ * host's firewall drops its unmarked FIN/RST and the orphan guard everything its orphaned
+ * sockets would still send) or a crash of its host (link down; the dead host's processes go
+ * with it before it comes back). The standby detects the death, raises the VIP,
  * rebuilds the TCP connection (capture + TCP_REPAIR), replays the output log and re-attaches
  * the socket.io session; the connection is protected again on the new primary, and a new
  * standby starts on the dead host (re-protection), so the next failover is possible.
@@ -108,27 +108,20 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
         const dead = primaryHost;
         const fromFault = standby.mark();
         const t0 = performance.now();
-        if (fault === 'kill') {
-          lab.killProcess(primary.pid, dead);
-          await lab.silenceServicePort(dead);
-          await lab.dropVip(dead);
-        } else {
-          await lab.crashHost(dead);
-        }
+        // A kill needs nothing more: the host's orphan guard silences the dead process's sockets.
+        if (fault === 'kill') lab.killProcess(primary.pid, dead);
+        else await lab.crashHost(dead);
         const promoted = await standby.waitFor((e: LabEvent) => e.event === 'promoted' || e.event === 'standby-failed', { from: fromFault, timeoutMs: 20_000 });
         const promotedMs = performance.now() - t0;
         assert.equal(promoted.event, 'promoted', `failover ${n}: standby did not promote`);
         const takeover = (promoted.timeline as { takeover?: TakeoverSummary } | undefined)?.takeover;
         if (fault === 'crash') {
-          // The crashed host's processes die with it; it comes back empty, VIP down, port silenced.
+          // The crashed host's processes die with it; it comes back with its VIP down.
           lab.killProcess(primary.pid, dead);
-          await lab.silenceServicePort(dead);
           await lab.dropVip(dead);
           await lab.restoreHost(dead);
         }
         await primary.close(500).catch(() => undefined);
-        // The dead host runs the next standby; its orphans are blackholed with the VIP down.
-        await lab.unsilenceServicePort(dead);
         primary = standby;
         primaryHost = other(dead);
         const where = await client.request({ op: 'where' }, 10_000);
