@@ -1186,7 +1186,7 @@ function plotHtml(report: Report): string {
     ),
   });
   const counts = modes
-    .map(([name, r]) => `<tr><td>${escapeHtml(name)}</td><td>${r.rounds}</td><td>${r.counts.failedRounds}</td><td>${r.counts.fallbacks}</td><td>${r.counts.newPeerConnections}</td><td>${r.counts.changedIds}</td><td>${r.counts.ownToneAudibleBeforeKill}</td><td>${r.counts.lateStalls}</td><td>${r.counts.incidents}</td><td>${r.durationS}</td><td>${escapeHtml(r.aborted ?? (r.stoppedByTimeCap ? 'time cap' : ''))}</td></tr>`)
+    .map(([name, r]) => `<tr><td>${escapeHtml(name)}</td><td>${r.rounds}</td><td>${r.counts.failedRounds}</td><td>${r.counts.fallbacks}</td><td>${r.counts.newPeerConnections}</td><td>${r.counts.changedIds}</td><td>${r.counts.pagesDisconnected}</td><td>${r.counts.ownToneAudibleBeforeKill}</td><td>${r.counts.lateStalls}</td><td>${r.counts.incidents}</td><td>${r.durationS}</td><td>${escapeHtml(r.aborted ?? (r.stoppedByTimeCap ? 'time cap' : ''))}</td></tr>`)
     .join('');
   return renderPlotPage({
     title: 'Chaos benchmark: kill -9 of the primary during a 3-participant call',
@@ -1199,7 +1199,7 @@ function plotHtml(report: Report): string {
     footerHtml: `${modes
       .filter(([, r]) => r.incidents.length > 0)
       .map(([n, r]) => `<h2>Incidents no kill explains (${escapeHtml(n)})</h2><ul>${r.incidents.map((i) => `<li>${escapeHtml(`${i.at} pid ${i.pid ?? '?'}: ${i.what}`)}</li>`).join('')}</ul>`)
-      .join('')}<table><tr><th>mode</th><th>kills</th><th>failed rounds</th><th>fallbacks</th><th>new peer connections</th><th>changed ids</th><th>own tone audible (before the kill too)</th><th>late stalls</th><th>incidents</th><th>duration s</th><th>stopped</th></tr>${counts}</table>`,
+      .join('')}<table><tr><th>mode</th><th>kills</th><th>failed rounds</th><th>fallbacks</th><th>new peer connections</th><th>changed ids</th><th>page samples with a disconnect</th><th>own tone audible (before the kill too)</th><th>late stalls</th><th>incidents</th><th>duration s</th><th>stopped</th></tr>${counts}</table>`,
   });
 }
 

@@ -117,10 +117,11 @@ export class Conference extends EventEmitter<ConferenceEvents> {
 
   /**
    * Rebuilds every room and participant from the session state (a standby promoting itself).
-   * Participants start away, waiting for their clients to resume; their restart offers are
-   * prepared at once so they can be sent the moment a client is back.
+   * Participants start away, waiting for their clients to resume. With `prepareMedia` (default
+   * true) their restart offers are prepared at once so they can be sent the moment a client is
+   * back; without it the caller does that later with prepareRestarts().
    */
-  restore(): number {
+  restore(options: { prepareMedia?: boolean } = {}): number {
     let participants = 0;
     for (const roomRecord of this.#state.rooms()) {
       const room = this.#roomFor(roomRecord.name);
@@ -131,12 +132,35 @@ export class Conference extends EventEmitter<ConferenceEvents> {
           participant.log.info('resume grace expired after takeover', { graceMs: this.#config.resumeGraceMs });
           this.leave(record.id, 'resume-expired');
         });
-        if (record.media && record.media.mlines.length > 0) participant.prepareRestart(record.media.mlines);
-        else participant.log.warn('restored without negotiated media: its page must renegotiate');
         participants++;
       }
     }
+    if (options.prepareMedia ?? true) this.prepareRestarts();
     return participants;
+  }
+
+  /**
+   * Prepares the restart offer of every participant without a media path yet. Takeover mode
+   * calls it only once the service address (VIP) is up: libwebrtc gathers no ICE candidate on
+   * an interface that is down and the offer keeps only candidates on MCU_ICE_ADDRESSES, so an
+   * offer gathered before the VIP came up had no candidate at all and the page's restart on
+   * its peer connection could never connect (it fell back to a new one after 4 s).
+   */
+  prepareRestarts(): number {
+    let prepared = 0;
+    for (const room of this.#rooms.values()) {
+      for (const participant of room.participants()) {
+        if (participant.pendingRestart || participant.media) continue;
+        const record = this.#state.participant(participant.id);
+        if (record?.media && record.media.mlines.length > 0) {
+          participant.prepareRestart(record.media.mlines);
+          prepared++;
+        } else {
+          participant.log.warn('restored without negotiated media: its page must renegotiate');
+        }
+      }
+    }
+    return prepared;
   }
 
   /** The restart offer for a resumed participant, if its media must be rebuilt. */

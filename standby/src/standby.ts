@@ -255,7 +255,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const state = SessionState.fromSnapshot(store.snapshot());
     const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs });
     this.#mcu = mcu;
-    const participantsRestored = mcu.conference.restore();
+    // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
+    const participantsRestored = mcu.conference.restore({ prepareMedia: this.takeover === null });
     const restoredAt = Date.now();
     log.info('failover step: session restored from checkpoint', {
       failover: 'restored',
@@ -282,6 +283,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       if (this.takeover) {
         const primarySide = mcu.takeover;
         await this.takeover.prepare(primarySide ? (record, socket) => primarySide.adopt(record, socket) : undefined);
+        mcu.conference.prepareRestarts();
       }
       if (this.takeover) {
         // Re-attach as soon as the MCU serves signaling (role primary): its replication and
