@@ -4,6 +4,8 @@
  *   plain        socket.io on an ordinary HTTP listener (no acceptor, no commit)
  *   unprotected  TransportAcceptor + OutputCommitter, no standby (writes pass through)
  *   protected    TransportAcceptor + OutputCommitter with a synced standby (every reply waits for its commit)
+ *   recorded     the whole takeover primary (TakeoverPrimary) with a synced standby: output commit plus
+ *                the socket.io session records, each reply written only once a record covering it is acked
  *
  * in one run: three primary processes (and the standby process) side by side, the round trips
  * interleaved in blocks of `--block` so each configuration sees the same machine load (this
@@ -68,7 +70,7 @@ async function roundTrips(socket: ClientSocket, n: number, payload: string): Pro
   return out;
 }
 
-function startPrimary(mode: 'plain' | 'takeover', replication: boolean): FixtureProcess {
+function startPrimary(mode: 'plain' | 'takeover' | 'recorded', replication: boolean): FixtureProcess {
   return new FixtureProcess('./output-commit-primary.ts', {
     OC_MODE: mode,
     OC_REPLICATION: replication ? '1' : '0',
@@ -77,7 +79,7 @@ function startPrimary(mode: 'plain' | 'takeover', replication: boolean): Fixture
   });
 }
 
-const CONFIGS = ['plain', 'unprotected', 'protected'] as const;
+const CONFIGS = ['plain', 'unprotected', 'protected', 'recorded'] as const;
 type Config = (typeof CONFIGS)[number];
 
 async function main(): Promise<void> {
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
       plain: startPrimary('plain', false),
       unprotected: startPrimary('takeover', true),
       protected: startPrimary('takeover', true),
+      recorded: startPrimary('recorded', true),
     };
     processes.push(...Object.values(primaries));
     const ready = {} as Record<Config, Record<string, unknown>>;
@@ -101,7 +104,19 @@ async function main(): Promise<void> {
       NODE_ENV: 'test',
     });
     processes.push(standby);
-    await Promise.all([primaries.protected.next('standby-synced', 20_000), standby.next('synced', 20_000)]);
+    const recordedStandby = new FixtureProcess('./output-commit-standby.ts', {
+      REPL_PORT: String(ready.recorded.replicationPort),
+      REPL_SECRET: SECRET,
+      OC_ACK_DELAY_MS: '0',
+      NODE_ENV: 'test',
+    });
+    processes.push(recordedStandby);
+    await Promise.all([
+      primaries.protected.next('standby-synced', 20_000),
+      standby.next('synced', 20_000),
+      primaries.recorded.next('standby-synced', 20_000),
+      recordedStandby.next('synced', 20_000),
+    ]);
 
     const socketOf = {} as Record<Config, ClientSocket>;
     for (const c of CONFIGS) {
@@ -109,7 +124,7 @@ async function main(): Promise<void> {
       sockets.push(socketOf[c]);
       await roundTrips(socketOf[c], warmup, payload);
     }
-    const samples: Record<Config, number[]> = { plain: [], unprotected: [], protected: [] };
+    const samples: Record<Config, number[]> = { plain: [], unprotected: [], protected: [], recorded: [] };
     for (let done = 0; done < count; done += block) {
       const n = Math.min(block, count - done);
       for (const c of CONFIGS) samples[c].push(...(await roundTrips(socketOf[c], n, payload)));
@@ -137,12 +152,15 @@ async function main(): Promise<void> {
       mean: round3(phases.protected.mean - phases.unprotected.mean),
     };
     const wrapper = { p50: round3(phases.unprotected.p50 - phases.plain.p50), p99: round3(phases.unprotected.p99 - phases.plain.p99) };
+    // The whole takeover mode against no standby at all: what a protected signaling round trip costs.
+    const takeoverOverhead = { p50: round3(phases.recorded.p50 - phases.unprotected.p50), p99: round3(phases.recorded.p99 - phases.unprotected.p99) };
     const report = {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, kernel: release(), loadavg: loadavg() },
       config: { count, warmup, block, payloadBytes: size, transport: 'websocket', perMessageDeflate: false, replication: '127.0.0.1 loopback' },
       roundTripMs: phases,
       outputCommitOverheadMs: overhead,
+      takeoverModeOverheadMs: takeoverOverhead,
       acceptorWithoutStandbyOverheadMs: wrapper,
       commitLatencyMs: committer.latency,
       commits: committer.commits,
@@ -153,6 +171,7 @@ async function main(): Promise<void> {
     writeFileSync('bench-results/output-commit.json', JSON.stringify(report, null, 2) + '\n');
     console.log('');
     console.log(`output commit adds p50 ${overhead.p50.toFixed(3)} ms, p99 ${overhead.p99.toFixed(3)} ms per round trip (acceptor without standby: p50 ${wrapper.p50.toFixed(3)} ms)`);
+    console.log(`takeover mode with session records adds p50 ${takeoverOverhead.p50.toFixed(3)} ms, p99 ${takeoverOverhead.p99.toFixed(3)} ms per round trip`);
     const lat = committer.latency;
     console.log(`commit send-to-ack (primary side): mean ${fmt(lat.meanMs)} ms  p50 ${fmt(lat.p50Ms)} ms  p99 ${fmt(lat.p99Ms)} ms over ${committer.commits} commits`);
     console.log('written: bench-results/output-commit.json');
