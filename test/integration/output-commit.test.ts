@@ -254,6 +254,42 @@ describe('output commit', { timeout: 60_000 }, () => {
     assert.ok(conn.record.mss > 0 && conn.record.timestamps && conn.record.sack);
   });
 
+  it('a connection that needs session records writes nothing before a record covering it is acknowledged', async (t) => {
+    const service = await startService();
+    await startStandby(service, 0);
+    const client = await connectClient(service.servicePort);
+    const conn = onlyConnection(service);
+    const committer = service.committer!;
+    const replication = service.replication!;
+    committer.requireSessionRecord(conn.record.connId, true);
+
+    // The reply is committed and acknowledged, then waits for a record covering it.
+    let repliedAt: number | null = null;
+    const reply = client.socket
+      .timeout(5000)
+      .emitWithAck('echo', { i: 1 })
+      .then(() => (repliedAt = preciseNow()));
+    await until('the reply parked', () => committer.stats().recordWaits === 1);
+    assert.equal(repliedAt, null, 'no reply before a covering record');
+    const covering = committer.connection(conn.record.connId)!.appended;
+    const seq = replication.sendBlob('session', { connId: conn.record.connId, note: 'a stand-in record' });
+    assert.ok(seq !== null);
+    const recordSentAt = preciseNow();
+    committer.noteSessionRecord(conn.record.connId, covering, seq);
+    await reply;
+    assert.ok(repliedAt !== null && repliedAt >= recordSentAt, 'the reply left after its record');
+
+    // A record that does not cover the next reply does not release it; the wait is bounded.
+    const before = committer.stats().releasedUncovered;
+    const late = client.socket.timeout(5000).emitWithAck('echo', { i: 2 });
+    await until('the second reply parked', () => committer.stats().recordWaits === 2);
+    const short = replication.sendBlob('session', { connId: conn.record.connId, note: 'behind the output' });
+    committer.noteSessionRecord(conn.record.connId, covering, short!);
+    await late;
+    assert.equal(committer.stats().releasedUncovered, before + 1, 'released uncovered after recordWaitMs, and counted');
+    t.diagnostic(`record waits ${committer.stats().recordWaits}, released uncovered ${committer.stats().releasedUncovered}`);
+  });
+
   it('a standby that syncs mid-connection gets the record and the log from where it joined', async () => {
     const service = await startService({ reportConsumedInput: true });
     const client = await connectClient(service.servicePort);
