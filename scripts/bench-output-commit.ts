@@ -136,7 +136,7 @@ async function main(): Promise<void> {
     }
 
     const stats: Partial<Record<Config, Record<string, unknown>>> = {};
-    for (const c of ['unprotected', 'protected'] as const) {
+    for (const c of ['unprotected', 'protected', 'recorded'] as const) {
       primaries[c].send({ type: 'stats' });
       stats[c] = await primaries[c].next('stats');
     }
@@ -152,6 +152,13 @@ async function main(): Promise<void> {
       mean: round3(phases.protected.mean - phases.unprotected.mean),
     };
     const wrapper = { p50: round3(phases.unprotected.p50 - phases.plain.p50), p99: round3(phases.unprotected.p99 - phases.plain.p99) };
+    // Replication bytes per round trip (the stream to the standby: output log, and for `recorded` the session records).
+    const replicatedBytes = (c: 'protected' | 'recorded'): number => (stats[c]!.replication as { totalBytesSent?: number } | null)?.totalBytesSent ?? 0;
+    const roundTripsDone = count + warmup;
+    const replicationBytesPerRoundTrip = {
+      protected: Math.round(replicatedBytes('protected') / roundTripsDone),
+      recorded: Math.round(replicatedBytes('recorded') / roundTripsDone),
+    };
     // The whole takeover mode against no standby at all: what a protected signaling round trip costs.
     const takeoverOverhead = { p50: round3(phases.recorded.p50 - phases.unprotected.p50), p99: round3(phases.recorded.p99 - phases.unprotected.p99) };
     const report = {
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
       roundTripMs: phases,
       outputCommitOverheadMs: overhead,
       takeoverModeOverheadMs: takeoverOverhead,
+      replicationBytesPerRoundTrip,
       acceptorWithoutStandbyOverheadMs: wrapper,
       commitLatencyMs: committer.latency,
       commits: committer.commits,
@@ -171,6 +179,7 @@ async function main(): Promise<void> {
     writeFileSync('bench-results/output-commit.json', JSON.stringify(report, null, 2) + '\n');
     console.log('');
     console.log(`output commit adds p50 ${overhead.p50.toFixed(3)} ms, p99 ${overhead.p99.toFixed(3)} ms per round trip (acceptor without standby: p50 ${wrapper.p50.toFixed(3)} ms)`);
+    console.log(`replication stream per round trip: ${replicationBytesPerRoundTrip.protected} bytes (output commit), ${replicationBytesPerRoundTrip.recorded} bytes (with session records)`);
     console.log(`takeover mode with session records adds p50 ${takeoverOverhead.p50.toFixed(3)} ms, p99 ${takeoverOverhead.p99.toFixed(3)} ms per round trip`);
     const lat = committer.latency;
     console.log(`commit send-to-ack (primary side): mean ${fmt(lat.meanMs)} ms  p50 ${fmt(lat.p50Ms)} ms  p99 ${fmt(lat.p99Ms)} ms over ${committer.commits} commits`);
