@@ -15,7 +15,8 @@
  *   standby rebuilds the connections and re-attaches the sessions, the pages see no disconnect.
  *   A fresh lab (and browser, and pages) per kill, as scripts/bench-takeover.ts does: the
  *   promoted MCU runs in the standby host, and a second takeover would need a standby in the
- *   old primary's host with the roles swapped; a fresh lab is simpler and just as fast.
+ *   old primary's host with the roles swapped; a fresh lab costs ~10 s per kill and leaves
+ *   nothing of one round in the next. "Protected" there means the standby said standby-ready.
  *
  * Per kill: clean baseline (everyone hears the other two, media steady), primary
  * protected (GET /status `protected: true`, standby `ready`), the pages' gap counters
@@ -32,8 +33,9 @@
  *
  * Modes are small descriptors (how to start the system, how to kill it); results are
  * keyed by mode so later modes ('warm-spare') land next to the others in the same report
- * and plot, with each median's ratio to reconnect's. Writes the JSON, an HTML page of inline-SVG distribution plots
- * next to it, and a PNG screenshot of that page; the children's logs go to <out>-logs/.
+ * and plot, with each median's ratio to reconnect's. Writes the JSON, an HTML page of
+ * inline-SVG distribution plots next to it, and a PNG screenshot of that page; the
+ * children's logs go to <out>-logs/<mode>/.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -42,7 +44,7 @@ import { parseArgs } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { nativeAddonAvailable } from '../native/src/index.ts';
 import { Supervisor, type ManagedMcu } from '../standby/src/supervisor.ts';
-import { fetchJsonInPage, launchChromium, openParticipant, type ParticipantPage } from '../test/helpers/browser.ts';
+import { launchChromium, openParticipant, type ParticipantPage } from '../test/helpers/browser.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingProbeReport } from '../test/helpers/signaling-probe.ts';
 import { escapeHtml, renderPlotPage, type PlotMetric } from './bench-plot.ts';
@@ -101,8 +103,8 @@ interface SystemUnderTest {
   readonly url: string;
   /** The browser the pages run in (the shared one, or one in the lab's client host). */
   readonly browser: Browser;
-  /** GET /status of whoever serves now (through a page where the test process cannot reach the service), or null. */
-  status(pages: ParticipantPage[]): Promise<Record<string, unknown> | null>;
+  /** GET /status of whoever serves now, or null. */
+  status(): Promise<Record<string, unknown> | null>;
   /** null when a kill of the primary can be survived right now; otherwise why not. */
   protection(): Promise<string | null>;
   /** Tries to get protection back (e.g. start a new standby); says what it did, or null. */
@@ -341,9 +343,9 @@ class LabSystem implements SystemUnderTest {
     }
   }
 
-  async status(pages: ParticipantPage[]): Promise<Record<string, unknown> | null> {
-    const page = pages[0];
-    return page ? fetchJsonInPage<Record<string, unknown>>(page, '/status').catch(() => null) : null;
+  async status(): Promise<Record<string, unknown> | null> {
+    // From the client host on a fresh connection: the test process cannot reach the VIP.
+    return (this.#lab.fetchJson('client', `${this.url}/status`) as Promise<Record<string, unknown>>).catch(() => null);
   }
 
   async protection(): Promise<string | null> {
@@ -973,7 +975,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       fail('readout', `${page.spec.name}: page readout failed: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  const status = await call.system.status(call.pages);
+  const status = await call.system.status();
   row.status = status && { role: status.role, epoch: status.epoch, participants: status.participants };
   if (!status) fail('status', 'the new primary does not answer /status');
   else if (status.role !== 'primary' || status.participants !== PARTICIPANTS.length) fail('status', `/status: role ${String(status.role)}, ${String(status.participants)} participants`);
@@ -1401,6 +1403,7 @@ async function runMode(mode: ModeDescriptor, browser: Browser, budgetEnd: number
     console.log(`3 pages in room ${call.room}; ${kills} kills (time budget until ${new Date(budgetEnd).toISOString()})`);
     printRowHeader(mode.name);
     for (let k = 1; k <= kills; k++) {
+      if (interrupted) break;
       if (Date.now() > budgetEnd) {
         stoppedByTimeCap = true;
         console.log(`time cap reached after ${k - 1} kills`);

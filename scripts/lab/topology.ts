@@ -713,6 +713,17 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     return this.#fault({ fault: 'restoreHost', host, at: Date.now() });
   }
 
+  /**
+   * GETs `url` from inside a host on a fresh connection (a short Node process: fetch with a
+   * deadline) and parses the JSON, e.g. the MCU's /status through the VIP from the client
+   * host. Throws LabCommandError when the request fails or times out.
+   */
+  async fetchJson(host: LabHost, url: string, timeoutMs = 5000): Promise<unknown> {
+    const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) }).then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })`;
+    const { stdout } = await this.exec(host, [process.execPath, '-e', script], { timeoutMs: timeoutMs + 15_000 });
+    return JSON.parse(stdout) as unknown;
+  }
+
   /** The kernel's view of the lab, read fresh. */
   async status(): Promise<LabStatus> {
     const namespaces = {} as LabStatus['namespaces'];

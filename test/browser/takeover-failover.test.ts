@@ -25,7 +25,7 @@ import { buildTimeline } from '../../scripts/failover-timeline.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
-import { chromiumUnavailableReason, fetchJsonInPage, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
+import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, markPeerConnections, pageEvents, samePeerConnection } from '../helpers/call-checks.ts';
 import { PARTICIPANTS } from '../helpers/mix.ts';
 import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingIdentity } from '../helpers/signaling-probe.ts';
@@ -63,6 +63,8 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
   const pages: ParticipantPage[] = [];
   let ids: string[] = [];
   let failed = true;
+  /** GET /status through the VIP from the client host, on a fresh connection (the test process cannot reach the VIP). */
+  const mcuStatus = async (): Promise<McuStatus> => (await lab.fetchJson('client', `http://${lab.addresses.vip}:${lab.servicePort}/status`)) as McuStatus;
 
   before(async () => {
     await LabTopology.cleanupStale();
@@ -104,7 +106,7 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
   });
 
   it('masks the kill: same connections, no disconnect, media restarted on the same peer connections, right mix', { timeout: 120_000 }, async () => {
-    const before = await fetchJsonInPage<McuStatus>(pages[0]!, '/status');
+    const before = await mcuStatus();
     assert.equal(before.mode, 'takeover', `primary /status: ${JSON.stringify(before)}`);
     assert.equal(before.epoch, 1);
     await assertEveryoneHearsTheOthers(pages, 'baseline');
@@ -168,7 +170,7 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
     assert.deepEqual(await Promise.all(pages.map((p) => p.participantId())), ids, 'participant ids changed');
     assert.equal(timeline.takeover?.reattached, PARTICIPANTS.length, `takeover report: ${JSON.stringify(timeline.takeover)}`);
 
-    const after = await fetchJsonInPage<McuStatus>(pages[0]!, '/status');
+    const after = await mcuStatus();
     assert.equal(after.role, 'primary');
     assert.equal(after.epoch, 2);
     assert.equal(after.pid, standby.pid, 'the standby serves');

@@ -129,12 +129,3 @@ export async function eventually<T>(probe: () => Promise<T>, ok: (value: T) => b
   }
   return value;
 }
-
-/** GET `path` as JSON from the page's own origin (reaches the MCU where the test process cannot, e.g. the lab's VIP). */
-export function fetchJsonInPage<T>(page: ParticipantPage, path: string): Promise<T> {
-  return page.page.evaluate(async (p) => {
-    const res = await fetch(p, { cache: 'no-store' });
-    if (!res.ok) throw new Error(`GET ${p}: HTTP ${res.status}`);
-    return (await res.json()) as unknown;
-  }, path) as Promise<T>;
-}
