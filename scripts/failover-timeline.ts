@@ -6,6 +6,12 @@
  *
  *   node --import tsx scripts/failover-timeline.ts primary.log standby.log [--json]
  *   ... | node --import tsx scripts/failover-timeline.ts -
+ *
+ * Fencing of a wrongly suspected primary (takeover mode, mcu/src/takeover/fencing.ts) shows as
+ * steps too: superseded-sent (standby), superseded-received, fence-stall / fence-verified (a
+ * pause verified with the standby), fence-deciding / fence-probe / fence-decided or
+ * fence-released (a lost standby judged), fenced, fence-vip-dropped, and the role change to
+ * `fenced`.
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -101,7 +107,7 @@ async function main(): Promise<void> {
   const t0 = timeline[0]!.at;
   for (const e of timeline) {
     const offset = `+${String(e.at - t0).padStart(6)} ms`;
-    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(22)} ${e.message}\n`);
+    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(24)} ${e.message}\n`);
   }
 }
 

@@ -2,6 +2,8 @@ import { loadConfig } from './config.ts';
 import { McuError } from './errors.ts';
 import { createLogger } from './logger.ts';
 import { Mcu } from './mcu.ts';
+import { PrimaryFencedError } from './takeover/errors.ts';
+import { FENCED_EXIT_CODE } from './takeover/fencing.ts';
 
 const log = createLogger('main');
 
@@ -19,6 +21,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Another primary took over our clients: nothing of ours may reach them again, and a
+  // supervisor must not start us again as a primary (distinct exit code).
+  void mcu.whenFenced().then((info) => {
+    const err = new PrimaryFencedError(info.reason);
+    log.error(err.message, { code: err.code });
+    process.stdout.write(JSON.stringify({ event: 'fenced', ...info, pid: process.pid }) + '\n');
+    process.exit(FENCED_EXIT_CODE);
+  });
   await mcu.start();
   // A line on stdout that scripts and tests wait for.
   process.stdout.write(

@@ -11,9 +11,13 @@ import { SignalingServer } from './signaling/signaling-server.ts';
 import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
 import { HeartbeatBeacon } from './replication/heartbeat-beacon.ts';
 import { TakeoverPrimary } from './takeover/takeover-primary.ts';
+import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing.ts';
 
-/** The life of an MCU process. Only a `primary` serves calls. */
-export type McuRole = 'starting' | 'standby' | 'promoting' | 'primary' | 'stopping' | 'stopped';
+/**
+ * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
+ * another one took over its clients (takeover mode); it writes nothing more and exits.
+ */
+export type McuRole = 'starting' | 'standby' | 'promoting' | 'primary' | 'fenced' | 'stopping' | 'stopped';
 
 export interface McuStatus {
   role: McuRole;
@@ -30,6 +34,8 @@ export interface McuStatus {
   protected: boolean;
   replication: ReplicationStats | null;
   lastFailover: FailoverRecord | null;
+  /** Takeover mode: the fencing guard (stalls verified, standby losses judged, fenced or not); null otherwise. */
+  fencing: FencingStatus | null;
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
 }
@@ -52,6 +58,10 @@ export interface McuOptions {
   state?: SessionState;
   /** Set when a standby promotes itself: keep trying to bind the ports the dead primary's kernel is releasing. */
   bindRetryMs?: number;
+  /** Takeover mode: the interface carrying the VIP on this host, taken down when fencing (default MCU_VIP_INTERFACE, else none). */
+  vipInterface?: string | null;
+  /** Takeover mode: the LAN interface whose carrier tells a cut-off host (default MCU_LAN_INTERFACE, else the one holding the replication address). */
+  lanInterface?: string | null;
 }
 
 /**
@@ -77,9 +87,17 @@ export class Mcu {
   #lastFailover: FailoverRecord | null = null;
   /** Connection-level takeover on the primary side (config.takeover), null in reconnect mode. */
   readonly takeover: TakeoverPrimary | null;
+  #fencing: FencingGuard | null = null;
+  readonly #vipInterface: string | null;
+  readonly #lanInterface: string | null;
+  readonly #fenced: Promise<FencedInfo>;
+  #resolveFenced: (info: FencedInfo) => void = () => undefined;
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
+    this.#vipInterface = opts.vipInterface !== undefined ? opts.vipInterface : process.env.MCU_VIP_INTERFACE || null;
+    this.#lanInterface = opts.lanInterface !== undefined ? opts.lanInterface : process.env.MCU_LAN_INTERFACE || null;
+    this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
     this.#epoch = opts.epoch ?? 1;
     this.state = opts.state ?? new SessionState();
@@ -173,6 +191,7 @@ export class Mcu {
       this.replication = bound;
       // Output commit and session records ride the same ordered channel as the session state.
       this.takeover?.setReplication(bound);
+      if (this.takeover) this.#armFencing(bound, repl);
       // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
       const replicationPort = bound.address()!.port;
       await withBindRetry(
@@ -196,6 +215,44 @@ export class Mcu {
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
     });
+  }
+
+  /**
+   * Takeover mode: a standby that took over while we were frozen or cut off must find us unable
+   * to write (fencing.ts). Fencing is final: role `fenced`, heartbeats stop, replication closes.
+   */
+  #armFencing(server: ReplicationServer, repl: NonNullable<McuConfig['replication']>): void {
+    const takeover = this.takeover;
+    if (!takeover || this.#fencing) return;
+    const guard = new FencingGuard({
+      committer: takeover.committer,
+      replication: server,
+      secret: repl.secret,
+      epoch: () => this.#epoch,
+      probePort: server.address()?.port ?? repl.port,
+      localAddress: repl.host,
+      lanInterface: this.#lanInterface,
+      vipInterface: this.#vipInterface,
+      stallMs: repl.heartbeatMs * repl.missedHeartbeats,
+      beaconPauses: () => this.#beacon?.pauses() ?? null,
+    });
+    guard.on('state', (to) => {
+      if (to !== 'fenced') return;
+      this.setRole('fenced');
+      void this.#beacon?.close();
+    });
+    guard.on('fenced', (info) => {
+      void (async () => {
+        await this.replication?.close(`fenced: ${info.reason}`).catch(() => undefined);
+        this.#resolveFenced(info);
+      })();
+    });
+    this.#fencing = guard;
+  }
+
+  /** Resolves once this primary fenced itself (takeover mode): the process should exit with FENCED_EXIT_CODE. */
+  whenFenced(): Promise<FencedInfo> {
+    return this.#fenced;
   }
 
   /** A synced standby holds the checkpoint and its heartbeat thread listens: a crash now would be taken over. */
@@ -244,6 +301,7 @@ export class Mcu {
       protected: this.isProtected(),
       replication: this.replication?.stats() ?? null,
       lastFailover: this.#lastFailover,
+      fencing: this.#fencing?.status() ?? null,
       rooms: conference.rooms,
       participants: conference.participants,
     };
@@ -300,6 +358,7 @@ export class Mcu {
   }
 
   async #close(): Promise<void> {
+    this.#fencing?.close();
     this.setRole('stopping');
     // Tell the standby first: a deliberate stop must never look like a crash.
     await this.replication?.close('primary shutting down');

@@ -61,7 +61,8 @@ export function labMcuEnv(
     MCU_ROLE: role,
     ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
   };
-  if (role === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses[host] };
+  // Takeover mode: a fenced primary takes its own VIP down (mcu/src/takeover/fencing.ts).
+  if (role === 'primary') return { ...common, ...(options.takeover ? { MCU_VIP_INTERFACE: 'vip' } : {}), MCU_REPLICATION_HOST: lab.addresses[host] };
   // A standby follows the primary on the other host (after a failover the roles alternate).
   const peer: ServerHost = host === 'primary' ? 'standby' : 'primary';
   const { vip, network } = lab.addresses;

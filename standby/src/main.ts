@@ -1,6 +1,7 @@
 import { loadConfig } from '../../mcu/src/config.ts';
 import { McuError } from '../../mcu/src/errors.ts';
 import { createLogger } from '../../mcu/src/logger.ts';
+import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
 import { Standby } from './standby.ts';
 
 const log = createLogger('standby-main');
@@ -33,6 +34,11 @@ async function main(): Promise<void> {
   standby.on('promoted', (timeline, mcu) => {
     announce({ event: 'promoted', timeline, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
     announce({ event: 'listening', role: mcu.role, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
+    // Once promoted we are a primary that can be superseded in turn (takeover mode): see mcu/src/main.ts.
+    void mcu.whenFenced().then((info) => {
+      announce({ event: 'fenced', ...info });
+      process.exit(FENCED_EXIT_CODE);
+    });
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -145,6 +145,23 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     return this;
   }
 
+  /**
+   * Tells the primary we are promoting ourselves with `epoch` (call just before close()): a
+   * primary that was only frozen or cut off reads it and fences itself. False when no link is open.
+   */
+  supersede(epoch: number): boolean {
+    const link = this.#link;
+    if (!link || link.closed) return false;
+    try {
+      link.send({ type: 'superseded', epoch, standbyId: this.standbyId });
+      this.#log.info(`told the primary it is superseded by epoch ${epoch}`, { failover: 'superseded-sent', epoch });
+      return true;
+    } catch (err) {
+      this.#log.warn(`could not tell the primary it is superseded: ${err instanceof Error ? err.message : String(err)}`);
+      return false;
+    }
+  }
+
   /** Deliberate stop (idempotent): the primary is told, so it does not take this for a standby crash. */
   close(reason = 'standby shutting down'): void {
     if (this.#state === 'closed') return;

@@ -247,6 +247,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
       sinceLastHeartbeatMs: death.lastHeartbeatAt === null ? null : Math.round(death.detectedAt - death.lastHeartbeatAt),
     });
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    // Before we stop following: a primary that was only frozen or cut off reads this and fences itself.
+    this.#client.supersede(store.epoch + 1);
     this.#client.close('promoting');
     void this.#monitor?.close();
     this.#monitor = null;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createLogger } from '../../mcu/src/logger.ts';
 import { startNode, type StartedProcess } from './managed-process.ts';
+import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
 
 export interface SupervisorOptions {
   /** Service (HTTP + signaling) port shared by the primary and, after a takeover, the standby. */
@@ -140,6 +141,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info('MCU process exited', { pid: mcu.pid, role: mcu.role, code, signal });
       this.emit('process-exited', { pid: mcu.pid, role: mcu.role, code, signal });
       if (this.#closed) return;
+      if (code === FENCED_EXIT_CODE) {
+        // A primary that fenced itself: another one serves its clients. Never start it again as a primary.
+        this.#log.warn('MCU fenced itself (another primary took over): not restarted', { pid: mcu.pid, role: mcu.role });
+        if (this.#primary === mcu) this.#primary = null;
+        return;
+      }
       if (mcu.role === 'primary' && this.#primary === mcu) {
         // The standby normally takes over within tens of milliseconds. If none does (no standby
         // was ready), start a fresh primary: the calls are lost, the service is not.

@@ -30,4 +30,19 @@ describe('failover timeline from logs', () => {
     ]);
     assert.deepEqual(timeline.map((e) => e.step), ['confirmed-dead', 'restart-offer-sent']);
   });
+
+  it('keeps the fencing steps of a wrongly suspected primary beside the standby\'s promotion', () => {
+    const timeline = buildTimeline([
+      '2026-11-23T19:58:19.365Z error [fencing] failover step: fenced, this primary stops serving: superseded {"pid":2385,"role":"fenced","failover":"fenced","reason":"superseded"}',
+      '2026-11-23T19:58:17.634Z info  [replication-client] told the primary it is superseded by epoch 2 {"pid":2450,"failover":"superseded-sent","epoch":2}',
+      '2026-11-23T19:58:19.348Z error [replication-server] standby is promoting itself with epoch 2 {"pid":2385,"failover":"superseded-received","newEpoch":2}',
+      '2026-11-23T19:58:19.353Z info  [mcu] role change {"pid":2385,"from":"primary","to":"fenced","epoch":1}',
+      '2026-11-23T19:58:19.390Z warn  [fencing] failover step: VIP dropped on the fenced primary {"pid":2385,"failover":"fence-vip-dropped","ms":24.5}',
+    ]);
+    assert.deepEqual(
+      timeline.map((e) => e.step),
+      ['superseded-sent', 'superseded-received', 'primary -> fenced', 'fenced', 'fence-vip-dropped'],
+    );
+    assert.equal(timeline[4]!.detail.ms, 24.5);
+  });
 });

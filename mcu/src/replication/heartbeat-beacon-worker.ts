@@ -19,6 +19,14 @@ export interface BeaconWorkerData {
   mainStallMs: number;
   /** Int32Array[1] over a SharedArrayBuffer, bumped by the main thread. */
   liveness: SharedArrayBuffer;
+  /**
+   * Int32Array[2] over a SharedArrayBuffer written by this thread: [0] its last tick (ms since
+   * `pauseBase`), [1] the longest gap between two ticks since the main thread last took it. A
+   * gap here is silence the standby saw (fencing: was this process paused long enough to be taken over?).
+   */
+  pauses: SharedArrayBuffer;
+  /** Epoch ms that pauses[0] counts from. */
+  pauseBase: number;
   rtPriority: number;
 }
 
@@ -38,6 +46,8 @@ const data = workerData as BeaconWorkerData;
 const port = parentPort!;
 const post = (msg: BeaconWorkerMessage): void => port.postMessage(msg);
 const liveness = new Int32Array(data.liveness);
+const pauses = new Int32Array(data.pauses);
+let lastTickAt = Date.now();
 const subscribers = new Map<string, { address: string; port: number; lastSeen: number }>();
 let epoch = data.epoch;
 let seq = 0;
@@ -72,6 +82,10 @@ function beat(address: string, toPort: number): void {
 
 function tick(): void {
   const now = Date.now();
+  Atomics.store(pauses, 0, now - data.pauseBase);
+  const gap = now - lastTickAt;
+  lastTickAt = now;
+  if (gap > Atomics.load(pauses, 1)) Atomics.store(pauses, 1, gap);
   const current = Atomics.load(liveness, 0);
   if (current !== lastLiveness) {
     lastLiveness = current;

@@ -21,11 +21,21 @@ export interface HeartbeatBeaconOptions {
 
 export type HeartbeatBeaconEvents = { error: [McuError] };
 
+/** What the heartbeat thread saw of its own scheduling (see pauses()). */
+export interface BeaconPauses {
+  /** Since its latest tick, ms (large: it has not run since a pause, e.g. right after SIGCONT). */
+  sinceTickMs: number;
+  /** Longest gap between two of its ticks since the previous call, ms: silence the standby saw. */
+  maxGapMs: number;
+}
+
 /** The primary's side of the heartbeat path: a real-time worker thread beating over UDP. */
 export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
   readonly #opts: HeartbeatBeaconOptions;
   readonly #log = createLogger('heartbeat-beacon');
   readonly #liveness = new SharedArrayBuffer(4);
+  readonly #pauses = new Int32Array(new SharedArrayBuffer(8));
+  readonly #pauseBase = Date.now();
   #worker: Worker | null = null;
   #livenessTimer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -46,6 +56,8 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       intervalMs: this.#opts.intervalMs ?? 10,
       mainStallMs: this.#opts.mainStallMs ?? 3000,
       liveness: this.#liveness,
+      pauses: this.#pauses.buffer as SharedArrayBuffer,
+      pauseBase: this.#pauseBase,
       rtPriority: this.#opts.rtPriority ?? 10,
     };
     const worker = startTsWorker(new URL('./heartbeat-beacon-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
@@ -93,6 +105,16 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
         }
       });
     });
+  }
+
+  /**
+   * The heartbeat thread's own pauses (it runs at real-time priority, so only a stopped process
+   * or a starved host pauses it), and resets the longest gap. Null before the thread ticked.
+   */
+  pauses(): BeaconPauses | null {
+    const last = Atomics.load(this.#pauses, 0);
+    if (this.#closed || last === 0) return null;
+    return { sinceTickMs: Date.now() - this.#pauseBase - last, maxGapMs: Atomics.exchange(this.#pauses, 1, 0) };
   }
 
   /** Standby heartbeat threads subscribed now (each renews every second). */

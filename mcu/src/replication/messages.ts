@@ -65,6 +65,26 @@ export interface AckMessage {
   type: 'ack';
   seq: number;
 }
+/**
+ * The standby judged this primary dead and is promoting itself with `epoch`: sent just before it
+ * stops following, so a primary that was only frozen or cut off finds it (even after SIGCONT,
+ * in its socket buffer) and fences itself instead of writing to connections it no longer owns.
+ */
+export interface SupersededMessage {
+  type: 'superseded';
+  epoch: number;
+  standbyId: string;
+}
+/**
+ * First frame of a fencing probe (a primary that lost its standby asks who serves at the
+ * standby's replication address): the server answers by closing with an announced shutdown,
+ * whose frame carries its epoch. Never a standby: no snapshot, no output commit.
+ */
+export interface ProbeMessage {
+  type: 'probe';
+  epoch: number;
+  pid: number;
+}
 
 export type PrimaryMessage =
   | PrimaryHelloMessage
@@ -75,7 +95,7 @@ export type PrimaryMessage =
   | BlobMessage;
 
 /** `shutdown` from a standby tells the primary it left on purpose (no alarm, no lost protection warning). */
-export type StandbyMessage = StandbyHelloMessage | AckMessage | HeartbeatMessage | ShutdownMessage;
+export type StandbyMessage = StandbyHelloMessage | AckMessage | HeartbeatMessage | ShutdownMessage | SupersededMessage | ProbeMessage;
 
 export type ReplicationMessage = PrimaryMessage | StandbyMessage;
 
@@ -157,6 +177,8 @@ const standbySchemas: { [K in StandbyMessage['type']]: Schema<Extract<StandbyMes
   ack: z.object({ type: z.literal('ack'), seq: seqSchema }),
   heartbeat: heartbeatSchema,
   shutdown: shutdownSchema,
+  superseded: z.object({ type: z.literal('superseded'), epoch: epochSchema, standbyId: idSchema }),
+  probe: z.object({ type: z.literal('probe'), epoch: epochSchema, pid: z.number().int() }),
 };
 
 function describe(error: z.ZodError): string {

@@ -28,6 +28,13 @@ export type ReplicationServerEvents = {
   'standby-lost': [info: StandbyInfo & { reason: StandbyLostReason; detail: string }];
   /** A connection was turned away (second standby, bad auth, malformed hello, handshake timeout). */
   'standby-refused': [info: { remote: string; reason: string; error: McuError | null }];
+  /**
+   * The standby is promoting itself with a higher epoch (this primary was wrongly suspected):
+   * whatever this primary writes from now on may reach connections the new primary owns.
+   */
+  superseded: [info: StandbyInfo & { epoch: number; at: number }];
+  /** A fencing probe (another primary that lost its standby) was answered with our epoch. */
+  probed: [info: { remote: string; epoch: number; pid: number }];
   /** A sequenced frame was acknowledged by the standby: send-to-ack round trip. */
   acked: [info: { seq: number; rttMs: number }];
   close: [];
@@ -350,12 +357,25 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
     };
     link.on('frame', (meta) => {
       // A standby leaving mid-handshake says `shutdown`: the link closes itself, no violation.
-      if (meta.kind !== 'hello' && meta.kind !== 'shutdown') notHello(meta.kind);
+      if (meta.kind !== 'hello' && meta.kind !== 'shutdown' && meta.kind !== 'probe') notHello(meta.kind);
     });
     link.on('message', (msg, meta) => {
       if (this.#pending.has(link) && msg.type === 'hello') {
         clearTimeout(handshakeTimer);
         this.#onHello(link, msg, meta, remote, (r) => (refusal = r));
+        return;
+      }
+      if (this.#pending.has(link) && msg.type === 'probe') {
+        clearTimeout(handshakeTimer);
+        this.#pending.delete(link);
+        // The answer is the epoch on our (authenticated) shutdown frame.
+        this.#log.warn(`fencing probe from ${remote} (pid ${msg.pid}, epoch ${msg.epoch}) answered: this primary serves epoch ${this.#epoch}`);
+        safeEmit(this, this.#log, 'probed', { remote, epoch: msg.epoch, pid: msg.pid });
+        link.close(`fencing probe answered: primary of epoch ${this.#epoch}`);
+        return;
+      }
+      if (msg.type === 'superseded' && this.#standby?.link === link) {
+        this.#onSuperseded(this.#standby, msg.epoch, meta.receivedAt);
         return;
       }
       this.#log.warn(`unexpected "${msg.type}" from the standby, ignored`);
@@ -464,6 +484,18 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
       this.#log.info(`standby ${standby.standbyId} synced at seq ${seq} in ${syncMs.toFixed(1)} ms`);
       safeEmit(this, this.#log, 'standby-synced', { ...infoOf(standby), seq, syncMs });
     }
+  }
+
+  #onSuperseded(standby: ActiveStandby, epoch: number, at: number): void {
+    if (epoch <= this.#epoch) {
+      this.#log.warn(`standby ${standby.standbyId} claims to supersede us with epoch ${epoch}, not above ours (${this.#epoch}): ignored`);
+      return;
+    }
+    this.#log.error(`standby ${standby.standbyId} is promoting itself with epoch ${epoch}: this primary (epoch ${this.#epoch}) is superseded`, {
+      failover: 'superseded-received',
+      newEpoch: epoch,
+    });
+    safeEmit(this, this.#log, 'superseded', { ...infoOf(standby), epoch, at });
   }
 
   #onStandbyClosed(standby: ActiveStandby, info: LinkCloseInfo): void {

@@ -23,7 +23,9 @@ export type TakeoverErrorCode =
   | 'TAKEOVER_NAMESPACE_NOT_RESTORED'
   | 'TAKEOVER_CONNECTION_LOST'
   | 'TAKEOVER_TIMEOUT'
-  | 'TAKEOVER_INTERNAL';
+  | 'TAKEOVER_INTERNAL'
+  | 'TAKEOVER_FENCED'
+  | 'TAKEOVER_FENCE_ACTION_FAILED';
 
 export class TakeoverError extends Error {
   readonly code: TakeoverErrorCode;
@@ -169,5 +171,19 @@ export class TakeoverTimeoutError extends TakeoverError {
 export class ReattachInternalError extends TakeoverError {
   constructor(step: string, cause: unknown) {
     super('TAKEOVER_INTERNAL', `re-attachment failed while ${step}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** This primary fenced itself: another primary (a higher epoch) owns its clients' connections. */
+export class PrimaryFencedError extends TakeoverError {
+  constructor(reason: string) {
+    super('TAKEOVER_FENCED', `this primary fenced itself and stops serving (exit code 4; do not restart it as a primary): ${reason}`);
+  }
+}
+
+/** A fencing step on this host failed (taking the VIP interface down): check `ip` and CAP_NET_ADMIN. */
+export class FenceActionError extends TakeoverError {
+  constructor(detail: string) {
+    super('TAKEOVER_FENCE_ACTION_FAILED', `fencing step failed: ${detail}`);
   }
 }

@@ -20,6 +20,14 @@
  * connection over only once the client acknowledged everything before `logStart`
  * (TransportStore.resumeFrom checks that).
  *
+ * Standby loss in takeover mode is not always the standby's death: a standby that promoted
+ * itself (this primary was frozen, or cut off) stops acknowledging too, and then writing the
+ * held output would put bytes on a connection the new primary owns. So a loss asks the
+ * `lossPolicy`: `release` writes everything waiting unprotected (as above), `hold` closes the
+ * gate: nothing more reaches the kernel (acknowledged commits, pass-through writes, closes)
+ * until releaseHeld() (the standby is really gone) or fence() (it took over: nothing of ours
+ * is ever written again). See fencing.ts.
+ *
  * Consumed input: `setConsumedInput(connId, offset)` at WebSocket frame boundaries. Each
  * update carries `outputAt`, the output offset the application had reached when it made the
  * update, and the standby applies it only once its log reaches `outputAt`: a standby never
@@ -128,7 +136,28 @@ export function parseTransportsExtra(data: unknown): TransportsExtra {
   return result.data;
 }
 
+/** How the standby went away: `died` (no announcement), `shutdown` (it said so), or our side replaced/closed the server. */
+export interface StandbyLoss {
+  kind: 'died' | 'shutdown' | 'server-closed' | 'server-replaced';
+  /** The lost standby's id and address (`host:port` as seen on the link), empty when the server went. */
+  standbyId: string;
+  remote: string;
+  detail: string;
+  at: number;
+}
+
+/** What to do with output that waited for a lost standby: write it unprotected, or hold it until decided. */
+export type StandbyLossDecision = 'release' | 'hold';
+
+/**
+ * The output gate: `open` writes as described above; `held` keeps every release (acknowledged
+ * commits, pass-throughs, closes) in order until releaseHeld(); `fenced` drops them for good.
+ */
+export type OutputGate = 'open' | 'held' | 'fenced';
+
 export type OutputCommitterEvents = {
+  /** The output gate changed (hold, release, fence), with why. */
+  gate: [to: OutputGate, from: OutputGate, reason: string];
   /** Output is now (true) or no longer (false) committed to a standby before it is written. */
   protection: [isProtected: boolean, reason: string];
   /** A commit was acknowledged and its bytes handed to the kernel. */
@@ -158,6 +187,10 @@ export interface OutputCommitterOptions {
   recordWaitMs?: number;
   /** Time source (default: epoch ms with sub-ms resolution). */
   clock?: () => number;
+  /** Decides what a standby loss does to waiting output (default: always `release`). */
+  lossPolicy?: (loss: StandbyLoss) => StandbyLossDecision;
+  /** Called before anything is released through an open gate (a fencing guard checks for a stall there and may hold()). */
+  beforeRelease?: () => void;
 }
 
 export interface CommitLatency {
@@ -190,6 +223,12 @@ export interface OutputCommitStats {
   releasedUncovered: number;
   /** Send-to-acknowledgement time of acknowledged commits (all-time mean; percentiles over the recent window). */
   latency: CommitLatency;
+  gate: OutputGate;
+  /** Releases waiting behind a held gate now. */
+  heldReleases: number;
+  /** Times the gate was held, and releases dropped by fence(). */
+  holds: number;
+  droppedByFence: number;
 }
 
 /** What attach() returns: a live view of one connection's output. */
@@ -277,6 +316,13 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   #inputTimer: NodeJS.Timeout | null = null;
   #protection: 'unknown' | 'protected' | 'unprotected' = 'unknown';
   #closed = false;
+  #gate: OutputGate = 'open';
+  /** Releases deferred by a held gate, in the order they were due. */
+  #held: Array<() => void> = [];
+  #holds = 0;
+  #droppedByFence = 0;
+  #lossPolicy: (loss: StandbyLoss) => StandbyLossDecision;
+  #beforeRelease: (() => void) | null;
   #stats = {
     commits: 0,
     committedBytes: 0,
@@ -300,7 +346,64 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     this.#recordWaitMs = Math.max(0, options.recordWaitMs ?? 50);
     this.#latencies = new Float64Array(Math.max(16, options.latencyWindow ?? 4096));
     this.#log = createLogger('output-commit');
+    this.#lossPolicy = options.lossPolicy ?? (() => 'release');
+    this.#beforeRelease = options.beforeRelease ?? null;
     if (options.replication) this.setReplication(options.replication);
+  }
+
+  /** Replaces the standby-loss policy (the fencing guard installs its own). */
+  setLossPolicy(policy: (loss: StandbyLoss) => StandbyLossDecision, beforeRelease: (() => void) | null = null): void {
+    this.#lossPolicy = policy;
+    this.#beforeRelease = beforeRelease;
+  }
+
+  get gate(): OutputGate {
+    return this.#gate;
+  }
+
+  /** Closes the gate (idempotent while held): nothing more reaches the kernel until releaseHeld() or fence(). */
+  hold(reason: string): void {
+    if (this.#gate !== 'open') return;
+    this.#holds++;
+    this.#setGate('held', reason);
+  }
+
+  /** Opens a held gate: everything it kept is written now, in order. No effect once fenced. */
+  releaseHeld(reason: string): void {
+    if (this.#gate !== 'held') return;
+    this.#setGate('open', reason);
+    const held = this.#held;
+    this.#held = [];
+    if (held.length > 0) this.#log.info(`${held.length} held release(s) written: ${reason}`);
+    for (const release of held) {
+      // A release may hold the gate again (a stall seen meanwhile): the rest waits again.
+      if ((this.#gate as OutputGate) === 'open') release();
+      else this.#defer(release);
+    }
+  }
+
+  /**
+   * Another primary owns our connections now: nothing of ours may reach them again. Held and
+   * waiting output is dropped (its write callbacks never run, so the sockets buffer any later
+   * write forever), closes never happen, input is no longer read. Final and idempotent.
+   */
+  fence(reason: string): void {
+    if (this.#gate === 'fenced') return;
+    this.#setGate('fenced', reason);
+    this.#droppedByFence += this.#held.length + this.#waiting.size;
+    this.#held = [];
+    this.#waiting.clear();
+    if (this.#inputTimer) clearTimeout(this.#inputTimer);
+    this.#inputTimer = null;
+    this.#inputQueue = [];
+    for (const conn of this.#conns.values()) {
+      if (conn.parkTimer) clearTimeout(conn.parkTimer);
+      conn.parkTimer = null;
+      conn.parked = null;
+      conn.afterInflight = null;
+      // Nothing read can be answered: stop consuming the clients' input.
+      conn.socket.pause();
+    }
   }
 
   get closed(): boolean {
@@ -321,14 +424,21 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     this.#unhook?.();
     this.#unhook = null;
     this.#replication = null;
-    this.#releaseAllUnprotected('replication server replaced');
+    this.#releaseAllUnprotected('replication server replaced', { kind: 'server-replaced', standbyId: '', remote: '', detail: 'replication server replaced', at: this.#clock() });
     if (!server || this.#closed) return;
     this.#replication = server;
     const onAcked = (info: { seq: number }): void => this.#onAcked(info.seq);
     const onLost = (info: ReplicationServerEvents['standby-lost'][0]): void => {
-      this.#releaseAllUnprotected(`standby ${info.standbyId} lost (${info.reason}: ${info.detail})`);
+      this.#releaseAllUnprotected(`standby ${info.standbyId} lost (${info.reason}: ${info.detail})`, {
+        kind: info.reason === 'died' ? 'died' : 'shutdown',
+        standbyId: info.standbyId,
+        remote: info.remote,
+        detail: info.detail,
+        at: this.#clock(),
+      });
     };
-    const onClose = (): void => this.#releaseAllUnprotected('replication server closed');
+    const onClose = (): void =>
+      this.#releaseAllUnprotected('replication server closed', { kind: 'server-closed', standbyId: '', remote: '', detail: 'replication server closed', at: this.#clock() });
     server.on('acked', onAcked);
     server.on('standby-lost', onLost);
     server.on('close', onClose);
@@ -458,7 +568,17 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   stats(): OutputCommitStats {
     let inFlight = 0;
     for (const c of this.#conns.values()) if (c.inflight) inFlight++;
-    return { protected: this.protected, connections: this.#conns.size, inFlight, ...this.#stats, latency: this.#latencySummary() };
+    return {
+      protected: this.protected,
+      connections: this.#conns.size,
+      inFlight,
+      ...this.#stats,
+      latency: this.#latencySummary(),
+      gate: this.#gate,
+      heldReleases: this.#held.length,
+      holds: this.#holds,
+      droppedByFence: this.#droppedByFence,
+    };
   }
 
   /**
@@ -523,6 +643,11 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   }
 
   #submit(conn: ConnState, bufs: Buffer[], cb: WriteCallback): void {
+    if (this.#gate === 'fenced') {
+      // Never written, never acknowledged: the Writable keeps everything after it buffered.
+      this.#droppedByFence++;
+      return;
+    }
     let bytes = 0;
     for (const b of bufs) bytes += b.length;
     const offset = conn.offset;
@@ -609,6 +734,10 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   }
 
   #passThrough(commit: PendingCommit, reason: string): void {
+    if (!this.#gateOpen()) {
+      this.#defer(() => this.#passThrough(commit, reason));
+      return;
+    }
     this.#noteProtection(false, reason);
     if (commit.kind === 'output') {
       this.#stats.unprotectedWrites++;
@@ -619,7 +748,12 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   }
 
   /** Holds a deliberate close until the standby knows of it (and a destroy until the write in flight is out). */
-  #beforeClose(conn: ConnState, reason: 'end' | 'destroy', proceed: () => void): void {
+  #beforeClose(conn: ConnState, reason: 'end' | 'destroy', closeNow: () => void): void {
+    // The FIN (or RST) is output as well: it waits behind a held gate and never goes once fenced.
+    const proceed = (): void => {
+      if (this.#gateOpen()) closeNow();
+      else this.#defer(proceed);
+    };
     const commitClose = (): void => {
       if (conn.closeWaiters) {
         conn.closeWaiters.push(proceed);
@@ -735,6 +869,10 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
   }
 
   #complete(commit: PendingCommit, now: number): void {
+    if (!this.#gateOpen()) {
+      this.#defer(() => this.#complete(commit, this.#clock()));
+      return;
+    }
     if (commit.kind === 'output') {
       const latencyMs = now - commit.startedAt;
       this.#stats.commits++;
@@ -783,8 +921,22 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     if (parked && write) this.#complete(parked, this.#clock());
   }
 
-  /** The standby went away (or the server did): nothing waits for an acknowledgement that cannot come. */
-  #releaseAllUnprotected(reason: string): void {
+  /**
+   * The standby went away (or the server did): nothing waits for an acknowledgement that cannot
+   * come. What waited is written unprotected, unless the loss policy holds it behind the gate.
+   */
+  #releaseAllUnprotected(reason: string, loss: StandbyLoss): void {
+    // Asked even behind a held gate (a stall being verified): the loss needs judging all the same.
+    if (this.#gate !== 'fenced' && !this.#closed) {
+      let decision: StandbyLossDecision = 'release';
+      try {
+        decision = this.#lossPolicy(loss);
+      } catch (err) {
+        this.#log.error(`loss policy threw (holding, to be safe): ${errorText(err)}`);
+        decision = 'hold';
+      }
+      if (decision === 'hold') this.hold(`${reason}: held until the loss is judged`);
+    }
     this.#ackedSeq = 0;
     this.#generation++;
     const waiting = [...this.#waiting.values()];
@@ -801,9 +953,40 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
       if (this.#protection === 'protected') this.#noteProtection(false, reason);
       return;
     }
-    this.#log.warn(`${reason}: ${waiting.length} commit(s) in flight written unprotected`);
+    this.#log.warn(`${reason}: ${waiting.length} commit(s) in flight ${this.#gate === 'open' ? 'written unprotected' : `behind the ${this.#gate} gate`}`);
     this.#stats.releasedByStandbyLoss += waiting.length;
     for (const commit of waiting) this.#passThrough(commit, reason);
+  }
+
+  /** Whether a release may go to the kernel now (the guard's stall check may close the gate first). */
+  #gateOpen(): boolean {
+    if (this.#gate === 'open' && this.#beforeRelease) {
+      try {
+        this.#beforeRelease();
+      } catch (err) {
+        this.#log.error(`beforeRelease hook threw: ${errorText(err)}`);
+      }
+    }
+    return this.#gate === 'open';
+  }
+
+  /** Keeps a release behind a held gate; a fenced gate drops it. */
+  #defer(release: () => void): void {
+    if (this.#gate === 'fenced') {
+      this.#droppedByFence++;
+      return;
+    }
+    this.#held.push(release);
+  }
+
+  /** The one place the gate changes: every transition is logged with its timestamp. */
+  #setGate(to: OutputGate, reason: string): void {
+    const from = this.#gate;
+    if (from === to) return;
+    this.#gate = to;
+    const level = to === 'open' ? 'info' : 'warn';
+    this.#log.log(level, `output gate ${from} -> ${to}: ${reason}`, { at: new Date().toISOString(), held: this.#held.length, waiting: this.#waiting.size });
+    safeEmit(this, this.#log, 'gate', to, from, reason);
   }
 
   /** Per connection: the record a standby starts from, and from which output offset its log begins. */
@@ -850,7 +1033,8 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     if (this.#protection === next) return;
     this.#protection = next;
     if (isProtected) this.#log.info(`protected: ${reason}`);
-    else this.#log.warn(`unprotected, output passes straight through: ${reason}`);
+    else if (this.#gate === 'open') this.#log.warn(`unprotected, output passes straight through: ${reason}`);
+    else this.#log.warn(`unprotected, and output stays behind the ${this.#gate} gate: ${reason}`);
     safeEmit(this, this.#log, 'protection', isProtected, reason);
   }
 

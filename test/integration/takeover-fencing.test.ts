@@ -1,0 +1,213 @@
+/**
+ * Fencing of a wrongly suspected primary in the namespace lab (MCU_TAKEOVER=1; issue 4 item 5,
+ * mcu/src/takeover/fencing.ts). A stock socket.io-client in the client host sends a numbered
+ * `mute` request with an ack every 10 ms throughout.
+ *
+ * 1. The primary is frozen (SIGSTOP) until the standby took over (epoch 2, same VIP and MAC,
+ *    the connection rebuilt), then thawed (SIGCONT): it must fence itself (its standby told it
+ *    `superseded`; it writes nothing more, drops its VIP) and exit with FENCED_EXIT_CODE.
+ * 2. The same with the primary's host cut off (crashHost) and then restored.
+ * 3. The standby is SIGKILLed (not promoted): the primary judges the loss harmless (the standby's
+ *    host refuses the probe) and keeps serving, unprotected: no false fencing.
+ *
+ * In each case the client must see no disconnect (a corrupted frame would make socket.io close
+ * the connection), the same local TCP port, socket id and engine id, and every ack exactly once
+ * and in order; afterwards exactly one host holds the VIP.
+ *
+ * Needs root, iproute2, nftables and the native addon; skipped otherwise.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
+import { nativeAddonAvailable } from '../../native/src/index.ts';
+import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
+
+const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
+const INTERVAL_MS = 10;
+/** Traffic before the fault and after the outcome (not synchronisation: the client's load). */
+const DWELL_BEFORE_MS = 600;
+const DWELL_AFTER_MS = 1000;
+const ROOM = 'fencing-room';
+
+const skipReason =
+  (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh): capture and TCP_REPAIR need it');
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+interface ClientReport {
+  socketId: string | null;
+  engineId: string | null;
+  localPort: number | null;
+  sent: number;
+  acked: number;
+  missing: number[];
+  duplicates: number;
+  outOfOrder: number;
+  failedAcks: Array<{ n: number; error: unknown }>;
+  maxGapMs: number;
+  connects: number;
+  disconnects: number;
+  disconnectReasons: string[];
+}
+
+interface StatusDoc {
+  role?: string;
+  pid?: number;
+  epoch?: number;
+  mode?: string;
+  protected?: boolean;
+  fencing?: { state?: string; lastDecision?: { outcome?: string; reason?: string; probe?: { kind?: string } } | null } | null;
+}
+
+type Fault = 'freeze' | 'crash-host' | 'kill-standby';
+
+async function scenario(t: TestContext, fault: Fault): Promise<void> {
+  await LabTopology.cleanupStale();
+  const lab = new LabTopology();
+  const processes: LabProcess[] = [];
+  const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
+    const p = LabProcess.startNode(lab, host, entry, args, env);
+    processes.push(p);
+    return p;
+  };
+  let failed = true;
+  let frozenPid: number | null = null;
+  let hostDown = false;
+  try {
+    await lab.up();
+    await lab.raiseVip('primary');
+    const { vip } = lab.addresses;
+    const port = lab.servicePort;
+    const secret = `fencing-test-secret-${fault}-${process.pid}`;
+    const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
+    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
+    await primary.waitForEvent('listening', { timeoutMs: 30_000 });
+    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
+    await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+
+    const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
+    const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
+    const status = async (): Promise<StatusDoc> => (await client.request({ op: 'status' }, 10_000)).status as StatusDoc;
+    const before = await status();
+    assert.equal(before.mode, 'takeover', `primary /status: ${JSON.stringify(before)}`);
+    assert.equal(before.fencing?.state, 'serving', `primary /status: ${JSON.stringify(before.fencing)}`);
+    const started = await client.request({ op: 'start' }, 10_000);
+    assert.equal(started.ok, true, `join failed: ${JSON.stringify(started)}`);
+    await sleep(DWELL_BEFORE_MS);
+
+    const fromFault = standby.mark();
+    const faultAt = Date.now();
+    let outcome = '';
+    if (fault === 'kill-standby') {
+      standby.kill('SIGKILL');
+      await standby.exited;
+      // The primary judges the loss (bounded by its decision window) and says so in /status.
+      let doc = await status();
+      for (let i = 0; i < 100 && !doc.fencing?.lastDecision; i++) doc = await status();
+      outcome = `primary after the standby's death: role ${doc.role}, fencing ${JSON.stringify(doc.fencing)}`;
+      assert.equal(doc.role, 'primary', outcome);
+      assert.equal(doc.pid, before.pid, 'another process answers for the VIP');
+      assert.equal(doc.fencing?.state, 'serving', outcome);
+      assert.equal(doc.fencing?.lastDecision?.outcome, 'released', outcome);
+      assert.equal(doc.fencing?.lastDecision?.probe?.kind, 'refused', outcome);
+      assert.equal(doc.protected, false, outcome);
+    } else {
+      if (fault === 'freeze') {
+        lab.freeze(primary.pid);
+        frozenPid = primary.pid;
+      } else {
+        await lab.crashHost('primary');
+        hostDown = true;
+      }
+      const promoted = await standby.waitFor((e: LabEvent) => e.event === 'promoted' || e.event === 'standby-failed', { from: fromFault, timeoutMs: 20_000 });
+      assert.equal(promoted.event, 'promoted', `standby did not promote: ${standby.stderr.slice(-20).join('\n')}`);
+      const promotedAt = Date.now();
+      // The wrongly suspected primary comes back while the new one serves its clients.
+      if (fault === 'freeze') {
+        lab.thaw(primary.pid);
+        frozenPid = null;
+      } else {
+        await lab.restoreHost('primary');
+        hostDown = false;
+      }
+      const backAt = Date.now();
+      const fenced = await primary.waitFor((e: LabEvent) => e.event === 'fenced', { timeoutMs: 20_000 });
+      const exit = await primary.exited;
+      assert.equal(exit.code, FENCED_EXIT_CODE, `old primary exit: ${JSON.stringify(exit)}; stderr:\n${primary.stderr.slice(-20).join('\n')}`);
+      const takeover = (promoted.timeline as { takeover?: { reattached?: number } } | undefined)?.takeover;
+      assert.equal(takeover?.reattached, 1, `takeover report: ${JSON.stringify(takeover)}`);
+      const fencedAt = Number(fenced.fencedAt);
+      const vipDroppedAt = fenced.vipDroppedAt === null ? null : Number(fenced.vipDroppedAt);
+      outcome =
+        `promoted ${promotedAt - faultAt} ms after the fault; old primary back ${backAt - promotedAt} ms later, ` +
+        `fenced ${fencedAt - backAt} ms after that (VIP down ${vipDroppedAt === null ? 'never' : `${vipDroppedAt - fencedAt} ms later`}): ${String(fenced.reason)}`;
+      assert.notEqual(vipDroppedAt, null, 'the fenced primary did not drop its VIP');
+      // Exactly one primary: one VIP holder (the kernel's view) and one MCU answering, epoch 2.
+      assert.deepEqual(await lab.vipHolders(), ['standby']);
+      const after = await status();
+      assert.equal(after.role, 'primary', JSON.stringify(after));
+      assert.equal(after.epoch, 2, JSON.stringify(after));
+      assert.notEqual(after.pid, before.pid, 'the old primary still answers');
+    }
+    await sleep(DWELL_AFTER_MS);
+
+    const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as ClientReport & LabEvent;
+    const line =
+      `${fault}: ${outcome}; client sent ${report.sent}, acked ${report.acked}, missing ${report.missing.length}, dup ${report.duplicates}, ` +
+      `out of order ${report.outOfOrder}, failed ${report.failedAcks.length}, max ack gap ${report.maxGapMs.toFixed(1)} ms, ` +
+      `disconnects ${report.disconnects} (${report.disconnectReasons.join(',')})`;
+    t.diagnostic(line);
+
+    assert.equal(report.disconnects, 0, `client saw disconnect(s): ${report.disconnectReasons.join(', ')}`);
+    assert.equal(report.connects, 1, 'client connected more than once');
+    assert.equal(report.localPort, connected.localPort, 'local TCP port changed');
+    assert.equal(report.socketId, connected.socketId, 'socket.io id changed');
+    assert.equal(report.engineId, connected.engineId, 'engine.io id changed');
+    assert.deepEqual(report.missing, [], 'acks never received');
+    assert.equal(report.duplicates, 0, 'acks received twice');
+    assert.equal(report.outOfOrder, 0, 'acks out of order');
+    assert.equal(report.acked, report.sent, 'not every request was acknowledged');
+    assert.deepEqual(report.failedAcks, [], 'requests refused');
+    failed = false;
+  } finally {
+    // Undo a fault left by a failed assertion, so the processes can be ended.
+    if (frozenPid !== null) {
+      try {
+        lab.thaw(frozenPid);
+      } catch {
+        // gone already
+      }
+    }
+    if (hostDown) await lab.restoreHost('primary').catch(() => undefined);
+    for (const p of failed ? processes : []) {
+      try {
+        writeFileSync(join(tmpdir(), `takeover-fencing-${process.pid}-${fault}-${p.host}.log`), p.stderr.join('\n') + '\n');
+      } catch {
+        // post-mortem only
+      }
+    }
+    for (const p of processes) await p.close(500).catch(() => undefined);
+    await lab.down();
+  }
+}
+
+describe('fencing of a wrongly suspected primary in the lab (MCU_TAKEOVER=1)', { skip: skipReason ?? false }, () => {
+  it('a primary frozen until the standby took over fences itself after SIGCONT: one primary, the client sees no disconnect and every ack once and in order', { timeout: 120_000 }, async (t) => {
+    await scenario(t, 'freeze');
+  });
+
+  it('a primary whose host was cut off until the standby took over fences itself when the host comes back', { timeout: 120_000 }, async (t) => {
+    await scenario(t, 'crash-host');
+  });
+
+  it('a standby that dies (not promoted) leaves the primary serving, unprotected: no false fencing', { timeout: 120_000 }, async (t) => {
+    await scenario(t, 'kill-standby');
+  });
+});
