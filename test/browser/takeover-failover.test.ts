@@ -33,11 +33,11 @@ import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type Signali
 const ROOM = 'takeover-call';
 const PROBE_INTERVAL_MS = 50;
 /**
- * Three Chromium pages sending and receiving media load both cores: the lab's heartbeats then
- * arrived up to ~60 ms apart (probably the veth/bridge softirq work competing with Chromium),
- * and 3 missed beats (+ one confirmation window) judged a living primary dead. A kill is
- * detected by the end of the replication stream and a port-unreachable probe, not by missed
- * beats, so a longer window does not slow the detection measured here.
+ * Three Chromium pages sending and receiving media load both cores: on this shared machine the
+ * heartbeats then arrived up to ~66 ms apart (in the lab and on loopback alike), and 3 missed
+ * beats (+ one confirmation window) judged a living primary dead. A kill is detected by the
+ * end of the replication stream and a port-unreachable probe, not by missed beats, so a
+ * longer window does not slow the detection measured here.
  */
 const MISSED_HEARTBEATS = '10';
 
