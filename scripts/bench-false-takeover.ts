@@ -12,7 +12,7 @@
  * priority, and --flood TCP loopback floods (64 KiB writes through the client host's loopback:
  * the kernel's softirq network path, which is what delays heartbeat datagrams on a loaded host).
  * A false takeover ends its pair (the old primary fences itself); a fresh pair is started for
- * the rest of the run. Needs root, iproute2, nftables and the native addon. Prints the counts
+ * the rest of the run; both processes' logs go to bench-results/false-takeover-logs/. Needs root, iproute2, nftables and the native addon. Prints the counts
  * and load averages and writes bench-results/false-takeover.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,6 +27,7 @@ import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
 const SELF = 'scripts/bench-false-takeover.ts';
+const LOG_DIR = 'bench-results/false-takeover-logs';
 
 // ---- load worker modes (run as child processes of this script) ----
 
@@ -76,6 +77,8 @@ interface PairResult {
   fencedReason: string | null;
   verdictReasons: string[];
   suspicions: number;
+  /** Silences longer than the missed-beats window that a late beat ended before the verdict, ms. */
+  nearMisses: number[];
   fenceStalls: number;
   primaryFencing: unknown;
   clientReport: Record<string, unknown> | null;
@@ -154,6 +157,7 @@ async function main(): Promise<void> {
     promotions: total('promotions'),
     fencedPrimaries: pairs.filter((p) => p.primaryFenced).length,
     suspicions: total('suspicions'),
+    nearMisses: pairs.flatMap((p) => p.nearMisses).sort((a, b) => a - b),
     fenceStalls: total('fenceStalls'),
     pairs,
   };
@@ -166,6 +170,7 @@ async function main(): Promise<void> {
       `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load)`,
       `  death verdicts: ${result.deathVerdicts}   promotions: ${result.promotions}   primaries fenced: ${result.fencedPrimaries}`,
       `  standby suspicions (replication stream lost): ${result.suspicions}   primary pauses verified with the standby: ${result.fenceStalls}`,
+      `  near misses (a beat after more than the missed-beats window, before the verdict): ${result.nearMisses.length}${result.nearMisses.length ? `, silences ${result.nearMisses.join(', ')} ms` : ''}`,
       `  load average (1/5/15 min): start ${f(loadStart)}, end ${f(loadEnd)}, max 1-min ${result.loadavg.max1m.toFixed(2)}`,
       ...pairs.map(
         (p, i) =>
@@ -187,6 +192,8 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     return p;
   };
   const startedAt = Date.now();
+  /** Off for the teardown: stopping the primary first would look like its death. */
+  let counting = true;
   const result: PairResult = {
     startedAt,
     endedAt: startedAt,
@@ -197,6 +204,7 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     fencedReason: null,
     verdictReasons: [],
     suspicions: 0,
+    nearMisses: [],
     fenceStalls: 0,
     primaryFencing: null,
     clientReport: null,
@@ -210,14 +218,19 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     await primary.waitForEvent('listening', { timeoutMs: 60_000 });
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
     countLines(standby, (line) => {
+      if (!counting) return;
       if (line.includes('failover step: primary confirmed dead')) {
         result.deathVerdicts++;
         const m = /"reason":"([^"]+)"/.exec(line);
-        result.verdictReasons.push(m?.[1] ?? '?');
+        const silent = /"sinceLastHeartbeatMs":(\d+)/.exec(line);
+        result.verdictReasons.push(`${m?.[1] ?? '?'}${silent ? ` after ${silent[1]} ms of silence` : ''}`);
       }
       if (line.includes('"failover":"suspected"')) result.suspicions++;
+      const near = /"nearMissMs":(\d+)/.exec(line);
+      if (near) result.nearMisses.push(Number(near[1]));
     });
     countLines(primary, (line) => {
+      if (!counting) return;
       if (line.includes('"failover":"fence-stall"')) result.fenceStalls++;
     });
     await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });
@@ -246,7 +259,14 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     result.endedAt = Date.now();
     result.seconds = (result.endedAt - loadedFrom) / 1000;
   } finally {
-    for (const p of processes) await p.close(500).catch(() => undefined);
+    counting = false;
+    // A false takeover's post-mortem: both processes' logs (their last lines).
+    if (result.deathVerdicts > 0) {
+      mkdirSync(LOG_DIR, { recursive: true });
+      for (const p of processes) writeFileSync(`${LOG_DIR}/${startedAt}-${p.host}.log`, p.stderr.join('\n') + '\n');
+    }
+    // Client and standby first, so the standby never judges the primary's stop.
+    for (const p of [...processes].reverse()) await p.close(500).catch(() => undefined);
     await lab.down();
   }
   return result;

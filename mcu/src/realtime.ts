@@ -2,6 +2,15 @@ import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 
 /**
+ * SCHED_FIFO priority of the heartbeat threads (beacon and monitor): the highest. libwebrtc
+ * (@roamhq/wrtc) runs its own threads at FIFO 49 (encoders, pacer) and 98 (video decoding) when
+ * the process may: at FIFO 10 a heartbeat thread waited behind a video decode on this 2-core
+ * machine, and the standby took over a live primary. The heartbeat threads work microseconds
+ * per beat, so at 99 they cost the media nothing.
+ */
+export const HEARTBEAT_RT_PRIORITY = 99;
+
+/**
  * Gives the calling thread a real-time (SCHED_FIFO) priority, so a loaded machine cannot
  * delay it: the heartbeat threads use it (a late heartbeat is a false takeover). Needs
  * root or CAP_SYS_NICE; without it the thread stays at normal priority and says why.

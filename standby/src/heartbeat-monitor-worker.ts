@@ -30,7 +30,9 @@ export type MonitorWorkerMessage =
   | { type: 'first-beat'; at: number; epoch: number }
   | { type: 'summary'; lastBeatAt: number | null; beats: number; rejected: number }
   | { type: 'dead'; reason: MonitorVerdictReason; lastBeatAt: number | null; detectedAt: number }
-  | { type: 'rejected'; reason: string };
+  | { type: 'rejected'; reason: string }
+  /** A beat after a silence longer than the missed-beats window (a suspicion the confirm window cleared): a near miss. */
+  | { type: 'late-beat'; silenceMs: number; at: number };
 
 export type MonitorControl = { type: 'probe' } | { type: 'stop' };
 
@@ -75,6 +77,7 @@ socket.on('message', (buf) => {
   }
   const now = Date.now();
   if (lastBeatAt === null) post({ type: 'first-beat', at: now, epoch: res.datagram.epoch });
+  else if (!verdict && now - lastBeatAt > timeoutMs) post({ type: 'late-beat', silenceMs: now - lastBeatAt, at: now });
   lastBeatAt = now;
   beats++;
 });

@@ -3,6 +3,17 @@ import type { Worker } from 'node:worker_threads';
 import { createLogger } from '../../mcu/src/logger.ts';
 import { startTsWorker } from '../../mcu/src/ts-worker.ts';
 import type { MonitorControl, MonitorVerdictReason, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
+import { HEARTBEAT_RT_PRIORITY } from '../../mcu/src/realtime.ts';
+
+/**
+ * The confirm window, in missed-beats windows (10 ms x 3 by default: 90 ms more, a verdict after
+ * 120 ms of silence). Measured here (scripts/bench-false-takeover.ts, 2 cores under load with
+ * both heartbeat threads at real-time priority): beats still came after 40-69 ms of silence a few
+ * times in 150 s, and with a 30 ms confirm window (verdict at 60 ms) the standby took over a
+ * live primary about once a minute. The cost is a host crash detected ~60 ms later; a process
+ * crash is still detected at once (port unreachable).
+ */
+export const DEFAULT_CONFIRM_WINDOWS = 3;
 
 export interface HeartbeatVerdict {
   reason: MonitorVerdictReason;
@@ -29,7 +40,7 @@ export interface HeartbeatMonitorOptions {
   /** Beats of an older epoch are ignored. */
   minEpoch: number;
   rtPriority?: number;
-  /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: one more timeout window). */
+  /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: three more missed-beats windows, see DEFAULT_CONFIRM_WINDOWS). */
   confirmMs?: number;
 }
 
@@ -41,6 +52,8 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   #lastHeartbeatAt: number | null = null;
   #beats = 0;
   #verdict: HeartbeatVerdict | null = null;
+  #lateBeats = 0;
+  #longestSilenceMs = 0;
   #closed = false;
 
   constructor(opts: HeartbeatMonitorOptions) {
@@ -56,6 +69,11 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     return this.#beats;
   }
 
+  /** Beats that came after more than the missed-beats window of silence (near misses), and the longest such silence. */
+  get nearMisses(): { count: number; longestSilenceMs: number } {
+    return { count: this.#lateBeats, longestSilenceMs: this.#longestSilenceMs };
+  }
+
   get verdict(): HeartbeatVerdict | null {
     return this.#verdict;
   }
@@ -68,8 +86,8 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
       intervalMs: this.#opts.intervalMs ?? 10,
       missedBeats: this.#opts.missedBeats ?? 3,
       minEpoch: this.#opts.minEpoch,
-      rtPriority: this.#opts.rtPriority ?? 10,
-      confirmMs: this.#opts.confirmMs ?? (this.#opts.intervalMs ?? 10) * (this.#opts.missedBeats ?? 3),
+      rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
+      confirmMs: this.#opts.confirmMs ?? DEFAULT_CONFIRM_WINDOWS * (this.#opts.intervalMs ?? 10) * (this.#opts.missedBeats ?? 3),
     };
     const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
@@ -92,6 +110,14 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
           break;
         case 'rejected':
           this.#log.warn('heartbeat datagram rejected', { reason: msg.reason });
+          break;
+        case 'late-beat':
+          this.#lateBeats++;
+          this.#longestSilenceMs = Math.max(this.#longestSilenceMs, msg.silenceMs);
+          this.#log.warn(`late heartbeat after ${msg.silenceMs} ms of silence (dead after ${data.intervalMs * data.missedBeats} + ${data.confirmMs} ms): near miss`, {
+            nearMissMs: msg.silenceMs,
+            at: new Date(msg.at).toISOString(),
+          });
           break;
         case 'dead':
           if (this.#verdict || this.#closed) return;

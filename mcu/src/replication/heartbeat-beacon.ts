@@ -4,6 +4,7 @@ import { McuError } from '../errors.ts';
 import { createLogger } from '../logger.ts';
 import { startTsWorker } from '../ts-worker.ts';
 import type { BeaconControl, BeaconWorkerData, BeaconWorkerMessage } from './heartbeat-beacon-worker.ts';
+import { HEARTBEAT_RT_PRIORITY } from '../realtime.ts';
 
 export interface HeartbeatBeaconOptions {
   host: string;
@@ -15,7 +16,7 @@ export interface HeartbeatBeaconOptions {
   intervalMs?: number;
   /** Stop beating when the main thread has been stuck this long (default 3000 ms). */
   mainStallMs?: number;
-  /** SCHED_FIFO priority of the heartbeat thread (default 10). */
+  /** SCHED_FIFO priority of the heartbeat thread (default HEARTBEAT_RT_PRIORITY, 99). */
   rtPriority?: number;
 }
 
@@ -58,7 +59,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       liveness: this.#liveness,
       pauses: this.#pauses.buffer as SharedArrayBuffer,
       pauseBase: this.#pauseBase,
-      rtPriority: this.#opts.rtPriority ?? 10,
+      rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
     };
     const worker = startTsWorker(new URL('./heartbeat-beacon-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
