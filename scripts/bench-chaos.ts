@@ -2,21 +2,26 @@
  * Chaos benchmark: K kills of the primary during a 3-participant call, measured by the
  * pages themselves (real Chromium, one browser, three pages with their own tone and tile).
  *
- *   node --import tsx scripts/bench-chaos.ts [--kills 20] [--mode reconnect,takeover] [--max-minutes 30]
+ *   node --import tsx scripts/bench-chaos.ts [--kills 20] [--mode reconnect,takeover,...] [--max-minutes 30]
  *                                             [--out bench-results/chaos.json]
  *
- * Modes (--mode, comma-separated, run one after the other in the same run; default both when
+ * Modes (--mode, comma-separated, run one after the other in the same run; default all when
  * the lab can run here, i.e. root, nftables and the native addon, otherwise reconnect only):
- * - reconnect: primary + standby under the Supervisor on 127.0.0.1; the pages' socket.io
- *   reconnects and resumes, the media restarts with a server offer. One system for all kills
- *   (the Supervisor starts a new standby after each promotion).
- * - takeover:  MCU_TAKEOVER=1 in the namespace lab (scripts/lab), Chromium in its client host,
- *   the pages on the VIP; kill -9 plus the harness's fencing (port silenced, VIP dropped), the
- *   standby rebuilds the connections and re-attaches the sessions, the pages see no disconnect.
- *   A fresh lab (and browser, and pages) per kill, as scripts/bench-takeover.ts does: the
- *   promoted MCU runs in the standby host, and a second takeover would need a standby in the
- *   old primary's host with the roles swapped; a fresh lab costs ~10 s per kill and leaves
- *   nothing of one round in the next. "Protected" there means the standby said standby-ready.
+ * - reconnect: primary + standby under the Supervisor on 127.0.0.1, kill -9; the pages'
+ *   socket.io reconnects and resumes, the media restarts with a server offer. One system for
+ *   all kills (the Supervisor starts a new standby after each promotion). Spare paths off.
+ * - takeover / takeover-crash: MCU_TAKEOVER=1 in the namespace lab (scripts/lab), Chromium in
+ *   its client host, the pages on the VIP; kill -9 of the primary process (its host's orphan
+ *   guard silences it, nothing else is done) or a crash of its host (link down: the standby
+ *   detects it by heartbeat timeout; the cut-off primary fences itself). The standby rebuilds
+ *   the connections and re-attaches the sessions, the pages see no disconnect, the media
+ *   restarts with a server offer on the same RTCPeerConnection. Spare paths off.
+ * - warm-spare / warm-spare-crash: the same with MCU_SPARE_PATHS=1: the new primary mixes onto
+ *   the spare peer connections the standby kept connected and tells each page to switch.
+ * Lab modes get a fresh lab (and browser, and pages) per kill, as scripts/bench-takeover.ts
+ * does (test/integration/takeover.test.ts shows the chained failovers): ~10 s per kill, and
+ * nothing of one round leaks into the next. "Protected" there means the standby said
+ * standby-ready.
  *
  * Per kill: clean baseline (everyone hears the other two, media steady), primary
  * protected (GET /status `protected: true`, standby `ready`), the pages' gap counters
@@ -60,7 +65,9 @@ import { HEARD_DB, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../test/helper
 // Settings
 
 const MAX_KILLS = 200;
-const MODE_NAMES = ['reconnect', 'takeover', 'warm-spare'] as const;
+const MODE_NAMES = ['reconnect', 'takeover', 'takeover-crash', 'warm-spare', 'warm-spare-crash'] as const;
+/** Modes that run in the namespace lab. */
+const LAB_MODES: readonly ModeName[] = ['takeover', 'takeover-crash', 'warm-spare', 'warm-spare-crash'];
 type ModeName = (typeof MODE_NAMES)[number];
 
 /** The MCU composes at 15 fps: the interval between frames when nothing is wrong. */
@@ -135,23 +142,35 @@ interface ModeDescriptor {
   kill(system: SystemUnderTest): Promise<Promotion>;
 }
 
+/** A lab mode: takeover with a server-initiated media restart, or with warm spare paths; a process kill or a host crash. */
+function labMode(name: ModeName, spares: boolean, fault: 'kill' | 'crash'): ModeDescriptor {
+  const media = spares
+    ? 'the pages switch to the warm spare paths the standby kept connected (MCU_SPARE_PATHS=1)'
+    : 'then the media restarts on the same RTCPeerConnection (server offer; MCU_SPARE_PATHS=0)';
+  const how = fault === 'kill' ? 'kill -9 of the primary process' : "crash of the primary's host (link down, heartbeat timeout)";
+  return {
+    name,
+    description: `MCU_TAKEOVER=1 in the namespace lab, ${how}: the standby rebuilds the signaling connections (no disconnect), ${media}; a fresh lab per kill`,
+    recoveryEvents: spares ? ['spare-switched'] : ['media-restarted'],
+    freshSystemPerKill: true,
+    start: () => LabSystem.start({ spares }),
+    kill: (system) => (fault === 'kill' ? system.killPrimary('SIGKILL') : (system as LabSystem).crashPrimaryHost()),
+  };
+}
+
 const MODES: Partial<Record<ModeName, ModeDescriptor>> = {
   reconnect: {
     name: 'reconnect',
-    description: 'signaling reconnects and resumes; server-initiated media restart on the same RTCPeerConnection',
+    description: 'signaling reconnects and resumes; server-initiated media restart on the same RTCPeerConnection (kill -9, loopback, MCU_SPARE_PATHS=0)',
     recoveryEvents: ['reconnected', 'media-restarted'],
     freshSystemPerKill: false,
     start: (browser) => SupervisedSystem.start(browser),
     kill: (system) => system.killPrimary('SIGKILL'),
   },
-  takeover: {
-    name: 'takeover',
-    description: 'MCU_TAKEOVER=1 in the namespace lab: the standby rebuilds the signaling connections (no disconnect), then restarts the media on the same RTCPeerConnection; a fresh lab per kill',
-    recoveryEvents: ['media-restarted'],
-    freshSystemPerKill: true,
-    start: () => LabSystem.start(),
-    kill: (system) => system.killPrimary('SIGKILL'),
-  },
+  takeover: labMode('takeover', false, 'kill'),
+  'takeover-crash': labMode('takeover-crash', false, 'crash'),
+  'warm-spare': labMode('warm-spare', true, 'kill'),
+  'warm-spare-crash': labMode('warm-spare-crash', true, 'crash'),
 };
 
 class SystemGoneError extends Error {
@@ -204,7 +223,8 @@ class SupervisedSystem implements SystemUnderTest {
 
   static async start(browser: Browser): Promise<SupervisedSystem> {
     const port = await freePort();
-    const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1' });
+    // The restart path (issue 3) as it is measured: no warm spare paths.
+    const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_SPARE_PATHS: '0' } });
     const system = new SupervisedSystem(supervisor, `http://127.0.0.1:${port}`, browser);
     registerCleanup(() => system.close());
     await supervisor.start();
@@ -309,7 +329,7 @@ class LabSystem implements SystemUnderTest {
     this.url = `http://${lab.addresses.vip}:${lab.servicePort}`;
   }
 
-  static async start(): Promise<LabSystem> {
+  static async start(options: { spares: boolean }): Promise<LabSystem> {
     const lab = new LabTopology();
     const processes: LabProcess[] = [];
     let browser: Browser | null = null;
@@ -323,7 +343,12 @@ class LabSystem implements SystemUnderTest {
       await lab.raiseVip('primary');
       const secret = `bench-chaos-${process.pid}-${Math.random().toString(16).slice(2)}`;
       const start = (host: ServerHost, entry: string): LabProcess => {
-        const env = { ...labMcuEnv(lab, host, secret, { takeover: true }), LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: LAB_MISSED_HEARTBEATS };
+        const env = {
+          ...labMcuEnv(lab, host, secret, { takeover: true }),
+          LOG_LEVEL: 'info',
+          MCU_MISSED_HEARTBEATS: LAB_MISSED_HEARTBEATS,
+          MCU_SPARE_PATHS: options.spares ? '1' : '0',
+        };
         const p = LabProcess.startNode(lab, host, entry, [], env);
         processes.push(p);
         return p;
@@ -368,9 +393,21 @@ class LabSystem implements SystemUnderTest {
     if (signal === 'SIGKILL') this.#lab.killPrimaryProcess(this.#primary.pid);
     else this.#primary.kill(signal);
     this.#killed = true;
-    // The fencing a harness does on the dead primary's host (as test/integration/takeover.test.ts).
-    await this.#lab.silenceServicePort('primary');
-    await this.#lab.dropVip('primary');
+    // Nothing more: the host's orphan guard silences the dead process's sockets.
+    return this.#promotion(from, killedAt);
+  }
+
+  /** The primary's host goes silent (link down); its process keeps running, cut off, and must fence itself. */
+  async crashPrimaryHost(): Promise<Promotion> {
+    if (this.#killed || !this.#primary.running) throw new SystemGoneError('no primary to crash in this lab');
+    const from = this.#standby.mark();
+    const killedAt = Date.now();
+    await this.#lab.crashHost('primary');
+    this.#killed = true;
+    return this.#promotion(from, killedAt);
+  }
+
+  async #promotion(from: number, killedAt: number): Promise<Promotion> {
     const promoted = await this.#standby
       .waitFor((e) => e.event === 'promoted' || e.event === 'standby-failed', { from, timeoutMs: PROMOTION_TIMEOUT_MS })
       .catch((err: unknown) => {
@@ -912,7 +949,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       state: null,
     };
     row.pages.push(sample);
-    if (mode.name === 'takeover' && (sample.disconnects !== 0 || sample.sameSignalingConnection !== true)) {
+    if (LAB_MODES.includes(mode.name) && (sample.disconnects !== 0 || sample.sameSignalingConnection !== true)) {
       fail('disconnected', `${page.spec.name}: signaling not kept (${sample.disconnects ?? '?'} disconnects, same connection ${String(sample.sameSignalingConnection)})`);
     }
     if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
@@ -1306,13 +1343,14 @@ const kills = intArg(args.kills, 1, MAX_KILLS, 'kills');
 const maxMinutes = intArg(args['max-minutes'], 1, 24 * 60, 'max-minutes');
 // Takeover mode needs the lab: root, nftables, the native addon (capture, TCP_REPAIR).
 const labUnavailable = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh)');
-const modeNames = (args.mode ?? (labUnavailable ? 'reconnect' : 'reconnect,takeover')).split(',').map((m) => m.trim()).filter(Boolean);
-if (args.mode === undefined && labUnavailable) console.log(`takeover mode skipped: ${labUnavailable}`);
-if (modeNames.includes('takeover') && labUnavailable) {
-  console.error(`mode "takeover" cannot run here: ${labUnavailable}`);
+const modeNames = (args.mode ?? (labUnavailable ? 'reconnect' : MODE_NAMES.join(','))).split(',').map((m) => m.trim()).filter(Boolean);
+if (args.mode === undefined && labUnavailable) console.log(`lab modes skipped: ${labUnavailable}`);
+const labModeAsked = modeNames.find((m) => (LAB_MODES as readonly string[]).includes(m));
+if (labModeAsked && labUnavailable) {
+  console.error(`mode "${labModeAsked}" cannot run here: ${labUnavailable}`);
   process.exit(2);
 }
-if (modeNames.includes('takeover')) await LabTopology.cleanupStale();
+if (labModeAsked) await LabTopology.cleanupStale();
 for (const m of modeNames) {
   if (!(MODE_NAMES as readonly string[]).includes(m)) {
     console.error(`unknown mode "${m}": one of ${MODE_NAMES.join(', ')}`);
