@@ -46,6 +46,11 @@ import type { OutputCommitter, StandbyLoss, StandbyLossDecision } from './output
 /** Exit code of a primary that fenced itself: another primary serves its clients; never restart it as a primary. */
 export const FENCED_EXIT_CODE = 4;
 
+/** How far back (before a standby loss) an outage of our LAN interface counts as a reason to fence, ms. */
+const OUTAGE_MEMORY_MS = 5000;
+/** Our LAN interface's carrier is read every this many stall-watch ticks. */
+const LAN_SAMPLE_TICKS = 4;
+
 /** Blob kind of the frame that verifies, after a stall, that the standby still follows us. */
 export const FENCE_CHECK_BLOB_KIND = 'fence-check';
 
@@ -102,6 +107,8 @@ export interface FencingStatus {
   verifications: number;
   lastStallMs: number | null;
   lastDecision: FenceDecision | null;
+  /** The latest outage of our LAN interface (epoch ms), once it ended. */
+  lastLanOutage: { from: number; to: number } | null;
   fenced: FencedInfo | null;
 }
 
@@ -161,6 +168,11 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
   #mainOnlyStalls = 0;
   #verifications = 0;
   #lastStallMs: number | null = null;
+  #ticks = 0;
+  /** Epoch ms when our LAN interface was first seen without carrier, null while it is up. */
+  #lanDownAt: number | null = null;
+  /** The latest outage of our LAN interface (epoch ms), ended. */
+  #lastOutage: { from: number; to: number } | null = null;
   #lastDecision: FenceDecision | null = null;
   #fenced: FencedInfo | null = null;
   #closed = false;
@@ -217,6 +229,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
       verifications: this.#verifications,
       lastStallMs: this.#lastStallMs,
       lastDecision: this.#lastDecision,
+      lastLanOutage: this.#lastOutage,
       fenced: this.#fenced,
     };
   }
@@ -321,8 +334,14 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
         outcome = 'released';
         reason = `the standby's host is up and nothing serves its replication port (${probe.code}): the standby process is gone`;
         break;
-      case 'no-answer':
-        if (lan && !lan.up) {
+      case 'no-answer': {
+        // Cut off now, or lately: a standby can only have judged us dead while it did not hear us.
+        const outage = this.#lastOutage;
+        const recentOutage = outage !== null && outage.to - outage.from > this.#opts.stallMs && outage.to >= loss.at - OUTAGE_MEMORY_MS;
+        if (recentOutage && outage) {
+          outcome = 'fenced';
+          reason = `no answer from ${host} (${probe.code}) and our LAN interface was down for ${outage.to - outage.from} ms until ${iso(outage.to)}: long enough to be taken over`;
+        } else if (lan && !lan.up) {
           outcome = 'fenced';
           reason = `no answer from ${host} (${probe.code}) and our LAN interface ${lan.name} is ${lan.operstate}${lan.carrier === false ? ' without carrier' : ''}: we were cut off, long enough to be taken over`;
         } else if (vip && !vip.up) {
@@ -333,6 +352,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
           reason = `no answer from ${host} (${probe.code}) while our LAN interface is up: the standby's host is gone`;
         }
         break;
+      }
     }
     const decision: FenceDecision = { startedAt, decidedAt: Date.now(), trigger, outcome, reason, probe, lan, vip };
     this.#lastDecision = decision;
@@ -361,12 +381,17 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     const now = performance.now();
     const mainGap = now - this.#lastTick;
     this.#lastTick = now;
-    if (this.#state !== 'serving' || this.#closed) return;
+    if (this.#closed || this.#state === 'fenced') return;
+    const outageMs = this.#sampleLan();
+    if (this.#state !== 'serving') return;
     const limit = this.#opts.stallMs;
     const beacon = this.#opts.beaconPauses?.() ?? null;
     const mainPaused = mainGap > limit + this.#tickMs;
     let gap: number;
-    if (beacon === null) {
+    if (outageMs !== null && outageMs > limit) {
+      // Cut off from the LAN for longer than the standby's window: as good as paused.
+      gap = outageMs;
+    } else if (beacon === null) {
       if (!mainPaused) return;
       gap = mainGap;
     } else if (beacon.maxGapMs > limit) {
@@ -408,6 +433,35 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
       pausedMs: round(gap),
       checkSeq: seq,
     });
+  }
+
+  /**
+   * Reads our LAN interface every few ticks; returns the length of an outage that just ended
+   * (ms), else null. While it is down nothing reaches the standby or the clients anyway; when it
+   * comes back after longer than the standby's window, the caller verifies like after a pause.
+   */
+  #sampleLan(): number | null {
+    const name = this.#lanInterface;
+    if (!name || (this.#ticks++ % LAN_SAMPLE_TICKS !== 0 && this.#lanDownAt === null)) return null;
+    const up = readInterface(name).up;
+    const now = Date.now();
+    if (!up) {
+      if (this.#lanDownAt === null) {
+        this.#lanDownAt = now;
+        this.#log.warn(`failover step: our LAN interface ${name} lost its carrier`, { failover: 'fence-lan-down', interface: name });
+      }
+      return null;
+    }
+    if (this.#lanDownAt === null) return null;
+    const outage = { from: this.#lanDownAt, to: now };
+    this.#lanDownAt = null;
+    this.#lastOutage = outage;
+    this.#log.warn(`failover step: our LAN interface ${name} is back after ${outage.to - outage.from} ms`, {
+      failover: 'fence-lan-up',
+      interface: name,
+      outageMs: outage.to - outage.from,
+    });
+    return outage.to - outage.from;
   }
 
   #onAcked(seq: number): void {
