@@ -6,7 +6,9 @@
  * 1. The primary is frozen (SIGSTOP) until the standby took over (epoch 2, same VIP and MAC,
  *    the connection rebuilt), then thawed (SIGCONT): it must fence itself (its standby told it
  *    `superseded`; it writes nothing more, drops its VIP) and exit with FENCED_EXIT_CODE.
- * 2. The same with the primary's host cut off (crashHost) and then restored.
+ * 2. The same with the primary's host cut off (crashHost) and then restored: at once (it hears
+ *    `superseded` then), or only once it fenced itself while cut off (standby silent, probe
+ *    unanswered, its NIC without carrier).
  * 3. The standby is SIGKILLed (not promoted): the primary judges the loss harmless (the standby's
  *    host refuses the probe) and keeps serving, unprotected: no false fencing.
  *
@@ -66,7 +68,8 @@ interface StatusDoc {
   fencing?: { state?: string; lastDecision?: { outcome?: string; reason?: string; probe?: { kind?: string } } | null } | null;
 }
 
-type Fault = 'freeze' | 'crash-host' | 'kill-standby';
+/** crash-host: restored as soon as the standby promoted; crash-host-long: restored only once the cut-off primary fenced itself. */
+type Fault = 'freeze' | 'crash-host' | 'crash-host-long' | 'kill-standby';
 
 async function scenario(t: TestContext, fault: Fault): Promise<void> {
   await LabTopology.cleanupStale();
@@ -131,6 +134,9 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
       const promoted = await standby.waitFor((e: LabEvent) => e.event === 'promoted' || e.event === 'standby-failed', { from: fromFault, timeoutMs: 20_000 });
       assert.equal(promoted.event, 'promoted', `standby did not promote: ${standby.stderr.slice(-20).join('\n')}`);
       const promotedAt = Date.now();
+      // Cut off, it cannot hear `superseded`: it must judge by itself (standby silent, probe
+      // unanswered, its own NIC without carrier) and fence before the host comes back.
+      const fencedWhileDown = fault === 'crash-host-long' ? await primary.waitFor((e: LabEvent) => e.event === 'fenced', { timeoutMs: 20_000 }) : null;
       // The wrongly suspected primary comes back while the new one serves its clients.
       if (fault === 'freeze') {
         lab.thaw(primary.pid);
@@ -140,7 +146,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
         hostDown = false;
       }
       const backAt = Date.now();
-      const fenced = await primary.waitFor((e: LabEvent) => e.event === 'fenced', { timeoutMs: 20_000 });
+      const fenced = fencedWhileDown ?? (await primary.waitFor((e: LabEvent) => e.event === 'fenced', { timeoutMs: 20_000 }));
       const exit = await primary.exited;
       assert.equal(exit.code, FENCED_EXIT_CODE, `old primary exit: ${JSON.stringify(exit)}; stderr:\n${primary.stderr.slice(-20).join('\n')}`);
       const takeover = (promoted.timeline as { takeover?: { reattached?: number } } | undefined)?.takeover;
@@ -207,6 +213,10 @@ describe('fencing of a wrongly suspected primary in the lab (MCU_TAKEOVER=1)', {
 
   it('a primary whose host was cut off until the standby took over fences itself when the host comes back', { timeout: 120_000 }, async (t) => {
     await scenario(t, 'crash-host');
+  });
+
+  it('a primary cut off until it fenced itself (no `superseded` can reach it) comes back without its VIP', { timeout: 120_000 }, async (t) => {
+    await scenario(t, 'crash-host-long');
   });
 
   it('a standby that dies (not promoted) leaves the primary serving, unprotected: no false fencing', { timeout: 120_000 }, async (t) => {
