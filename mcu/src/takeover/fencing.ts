@@ -562,7 +562,8 @@ export function readInterface(name: string): InterfaceState {
   } catch {
     // EINVAL while the interface is administratively down.
   }
-  const up = (operstate === 'up' || operstate === 'unknown') && carrier !== false && carrier !== null;
+  // Administratively down reads as operstate "down" (and no carrier file); otherwise trust the carrier when there is one.
+  const up = (operstate === 'up' || operstate === 'unknown') && carrier !== false;
   return { name, exists: true, operstate, carrier, up };
 }
 
