@@ -11,7 +11,8 @@ import {
 import { createLogger } from './logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
-import type { JoinRequest, MediaKind, RosterEntry, ServerOffer } from './signaling/protocol.ts';
+import type { JoinRequest, MediaKind, RosterEntry, ServerOffer, SpareActivated } from './signaling/protocol.ts';
+import type { SpareHandoff } from './spare/spare-wire.ts';
 import type { ParticipantRecord, SessionState } from './session/session-state.ts';
 
 export type ConferenceEvents = {
@@ -22,6 +23,8 @@ export type ConferenceEvents = {
   'participant-resumed': [participantId: string];
   /** A participant's media path is up again after a takeover (its answer to the restart offer was applied). */
   'media-restarted': [participantId: string, tookMs: number];
+  /** A participant's page switched to the warm spare path the new primary adopted (its confirmation arrived). */
+  'spare-switched': [participantId: string, activated: SpareActivated, sinceAdoptedMs: number];
 };
 
 export interface JoinOutcome {
@@ -117,12 +120,16 @@ export class Conference extends EventEmitter<ConferenceEvents> {
 
   /**
    * Rebuilds every room and participant from the session state (a standby promoting itself).
-   * Participants start away, waiting for their clients to resume. With `prepareMedia` (default
-   * true) their restart offers are prepared at once so they can be sent the moment a client is
-   * back; without it the caller does that later with prepareRestarts().
+   * Participants start away, waiting for their clients to resume. A participant with a connected
+   * warm spare path (`spares`) adopts it as its media session (startSpares() puts the mix on it).
+   * With `prepareMedia` (default true) the others' restart offers are prepared at once so they can
+   * be sent the moment a client is back; without it the caller does that later with prepareRestarts().
    */
-  restore(options: { prepareMedia?: boolean } = {}): number {
+  restore(
+    options: { prepareMedia?: boolean; spares?: (participantId: string) => SpareHandoff | null } = {},
+  ): { participants: number; onSpares: number } {
     let participants = 0;
+    let onSpares = 0;
     for (const roomRecord of this.#state.rooms()) {
       const room = this.#roomFor(roomRecord.name);
       for (const record of this.#state.participantsOf(roomRecord.name)) {
@@ -132,11 +139,46 @@ export class Conference extends EventEmitter<ConferenceEvents> {
           participant.log.info('resume grace expired after takeover', { graceMs: this.#config.resumeGraceMs });
           this.leave(record.id, 'resume-expired');
         });
+        const spare = options.spares?.(record.id) ?? null;
+        if (spare) {
+          participant.adoptSpare(spare);
+          onSpares++;
+        }
         participants++;
       }
     }
+    // Participants on a spare have media already: prepareRestarts() passes them by.
     if (options.prepareMedia ?? true) this.prepareRestarts();
-    return participants;
+    return { participants, onSpares };
+  }
+
+  /**
+   * The page confirmed it switched to the adopted spare path: the spare's m-lines are its media
+   * from now on (replicated, so a later restart offer lines up with the page's new peer connection).
+   */
+  spareSwitched(participantId: string, activated: SpareActivated): void {
+    const participant = this.participant(participantId);
+    const adopted = participant?.adoptedSpare;
+    if (!participant || !adopted || adopted.pathId !== activated.pathId) return;
+    participant.confirmSpare();
+    if (this.#state.participant(participantId)) {
+      this.#state.apply({ op: 'participant-updated', id: participantId, changes: { media: { mlines: adopted.mlines, remoteSdp: adopted.remoteSdp } } });
+    }
+    this.emit('spare-switched', participantId, activated, Date.now() - adopted.adoptedAt);
+  }
+
+  /**
+   * The page could not switch to the adopted spare path (it no longer has it): rebuild its media
+   * the usual way, with a restart offer on its current peer connection. False without recorded media.
+   */
+  spareRefused(participantId: string): boolean {
+    const participant = this.participant(participantId);
+    const record = this.#state.participant(participantId);
+    if (!participant || !record) return false;
+    participant.resetMedia();
+    if (!record.media || record.media.mlines.length === 0) return false;
+    participant.prepareRestart(record.media.mlines);
+    return true;
   }
 
   /**

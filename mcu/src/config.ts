@@ -28,6 +28,11 @@ export interface McuConfig {
    * sessions recorded, so a standby can rebuild them in place. Off: clients reconnect on failover.
    */
   takeover?: boolean;
+  /**
+   * Warm spare media paths (MCU_SPARE_PATHS, default on; `0` turns them off): the standby keeps a
+   * second, connected, idle peer connection with every page, so a failover needs no media handshake.
+   */
+  sparePaths?: boolean;
 }
 
 export interface ReplicationConfig {
@@ -72,6 +77,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     iceGatherTimeoutMs: intFromEnv(env, 'MCU_ICE_GATHER_TIMEOUT_MS', 2000, 100, 30000),
     replication: null,
     takeover: env.MCU_TAKEOVER === '1' || env.MCU_TAKEOVER === 'true',
+    sparePaths: !(env.MCU_SPARE_PATHS === '0' || env.MCU_SPARE_PATHS === 'false'),
     ...overrides,
   };
   const secret = env.MCU_REPLICATION_SECRET;

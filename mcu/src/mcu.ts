@@ -12,6 +12,7 @@ import { ReplicationServer, type ReplicationStats } from './replication/replicat
 import { HeartbeatBeacon } from './replication/heartbeat-beacon.ts';
 import { TakeoverPrimary } from './takeover/takeover-primary.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing.ts';
+import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
@@ -38,6 +39,12 @@ export interface McuStatus {
   fencing: FencingStatus | null;
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
+  /** Warm spare media paths: on or off (MCU_SPARE_PATHS), how many are connected, and each participant's. */
+  spares: {
+    enabled: boolean;
+    connected: number;
+    participants: Array<{ id: string; room: string; spare: SpareStatus['state'] | 'none'; connected: boolean; pathId: string | null }>;
+  };
 }
 
 /** How this MCU became the primary, when it was a standby (epoch-ms timestamps). */
@@ -92,6 +99,8 @@ export class Mcu {
   readonly #lanInterface: string | null;
   readonly #fenced: Promise<FencedInfo>;
   #resolveFenced: (info: FencedInfo) => void = () => undefined;
+  /** Relays the standby's warm spare path offers to the pages and their answers back. */
+  readonly spares: SpareRelay;
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
@@ -111,6 +120,7 @@ export class Mcu {
       role: () => this.#role,
       takeover: this.config.takeover === true,
     });
+    this.spares = new SpareRelay({ io: this.signaling.io, conference: this.conference, enabled: this.config.sparePaths !== false });
     // Right after the socket.io server: the session recorder must see every connection.
     this.takeover = this.config.takeover
       ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.host, port: this.config.port })
@@ -189,6 +199,7 @@ export class Mcu {
       bound.on('standby-synced', (info) => this.#log.info('protected: standby synced', { standby: info.standbyId, syncMs: info.syncMs }));
       bound.on('standby-lost', (info) => this.#log.warn('unprotected: standby lost', { standby: info.standbyId, reason: info.reason, detail: info.detail }));
       this.replication = bound;
+      this.spares.setReplication(bound);
       // Output commit and session records ride the same ordered channel as the session state.
       this.takeover?.setReplication(bound);
       if (this.takeover) this.#armFencing(bound, repl);
@@ -304,7 +315,19 @@ export class Mcu {
       fencing: this.#fencing?.status() ?? null,
       rooms: conference.rooms,
       participants: conference.participants,
+      spares: this.#spareStatus(),
     };
+  }
+
+  #spareStatus(): McuStatus['spares'] {
+    const participants: McuStatus['spares']['participants'] = [];
+    for (const room of this.conference.rooms()) {
+      for (const p of room.participants()) {
+        const spare = this.spares.spareOf(p.id);
+        participants.push({ id: p.id, room: room.name, spare: spare?.state ?? 'none', connected: spare?.state === 'connected', pathId: spare?.pathId ?? null });
+      }
+    }
+    return { enabled: this.spares.enabled, connected: participants.filter((p) => p.connected).length, participants };
   }
 
   async #route(method: string, path: string, res: import('node:http').ServerResponse): Promise<void> {
@@ -363,6 +386,7 @@ export class Mcu {
     // Tell the standby first: a deliberate stop must never look like a crash.
     await this.replication?.close('primary shutting down');
     await this.#beacon?.close();
+    this.spares.close();
     this.conference.close('shutdown');
     await this.signaling.close();
     await this.takeover?.close();

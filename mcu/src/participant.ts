@@ -3,6 +3,7 @@ import type { Logger } from './logger.ts';
 import { MediaSession } from './media/media-session.ts';
 import type { MixerMember } from './media/room-mixer.ts';
 import type { NegotiatedMedia } from './session/session-state.ts';
+import type { SpareHandoff } from './spare/spare-wire.ts';
 
 /** A server offer prepared for this participant's media restart, waiting for the browser's answer. */
 export interface PendingRestart {
@@ -14,6 +15,16 @@ export interface PendingRestart {
 }
 
 let nextOfferId = 1;
+
+/** A warm spare path that became this participant's media session at a failover, until the page confirms its switch. */
+export interface AdoptedSpare {
+  pathId: string;
+  mlines: NegotiatedMedia['mlines'];
+  remoteSdp: string;
+  adoptedAt: number;
+  /** Resolves once the mix runs on the spare's senders. */
+  started: Promise<void>;
+}
 
 /** Connection state of a participant's signaling, as the roster shows it. */
 export type SignalingState = 'connected' | 'away' | 'closed';
@@ -48,6 +59,7 @@ export class Participant extends EventEmitter<ParticipantEvents> {
   #media: MediaSession | null = null;
   #awayTimer: NodeJS.Timeout | null = null;
   #pendingRestart: PendingRestart | null = null;
+  #adoptedSpare: AdoptedSpare | null = null;
   readonly #opts: ParticipantOptions;
   #closed = false;
 
@@ -72,8 +84,8 @@ export class Participant extends EventEmitter<ParticipantEvents> {
     return this.#media;
   }
 
-  /** The peer connection, created on the first offer. */
-  mediaSession(): MediaSession {
+  /** The peer connection, created on the first offer (or the warm spare's, once adopted). */
+  mediaSession(pc?: RTCPeerConnection): MediaSession {
     if (this.#media && !this.#media.closed) return this.#media;
     const media = new MediaSession({
       audioOut: this.member.audioTrack,
@@ -81,6 +93,7 @@ export class Participant extends EventEmitter<ParticipantEvents> {
       iceAddresses: this.#opts.iceAddresses,
       iceGatherTimeoutMs: this.#opts.iceGatherTimeoutMs,
       log: this.log,
+      ...(pc ? { pc } : {}),
     });
     media.on('remote-audio', (data) => this.member.pushAudio(data));
     media.on('remote-video', (frame) => this.member.pushVideo(frame));
@@ -109,11 +122,35 @@ export class Participant extends EventEmitter<ParticipantEvents> {
     return this.#pendingRestart;
   }
 
-  /** Drops the current peer connection (and any pending restart): the next offer starts afresh. */
+  /**
+   * A failover onto the warm spare path: the standby's connected spare peer connection becomes
+   * this participant's media session and the mix starts on it at once (no negotiation).
+   */
+  adoptSpare(handoff: SpareHandoff): AdoptedSpare {
+    this.resetMedia();
+    const media = this.mediaSession(handoff.pc);
+    const started = media.startOnSpare(handoff.mlines, handoff.remoteSdp);
+    started.catch((err: unknown) => this.log.warn('mixing onto the spare path failed', { pathId: handoff.pathId, error: (err as Error).message }));
+    this.#adoptedSpare = { pathId: handoff.pathId, mlines: handoff.mlines, remoteSdp: handoff.remoteSdp, adoptedAt: Date.now(), started };
+    return this.#adoptedSpare;
+  }
+
+  /** The adopted spare path whose switch the page has not confirmed yet, if any. */
+  get adoptedSpare(): AdoptedSpare | null {
+    return this.#adoptedSpare;
+  }
+
+  /** The page confirmed it switched to the adopted spare path. */
+  confirmSpare(): void {
+    this.#adoptedSpare = null;
+  }
+
+  /** Drops the current peer connection (and any pending restart or adopted spare): the next offer starts afresh. */
   resetMedia(): void {
     this.#media?.close();
     this.#media = null;
     this.#pendingRestart = null;
+    this.#adoptedSpare = null;
   }
 
   /** The browser answered the pending restart offer. */

@@ -137,6 +137,17 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     return this.#link;
   }
 
+  /**
+   * Sends a record to the primary (not acknowledged, not part of the checkpoint); false when no
+   * primary has accepted us on the current connection.
+   */
+  sendBlob(kind: string, data: unknown): boolean {
+    const link = this.#link;
+    if (!link || link.closed || !this.#primary) return false;
+    link.send({ type: 'blob', kind, data });
+    return true;
+  }
+
   /** Starts connecting (idempotent). */
   start(): this {
     if (this.#state !== 'idle') return this;

@@ -10,6 +10,7 @@ import { SessionState } from '../../mcu/src/session/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
 import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts';
 import { ReplicationClient } from './replication-client.ts';
+import { SparePathManager } from './spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from './takeover/takeover-engine.ts';
 
 /** Why the standby judged the primary dead. */
@@ -29,6 +30,8 @@ export interface PromotionTimeline {
   previousEpoch: number;
   epoch: number;
   participantsRestored: number;
+  /** Participants whose connected warm spare path became their media session (mixed onto at once). */
+  participantsOnSpares: number;
   roomsRestored: number;
   /** Connection-level takeover (takeover mode only): connections rebuilt and re-attached, and the others. */
   takeover?: TakeoverReport;
@@ -73,6 +76,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #timeline: PromotionTimeline | null = null;
   /** Connection-level takeover (config.takeover), null in reconnect mode. */
   readonly takeover: TakeoverEngine | null;
+  /** Warm spare paths with every participant's page (config.sparePaths), handed to the media sessions at promotion. */
+  readonly spares: SparePathManager;
 
   constructor(opts: StandbyOptions) {
     super();
@@ -90,6 +95,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
           ...(opts.takeover?.closeMark !== undefined ? { closeMark: opts.takeover.closeMark } : {}),
         })
       : null;
+    this.spares = new SparePathManager({
+      enabled: opts.config.sparePaths !== false,
+      iceAddresses: opts.config.iceAddresses,
+      iceGatherTimeoutMs: opts.config.iceGatherTimeoutMs,
+    });
     this.#client = this.#createClient();
     this.#statusServer = createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -118,6 +128,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       detector: { intervalMs: repl.heartbeatMs, missedBeats: 1e8, closeGraceMs: 1e9 },
     });
     this.takeover?.follow(client);
+    this.spares.follow(client);
     client.on('synced', (info) => {
       this.#log.info('checkpoint synced', { seq: info.seq, epoch: info.epoch, primary: info.primaryId });
       this.#startMonitor(info.epoch);
@@ -221,6 +232,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       },
       servicePort: this.#opts.config.port,
       mode: this.takeover ? 'takeover' : 'reconnect',
+      spares: { enabled: this.#opts.config.sparePaths !== false, connected: this.spares.connectedCount, paths: this.spares.status() },
       takeover: this.takeover?.stats() ?? null,
       promotion: this.#timeline,
       mcu: this.#mcu?.status() ?? null,
@@ -257,15 +269,35 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const state = SessionState.fromSnapshot(store.snapshot());
     const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs });
     this.#mcu = mcu;
+    // Participants with a connected spare path adopt it; the mix goes on it once the port is ours.
     // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
-    const participantsRestored = mcu.conference.restore({ prepareMedia: this.takeover === null });
+    const restored = mcu.conference.restore({ prepareMedia: this.takeover === null, spares: (participantId) => this.spares.handOff(participantId) });
+    this.spares.close();
+    const participantsRestored = restored.participants;
     const restoredAt = Date.now();
     log.info('failover step: session restored from checkpoint', {
       failover: 'restored',
       epoch,
       rooms: state.rooms().length,
       participants: participantsRestored,
+      onSpares: restored.onSpares,
     });
+    for (const room of mcu.conference.rooms()) {
+      for (const participant of room.participants()) {
+        const adopted = participant.adoptedSpare;
+        if (!adopted) continue;
+        void adopted.started.then(
+          () =>
+            log.info('failover step: mixing onto the spare path', {
+              failover: 'mixing-on-spare',
+              participant: participant.id,
+              pathId: adopted.pathId,
+              sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
+            }),
+          () => undefined,
+        );
+      }
+    }
     mcu.conference.on('media-restarted', (participant, tookMs) =>
       log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
     );
@@ -314,6 +346,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       previousEpoch,
       epoch,
       participantsRestored,
+      participantsOnSpares: restored.onSpares,
       roomsRestored: state.rooms().length,
       ...(this.takeover?.report ? { takeover: this.takeover.report } : {}),
     };
@@ -333,6 +366,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     if (this.#state === 'stopped') return;
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
     this.#client.close('standby shutting down');
+    this.spares.close();
     this.takeover?.close();
     await this.#monitor?.close();
     await this.#mcu?.close();

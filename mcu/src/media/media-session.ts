@@ -21,6 +21,8 @@ export interface MediaSessionOptions {
   iceAddresses: string[];
   iceGatherTimeoutMs: number;
   log: Logger;
+  /** An already connected peer connection to take over (a warm spare path); default: a new one. */
+  pc?: RTCPeerConnection;
 }
 
 export type MediaSessionEvents = {
@@ -50,7 +52,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
   constructor(opts: MediaSessionOptions) {
     super();
     this.#opts = opts;
-    this.#pc = new RTCPeerConnection({ iceServers: [] });
+    this.#pc = opts.pc ?? new RTCPeerConnection({ iceServers: [] });
     this.#pc.onconnectionstatechange = () => {
       if (this.#closed) return;
       opts.log.info('peer connection state', { state: this.#pc.connectionState });
@@ -160,6 +162,32 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
         this.#attachSink(transceiver.receiver.track.kind as 'audio' | 'video', transceiver.receiver.track);
       }
       this.#negotiated = { mlines, remoteSdp: remoteOffer };
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Starts the mix on a warm spare path this session was created on (`pc` option): no
+   * negotiation, the spare's idle senders get the mix tracks and its receivers feed the mixer.
+   * Resolves once both senders carry their track.
+   */
+  startOnSpare(mlines: NegotiatedMedia['mlines'], remoteSdp: string): Promise<void> {
+    const run = this.#queue.then(async () => {
+      if (this.#closed) throw new NegotiationFailedError('the participant left');
+      const replacing: Array<Promise<void>> = [];
+      let audioSent = false;
+      let videoSent = false;
+      for (const transceiver of this.#pc.getTransceivers()) {
+        const kind = transceiver.receiver.track.kind as 'audio' | 'video';
+        const out = kind === 'audio' && !audioSent ? this.#opts.audioOut : kind === 'video' && !videoSent ? this.#opts.videoOut : null;
+        if (kind === 'audio') audioSent = true;
+        else videoSent = true;
+        this.#attachSink(kind, transceiver.receiver.track);
+        if (out !== null && transceiver.sender.track !== out) replacing.push(transceiver.sender.replaceTrack(out));
+      }
+      await Promise.all(replacing);
+      this.#negotiated = { mlines, remoteSdp };
     });
     this.#queue = run.catch(() => undefined);
     return run;

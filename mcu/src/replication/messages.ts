@@ -94,8 +94,19 @@ export type PrimaryMessage =
   | ShutdownMessage
   | BlobMessage;
 
-/** `shutdown` from a standby tells the primary it left on purpose (no alarm, no lost protection warning). */
-export type StandbyMessage = StandbyHelloMessage | AckMessage | HeartbeatMessage | ShutdownMessage | SupersededMessage | ProbeMessage;
+/**
+ * `shutdown` from a standby tells the primary it left on purpose (no alarm, no lost protection warning).
+ * `blob` carries a record of another module towards the primary (the warm spare path relay); the
+ * primary does not acknowledge these.
+ */
+export type StandbyMessage =
+  | StandbyHelloMessage
+  | AckMessage
+  | HeartbeatMessage
+  | ShutdownMessage
+  | SupersededMessage
+  | ProbeMessage
+  | BlobMessage;
 
 export type ReplicationMessage = PrimaryMessage | StandbyMessage;
 
@@ -158,6 +169,11 @@ const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string(
 
 type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
 
+// z.unknown() makes `data` optional in the inferred type: the transform states the real shape.
+const blobSchema: Schema<BlobMessage> = z
+  .object({ type: z.literal('blob'), kind: idSchema, data: z.unknown() })
+  .transform((m): BlobMessage => ({ type: 'blob', kind: m.kind, data: m.data }));
+
 // One schema per `type`, chosen by the type field: errors then name the field that is wrong
 // instead of a bare "invalid union".
 const primarySchemas: { [K in PrimaryMessage['type']]: Schema<Extract<PrimaryMessage, { type: K }>> } = {
@@ -166,10 +182,7 @@ const primarySchemas: { [K in PrimaryMessage['type']]: Schema<Extract<PrimaryMes
   delta: z.object({ type: z.literal('delta'), deltas: z.array(sessionDeltaSchema).min(1) }),
   heartbeat: heartbeatSchema,
   shutdown: shutdownSchema,
-  // z.unknown() makes `data` optional in the inferred type: the transform states the real shape.
-  blob: z
-    .object({ type: z.literal('blob'), kind: idSchema, data: z.unknown() })
-    .transform((m): BlobMessage => ({ type: 'blob', kind: m.kind, data: m.data })),
+  blob: blobSchema,
 };
 
 const standbySchemas: { [K in StandbyMessage['type']]: Schema<Extract<StandbyMessage, { type: K }>> } = {
@@ -179,6 +192,7 @@ const standbySchemas: { [K in StandbyMessage['type']]: Schema<Extract<StandbyMes
   shutdown: shutdownSchema,
   superseded: z.object({ type: z.literal('superseded'), epoch: epochSchema, standbyId: idSchema }),
   probe: z.object({ type: z.literal('probe'), epoch: epochSchema, pid: z.number().int() }),
+  blob: blobSchema,
 };
 
 function describe(error: z.ZodError): string {

@@ -35,6 +35,8 @@ export type ReplicationServerEvents = {
   superseded: [info: StandbyInfo & { epoch: number; at: number }];
   /** A fencing probe (another primary that lost its standby) was answered with our epoch. */
   probed: [info: { remote: string; epoch: number; pid: number }];
+  /** A record from the synced-or-syncing standby (the warm spare path relay), validated as a blob only. */
+  'standby-blob': [kind: string, data: unknown, info: StandbyInfo];
   /** A sequenced frame was acknowledged by the standby: send-to-ack round trip. */
   acked: [info: { seq: number; rttMs: number }];
   close: [];
@@ -376,6 +378,11 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
       }
       if (msg.type === 'superseded' && this.#standby?.link === link) {
         this.#onSuperseded(this.#standby, msg.epoch, meta.receivedAt);
+        return;
+      }
+      const standby = this.#standby;
+      if (msg.type === 'blob' && standby?.link === link) {
+        safeEmit(this, this.#log, 'standby-blob', msg.kind, msg.data, infoOf(standby));
         return;
       }
       this.#log.warn(`unexpected "${msg.type}" from the standby, ignored`);

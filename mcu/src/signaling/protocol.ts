@@ -91,6 +91,42 @@ export interface MediaStatus {
   reason?: string;
 }
 
+/**
+ * A warm spare media path: a second peer connection the standby keeps with this page, ICE and
+ * DTLS done in advance, idle until a failover. The standby offers; the primary relays.
+ */
+export interface SpareOffer extends SdpMessage {
+  /** Names this spare path in every later message about it. */
+  pathId: string;
+}
+
+/** The page's answer to a spare offer (the reply to `spare-offer`). */
+export interface SpareAnswer extends SdpMessage {
+  pathId: string;
+}
+
+/** How the page came to switch to its spare path. */
+export type SpareSwitchTrigger = 'silence' | 'server';
+
+/** The new primary tells the page to switch to this spare path now (after its resume). */
+export interface SpareActivate {
+  pathId: string;
+}
+
+/** The page's reply to `spare-activate`: it switched (now or already on its own). */
+export interface SpareActivated {
+  pathId: string;
+  trigger: SpareSwitchTrigger;
+  /** How long the old path had been silent when the page switched, ms. */
+  primarySilentMs: number;
+}
+
+/** The spare path is gone (its standby stopped or failed): the page closes its side. */
+export interface SpareClose {
+  pathId: string;
+  reason: string;
+}
+
 export interface ClientToServerEvents {
   join: (req: JoinRequest, ack: (res: Result<JoinReply>) => void) => void;
   leave: (ack: (res: Result<{}>) => void) => void;
@@ -106,6 +142,11 @@ export interface ServerToClientEvents {
   offer: (offer: ServerOffer) => void;
   'media-status': (status: MediaStatus) => void;
   'signaling-error': (err: SignalingErrorEvent) => void;
+  /** A standby offers a warm spare path; the reply carries the page's answer (validated by the MCU). */
+  'spare-offer': (offer: SpareOffer, ack: (res: Result<SpareAnswer>) => void) => void;
+  /** After a failover onto the spare paths: switch to this one (the reply is validated by the MCU). */
+  'spare-activate': (req: SpareActivate, ack: (res: Result<SpareActivated>) => void) => void;
+  'spare-close': (req: SpareClose) => void;
 }
 
 export type ClientEventName = keyof ClientToServerEvents;

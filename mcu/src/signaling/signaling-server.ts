@@ -120,6 +120,12 @@ export class SignalingServer {
       return;
     }
     this.#log.info('failover step: participant re-attached on its own connection', { failover: 'reattached', socket: socket.id, participant: id });
+    if (this.#conference.participant(id)?.adoptedSpare) {
+      void this.#activateSpare(socket, id).catch((err: unknown) =>
+        this.#log.error('spare activation after re-attachment failed', { participant: id, error: (err as Error)?.message ?? String(err) }),
+      );
+      return;
+    }
     if (!this.#conference.participant(id)?.pendingRestart) return;
     void this.#sendRestartOffer(socket, id).catch((err: unknown) =>
       this.#log.error('restart offer after re-attachment failed', { participant: id, error: (err as Error)?.message ?? String(err) }),
@@ -163,6 +169,9 @@ export class SignalingServer {
     };
     if (!outcome.resumed) return { reply };
     const participant = outcome.participant;
+    // Resumed after a failover onto its warm spare path: the mix already runs there; tell the page
+    // to switch (it may have done so on its own already).
+    if (participant.adoptedSpare) return { reply, afterAck: () => this.#activateSpare(socket, outcome.record.id) };
     if (!participant.pendingRestart && (participant.media === null || participant.media.closed)) {
       // Resumed on an MCU that has no media path for it (its restart was not prepared):
       // prepare one now from the recorded m-lines; without them the page starts afresh itself.
@@ -185,6 +194,43 @@ export class SignalingServer {
       socket.emit('offer', offer);
       this.#log.info('failover step: restart offer sent', { failover: 'restart-offer-sent', participant: participantId, offerId: offer.offerId });
     }
+  }
+
+  /**
+   * Tells the page to switch to the spare path the new primary adopted; its reply confirms the
+   * switch. A page that no longer has that spare gets the usual restart offer instead.
+   */
+  async #activateSpare(socket: McuSocket, participantId: string): Promise<void> {
+    const adopted = this.#conference.participant(participantId)?.adoptedSpare;
+    if (!adopted) return;
+    const { pathId } = adopted;
+    this.#log.info('failover step: spare activation sent', { failover: 'spare-activate-sent', participant: participantId, pathId });
+    let refusal: string;
+    try {
+      const raw: unknown = await socket.timeout(5000).emitWithAck('spare-activate', { pathId });
+      const reply = validate.spareActivatedReply(raw);
+      if (reply.ok && reply.pathId === pathId) {
+        this.#conference.spareSwitched(participantId, reply);
+        this.#log.info('failover step: page on the spare path', {
+          failover: 'spare-switched',
+          participant: participantId,
+          pathId,
+          trigger: reply.trigger,
+          pagePrimarySilentMs: Math.round(reply.primarySilentMs),
+        });
+        return;
+      }
+      refusal = reply.ok ? `the page switched to ${reply.pathId}` : `${reply.error.code}: ${reply.error.message}`;
+    } catch (err) {
+      refusal = err instanceof McuError ? err.message : `no reply: ${(err as Error).message}`;
+    }
+    this.#log.warn('failover step: the page did not take the spare path, restarting media instead', {
+      failover: 'spare-refused',
+      participant: participantId,
+      pathId,
+      reason: refusal,
+    });
+    if (this.#conference.spareRefused(participantId) && socket.connected) await this.#sendRestartOffer(socket, participantId);
   }
 
   async #answer(socket: McuSocket, payload: unknown): Promise<object> {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InvalidMessageError, MessageTooLargeError } from '../errors.ts';
-import type { ClientAnswer, ClientOffer, JoinRequest, MuteRequest } from './protocol.ts';
+import type { ClientAnswer, ClientOffer, JoinRequest, MuteRequest, Result, SpareActivated, SpareAnswer } from './protocol.ts';
 
 /**
  * Runtime validation of everything a client sends. A message that does not fit gets an
@@ -43,6 +43,23 @@ const answerSchema: z.ZodType<ClientAnswer, z.ZodTypeDef, unknown> = z
   .object({ sdp, offerId: z.number().int().nonnegative() })
   .strict();
 
+const pathId = z.string().min(1).max(128);
+
+const wireErrorSchema = z.object({ code: z.string().max(64), message: z.string().max(1024) }).strict();
+
+const failedReply = z.object({ ok: z.literal(false), error: wireErrorSchema }).strict();
+
+// Replies of the page to server requests with an acknowledgement: `{ ok: true, ... }` or `{ ok: false, error }`.
+const spareAnswerReply: z.ZodType<Result<SpareAnswer>, z.ZodTypeDef, unknown> = z.union([
+  failedReply,
+  z.object({ ok: z.literal(true), pathId, sdp }).strict(),
+]);
+
+const spareActivatedReply: z.ZodType<Result<SpareActivated>, z.ZodTypeDef, unknown> = z.union([
+  failedReply,
+  z.object({ ok: z.literal(true), pathId, trigger: z.enum(['silence', 'server']), primarySilentMs: z.number().finite().nonnegative() }).strict(),
+]);
+
 function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, event: string, payload: unknown): T {
   const result = schema.safeParse(payload);
   if (result.success) return result.data;
@@ -56,6 +73,10 @@ export const validate = {
   mute: (p: unknown): MuteRequest => parse(muteSchema, 'mute', p),
   offer: (p: unknown): ClientOffer => parse(offerSchema, 'offer', p),
   answer: (p: unknown): ClientAnswer => parse(answerSchema, 'answer', p),
+  /** The page's reply to `spare-offer`. */
+  spareAnswerReply: (p: unknown): Result<SpareAnswer> => parse(spareAnswerReply, 'spare-offer reply', p),
+  /** The page's reply to `spare-activate`. */
+  spareActivatedReply: (p: unknown): Result<SpareActivated> => parse(spareActivatedReply, 'spare-activate reply', p),
 };
 
 /** Size of a message as the client sent it (JSON bytes), checked before anything else. */
