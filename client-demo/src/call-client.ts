@@ -9,8 +9,15 @@ import type {
   ServerOffer,
   ServerToClientEvents,
   SignalingErrorEvent,
+  SpareActivate,
+  SpareActivated,
+  SpareAnswer,
+  SpareOffer,
+  SpareSwitchTrigger,
 } from '../../mcu/src/signaling/protocol.ts';
 import { TypedEmitter } from './emitter.ts';
+import { PageSparePath, reception, type PageSpareState } from './spare-path.ts';
+import { SwitchDetector, type SwitchAction, type SwitchDetectorOptions } from './switch-detector.ts';
 
 /** Where the call is, as the page shows it. */
 export type CallState = 'idle' | 'connecting' | 'joining' | 'negotiating' | 'in-call' | 'reconnecting' | 'restarting-media' | 'left' | 'failed';
@@ -27,7 +34,43 @@ export type CallClientEvents = {
   reconnected: [{ outageMs: number; resumed: boolean }];
   /** Media restarted on a server offer (same RTCPeerConnection). */
   'media-restarted': [{ reason: string; tookMs: number }];
+  /** A warm spare path changed state (answered, connected, failed, closed, in use). */
+  'spare-state': [{ pathId: string; state: PageSpareState }];
+  /** The page moved its media to the warm spare path (a failover): no renegotiation. */
+  'spare-switched': [SpareSwitch];
+  /** The primary path went silent long enough to suspect a failover (`armed`), or came back (`cleared`). */
+  'spare-alarm': [{ pathId: string; kind: 'armed' | 'cleared'; silentMs: number }];
 };
+
+/** One switch to a spare path, as the page saw it. */
+export interface SpareSwitch {
+  pathId: string;
+  trigger: SpareSwitchTrigger;
+  /** How long the old path had been silent at the switch, ms. */
+  primarySilentMs: number;
+  /** performance.now() of the switch. */
+  at: number;
+  /** Epoch of the MCU the page was on before the switch. */
+  epochBefore: number | null;
+  /** True once the page resumed on a newer epoch (a real failover); false switches never get this. */
+  real: boolean;
+}
+
+/** The page's warm spare path counters (tests and benchmarks read them). */
+export interface SpareStats {
+  state: PageSpareState | 'none';
+  pathId: string | null;
+  switches: SpareSwitch[];
+  /** Switches not followed by a resume on a newer epoch within `falseSwitchWindowMs`. */
+  falseSwitches: number;
+  /** Suspicions (primary path silent for `armSilenceMs`) that ended with the primary delivering again. */
+  falseAlarms: number;
+  /** Silences of `silenceMs` or more that ended with the primary delivering again (false switches on silence alone). */
+  falseSilences: number;
+  /** Longest primary-path silence that did not lead to a switch, ms. */
+  longestFalseSilenceMs: number;
+  offersAnswered: number;
+}
 
 export class SignalingRequestError extends Error {
   readonly code: string;
@@ -46,6 +89,12 @@ export interface CallClientOptions {
   room: string;
   name: string;
   localStream: MediaStream;
+  /** When to switch to a warm spare path (see SwitchDetector; default 60 ms of silence, confirmed by the spare's media). */
+  spareSwitch?: Partial<SwitchDetectorOptions>;
+  /** How often the reception of both paths is sampled (getStats) while a spare is connected (default 10 ms). */
+  spareSampleMs?: number;
+  /** A switch not followed by a resume on a newer epoch within this is a false switch (default 15000 ms). */
+  falseSwitchWindowMs?: number;
 }
 
 /**
@@ -63,6 +112,15 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
   #disconnectedAt: number | null = null;
   #remoteStream: MediaStream | null = null;
   #closed = false;
+  #spare: PageSparePath | null = null;
+  #detector: SwitchDetector | null = null;
+  #sampleTimer: ReturnType<typeof setInterval> | null = null;
+  readonly #switches: SpareSwitch[] = [];
+  #falseSwitches = 0;
+  #falseAlarms = 0;
+  #falseSilences = 0;
+  #longestFalseSilenceMs = 0;
+  #offersAnswered = 0;
 
   constructor(opts: CallClientOptions) {
     super();
@@ -80,6 +138,11 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     this.socket.on('signaling-error', (err) => this.emit('signaling-error', err));
     this.socket.on('media-status', (status) => this.emit('media-status', status));
     this.socket.on('offer', (offer) => void this.#onServerOffer(offer));
+    this.socket.on('spare-offer', (offer, ack) => void this.#onSpareOffer(offer, ack));
+    this.socket.on('spare-activate', (req, ack) => this.#onSpareActivate(req, ack));
+    this.socket.on('spare-close', (req) => {
+      if (this.#spare?.pathId === req.pathId) this.#dropSpare(`closed by the MCU: ${req.reason}`);
+    });
     this.socket.on('disconnect', (reason) => {
       if (this.#closed || this.#state === 'left') return;
       this.#disconnectedAt = performance.now();
@@ -99,13 +162,17 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     for (const track of this.#opts.localStream.getTracks()) {
       pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.#opts.localStream] });
     }
+    this.#watchRestart(pc);
+    return pc;
+  }
+
+  #watchRestart(pc: RTCPeerConnection): void {
     pc.addEventListener('connectionstatechange', () => {
       if (pc === this.#pc && pc.connectionState === 'connected' && this.#restartWatchdog) {
         clearTimeout(this.#restartWatchdog);
         this.#restartWatchdog = null;
       }
     });
-    return pc;
   }
 
   get state(): CallState {
@@ -154,6 +221,8 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
         this.#pc = this.#newPeerConnection();
         old.close();
         this.#remoteStream = null;
+        // A spare path belonged to the participant the MCU forgot.
+        this.#dropSpare('joined afresh');
       }
       await this.#negotiate(used);
       this.#setState('in-call');
@@ -186,6 +255,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       try {
         const reply = await resume();
         this.#joined = reply;
+        if (reply.epoch > joined.epoch) this.#newEpochAt(reply.epoch);
         this.emit('roster', { room: reply.room, participants: reply.roster });
         this.emit('reconnected', { outageMs: performance.now() - outageStart, resumed: reply.resumed });
         if (this.#state === 'reconnecting') this.#setState('in-call');
@@ -263,6 +333,9 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
   async #onServerOffer(offer: ServerOffer): Promise<void> {
     const started = performance.now();
     this.#setState('restarting-media');
+    // Media is rebuilt without the spare path (the new primary had none connected for us): its
+    // standby is gone, and a new one will offer a fresh spare.
+    if (offer.reason === 'failover') this.#dropSpare('media restarted by a server offer');
     const pc = this.#pc;
     try {
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
@@ -293,6 +366,175 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     if (this.#remoteStream && tracks.every((t) => this.#remoteStream!.getTracks().includes(t))) return;
     this.#remoteStream = new MediaStream(tracks);
     this.emit('remote-stream', this.#remoteStream);
+  }
+
+  // ---- warm spare path ----
+
+  get spareStats(): SpareStats {
+    return {
+      state: this.#spare?.state ?? 'none',
+      pathId: this.#spare?.pathId ?? null,
+      switches: this.#switches.map((s) => ({ ...s })),
+      falseSwitches: this.#falseSwitches,
+      falseAlarms: this.#falseAlarms + (this.#detector?.falseAlarms ?? 0),
+      falseSilences: this.#falseSilences + (this.#detector?.falseSilences ?? 0),
+      longestFalseSilenceMs: Math.max(this.#longestFalseSilenceMs, this.#detector?.longestFalseSilenceMs ?? 0),
+      offersAnswered: this.#offersAnswered,
+    };
+  }
+
+  /** A standby offers a spare path: answer it on a second peer connection with idle senders. */
+  async #onSpareOffer(offer: SpareOffer, ack: (res: Result<SpareAnswer>) => void): Promise<void> {
+    if (this.#closed || this.#joined === null || typeof offer?.pathId !== 'string' || typeof offer.sdp !== 'string') {
+      ack({ ok: false, error: { code: 'NOT_READY', message: 'this page is not in a call' } });
+      return;
+    }
+    // One spare at a time: a newer offer (a new standby) replaces the old one.
+    this.#dropSpare('replaced by a newer spare offer');
+    const spare = new PageSparePath(offer.pathId, (state) => {
+      this.emit('spare-state', { pathId: spare.pathId, state });
+      if (spare !== this.#spare) return;
+      if (state === 'connected') this.#startSampling();
+      if (state === 'failed') this.#dropSpare('spare peer connection failed');
+    });
+    this.#spare = spare;
+    try {
+      const sdp = await spare.answer(offer.sdp);
+      if (this.#spare !== spare) throw new Error('replaced while answering');
+      this.#offersAnswered++;
+      ack({ ok: true, pathId: spare.pathId, sdp });
+    } catch (err) {
+      if (this.#spare === spare) this.#dropSpare(`answer failed: ${(err as Error).message}`);
+      ack({ ok: false, error: { code: 'NEGOTIATION_FAILED', message: (err as Error).message } });
+    }
+  }
+
+  /** The new primary says the mix runs on this spare path: switch now, or confirm a switch already made. */
+  #onSpareActivate(req: SpareActivate, ack: (res: Result<SpareActivated>) => void): void {
+    const done = this.#switches.find((s) => s.pathId === req?.pathId);
+    if (done) {
+      ack({ ok: true, pathId: done.pathId, trigger: done.trigger, primarySilentMs: done.primarySilentMs });
+      return;
+    }
+    const spare = this.#spare;
+    if (!spare || spare.pathId !== req?.pathId || spare.state !== 'connected' || !this.#detector) {
+      ack({ ok: false, error: { code: 'NO_SPARE', message: `no connected spare path ${String(req?.pathId)} here` } });
+      return;
+    }
+    const action = this.#detector.told(performance.now());
+    if (action.kind !== 'switch') {
+      ack({ ok: false, error: { code: 'NO_SPARE', message: `the spare path cannot switch (${this.#detector.state})` } });
+      return;
+    }
+    const sw = this.#switchToSpare(spare, action.trigger, action.silentMs);
+    ack({ ok: true, pathId: sw.pathId, trigger: sw.trigger, primarySilentMs: sw.primarySilentMs });
+  }
+
+  #startSampling(): void {
+    this.#detector = new SwitchDetector(this.#opts.spareSwitch);
+    if (this.#sampleTimer !== null) return;
+    this.#sampleTimer = setInterval(() => {
+      if (this.#sampling) return;
+      this.#sampling = true;
+      void this.#sample()
+        .catch((err: unknown) => console.warn('spare path sampling failed', err))
+        .finally(() => (this.#sampling = false));
+    }, this.#opts.spareSampleMs ?? 10);
+  }
+
+  #stopSampling(): void {
+    if (this.#sampleTimer !== null) clearInterval(this.#sampleTimer);
+    this.#sampleTimer = null;
+    if (this.#detector) {
+      this.#falseAlarms += this.#detector.falseAlarms;
+      this.#falseSilences += this.#detector.falseSilences;
+      this.#longestFalseSilenceMs = Math.max(this.#longestFalseSilenceMs, this.#detector.longestFalseSilenceMs);
+    }
+    this.#detector = null;
+  }
+
+  #sampling = false;
+
+  async #sample(): Promise<void> {
+    const spare = this.#spare;
+    const detector = this.#detector;
+    if (!spare || !detector) return this.#stopSampling();
+    const pc = this.#pc;
+    const [primary, spareRx] = await Promise.all([reception(pc), spare.reception()]);
+    if (spare !== this.#spare || detector !== this.#detector || pc !== this.#pc) return;
+    const action: SwitchAction = detector.feed({
+      at: primary.at,
+      primaryLastPacketAt: primary.lastPacketAt,
+      spareDelivering: spareRx.packets > 0,
+      spareConnected: spare.state === 'connected',
+      signalingUp: this.socket.connected,
+    });
+    switch (action.kind) {
+      case 'arm':
+        this.emit('spare-alarm', { pathId: spare.pathId, kind: 'armed', silentMs: action.silentMs });
+        void spare.arm(this.#opts.localStream).catch((err: unknown) => console.warn('arming the spare path failed', err));
+        return;
+      case 'disarm':
+        this.emit('spare-alarm', { pathId: spare.pathId, kind: 'cleared', silentMs: action.silentMs });
+        void spare.disarm().catch((err: unknown) => console.warn('disarming the spare path failed', err));
+        return;
+      case 'switch':
+        this.#switchToSpare(spare, action.trigger, action.silentMs);
+        return;
+      case 'none':
+        return;
+    }
+  }
+
+  /**
+   * Moves the call to the spare path: local tracks on its senders, its receiver tracks rendered,
+   * the old (dead) peer connection closed. No negotiation.
+   */
+  #switchToSpare(spare: PageSparePath, trigger: SpareSwitchTrigger, primarySilentMs: number): SpareSwitch {
+    const at = performance.now();
+    void spare.arm(this.#opts.localStream).catch((err: unknown) => console.warn('arming the spare path failed', err));
+    spare.markInUse();
+    this.#spare = null;
+    this.#stopSampling();
+    const old = this.#pc;
+    this.#pc = spare.pc;
+    this.#watchRestart(spare.pc);
+    if (this.#restartWatchdog) clearTimeout(this.#restartWatchdog);
+    this.#restartWatchdog = null;
+    this.#lastRestartAt = at;
+    for (const t of old.getTransceivers()) void t.sender.replaceTrack(null).catch(() => undefined);
+    old.close();
+    this.#publishRemoteStream();
+    const windowMs = this.#opts.falseSwitchWindowMs ?? 15000;
+    // Real: told by the new primary (only a promoted standby says so), or a resume on a newer
+    // epoch close to the switch (before it: the resume may win the race).
+    const real = trigger === 'server' || (this.#lastNewEpochAt !== null && at - this.#lastNewEpochAt < windowMs);
+    const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real };
+    this.#switches.push(sw);
+    setTimeout(() => {
+      if (!sw.real && !this.#closed) this.#falseSwitches++;
+    }, windowMs);
+    this.emit('spare-switched', { ...sw });
+    return sw;
+  }
+
+  #lastNewEpochAt: number | null = null;
+
+  /** Resumed on a newer MCU epoch: a failover really happened; switches shortly before it were right. */
+  #newEpochAt(epoch: number): void {
+    const now = performance.now();
+    this.#lastNewEpochAt = now;
+    const windowMs = this.#opts.falseSwitchWindowMs ?? 15000;
+    for (const sw of this.#switches) if (!sw.real && now - sw.at < windowMs && (sw.epochBefore ?? 0) < epoch) sw.real = true;
+  }
+
+  #dropSpare(why: string): void {
+    const spare = this.#spare;
+    if (!spare) return;
+    this.#spare = null;
+    this.#stopSampling();
+    console.info('spare path dropped', spare.pathId, why);
+    spare.close();
   }
 
   async setMuted(kind: MediaKind, muted: boolean): Promise<void> {
@@ -326,6 +568,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#restartWatchdog) clearTimeout(this.#restartWatchdog);
+    this.#dropSpare('call closed');
     this.socket.disconnect();
     this.#pc.close();
     this.removeAllListeners();

@@ -84,7 +84,8 @@ async function join(room: string, name: string): Promise<void> {
   preview.srcObject = new MediaStream(stream.getVideoTracks());
   const mix = $<HTMLVideoElement>('mix');
   const probe = new MediaProbe(mix);
-  const client = new CallClient({ room, name, localStream: stream });
+  const silence = params.get('spareSilenceMs');
+  const client = new CallClient({ room, name, localStream: stream, ...(silence ? { spareSwitch: { silenceMs: Number(silence) } } : {}) });
   demo.client = client;
   demo.probe = probe;
   const log = (event: string, detail?: unknown): void => void demo.events.push({ event, at: performance.now(), detail });
@@ -110,6 +111,15 @@ async function join(room: string, name: string): Promise<void> {
     setTimeout(() => {
       const gaps = probe.gaps();
       showNote(`Server failover handled: audio gap ${Math.round(gaps.longestAudioGapMs)} ms, video gap ${Math.round(gaps.longestVideoGapMs)} ms.`);
+    }, 1500);
+  });
+  client.on('spare-state', (info) => log('spare-state', info));
+  client.on('spare-alarm', (info) => log('spare-alarm', info));
+  client.on('spare-switched', (info) => {
+    log('spare-switched', info);
+    setTimeout(() => {
+      const gaps = probe.gaps();
+      showNote(`Server failover handled on the spare path: audio gap ${Math.round(gaps.longestAudioGapMs)} ms, video gap ${Math.round(gaps.longestVideoGapMs)} ms.`);
     }, 1500);
   });
   try {

@@ -1,0 +1,152 @@
+/**
+ * Warm spare paths (reconnect mode): three Chromium participants; the standby keeps a connected,
+ * idle spare peer connection with every page. kill -9 of the primary, twice in a row: each time
+ * the promoted standby mixes onto the spare paths, every page switches to its spare (on its own
+ * or when told), hears the other two tones and not its own, sees all three tiles, keeps its
+ * participant id, and the next standby prepares new spare paths (re-protection). The gaps each
+ * page measured are printed, not asserted.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { Supervisor } from '../../standby/src/supervisor.ts';
+import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
+import { freePort } from '../helpers/ports.ts';
+import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
+
+interface SpareStatusBody {
+  role: string;
+  pid: number;
+  epoch: number;
+  participants: number;
+  protected: boolean;
+  spares: { enabled: boolean; connected: number; participants: Array<{ id: string; spare: string; connected: boolean }> };
+}
+
+async function pageEvents(page: ParticipantPage): Promise<string> {
+  return page.page.evaluate(() =>
+    JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state), spare: window.mcuDemo.client?.spareStats }),
+  );
+}
+
+/** The spare path and failover lines of a process's log, for failure messages. */
+function spareLog(lines: readonly string[]): string {
+  return lines.filter((l) => /spare|failover|standby state|role change/.test(l)).slice(-60).join('\n');
+}
+
+describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chromium)', () => {
+  let supervisor: Supervisor;
+  let browser: Browser;
+  let url: string;
+  const pages: ParticipantPage[] = [];
+  let ids: string[] = [];
+  const status = async (): Promise<SpareStatusBody> => (await (await fetch(`${url}/status`)).json()) as SpareStatusBody;
+
+  before(async () => {
+    const port = await freePort();
+    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_ICE_ADDRESSES: '127.0.0.1' } });
+    await supervisor.start();
+    url = `http://127.0.0.1:${port}`;
+    browser = await launchChromium();
+    for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, 'spare', spec));
+    ids = await Promise.all(pages.map((p) => p.participantId()));
+  });
+
+  after(async () => {
+    for (const p of pages) await p.close();
+    await browser?.close();
+    await supervisor?.close();
+  });
+
+  for (const round of [1, 2]) {
+    it(`kill #${round}: every page switches to its spare path and the call is whole`, async () => {
+      // Protected with spare paths: the standby synced and every page's spare is connected.
+      const ready = await eventually(status, (s) => s.protected && s.spares.connected === 3, 30000);
+      assert.equal(ready.spares.connected, 3, `spare paths connected before kill #${round}: ${JSON.stringify(ready.spares)}`);
+      for (const page of pages) {
+        const spare = await eventually(() => page.page.evaluate(() => window.mcuDemo.client!.spareStats.state), (s) => s === 'connected', 20000);
+        assert.equal(spare, 'connected', `${page.spec.name} has a connected spare: ${await pageEvents(page)}`);
+      }
+      const victim = supervisor.primary!;
+      const standby = supervisor.standby!;
+      for (const page of pages) {
+        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+        assert.ok((await eventually(() => hearing(page, others), (v) => v.ok)).ok, `${page.spec.name} baseline`);
+      }
+      await Promise.all(pages.map((p) => p.page.evaluate(() => window.mcuDemo.probe!.resetGaps())));
+      const promoted = new Promise<Record<string, unknown>>((resolve) => supervisor.once('promoted', (_m, timeline) => resolve(timeline)));
+      const killedAt = Date.now();
+      await victim.process.kill('SIGKILL');
+      const timeline = await promoted;
+      assert.equal(timeline.participantsOnSpares, 3, `the promoted standby mixes onto 3 spare paths: ${JSON.stringify(timeline)}`);
+
+      for (const page of pages) {
+        const switched = await eventually(
+          () => page.page.evaluate(() => window.mcuDemo.client!.spareStats.switches.length),
+          (n) => n >= round,
+          20000,
+        );
+        assert.ok(
+          switched >= round,
+          `${page.spec.name} switched to its spare after kill #${round}: ${await pageEvents(page)}\npromoted standby's spare/failover log:\n${spareLog(standby.process.stderr)}`,
+        );
+        const restarts = await page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length);
+        assert.equal(restarts, 0, `${page.spec.name} needed no media restart: ${await pageEvents(page)}`);
+      }
+      for (const page of pages) {
+        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+        const heard = await eventually(() => hearing(page, others), (v) => v.ok, 20000);
+        assert.ok(heard.ok, `${page.spec.name} after kill #${round} should hear ${others.join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
+        const seen = await eventually(() => seeing(page, PARTICIPANTS.map((p) => p.tile)), (v) => v.ok, 20000);
+        assert.ok(seen.ok, `${page.spec.name} after kill #${round} should see all tiles: ${JSON.stringify(seen.pixels)}`);
+      }
+      const idsNow = await Promise.all(pages.map((p) => p.participantId()));
+      assert.deepEqual(idsNow, ids, `participant ids unchanged after kill #${round}\nstandby stderr tail:\n${standby.process.stderr.slice(-40).join('\n')}`);
+      for (const page of pages) {
+        const names = await eventually(() => page.page.locator('#roster li:not(.away)').allTextContents(), (t) => t.length === 3);
+        assert.equal(names.length, 3, `${page.spec.name} roster: ${names.join(', ')}`);
+      }
+      const now = await status();
+      assert.equal(now.role, 'primary');
+      assert.equal(now.pid, standby.pid);
+      assert.equal(now.epoch, round + 1);
+      assert.equal(now.participants, 3);
+
+      // Every switch is confirmed by a resume on the new epoch (a real failover, not a false switch).
+      for (const page of pages) {
+        const real = await eventually(
+          () => page.page.evaluate(() => window.mcuDemo.client!.spareStats.switches.filter((s) => s.real).length),
+          (n) => n >= round,
+          15000,
+        );
+        assert.ok(real >= round, `${page.spec.name}'s switch followed a resume on epoch ${round + 1}: ${await pageEvents(page)}`);
+      }
+
+      const glitches = await Promise.all(
+        pages.map(async (p) => {
+          const spare = await p.page.evaluate(() => window.mcuDemo.client!.spareStats);
+          const last = spare.switches.at(-1);
+          return {
+            name: p.spec.name,
+            ...(await p.gaps()),
+            trigger: last?.trigger,
+            primarySilentMs: last ? Math.round(last.primarySilentMs) : null,
+            falseAlarms: spare.falseAlarms,
+            falseSilences: spare.falseSilences,
+            falseSwitches: spare.falseSwitches,
+          };
+        }),
+      );
+      if (process.env.SPARE_TEST_DEBUG) {
+        for (const p of pages) console.log(p.spec.name, await pageEvents(p));
+      }
+      console.log(`kill #${round}: detection ${Math.round(Number(timeline.detectedAt) - killedAt)} ms after the kill`, JSON.stringify(glitches));
+    });
+  }
+
+  it('re-protects after the second kill: a new standby with connected spare paths', async () => {
+    const ready = await eventually(status, (s) => s.protected && s.spares.connected === 3, 30000);
+    assert.ok(ready.protected, 'a new standby synced');
+    assert.equal(ready.spares.connected, 3, `spare paths re-established: ${JSON.stringify(ready.spares)}`);
+  });
+});
