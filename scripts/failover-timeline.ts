@@ -4,7 +4,7 @@
  * the failover steps and role changes, and prints them in time order with the
  * milliseconds since the first step.
  *
- *   node --import tsx scripts/failover-timeline.ts primary.log standby.log [--json]
+ *   node --import tsx scripts/failover-timeline.ts primary.log standby.log [--json] [--explain]
  *   ... | node --import tsx scripts/failover-timeline.ts -
  *
  * Fencing of a wrongly suspected primary (takeover mode, mcu/src/takeover/fencing.ts) shows as
@@ -25,6 +25,29 @@ export interface TimelineEntry {
   message: string;
   detail: Record<string, unknown>;
 }
+
+/**
+ * The failover steps the MCU and the standby log (their `failover` field), in their usual
+ * order, and what each one means. Steps not listed here are still shown.
+ */
+export const FAILOVER_STEPS: Readonly<Record<string, string>> = {
+  suspected: 'standby: the replication stream ended, asking the heartbeat thread',
+  'confirmed-dead': 'standby: the heartbeat thread confirmed the death',
+  'vip-raised': 'standby (takeover): service address raised',
+  'connections-rebuilt': 'standby (takeover): signaling connections rebuilt',
+  restored: 'standby: rooms and participants rebuilt; connected spare paths adopted (onSpares)',
+  'mixing-on-spare': 'standby: the mix runs on a participant\'s warm spare path',
+  serving: 'new primary: service port bound, serving',
+  'sessions-reattached': 'new primary (takeover): socket.io sessions re-attached',
+  'first-client': 'new primary: the first client resumed',
+  reattached: 'new primary (takeover): a participant re-attached',
+  'spare-activate-sent': 'new primary: told a resumed page to switch to its spare path',
+  'spare-switched': 'new primary: the page confirmed it is on the spare path (trigger: silence or server)',
+  'spare-refused': 'new primary: the page had no such spare path; restart offer instead',
+  'restart-offer-sent': 'new primary: server-initiated restart offer sent (no spare path)',
+  'media-restarted': 'new primary: the page answered the restart offer',
+  'promotion-complete': 'new primary: replication and heartbeats ready for the next standby',
+};
 
 const DEV_LINE = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(\w+)\s+\[([^\]]+)\]\s+(.*?)(\s+(\{.*\}))?$/;
 
@@ -89,9 +112,10 @@ async function readLines(path: string): Promise<string[]> {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
-  const files = args.filter((a) => a !== '--json');
+  const explain = args.includes('--explain');
+  const files = args.filter((a) => a !== '--json' && a !== '--explain');
   if (files.length === 0) {
-    process.stderr.write('usage: failover-timeline.ts <log file>... | - [--json]\n');
+    process.stderr.write('usage: failover-timeline.ts <log file>... | - [--json] [--explain]\n');
     process.exit(2);
   }
   const lines = (await Promise.all(files.map(readLines))).flat();
@@ -107,7 +131,8 @@ async function main(): Promise<void> {
   const t0 = timeline[0]!.at;
   for (const e of timeline) {
     const offset = `+${String(e.at - t0).padStart(6)} ms`;
-    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(24)} ${e.message}\n`);
+    const participant = typeof e.detail.participant === 'string' ? ` [${e.detail.participant.slice(0, 8)}]` : '';
+    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(24)} ${e.message}${participant}${explain && FAILOVER_STEPS[e.step] ? `  (${FAILOVER_STEPS[e.step]})` : ''}\n`);
   }
 }
 

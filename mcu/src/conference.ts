@@ -153,6 +153,22 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   }
 
   /**
+   * Starts the mix on every adopted spare path (the promoted standby serves: the dead primary's
+   * port was free, so it really is dead). Returns each participant's start.
+   */
+  startSpares(): Array<{ participantId: string; pathId: string; started: Promise<void> }> {
+    const starts: Array<{ participantId: string; pathId: string; started: Promise<void> }> = [];
+    for (const room of this.#rooms.values()) {
+      for (const participant of room.participants()) {
+        const pathId = participant.adoptedSpare?.pathId;
+        const started = participant.startSpare();
+        if (pathId && started) starts.push({ participantId: participant.id, pathId, started });
+      }
+    }
+    return starts;
+  }
+
+  /**
    * The page confirmed it switched to the adopted spare path: the spare's m-lines are its media
    * from now on (replicated, so a later restart offer lines up with the page's new peer connection).
    */

@@ -69,6 +69,12 @@ export interface McuOptions {
   vipInterface?: string | null;
   /** Takeover mode: the LAN interface whose carrier tells a cut-off host (default MCU_LAN_INTERFACE, else the one holding the replication address). */
   lanInterface?: string | null;
+  /**
+   * Called the moment the service port is bound and the MCU serves (before replication starts):
+   * a promoted standby puts the mix on the warm spare paths here, once the port proved the old
+   * primary gone (default none).
+   */
+  onServing?: () => void;
 }
 
 /**
@@ -89,6 +95,7 @@ export class Mcu {
   #epoch: number;
   #closing: Promise<void> | null = null;
   readonly #bindRetryMs: number;
+  readonly #onServing: (() => void) | undefined;
   replication: ReplicationServer | null = null;
   #beacon: HeartbeatBeacon | null = null;
   #lastFailover: FailoverRecord | null = null;
@@ -108,6 +115,7 @@ export class Mcu {
     this.#lanInterface = opts.lanInterface !== undefined ? opts.lanInterface : process.env.MCU_LAN_INTERFACE || null;
     this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
+    this.#onServing = opts.onServing;
     this.#epoch = opts.epoch ?? 1;
     this.state = opts.state ?? new SessionState();
     this.conference = new Conference(this.config, this.state);
@@ -160,6 +168,11 @@ export class Mcu {
     // Serve at once: a promoted standby's clients are already knocking. Replication and
     // heartbeats only matter once a new standby comes, so they start after.
     this.setRole('primary');
+    try {
+      this.#onServing?.();
+    } catch (err) {
+      this.#log.error('onServing hook threw', { error: (err as Error).stack });
+    }
     if (this.#lastFailover) {
       this.#lastFailover.promotedAt = Date.now();
       this.#log.info('failover step: serving as primary', {

@@ -22,8 +22,8 @@ export interface AdoptedSpare {
   mlines: NegotiatedMedia['mlines'];
   remoteSdp: string;
   adoptedAt: number;
-  /** Resolves once the mix runs on the spare's senders. */
-  started: Promise<void>;
+  /** Set by startSpare(): resolves once the mix runs on the spare's senders. */
+  started: Promise<void> | null;
 }
 
 /** Connection state of a participant's signaling, as the roster shows it. */
@@ -124,15 +124,25 @@ export class Participant extends EventEmitter<ParticipantEvents> {
 
   /**
    * A failover onto the warm spare path: the standby's connected spare peer connection becomes
-   * this participant's media session and the mix starts on it at once (no negotiation).
+   * this participant's media session. Nothing is sent on it before startSpare().
    */
   adoptSpare(handoff: SpareHandoff): AdoptedSpare {
     this.resetMedia();
-    const media = this.mediaSession(handoff.pc);
-    const started = media.startOnSpare(handoff.mlines, handoff.remoteSdp);
-    started.catch((err: unknown) => this.log.warn('mixing onto the spare path failed', { pathId: handoff.pathId, error: (err as Error).message }));
-    this.#adoptedSpare = { pathId: handoff.pathId, mlines: handoff.mlines, remoteSdp: handoff.remoteSdp, adoptedAt: Date.now(), started };
+    this.mediaSession(handoff.pc);
+    this.#adoptedSpare = { pathId: handoff.pathId, mlines: handoff.mlines, remoteSdp: handoff.remoteSdp, adoptedAt: Date.now(), started: null };
     return this.#adoptedSpare;
+  }
+
+  /** Starts the mix on the adopted spare path (idempotent): no negotiation, the idle senders get the mix. */
+  startSpare(): Promise<void> | null {
+    const adopted = this.#adoptedSpare;
+    const media = this.#media;
+    if (!adopted || !media || media.closed) return null;
+    if (!adopted.started) {
+      adopted.started = media.startOnSpare(adopted.mlines, adopted.remoteSdp);
+      adopted.started.catch((err: unknown) => this.log.warn('mixing onto the spare path failed', { pathId: adopted.pathId, error: (err as Error).message }));
+    }
+    return adopted.started;
   }
 
   /** The adopted spare path whose switch the page has not confirmed yet, if any. */

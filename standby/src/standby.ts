@@ -267,7 +267,23 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const previousEpoch = store.epoch;
     const epoch = previousEpoch + 1;
     const state = SessionState.fromSnapshot(store.snapshot());
-    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs });
+    // The mix goes onto the adopted spare paths once the service port is ours: on one host that
+    // proves the old primary dead, so a standby that judged wrongly never sends on them.
+    const onServing = (): void => {
+      for (const { participantId, pathId, started } of mcu.conference.startSpares()) {
+        void started.then(
+          () =>
+            log.info('failover step: mixing onto the spare path', {
+              failover: 'mixing-on-spare',
+              participant: participantId,
+              pathId,
+              sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
+            }),
+          () => undefined,
+        );
+      }
+    };
+    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, onServing });
     this.#mcu = mcu;
     // Participants with a connected spare path adopt it; the mix goes on it once the port is ours.
     // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
@@ -282,22 +298,6 @@ export class Standby extends EventEmitter<StandbyEvents> {
       participants: participantsRestored,
       onSpares: restored.onSpares,
     });
-    for (const room of mcu.conference.rooms()) {
-      for (const participant of room.participants()) {
-        const adopted = participant.adoptedSpare;
-        if (!adopted) continue;
-        void adopted.started.then(
-          () =>
-            log.info('failover step: mixing onto the spare path', {
-              failover: 'mixing-on-spare',
-              participant: participant.id,
-              pathId: adopted.pathId,
-              sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
-            }),
-          () => undefined,
-        );
-      }
-    }
     mcu.conference.on('media-restarted', (participant, tookMs) =>
       log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
     );

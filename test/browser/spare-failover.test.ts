@@ -62,6 +62,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
     it(`kill #${round}: every page switches to its spare path and the call is whole`, async () => {
       // Protected with spare paths: the standby synced and every page's spare is connected.
       const ready = await eventually(status, (s) => s.protected && s.spares.connected === 3, 30000);
+      assert.ok(ready.protected, `protected by a synced standby before kill #${round}`);
       assert.equal(ready.spares.connected, 3, `spare paths connected before kill #${round}: ${JSON.stringify(ready.spares)}`);
       for (const page of pages) {
         const spare = await eventually(() => page.page.evaluate(() => window.mcuDemo.client!.spareStats.state), (s) => s === 'connected', 20000);
