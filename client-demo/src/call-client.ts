@@ -370,6 +370,11 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
 
   // ---- warm spare path ----
 
+  /** The spare path's peer connection while the page holds one (benchmarks read its statistics). */
+  get sparePeerConnection(): RTCPeerConnection | null {
+    return this.#spare?.pc ?? null;
+  }
+
   get spareStats(): SpareStats {
     return {
       state: this.#spare?.state ?? 'none',

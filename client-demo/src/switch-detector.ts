@@ -3,8 +3,9 @@
  * machine fed with samples (no timers, no DOM), so it can be tested on its own.
  *
  *   no-spare -> watching        a spare path is connected
- *   watching -> suspect         the primary path has been silent for `armSilenceMs`: start sending
- *                               on the spare too (action `arm`, cheap to undo); nothing switched yet
+ *   watching -> suspect         the primary path has been silent for `armSilenceMs` with the
+ *                               signaling down: start sending on the spare too (action `arm`, cheap
+ *                               to undo); nothing switched yet
  *   suspect  -> watching        the primary delivers again: a false alarm (`disarm`, counted)
  *   watching/suspect -> switched  the primary path has been silent for `silenceMs`, the spare
  *                               delivers media (only a promoted standby sends on it) and the
@@ -20,7 +21,7 @@
 export interface SwitchDetectorOptions {
   /** Primary path silent this long (with the other conditions met): switch (default 60 ms). */
   silenceMs: number;
-  /** Primary path silent this long: start sending on the spare as well (default 30 ms). */
+  /** Primary path silent this long (and signaling down, when required): start sending on the spare as well (default 30 ms). */
   armSilenceMs: number;
   /** Require media on the spare before switching (default true). */
   confirmWithSpareMedia: boolean;
@@ -124,14 +125,12 @@ export class SwitchDetector {
       return { kind: 'disarm', silentMs };
     }
     const { silenceMs, armSilenceMs, confirmWithSpareMedia, requireSignalingLoss } = this.options;
-    if (
-      silentMs >= silenceMs &&
-      (!confirmWithSpareMedia || sample.spareDelivering) &&
-      (!requireSignalingLoss || !sample.signalingUp)
-    ) {
+    const signalingLost = !requireSignalingLoss || !sample.signalingUp;
+    if (silentMs >= silenceMs && (!confirmWithSpareMedia || sample.spareDelivering) && signalingLost) {
       return this.#switch('silence', silentMs);
     }
-    if (this.#state === 'watching' && silentMs >= armSilenceMs) {
+    // Jitter alone (signaling up) never arms: an idle spare stays idle.
+    if (this.#state === 'watching' && silentMs >= armSilenceMs && signalingLost) {
       this.#state = 'suspect';
       return { kind: 'arm', silentMs };
     }
