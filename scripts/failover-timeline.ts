@@ -47,6 +47,14 @@ export const FAILOVER_STEPS: Readonly<Record<string, string>> = {
   'restart-offer-sent': 'new primary: server-initiated restart offer sent (no spare path)',
   'media-restarted': 'new primary: the page answered the restart offer',
   'promotion-complete': 'new primary: replication and heartbeats ready for the next standby',
+  'superseded-sent': 'standby (takeover): told the old primary it is superseded before promoting',
+  'superseded-received': 'old primary (takeover): a standby says it is promoting',
+  'fence-stall': 'primary (takeover): its heartbeats paused; output held while it verifies',
+  'fence-deciding': 'primary (takeover): standby lost; output held until it is known whether it took over',
+  'fence-probe': 'primary (takeover): probed the lost standby\'s replication port',
+  fenced: 'old primary (takeover): fenced, stops serving',
+  'fence-vip-dropped': 'old primary (takeover): VIP dropped',
+  'fence-vip-failed': 'old primary (takeover): could not drop the VIP',
 };
 
 const DEV_LINE = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(\w+)\s+\[([^\]]+)\]\s+(.*?)(\s+(\{.*\}))?$/;
