@@ -1,5 +1,6 @@
 /**
- * The call survives kill -9 of the primary, twice in a row (reconnect mode): three
+ * The call survives kill -9 of the primary, twice in a row (reconnect mode, warm spare paths off: the
+ * server-initiated media restart): three
  * Chromium participants, each with its own tone and tile. After each kill every page
  * hears the other two and not itself, sees all three tiles, and the roster and
  * participant ids are unchanged. The glitch each page measured is reported, not asserted.
@@ -22,7 +23,8 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
 
   before(async () => {
     const port = await freePort();
-    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1' });
+    // The restart-offer path: without warm spare paths (test/browser/spare-failover.test.ts has them).
+    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_SPARE_PATHS: '0' } });
     await supervisor.start();
     url = `http://127.0.0.1:${port}`;
     browser = await launchChromium();
