@@ -54,6 +54,8 @@ export interface SpareSwitch {
   epochBefore: number | null;
   /** True once the page resumed on a newer epoch (a real failover); false switches never get this. */
   real: boolean;
+  /** Audio packets the spare had received when the page switched (x 20 ms: how long it had been delivering). */
+  spareAudioPackets: number;
 }
 
 /** The page's warm spare path counters (tests and benchmarks read them). */
@@ -368,6 +370,19 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     this.emit('remote-stream', this.#remoteStream);
   }
 
+  /**
+   * After a switch to the spare path: its receiver tracks replace the old ones inside the same
+   * MediaStream, so the element keeps its srcObject (no reload of the media element).
+   */
+  #swapRemoteTracks(): void {
+    const stream = this.#remoteStream;
+    if (!stream) return this.#publishRemoteStream();
+    const tracks = this.#pc.getTransceivers().map((t) => t.receiver.track);
+    for (const old of stream.getTracks()) if (!tracks.includes(old)) stream.removeTrack(old);
+    for (const track of tracks) if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    this.emit('remote-stream', stream);
+  }
+
   // ---- warm spare path ----
 
   /** The spare path's peer connection while the page holds one (benchmarks read its statistics). */
@@ -484,7 +499,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
         void spare.disarm().catch((err: unknown) => console.warn('disarming the spare path failed', err));
         return;
       case 'switch':
-        this.#switchToSpare(spare, action.trigger, action.silentMs);
+        this.#switchToSpare(spare, action.trigger, action.silentMs, spareRx.audioPackets);
         return;
       case 'none':
         return;
@@ -495,7 +510,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
    * Moves the call to the spare path: local tracks on its senders, its receiver tracks rendered,
    * the old (dead) peer connection closed. No negotiation.
    */
-  #switchToSpare(spare: PageSparePath, trigger: SpareSwitchTrigger, primarySilentMs: number): SpareSwitch {
+  #switchToSpare(spare: PageSparePath, trigger: SpareSwitchTrigger, primarySilentMs: number, spareAudioPackets = 0): SpareSwitch {
     const at = performance.now();
     void spare.arm(this.#opts.localStream).catch((err: unknown) => console.warn('arming the spare path failed', err));
     spare.markInUse();
@@ -509,12 +524,12 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     this.#lastRestartAt = at;
     for (const t of old.getTransceivers()) void t.sender.replaceTrack(null).catch(() => undefined);
     old.close();
-    this.#publishRemoteStream();
+    this.#swapRemoteTracks();
     const windowMs = this.#opts.falseSwitchWindowMs ?? 15000;
     // Real: told by the new primary (only a promoted standby says so), or a resume on a newer
     // epoch close to the switch (before it: the resume may win the race).
     const real = trigger === 'server' || (this.#lastNewEpochAt !== null && at - this.#lastNewEpochAt < windowMs);
-    const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real };
+    const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real, spareAudioPackets };
     this.#switches.push(sw);
     setTimeout(() => {
       if (!sw.real && !this.#closed) this.#falseSwitches++;

@@ -95,8 +95,11 @@ async function join(room: string, name: string): Promise<void> {
   });
   client.on('roster', (update) => renderRoster(update.participants, client.participantId));
   client.on('remote-stream', (remote) => {
-    mix.srcObject = remote;
-    void mix.play().catch(() => undefined);
+    // The same stream again (its tracks swapped for a spare path's): keep the element playing.
+    if (mix.srcObject !== remote) {
+      mix.srcObject = remote;
+      void mix.play().catch(() => undefined);
+    }
     probe.watch(client.pc, remote);
     log('remote-stream');
   });

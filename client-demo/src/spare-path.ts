@@ -106,6 +106,8 @@ export interface Reception {
   /** When the latest RTP packet arrived on any inbound stream (epoch ms), null before the first. */
   lastPacketAt: number | null;
   packets: number;
+  /** Audio packets alone (20 ms each): how long audio has been arriving. */
+  audioPackets: number;
 }
 
 /**
@@ -115,14 +117,15 @@ export interface Reception {
  * last packet time it holds, never from when it was read.
  */
 export async function reception(pc: RTCPeerConnection): Promise<Reception> {
-  const result: Reception = { at: performance.timeOrigin + performance.now(), lastPacketAt: null, packets: 0 };
+  const result: Reception = { at: performance.timeOrigin + performance.now(), lastPacketAt: null, packets: 0, audioPackets: 0 };
   if (pc.connectionState === 'closed') return result;
   const stats = await pc.getStats();
   let reportAt: number | null = null;
-  stats.forEach((s: { type: string; timestamp: number; packetsReceived?: number; lastPacketReceivedTimestamp?: number }) => {
+  stats.forEach((s: { type: string; kind?: string; timestamp: number; packetsReceived?: number; lastPacketReceivedTimestamp?: number }) => {
     if (s.type !== 'inbound-rtp') return;
     reportAt = Math.max(reportAt ?? 0, s.timestamp);
     result.packets += s.packetsReceived ?? 0;
+    if (s.kind === 'audio') result.audioPackets += s.packetsReceived ?? 0;
     if (s.lastPacketReceivedTimestamp !== undefined) result.lastPacketAt = Math.max(result.lastPacketAt ?? 0, s.lastPacketReceivedTimestamp);
   });
   if (reportAt !== null) result.at = reportAt;

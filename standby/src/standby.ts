@@ -6,6 +6,7 @@ import { ConfigError } from '../../mcu/src/errors.ts';
 import { sendJson } from '../../mcu/src/http-routes.ts';
 import { createLogger, setLogRole } from '../../mcu/src/logger.ts';
 import { Mcu } from '../../mcu/src/mcu.ts';
+import { Room } from '../../mcu/src/room.ts';
 import { SessionState } from '../../mcu/src/session/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
 import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts';
@@ -178,7 +179,30 @@ export class Standby extends EventEmitter<StandbyEvents> {
 
   /** Ready = a checkpoint and the heartbeat thread hearing the primary: only then can a death be judged. */
   #maybeReady(): void {
-    if (this.#state === 'syncing' && this.#client.state === 'synced' && this.#monitor?.lastHeartbeatAt != null) this.#setState('ready');
+    if (this.#state === 'syncing' && this.#client.state === 'synced' && this.#monitor?.lastHeartbeatAt != null) {
+      this.#setState('ready');
+      setImmediate(() => this.#warmUp());
+    }
+  }
+
+  #warmedUp = false;
+
+  /**
+   * The first room of a process takes tens of ms to build (cold code, the first wrtc audio and
+   * video sources) and a promotion builds one before it mixes onto the spare paths: build one
+   * and drop it now, off the failover's critical path. Its own state, nothing replicated.
+   */
+  #warmUp(): void {
+    if (this.#warmedUp || this.#state !== 'ready') return;
+    this.#warmedUp = true;
+    const started = performance.now();
+    const room = new Room('warm-up', new SessionState(), this.#opts.config);
+    try {
+      room.add('warm-up', { audio: false, video: false });
+    } finally {
+      room.close('shutdown');
+    }
+    this.#log.info('warmed up for a promotion', { tookMs: Math.round((performance.now() - started) * 10) / 10 });
   }
 
   get state(): StandbyState {
@@ -266,6 +290,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#monitor = null;
     const previousEpoch = store.epoch;
     const epoch = previousEpoch + 1;
+    const t0 = performance.now();
     const state = SessionState.fromSnapshot(store.snapshot());
     // The mix goes onto the adopted spare paths once the service port is ours: on one host that
     // proves the old primary dead, so a standby that judged wrongly never sends on them.
@@ -283,8 +308,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
         );
       }
     };
+    const t1 = performance.now();
     const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, onServing });
     this.#mcu = mcu;
+    const t2 = performance.now();
     // Participants with a connected spare path adopt it; the mix goes on it once the port is ours.
     // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
     const restored = mcu.conference.restore({ prepareMedia: this.takeover === null, spares: (participantId) => this.spares.handOff(participantId) });
@@ -297,6 +324,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
       rooms: state.rooms().length,
       participants: participantsRestored,
       onSpares: restored.onSpares,
+      // Where promotion time goes before the port is tried (ms): checkpoint copy, MCU objects, rooms.
+      tookMs: { state: round1(t1 - t0), mcu: round1(t2 - t1), rooms: round1(performance.now() - t2) },
     });
     mcu.conference.on('media-restarted', (participant, tookMs) =>
       log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
@@ -373,6 +402,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
     await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));
     this.#setState('stopped');
   }
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 type StandbyOptionsResolved = StandbyOptions & { repl: NonNullable<McuConfig['replication']> };

@@ -132,6 +132,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
             ...(await p.gaps()),
             trigger: last?.trigger,
             primarySilentMs: last ? Math.round(last.primarySilentMs) : null,
+            spareAudioPackets: last?.spareAudioPackets,
             falseAlarms: spare.falseAlarms,
             falseSilences: spare.falseSilences,
             falseSwitches: spare.falseSwitches,
@@ -140,6 +141,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
       );
       if (process.env.SPARE_TEST_DEBUG) {
         for (const p of pages) console.log(p.spec.name, await pageEvents(p));
+        console.log(`promoted standby, kill at ${new Date(killedAt).toISOString()}:\n${spareLog(standby.process.stderr)}`);
       }
       console.log(`kill #${round}: detection ${Math.round(Number(timeline.detectedAt) - killedAt)} ms after the kill`, JSON.stringify(glitches));
     });
