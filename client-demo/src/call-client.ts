@@ -148,6 +148,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     this.socket.on('disconnect', (reason) => {
       if (this.#closed || this.#state === 'left') return;
       this.#disconnectedAt = performance.now();
+      this.#signalingLostAt = performance.timeOrigin + performance.now();
       console.info('signaling lost', reason);
       this.#setState('reconnecting');
     });
@@ -441,7 +442,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       ack({ ok: false, error: { code: 'NO_SPARE', message: `no connected spare path ${String(req?.pathId)} here` } });
       return;
     }
-    const action = this.#detector.told(performance.now());
+    const action = this.#detector.told(performance.timeOrigin + performance.now());
     if (action.kind !== 'switch') {
       ack({ ok: false, error: { code: 'NO_SPARE', message: `the spare path cannot switch (${this.#detector.state})` } });
       return;
@@ -487,7 +488,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       primaryLastPacketAt: primary.lastPacketAt,
       spareDelivering: spareRx.packets > 0,
       spareConnected: spare.state === 'connected',
-      signalingUp: this.socket.connected,
+      signalingLostAt: this.#signalingLostAt,
     });
     switch (action.kind) {
       case 'arm':
@@ -539,6 +540,8 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
   }
 
   #lastNewEpochAt: number | null = null;
+  /** When signaling last dropped, epoch ms (the clock of the stats reports the detector reads). */
+  #signalingLostAt: number | null = null;
 
   /** Resumed on a newer MCU epoch: a failover really happened; switches shortly before it were right. */
   #newEpochAt(epoch: number): void {

@@ -9,14 +9,15 @@
  *   suspect  -> watching        the primary delivers again: a false alarm (`disarm`, counted)
  *   watching/suspect -> switched  the primary path has been silent for `silenceMs`, the spare
  *                               delivers media (only a promoted standby sends on it) and the
- *                               signaling connection is down (a killed primary's kernel closes it
- *                               at once); or the new primary says so (`told`)
+ *                               signaling connection dropped during this silence (a killed
+ *                               primary's kernel closes it at once; the page may well have
+ *                               reconnected since); or the new primary says so (`told`)
  *   watching/suspect -> no-spare  the spare path is gone
  *
  * Ordinary jitter cannot switch: a late packet on the primary path only raises a suspicion, and
- * a switch also needs media on the spare and lost signaling, which only a real failover brings.
- * A standby that wrongly promotes itself (the primary alive, its signaling up) cannot pull the
- * page away either.
+ * a switch also needs media on the spare and a signaling drop, which only a real failover brings
+ * together. A standby that wrongly promotes itself (the primary alive, its signaling up) cannot
+ * pull the page away either.
  */
 export interface SwitchDetectorOptions {
   /** Primary path silent this long (with the other conditions met): switch (default 60 ms). */
@@ -25,8 +26,10 @@ export interface SwitchDetectorOptions {
   armSilenceMs: number;
   /** Require media on the spare before switching (default true). */
   confirmWithSpareMedia: boolean;
-  /** Require the signaling connection to be down before switching on its own (default true; reconnect mode). */
+  /** Require a drop of the signaling connection during the silence before switching on its own (default true; reconnect mode). */
   requireSignalingLoss: boolean;
+  /** A signaling drop this long before the primary's last packet still counts (packets in flight, stats lag; default 500 ms). */
+  signalingSlackMs: number;
 }
 
 export const DEFAULT_SWITCH_OPTIONS: SwitchDetectorOptions = {
@@ -34,6 +37,7 @@ export const DEFAULT_SWITCH_OPTIONS: SwitchDetectorOptions = {
   armSilenceMs: 30,
   confirmWithSpareMedia: true,
   requireSignalingLoss: true,
+  signalingSlackMs: 500,
 };
 
 export interface SwitchSample {
@@ -44,8 +48,8 @@ export interface SwitchSample {
   /** The spare path has received media (only a promoted standby sends on it). */
   spareDelivering: boolean;
   spareConnected: boolean;
-  /** The signaling connection to the MCU is up. */
-  signalingUp: boolean;
+  /** When the signaling connection to the MCU last dropped (same clock as `at`), null if never. */
+  signalingLostAt: number | null;
 }
 
 export type SwitchState = 'no-spare' | 'watching' | 'suspect' | 'switched';
@@ -125,7 +129,9 @@ export class SwitchDetector {
       return { kind: 'disarm', silentMs };
     }
     const { silenceMs, armSilenceMs, confirmWithSpareMedia, requireSignalingLoss } = this.options;
-    const signalingLost = !requireSignalingLoss || !sample.signalingUp;
+    const signalingLost =
+      !requireSignalingLoss ||
+      (sample.signalingLostAt !== null && this.#lastPacketAt !== null && sample.signalingLostAt >= this.#lastPacketAt - this.options.signalingSlackMs);
     if (silentMs >= silenceMs && (!confirmWithSpareMedia || sample.spareDelivering) && signalingLost) {
       return this.#switch('silence', silentMs);
     }

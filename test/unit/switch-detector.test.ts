@@ -21,7 +21,7 @@ function run(
       primaryLastPacketAt: opts.packetTimes(at),
       spareDelivering: opts.spareDeliveringFrom !== undefined && at >= opts.spareDeliveringFrom,
       spareConnected: opts.spareConnected ? opts.spareConnected(at) : true,
-      signalingUp: opts.signalingDownFrom === undefined || at < opts.signalingDownFrom,
+      signalingLostAt: opts.signalingDownFrom !== undefined && at >= opts.signalingDownFrom ? opts.signalingDownFrom : null,
     };
     const action = detector.feed(sample);
     if (action.kind !== 'none') actions.push({ at, action });
@@ -96,7 +96,7 @@ describe('spare path switch detector', () => {
     assert.ok(sw.kind === 'switch' && sw.trigger === 'silence' && sw.silentMs === 60);
     assert.equal(detector.state, 'switched');
     // Nothing more after a switch.
-    assert.equal(detector.feed({ at: 2000, primaryLastPacketAt: 2000, spareDelivering: true, spareConnected: true, signalingUp: true }).kind, 'none');
+    assert.equal(detector.feed({ at: 2000, primaryLastPacketAt: 2000, spareDelivering: true, spareConnected: true, signalingLostAt: null }).kind, 'none');
   });
 
   it('waits for the spare media even after long silence, then switches at once', () => {
@@ -131,6 +131,33 @@ describe('spare path switch detector', () => {
     assert.equal(detector.told(1000).kind, 'none', 'the server cannot switch a page without a spare');
   });
 
+  it('still switches when the page has already reconnected (the drop happened during this silence)', () => {
+    const detector = new SwitchDetector();
+    let signalingLostAt: number | null = null;
+    const last = packets(20, new Map(), 500);
+    const actions: Array<[number, string]> = [];
+    for (let at = 0; at <= 1000; at += 10) {
+      if (at === 510) signalingLostAt = 502; // dropped at 502, reconnected to the new primary at 560: still counts
+      const action = detector.feed({ at, primaryLastPacketAt: last(at), spareDelivering: at >= 600, spareConnected: true, signalingLostAt });
+      if (action.kind !== 'none') actions.push([at, action.kind]);
+    }
+    assert.deepEqual(actions, [
+      [530, 'arm'],
+      [600, 'switch'],
+    ]);
+  });
+
+  it('an old signaling drop does not count for a later silence', () => {
+    const detector = new SwitchDetector();
+    const last = packets(20, new Map(), 3000);
+    let switched = false;
+    for (let at = 0; at <= 4000; at += 10) {
+      const action = detector.feed({ at, primaryLastPacketAt: last(at), spareDelivering: at >= 3100, spareConnected: true, signalingLostAt: at >= 1000 ? 1000 : null });
+      if (action.kind === 'switch') switched = true;
+    }
+    assert.equal(switched, false);
+  });
+
   it('switches when told by the new primary', () => {
     const detector = new SwitchDetector();
     run(detector, { until: 100, packetTimes: packets(20) });
@@ -155,8 +182,8 @@ describe('spare path switch detector', () => {
 
   it('ignores reports older than one already seen', () => {
     const detector = new SwitchDetector();
-    detector.feed({ at: 100, primaryLastPacketAt: 100, spareDelivering: false, spareConnected: true, signalingUp: true });
-    assert.equal(detector.feed({ at: 50, primaryLastPacketAt: 0, spareDelivering: true, spareConnected: true, signalingUp: false }).kind, 'none');
+    detector.feed({ at: 100, primaryLastPacketAt: 100, spareDelivering: false, spareConnected: true, signalingLostAt: null });
+    assert.equal(detector.feed({ at: 50, primaryLastPacketAt: 0, spareDelivering: true, spareConnected: true, signalingLostAt: 40 }).kind, 'none');
     assert.equal(detector.silentMs(100), 0);
   });
 });
