@@ -91,7 +91,7 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
     port,
     replicationPort: await freePort(),
     host: '127.0.0.1',
-    env: { MCU_SPARE_PATHS: sparePaths ? '1' : '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: { MCU_SPARE_PATHS: sparePaths ? '1' : '0', MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn' },
   });
   const pages: ParticipantPage[] = [];
   try {

@@ -33,6 +33,12 @@ export interface McuConfig {
    * second, connected, idle peer connection with every page, so a failover needs no media handshake.
    */
   sparePaths?: boolean;
+  /**
+   * Addresses a standby offers its spare paths' ICE candidates on (MCU_SPARE_ICE_ADDRESSES, comma
+   * separated; default all). Not MCU_ICE_ADDRESSES: a spare path runs from the standby's own host,
+   * never over the service address (in takeover mode the VIP is not on the standby host yet).
+   */
+  spareIceAddresses?: string[];
 }
 
 export interface ReplicationConfig {
@@ -78,6 +84,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     replication: null,
     takeover: env.MCU_TAKEOVER === '1' || env.MCU_TAKEOVER === 'true',
     sparePaths: !(env.MCU_SPARE_PATHS === '0' || env.MCU_SPARE_PATHS === 'false'),
+    spareIceAddresses: (env.MCU_SPARE_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     ...overrides,
   };
   const secret = env.MCU_REPLICATION_SECRET;

@@ -98,7 +98,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       : null;
     this.spares = new SparePathManager({
       enabled: opts.config.sparePaths !== false,
-      iceAddresses: opts.config.iceAddresses,
+      iceAddresses: opts.config.spareIceAddresses ?? [],
       iceGatherTimeoutMs: opts.config.iceGatherTimeoutMs,
     });
     this.#client = this.#createClient();

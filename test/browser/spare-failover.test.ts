@@ -44,7 +44,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
 
   before(async () => {
     const port = await freePort();
-    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_ICE_ADDRESSES: '127.0.0.1' } });
+    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1' } });
     await supervisor.start();
     url = `http://127.0.0.1:${port}`;
     browser = await launchChromium();
