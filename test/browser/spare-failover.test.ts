@@ -4,7 +4,8 @@
  * the promoted standby mixes onto the spare paths, every page switches to its spare (on its own
  * or when told), hears the other two tones and not its own, sees all three tiles, keeps its
  * participant id, and the next standby prepares new spare paths (re-protection). The gaps each
- * page measured are printed, not asserted.
+ * page measured are printed, not asserted. SPARE_TEST_DEBUG=1 also prints each page's events and
+ * the promoted standby's failover log.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
