@@ -55,6 +55,8 @@ export const FAILOVER_STEPS: Readonly<Record<string, string>> = {
   fenced: 'old primary (takeover): fenced, stops serving',
   'fence-vip-dropped': 'old primary (takeover): VIP dropped',
   'fence-vip-failed': 'old primary (takeover): could not drop the VIP',
+  'fence-lan-down': 'primary (takeover): its LAN interface lost its carrier',
+  'fence-lan-up': 'primary (takeover): its LAN interface is back',
 };
 
 const DEV_LINE = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(\w+)\s+\[([^\]]+)\]\s+(.*?)(\s+(\{.*\}))?$/;
