@@ -43,12 +43,15 @@ export interface LabMcuProcesses {
  * `role` defaults to the host's name; after a failover a standby runs in the primary host.
  * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface
  * (eth0) and raises the VIP itself (the `vip` macvlan plus its policy route).
+ * Warm spare paths are off unless `spares` (MCU_SPARE_PATHS): the lab's tests measure the media
+ * restart on the same peer connection; with spares the standby offers them on its own address
+ * (MCU_SPARE_ICE_ADDRESSES), the VIP not being on its host yet.
  */
 export function labMcuEnv(
   lab: LabTopology,
   host: ServerHost,
   secret: string,
-  options: { takeover?: boolean; role?: 'primary' | 'standby' } = {},
+  options: { takeover?: boolean; role?: 'primary' | 'standby'; spares?: boolean } = {},
 ): Record<string, string> {
   const role = options.role ?? host;
   const replicationPort = String(lab.servicePort + 1);
@@ -60,6 +63,8 @@ export function labMcuEnv(
     MCU_REPLICATION_PORT: replicationPort,
     MCU_ROLE: role,
     ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
+    MCU_SPARE_PATHS: options.spares ? '1' : '0',
+    ...(options.spares ? { MCU_SPARE_ICE_ADDRESSES: lab.addresses[host] } : {}),
   };
   // Takeover mode: a fenced primary takes its own VIP down (mcu/src/takeover/fencing.ts).
   if (role === 'primary') return { ...common, ...(options.takeover ? { MCU_VIP_INTERFACE: 'vip' } : {}), MCU_REPLICATION_HOST: lab.addresses[host] };
