@@ -72,6 +72,8 @@ export interface SpareStats {
   /** Longest primary-path silence that did not lead to a switch, ms. */
   longestFalseSilenceMs: number;
   offersAnswered: number;
+  /** Receiver tracks of the current spare that got media (0 while it idles, as it should). */
+  spareTracksWithMedia: number;
 }
 
 export class SignalingRequestError extends Error {
@@ -401,6 +403,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       falseSilences: this.#falseSilences + (this.#detector?.falseSilences ?? 0),
       longestFalseSilenceMs: Math.max(this.#longestFalseSilenceMs, this.#detector?.longestFalseSilenceMs ?? 0),
       offersAnswered: this.#offersAnswered,
+      spareTracksWithMedia: this.#spare?.unmuted ?? 0,
     };
   }
 
@@ -412,12 +415,24 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     }
     // One spare at a time: a newer offer (a new standby) replaces the old one.
     this.#dropSpare('replaced by a newer spare offer');
-    const spare = new PageSparePath(offer.pathId, (state) => {
-      this.emit('spare-state', { pathId: spare.pathId, state });
-      if (spare !== this.#spare) return;
-      if (state === 'connected') this.#startSampling();
-      if (state === 'failed') this.#dropSpare('spare peer connection failed');
-    });
+    const spare = new PageSparePath(
+      offer.pathId,
+      (state) => {
+        this.emit('spare-state', { pathId: spare.pathId, state });
+        if (spare !== this.#spare) return;
+        if (state === 'connected') this.#startSampling();
+        if (state === 'failed') this.#dropSpare('spare peer connection failed');
+      },
+      () => {
+        // Media on the spare: judge now rather than at the next sample.
+        if (spare === this.#spare && this.#detector && !this.#sampling) {
+          this.#sampling = true;
+          void this.#sample()
+            .catch((err: unknown) => console.warn('spare path sampling failed', err))
+            .finally(() => (this.#sampling = false));
+        }
+      },
+    );
     this.#spare = spare;
     try {
       const sdp = await spare.answer(offer.sdp);
@@ -486,7 +501,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     const action: SwitchAction = detector.feed({
       at: primary.at,
       primaryLastPacketAt: primary.lastPacketAt,
-      spareDelivering: spareRx.packets > 0,
+      spareDelivering: spareRx.packets > 0 || spare.unmuted > 0,
       spareConnected: spare.state === 'connected',
       signalingLostAt: this.#signalingLostAt,
     });

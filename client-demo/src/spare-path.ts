@@ -11,11 +11,19 @@ export class PageSparePath {
   #state: PageSpareState = 'answering';
   #armed = false;
   readonly #onState: (state: PageSpareState) => void;
+  #unmuted = 0;
 
-  constructor(pathId: string, onState: (state: PageSpareState) => void) {
+  /** `onMedia` runs when a receiver track of the spare unmutes (its first RTP packet): no need to wait for the next stats report. */
+  constructor(pathId: string, onState: (state: PageSpareState) => void, onMedia: () => void = () => undefined) {
     this.pathId = pathId;
     this.#onState = onState;
     this.pc = new RTCPeerConnection();
+    this.pc.addEventListener('track', (event) => {
+      event.track.addEventListener('unmute', () => {
+        this.#unmuted++;
+        onMedia();
+      });
+    });
     this.pc.addEventListener('connectionstatechange', () => {
       const s = this.pc.connectionState;
       if (s === 'connected' && this.#state === 'connecting') this.#set('connected');
@@ -73,6 +81,11 @@ export class PageSparePath {
     if (!this.#armed || this.#state === 'in-use') return;
     this.#armed = false;
     await Promise.all(this.pc.getTransceivers().map((t) => t.sender.replaceTrack(null)));
+  }
+
+  /** Receiver tracks of the spare that unmuted (got media); none until a promoted standby sends on it. */
+  get unmuted(): number {
+    return this.#unmuted;
   }
 
   /** The spare's reception (no packets until a promoted standby sends on it). */

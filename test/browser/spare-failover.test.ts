@@ -69,6 +69,11 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
         const spare = await eventually(() => page.page.evaluate(() => window.mcuDemo.client!.spareStats.state), (s) => s === 'connected', 20000);
         assert.equal(spare, 'connected', `${page.spec.name} has a connected spare: ${await pageEvents(page)}`);
       }
+      // An idle spare carries no media: its tracks stay muted until a failover.
+      for (const page of pages) {
+        const withMedia = await page.page.evaluate(() => window.mcuDemo.client!.spareStats.spareTracksWithMedia);
+        assert.equal(withMedia, 0, `${page.spec.name}'s idle spare received media before the kill`);
+      }
       const victim = supervisor.primary!;
       const standby = supervisor.standby!;
       for (const page of pages) {
