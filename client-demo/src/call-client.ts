@@ -420,7 +420,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       (state) => {
         this.emit('spare-state', { pathId: spare.pathId, state });
         if (spare !== this.#spare) return;
-        if (state === 'connected') this.#startSampling();
+        if (state === 'connected') this.#startSampling(offer.signalingSurvives === true);
         if (state === 'failed') this.#dropSpare('spare peer connection failed');
       },
       () => {
@@ -466,8 +466,9 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     ack({ ok: true, pathId: sw.pathId, trigger: sw.trigger, primarySilentMs: sw.primarySilentMs });
   }
 
-  #startSampling(): void {
-    this.#detector = new SwitchDetector(this.#opts.spareSwitch);
+  /** `signalingSurvives`: takeover mode, a failover never drops the signaling (see SpareOffer). */
+  #startSampling(signalingSurvives: boolean): void {
+    this.#detector = new SwitchDetector({ ...this.#opts.spareSwitch, ...(signalingSurvives ? { requireSignalingLoss: false } : {}) });
     if (this.#sampleTimer !== null) return;
     this.#sampleTimer = setInterval(() => {
       if (this.#sampling) return;

@@ -128,7 +128,12 @@ export class Mcu {
       role: () => this.#role,
       takeover: this.config.takeover === true,
     });
-    this.spares = new SpareRelay({ io: this.signaling.io, conference: this.conference, enabled: this.config.sparePaths !== false });
+    this.spares = new SpareRelay({
+      io: this.signaling.io,
+      conference: this.conference,
+      enabled: this.config.sparePaths !== false,
+      signalingSurvives: this.config.takeover === true,
+    });
     // Right after the socket.io server: the session recorder must see every connection.
     this.takeover = this.config.takeover
       ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.host, port: this.config.port })

@@ -98,6 +98,12 @@ export interface MediaStatus {
 export interface SpareOffer extends SdpMessage {
   /** Names this spare path in every later message about it. */
   pathId: string;
+  /**
+   * The signaling connection survives a failover (takeover mode): the page must not wait for it
+   * to drop before switching on the primary path's silence; media on the spare (only a promoted
+   * standby sends there) is the proof of a failover.
+   */
+  signalingSurvives?: boolean;
 }
 
 /** The page's answer to a spare offer (the reply to `spare-offer`). */

@@ -32,6 +32,8 @@ export interface SpareRelayOptions {
   enabled: boolean;
   /** How long the page may take to answer a spare offer (default 10000 ms). */
   answerTimeoutMs?: number;
+  /** Connection-level takeover is on: the pages' signaling connections survive a failover (told in each offer). */
+  signalingSurvives?: boolean;
 }
 
 /**
@@ -114,7 +116,11 @@ export class SpareRelay extends EventEmitter<SpareRelayEvents> {
     if (!socket || participant.signaling !== 'connected') return fail('the participant is not connected');
     let reply;
     try {
-      const raw: unknown = await socket.timeout(this.#opts.answerTimeoutMs ?? 10000).emitWithAck('spare-offer', { pathId, sdp: offer.sdp });
+      const raw: unknown = await socket.timeout(this.#opts.answerTimeoutMs ?? 10000).emitWithAck('spare-offer', {
+        pathId,
+        sdp: offer.sdp,
+        ...(this.#opts.signalingSurvives ? { signalingSurvives: true } : {}),
+      });
       reply = validate.spareAnswerReply(raw);
     } catch (err) {
       return fail(err instanceof McuError ? err.message : `no answer from the page: ${(err as Error).message}`);
