@@ -21,7 +21,7 @@ import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { nativeAddonAvailable } from '../native/src/index.ts';
-import { LabProcess, type LabEvent } from './lab/lab-process.ts';
+import { LabProcessGroup, type LabProcess, type LabEvent } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
 
@@ -185,12 +185,8 @@ async function main(): Promise<void> {
 /** One primary/standby pair under load until `until` or a promotion. */
 async function runPair(opts: { until: number; heartbeatMs: number; missed: number; onReady: () => void }): Promise<PairResult> {
   const lab = new LabTopology();
-  const processes: LabProcess[] = [];
-  const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-    const p = LabProcess.startNode(lab, host, entry, args, env);
-    processes.push(p);
-    return p;
-  };
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
   const startedAt = Date.now();
   /** Off for the teardown: stopping the primary first would look like its death. */
   let counting = true;
@@ -263,10 +259,10 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     // A false takeover's post-mortem: both processes' logs (their last lines).
     if (result.deathVerdicts > 0) {
       mkdirSync(LOG_DIR, { recursive: true });
-      for (const p of processes) writeFileSync(`${LOG_DIR}/${startedAt}-${p.host}.log`, p.stderr.join('\n') + '\n');
+      processes.writeLogs(String(startedAt), LOG_DIR);
     }
     // Client and standby first, so the standby never judges the primary's stop.
-    for (const p of [...processes].reverse()) await p.close(500).catch(() => undefined);
+    await processes.closeAll();
     await lab.down();
   }
   return result;

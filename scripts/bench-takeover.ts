@@ -22,7 +22,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { nativeAddonAvailable } from '../native/src/index.ts';
-import { LabProcess } from './lab/lab-process.ts';
+import { LabProcessGroup } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
 import { summarize, type Summary } from './bench-stats.ts';
@@ -97,12 +97,8 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
   const rooms = Math.ceil(n / perRoom);
   const connections = rooms * perRoom;
   const lab = new LabTopology();
-  const processes: LabProcess[] = [];
-  const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-    const p = LabProcess.startNode(lab, host, entry, args, env);
-    processes.push(p);
-    return p;
-  };
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
   try {
     await lab.up();
     await lab.raiseVip('primary');
@@ -174,7 +170,7 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
   } catch (err) {
     return { fault, connections, ok: false, error: (err as Error).message.split('\n')[0] };
   } finally {
-    for (const p of processes) await p.close(500).catch(() => undefined);
+    await processes.closeAll();
     await lab.down().catch(() => undefined);
   }
 }

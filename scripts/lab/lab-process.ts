@@ -6,6 +6,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { LabNamespace, LabTopology } from './topology.ts';
 
@@ -156,5 +159,42 @@ export class LabProcess {
 
   #wake(): void {
     for (const w of [...this.#waiters]) w();
+  }
+}
+
+/** The processes one lab run starts: started through it, closed together, their logs kept for a post-mortem. */
+export class LabProcessGroup {
+  readonly all: LabProcess[] = [];
+  readonly #lab: LabTopology;
+
+  constructor(lab: LabTopology) {
+    this.#lab = lab;
+  }
+
+  /** LabProcess.startNode, remembered for closeAll() and writeLogs(). */
+  start(host: LabNamespace, entry: string, args: string[] = [], env: Record<string, string> = {}): LabProcess {
+    const p = LabProcess.startNode(this.#lab, host, entry, args, env);
+    this.all.push(p);
+    return p;
+  }
+
+  /** Closes every process (the last started first), each with `graceMs` before SIGKILL; never throws. */
+  async closeAll(graceMs = 500): Promise<void> {
+    for (const p of [...this.all].reverse()) await p.close(graceMs).catch(() => undefined);
+  }
+
+  /** Post-mortem: each process's stderr to `<dir>/<prefix>-<index>-<host>.log`; returns the files written. */
+  writeLogs(prefix: string, dir: string = tmpdir()): string[] {
+    const files: string[] = [];
+    for (const [i, p] of this.all.entries()) {
+      const file = join(dir, `${prefix}-${i}-${p.host}.log`);
+      try {
+        writeFileSync(file, p.stderr.join('\n') + '\n');
+        files.push(file);
+      } catch {
+        // post-mortem only
+      }
+    }
+    return files;
   }
 }

@@ -15,14 +15,11 @@
  * Needs root, iproute2, nftables, the native addon and Chromium; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { buildTimeline } from '../../scripts/failover-timeline.ts';
-import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { LabProcessGroup, type LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
@@ -56,7 +53,7 @@ interface McuStatus {
 
 describe('kill -9 of the primary mid-call, connection takeover in the lab (real Chromium)', { skip: skipReason ?? false }, () => {
   let lab: LabTopology;
-  const processes: LabProcess[] = [];
+  let processes: LabProcessGroup | null = null;
   let primary: LabProcess;
   let standby: LabProcess;
   let browser: Browser | null = null;
@@ -72,11 +69,10 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
     await lab.up();
     await lab.raiseVip('primary');
     const secret = `takeover-browser-${process.pid}-${Date.now()}`;
-    const start = (host: ServerHost, entry: string): LabProcess => {
-      const p = LabProcess.startNode(lab, host, entry, [], { ...labMcuEnv(lab, host, secret, { takeover: true }), LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: MISSED_HEARTBEATS });
-      processes.push(p);
-      return p;
-    };
+    const group = new LabProcessGroup(lab);
+    processes = group;
+    const start = (host: ServerHost, entry: string): LabProcess =>
+      group.start(host, entry, [], { ...labMcuEnv(lab, host, secret, { takeover: true }), LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: MISSED_HEARTBEATS });
     primary = start('primary', 'mcu/src/main.ts');
     await primary.waitForEvent('listening', { timeoutMs: 30_000 });
     // The standby must be capturing before the pages connect: it learns each connection from its SYN.
@@ -90,18 +86,10 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
 
   after(async () => {
     // Post-mortem: the MCUs' logs of a failed run.
-    for (const p of failed ? processes : []) {
-      const file = join(tmpdir(), `takeover-failover-${process.pid}-${p.host}.log`);
-      try {
-        writeFileSync(file, p.stderr.join('\n') + '\n');
-        console.log(`${p.label} log: ${file}`);
-      } catch {
-        // post-mortem only
-      }
-    }
+    if (failed && processes) for (const file of processes.writeLogs(`takeover-failover-${process.pid}`)) console.log(`log: ${file}`);
     for (const p of pages) await p.close();
     await browser?.close().catch(() => undefined);
-    for (const p of processes) await p.close(500).catch(() => undefined);
+    await processes?.closeAll();
     await lab?.down();
   });
 

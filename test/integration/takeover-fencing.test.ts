@@ -19,15 +19,13 @@
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
-import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
+import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
 const INTERVAL_MS = 10;
@@ -41,22 +39,6 @@ const skipReason =
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-interface ClientReport {
-  socketId: string | null;
-  engineId: string | null;
-  localPort: number | null;
-  sent: number;
-  acked: number;
-  missing: number[];
-  duplicates: number;
-  outOfOrder: number;
-  failedAcks: Array<{ n: number; error: unknown }>;
-  maxGapMs: number;
-  connects: number;
-  disconnects: number;
-  disconnectReasons: string[];
 }
 
 interface StatusDoc {
@@ -74,12 +56,8 @@ type Fault = 'freeze' | 'crash-host' | 'crash-host-long' | 'kill-standby';
 async function scenario(t: TestContext, fault: Fault): Promise<void> {
   await LabTopology.cleanupStale();
   const lab = new LabTopology();
-  const processes: LabProcess[] = [];
-  const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-    const p = LabProcess.startNode(lab, host, entry, args, env);
-    processes.push(p);
-    return p;
-  };
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
   let failed = true;
   let frozenPid: number | null = null;
   let hostDown = false;
@@ -166,7 +144,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
     }
     await sleep(DWELL_AFTER_MS);
 
-    const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as ClientReport & LabEvent;
+    const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as McuClientReport & LabEvent;
     const line =
       `${fault}: ${outcome}; client sent ${report.sent}, acked ${report.acked}, missing ${report.missing.length}, dup ${report.duplicates}, ` +
       `out of order ${report.outOfOrder}, failed ${report.failedAcks.length}, max ack gap ${report.maxGapMs.toFixed(1)} ms, ` +
@@ -194,14 +172,8 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
       }
     }
     if (hostDown) await lab.restoreHost('primary').catch(() => undefined);
-    for (const p of failed ? processes : []) {
-      try {
-        writeFileSync(join(tmpdir(), `takeover-fencing-${process.pid}-${fault}-${p.host}.log`), p.stderr.join('\n') + '\n');
-      } catch {
-        // post-mortem only
-      }
-    }
-    for (const p of processes) await p.close(500).catch(() => undefined);
+    if (failed) processes.writeLogs(`takeover-fencing-${process.pid}-${fault}`);
+    await processes.closeAll();
     await lab.down();
   }
 }

@@ -15,12 +15,10 @@
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
-import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
 
@@ -79,12 +77,8 @@ async function failover(
   opts: { label: string; fault: Fault; rooms: number; perRoom: number; intervalMs: number; maxRequests: number; dwellBeforeMs: number; dwellAfterMs: number },
 ): Promise<void> {
   const lab = new LabTopology();
-  const processes: LabProcess[] = [];
-  const start = (host: 'client' | 'primary' | 'standby', entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-    const p = LabProcess.startNode(lab, host, entry, args, env);
-    processes.push(p);
-    return p;
-  };
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
   const n = opts.rooms * opts.perRoom;
   let failed = true;
   try {
@@ -159,14 +153,8 @@ async function failover(
     assert.equal(takeover.reattached, n, `every signaling connection re-attached: ${JSON.stringify({ ...takeover, fallbacks: fallbacks.slice(0, 5) })}`);
     failed = false;
   } finally {
-    for (const p of failed ? processes : []) {
-      try {
-        writeFileSync(join(tmpdir(), `takeover-scale-${process.pid}-${opts.label}-${p.host}.log`), p.stderr.join('\n') + '\n');
-      } catch {
-        // post-mortem only
-      }
-    }
-    for (const p of processes) await p.close(500).catch(() => undefined);
+    if (failed) processes.writeLogs(`takeover-scale-${process.pid}-${opts.label}`);
+    await processes.closeAll();
     await lab.down();
   }
 }

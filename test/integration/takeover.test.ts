@@ -20,14 +20,12 @@
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
-import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
+import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
 const FAILOVERS = Math.max(1, Math.min(100, Number(process.env.TAKEOVER_FAILOVERS ?? 20)));
@@ -43,25 +41,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-interface ClientReport {
-  socketId: string | null;
-  engineId: string | null;
-  localPort: number | null;
-  sent: number;
-  acked: number;
-  missing: number[];
-  duplicates: number;
-  outOfOrder: number;
-  failedAcks: Array<{ n: number; error: unknown }>;
-  maxGapMs: number;
-  connects: number;
-  disconnects: number;
-  disconnectReasons: string[];
-  rosters: number;
-  rosterBreaks: number;
-  signalingErrors: unknown[];
-}
-
 interface TakeoverSummary {
   connections?: number;
   reattached?: number;
@@ -74,12 +53,8 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
   it(`masks ${FAILOVERS} failovers in a row (kill -9 and host crash alternating): same connection, no disconnect, every ack and push once and in order`, { timeout: 60_000 + FAILOVERS * 30_000 }, async (t: TestContext) => {
     await LabTopology.cleanupStale();
     const lab = new LabTopology();
-    const processes: LabProcess[] = [];
-    const start = (host: 'client' | ServerHost, entry: string, args: string[], env: Record<string, string> = {}): LabProcess => {
-      const p = LabProcess.startNode(lab, host, entry, args, env);
-      processes.push(p);
-      return p;
-    };
+    const processes = new LabProcessGroup(lab);
+    const start = processes.start.bind(processes);
     const outcomes: string[] = [];
     let failed = true;
     try {
@@ -138,7 +113,7 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
         await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
       }
 
-      const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as ClientReport & LabEvent;
+      const report = (await client.request({ op: 'stop' }, 15_000)) as unknown as McuClientReport & LabEvent;
       const line =
         `client sent ${report.sent}, acked ${report.acked}, missing ${report.missing.length}, dup ${report.duplicates}, ` +
         `out of order ${report.outOfOrder}, failed ${report.failedAcks.length}, max ack gap ${report.maxGapMs.toFixed(1)} ms, ` +
@@ -160,14 +135,8 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       failed = false;
     } finally {
       // Post-mortem: each process's stderr (the MCUs' logs) of a failed run.
-      for (const [i, p] of (failed ? processes : []).entries()) {
-        try {
-          writeFileSync(join(tmpdir(), `takeover-test-${process.pid}-${i}-${p.host}.log`), p.stderr.join('\n') + '\n');
-        } catch {
-          // post-mortem only
-        }
-      }
-      for (const p of processes) await p.close(500).catch(() => undefined);
+      if (failed) processes.writeLogs(`takeover-test-${process.pid}`);
+      await processes.closeAll();
       await lab.down();
       t.diagnostic(outcomes.join('\n'));
     }
