@@ -292,9 +292,12 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const epoch = previousEpoch + 1;
     const t0 = performance.now();
     const state = SessionState.fromSnapshot(store.snapshot());
-    // The mix goes onto the adopted spare paths once the service port is ours: on one host that
-    // proves the old primary dead, so a standby that judged wrongly never sends on them.
-    const onServing = (): void => {
+    // The mix goes onto the adopted spare paths. Reconnect mode: once the service port is ours (on
+    // one host that proves the old primary dead, so a standby that judged wrongly never sends on
+    // them). Takeover mode: at once, as the old primary was told it is superseded; a page leaves
+    // its primary path only once that fell silent (or when told), so media on a spare path of a
+    // wrongly suspected primary's page is never played.
+    const startSpares = (): void => {
       for (const { participantId, pathId, started } of mcu.conference.startSpares()) {
         void started.then(
           () =>
@@ -309,13 +312,14 @@ export class Standby extends EventEmitter<StandbyEvents> {
       }
     };
     const t1 = performance.now();
-    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, onServing });
+    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, ...(this.takeover ? {} : { onServing: startSpares }) });
     this.#mcu = mcu;
     const t2 = performance.now();
-    // Participants with a connected spare path adopt it; the mix goes on it once the port is ours.
+    // Participants with a connected spare path adopt it; the mix goes on it (see startSpares above).
     // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
     const restored = mcu.conference.restore({ prepareMedia: this.takeover === null, spares: (participantId) => this.spares.handOff(participantId) });
     this.spares.close();
+    if (this.takeover) startSpares();
     const participantsRestored = restored.participants;
     const restoredAt = Date.now();
     log.info('failover step: session restored from checkpoint', {
