@@ -468,7 +468,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
 
   /** `signalingSurvives`: takeover mode, a failover never drops the signaling (see SpareOffer). */
   #startSampling(signalingSurvives: boolean): void {
-    this.#detector = new SwitchDetector({ ...this.#opts.spareSwitch, ...(signalingSurvives ? { requireSignalingLoss: false } : {}) });
+    this.#detector = new SwitchDetector({ ...this.#opts.spareSwitch, ...(signalingSurvives ? { requireSignalingLoss: false, switchOnSpareMedia: true } : {}) });
     if (this.#sampleTimer !== null) return;
     this.#sampleTimer = setInterval(() => {
       if (this.#sampling) return;
@@ -545,7 +545,8 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     const windowMs = this.#opts.falseSwitchWindowMs ?? 15000;
     // Real: told by the new primary (only a promoted standby says so), or a resume on a newer
     // epoch close to the switch (before it: the resume may win the race).
-    const real = trigger === 'server' || (this.#lastNewEpochAt !== null && at - this.#lastNewEpochAt < windowMs);
+    // Only a promoted standby sends on a spare: a switch on its media follows a real failover.
+    const real = trigger !== 'silence' || (this.#lastNewEpochAt !== null && at - this.#lastNewEpochAt < windowMs);
     const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real, spareAudioPackets };
     this.#switches.push(sw);
     setTimeout(() => {

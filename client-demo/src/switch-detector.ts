@@ -11,7 +11,8 @@
  *                               delivers media (only a promoted standby sends on it) and the
  *                               signaling connection dropped during this silence (a killed
  *                               primary's kernel closes it at once; the page may well have
- *                               reconnected since); or the new primary says so (`told`)
+ *                               reconnected since); or the new primary says so (`told`); or,
+ *                               with `switchOnSpareMedia` (takeover mode), the spare delivers media
  *   watching/suspect -> no-spare  the spare path is gone
  *
  * Ordinary jitter cannot switch: a late packet on the primary path only raises a suspicion, and
@@ -30,6 +31,12 @@ export interface SwitchDetectorOptions {
   requireSignalingLoss: boolean;
   /** A signaling drop this long before the primary's last packet still counts (packets in flight, stats lag; default 500 ms). */
   signalingSlackMs: number;
+  /**
+   * Switch as soon as the spare delivers media, whatever the primary path does (default false).
+   * For takeover mode: only a promoted standby sends on a spare, and a primary it superseded
+   * fences itself, so media there means the call has moved.
+   */
+  switchOnSpareMedia: boolean;
 }
 
 export const DEFAULT_SWITCH_OPTIONS: SwitchDetectorOptions = {
@@ -38,6 +45,7 @@ export const DEFAULT_SWITCH_OPTIONS: SwitchDetectorOptions = {
   confirmWithSpareMedia: true,
   requireSignalingLoss: true,
   signalingSlackMs: 500,
+  switchOnSpareMedia: false,
 };
 
 export interface SwitchSample {
@@ -53,7 +61,7 @@ export interface SwitchSample {
 }
 
 export type SwitchState = 'no-spare' | 'watching' | 'suspect' | 'switched';
-export type SwitchTrigger = 'silence' | 'server';
+export type SwitchTrigger = 'silence' | 'server' | 'spare-media';
 
 export type SwitchAction =
   | { kind: 'none' }
@@ -128,15 +136,17 @@ export class SwitchDetector {
       this.falseAlarms++;
       return { kind: 'disarm', silentMs };
     }
-    const { silenceMs, armSilenceMs, confirmWithSpareMedia, requireSignalingLoss } = this.options;
+    const { silenceMs, armSilenceMs, confirmWithSpareMedia, requireSignalingLoss, switchOnSpareMedia } = this.options;
+    if (switchOnSpareMedia && sample.spareDelivering) return this.#switch('spare-media', silentMs);
     const signalingLost =
       !requireSignalingLoss ||
       (sample.signalingLostAt !== null && this.#lastPacketAt !== null && sample.signalingLostAt >= this.#lastPacketAt - this.options.signalingSlackMs);
     if (silentMs >= silenceMs && (!confirmWithSpareMedia || sample.spareDelivering) && signalingLost) {
       return this.#switch('silence', silentMs);
     }
-    // Jitter alone (signaling up) never arms: an idle spare stays idle.
-    if (this.#state === 'watching' && silentMs >= armSilenceMs && signalingLost) {
+    // Jitter alone (signaling up) never arms: an idle spare stays idle. Switching on spare media
+    // needs no arming (the switch puts the tracks on the spare).
+    if (this.#state === 'watching' && silentMs >= armSilenceMs && signalingLost && !switchOnSpareMedia) {
       this.#state = 'suspect';
       return { kind: 'arm', silentMs };
     }

@@ -158,6 +158,21 @@ describe('spare path switch detector', () => {
     assert.equal(switched, false);
   });
 
+  it('takeover mode: switches as soon as the spare delivers, never arms on jitter (signaling never drops)', () => {
+    const options = { requireSignalingLoss: false, switchOnSpareMedia: true };
+    // Jitter with the spare idle: nothing at all (no arming: the spare stays idle).
+    const quiet = run(new SwitchDetector(options), { until: 1000, packetTimes: packets(20, new Map([[10, 300]])) });
+    assert.deepEqual(quiet, []);
+    // Kill at 500, the promoted standby's media on the spare at 530: switch at once, signaling up.
+    const actions = run(new SwitchDetector(options), { until: 1000, packetTimes: packets(20, new Map(), 500), spareDeliveringFrom: 530 });
+    assert.deepEqual(
+      actions.map((a) => [a.at, a.action.kind]),
+      [[530, 'switch']],
+    );
+    const sw = actions[0]!.action;
+    assert.ok(sw.kind === 'switch' && sw.trigger === 'spare-media' && sw.silentMs === 30);
+  });
+
   it('switches when told by the new primary', () => {
     const detector = new SwitchDetector();
     run(detector, { until: 100, packetTimes: packets(20) });

@@ -111,8 +111,12 @@ export interface SpareAnswer extends SdpMessage {
   pathId: string;
 }
 
-/** How the page came to switch to its spare path. */
-export type SpareSwitchTrigger = 'silence' | 'server';
+/**
+ * How the page came to switch to its spare path: its primary path fell silent (with the other
+ * conditions), the new primary told it, or (takeover mode) media arrived on the spare, which only
+ * a promoted standby sends.
+ */
+export type SpareSwitchTrigger = 'silence' | 'server' | 'spare-media';
 
 /** The new primary tells the page to switch to this spare path now (after its resume). */
 export interface SpareActivate {

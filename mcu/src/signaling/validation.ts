@@ -57,7 +57,7 @@ const spareAnswerReply: z.ZodType<Result<SpareAnswer>, z.ZodTypeDef, unknown> = 
 
 const spareActivatedReply: z.ZodType<Result<SpareActivated>, z.ZodTypeDef, unknown> = z.union([
   failedReply,
-  z.object({ ok: z.literal(true), pathId, trigger: z.enum(['silence', 'server']), primarySilentMs: z.number().finite().nonnegative() }).strict(),
+  z.object({ ok: z.literal(true), pathId, trigger: z.enum(['silence', 'server', 'spare-media']), primarySilentMs: z.number().finite().nonnegative() }).strict(),
 ]);
 
 function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, event: string, payload: unknown): T {
