@@ -186,6 +186,26 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
   });
 
   /**
+   * A server in the primary host that greeted a client, the client's capture, and the client's
+   * stack deaf to the server from now on (its capture still sees everything): nothing the server
+   * sends is acknowledged, so a killed server's orphan retransmits. `hear()` undoes the deafness.
+   */
+  async function deafClient() {
+    const srv = await server('primary', 'greeting\n');
+    const { peer, outcome } = await client(3000);
+    assert.equal(outcome.event, 'connect');
+    await peer.waitFor((e) => e.event === 'data');
+    const clientCapture = await capture('client');
+    await lab.exec('client', ['nft', '-f', '-'], {
+      input: `table inet labtest {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${lab.addresses.vip} tcp sport ${lab.servicePort} drop\n }\n}\n`,
+    });
+    const hear = async (): Promise<void> => {
+      await lab.exec('client', ['nft', 'delete', 'table', 'inet', 'labtest'], { check: false });
+    };
+    return { srv, clientCapture, hear };
+  }
+
+  /**
    * A server with unacknowledged output is killed; with the orphan guard off its orphan
    * retransmits until `silence` runs.
    */
@@ -199,15 +219,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
   }
 
   async function unguardedOrphan(t: TestContext, silence: () => Promise<LabTiming>): Promise<void> {
-    const srv = await server('primary', 'greeting\n');
-    const { peer, outcome } = await client(3000);
-    assert.equal(outcome.event, 'connect');
-    await peer.waitFor((e) => e.event === 'data');
-    const clientCapture = await capture('client');
-    // The client's stack stops seeing the server (its capture still does): nothing is acknowledged.
-    await lab.exec('client', ['nft', '-f', '-'], {
-      input: `table inet labtest {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${lab.addresses.vip} tcp sport ${lab.servicePort} drop\n }\n}\n`,
-    });
+    const { srv, clientCapture, hear } = await deafClient();
     try {
       await srv.request({ op: 'write', bytes: 1000 });
       const kill = lab.killPrimaryProcess(srv.pid);
@@ -234,7 +246,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
       const afterSilence = clientCapture.select((e) => e.event === 'segment' && e.src === lab.addresses.vip && Number(e.tsNs) / 1e6 > timing.at);
       assert.deepEqual(afterSilence, [], `nothing from the VIP may reach the client after ${timing.op}`);
     } finally {
-      await lab.exec('client', ['nft', 'delete', 'table', 'inet', 'labtest'], { check: false });
+      await hear();
     }
   }
 
@@ -249,14 +261,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
   });
 
   it('the orphan guard silences a killed server by itself, at once: nothing of its orphan reaches the client', async (t: TestContext) => {
-    const srv = await server('primary', 'greeting\n');
-    const { peer, outcome } = await client(3000);
-    assert.equal(outcome.event, 'connect');
-    await peer.waitFor((e) => e.event === 'data');
-    const clientCapture = await capture('client');
-    await lab.exec('client', ['nft', '-f', '-'], {
-      input: `table inet labtest {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${lab.addresses.vip} tcp sport ${lab.servicePort} drop\n }\n}\n`,
-    });
+    const { srv, clientCapture, hear } = await deafClient();
     try {
       const before = await lab.firewallCounters('primary');
       await srv.request({ op: 'write', bytes: 1000 });
@@ -273,7 +278,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
       assert.deepEqual(after, [], 'nothing from the VIP may reach the client after the kill');
       assert.ok(orphanDropped >= 1, 'the orphan retransmitted and the guard dropped it');
     } finally {
-      await lab.exec('client', ['nft', 'delete', 'table', 'inet', 'labtest'], { check: false });
+      await hear();
     }
   });
 
