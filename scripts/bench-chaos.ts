@@ -47,7 +47,6 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser } from 'playwright-core';
-import { nativeAddonAvailable } from '../native/src/index.ts';
 import { Supervisor, type ManagedMcu } from '../standby/src/supervisor.ts';
 import { launchChromium, openParticipant, type ParticipantPage } from '../test/helpers/browser.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -57,7 +56,8 @@ import { summarize as summarizeSample, type Summary } from './bench-stats.ts';
 import { buildTimeline } from './failover-timeline.ts';
 import { LabProcess } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology, type ServerHost } from './lab/topology.ts';
+import { LabTopology, type ServerHost } from './lab/topology.ts';
+import { takeoverLabUnsupportedReason } from './lab/takeover-support.ts';
 // The same participants, tones, tiles and thresholds as the browser tests.
 import { HEARD_DB, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../test/helpers/mix.ts';
 
@@ -1341,7 +1341,7 @@ function intArg(raw: string | undefined, min: number, max: number, name: string)
 const kills = intArg(args.kills, 1, MAX_KILLS, 'kills');
 const maxMinutes = intArg(args['max-minutes'], 1, 24 * 60, 'max-minutes');
 // Takeover mode needs the lab: root, nftables, the native addon (capture, TCP_REPAIR).
-const labUnavailable = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh)');
+const labUnavailable = await takeoverLabUnsupportedReason();
 const modeNames = (args.mode ?? (labUnavailable ? 'reconnect' : MODE_NAMES.join(','))).split(',').map((m) => m.trim()).filter(Boolean);
 if (args.mode === undefined && labUnavailable) console.log(`lab modes skipped: ${labUnavailable}`);
 const labModeAsked = modeNames.find((m) => (LAB_MODES as readonly string[]).includes(m));

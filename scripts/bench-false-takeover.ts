@@ -20,10 +20,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { nativeAddonAvailable } from '../native/src/index.ts';
 import { LabProcessGroup, type LabProcess, type LabEvent } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
+import { LabTopology } from './lab/topology.ts';
+import { takeoverLabUnsupportedReason } from './lab/takeover-support.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
 const SELF = 'scripts/bench-false-takeover.ts';
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   const flood = clamp(Number(values.flood), 0, 8);
   const heartbeatMs = clamp(Number(values['heartbeat-ms']), 1, 1000);
   const missed = clamp(Number(values.missed), 1, 100);
-  const unsupported = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh)');
+  const unsupported = await takeoverLabUnsupportedReason();
   if (unsupported) {
     process.stderr.write(`bench-false-takeover: ${unsupported}\n`);
     process.exit(2);

@@ -21,10 +21,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { nativeAddonAvailable } from '../native/src/index.ts';
 import { LabProcessGroup } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology } from './lab/topology.ts';
+import { LabTopology } from './lab/topology.ts';
+import { takeoverLabUnsupportedReason } from './lab/takeover-support.ts';
 import { summarize, type Summary } from './bench-stats.ts';
 import { renderPlotPage, type PlotMetric } from './bench-plot.ts';
 
@@ -211,7 +211,7 @@ function plot(perFault: Record<string, { samples: Sample[] }>, scaleSamples: Sam
 }
 
 async function main(): Promise<void> {
-  const unsupported = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built');
+  const unsupported = await takeoverLabUnsupportedReason();
   if (unsupported) {
     console.error(`bench-takeover: cannot run: ${unsupported}`);
     process.exit(2);

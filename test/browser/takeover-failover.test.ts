@@ -17,11 +17,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { buildTimeline } from '../../scripts/failover-timeline.ts';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
+import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, markPeerConnections, pageEvents, samePeerConnection } from '../helpers/call-checks.ts';
 import { PARTICIPANTS } from '../helpers/mix.ts';
@@ -39,8 +39,7 @@ const PROBE_INTERVAL_MS = 50;
 const MISSED_HEARTBEATS = '10';
 
 const skipReason =
-  (await labUnsupportedReason()) ??
-  (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh): capture and TCP_REPAIR need it') ??
+  (await takeoverLabUnsupportedReason()) ??
   chromiumUnavailableReason();
 
 interface McuStatus {

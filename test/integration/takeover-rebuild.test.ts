@@ -22,9 +22,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labUnsupportedReason, LabTopology, type LabHost } from '../../scripts/lab/topology.ts';
+import { LabTopology, type LabHost } from '../../scripts/lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
 const SERVER = 'test/fixtures/takeover-line-server.ts';
 const CLIENT = 'test/fixtures/takeover-line-client.ts';
@@ -47,8 +47,7 @@ const CLIENT_BLOCK_TABLE = 'takeover_test_block';
 /** The replication side channel's port on the standby's own address (not the service port). */
 const REPLICATION_PORT = 7100;
 
-const skipReason =
-  (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh): capture and TCP_REPAIR need it');
+const skipReason = await takeoverLabUnsupportedReason();
 
 interface ClientReport {
   sent: number;

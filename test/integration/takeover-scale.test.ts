@@ -17,17 +17,16 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
+import { LabTopology } from '../../scripts/lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
 const CLIENTS = 'test/fixtures/takeover-scale-clients.ts';
 /** Per-client request interval of the 200-connection case (ms): 1 request/s each, 200/s in all. */
 const SCALE_INTERVAL_MS = Number(process.env.TAKEOVER_SCALE_INTERVAL_MS ?? 1000);
 
-const skipReason =
-  (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh): capture and TCP_REPAIR need it');
+const skipReason = await takeoverLabUnsupportedReason();
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -21,10 +21,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
-import { labUnsupportedReason, LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
+import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
 
 const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
@@ -34,8 +34,7 @@ const INTERVAL_MS = 10;
 const DWELL_BEFORE_MS = 500;
 const ROOM = 'takeover-room';
 
-const skipReason =
-  (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? null : 'native addon not built (bash scripts/build-native.sh): capture and TCP_REPAIR need it');
+const skipReason = await takeoverLabUnsupportedReason();
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
