@@ -6,7 +6,8 @@
         "addon/addon.cc",
         "addon/syscall_error.cc",
         "addon/tcp_repair.cc",
-        "addon/packet_capture.cc"
+        "addon/packet_capture.cc",
+        "addon/thread_sched.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

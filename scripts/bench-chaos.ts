@@ -7,17 +7,19 @@
  *
  * Modes (--mode, comma-separated, run one after the other in the same run; default all when
  * the lab can run here, i.e. root, nftables and the native addon, otherwise reconnect only):
- * - reconnect: primary + standby under the Supervisor on 127.0.0.1, kill -9; the pages'
- *   socket.io reconnects and resumes, the media restarts with a server offer. One system for
- *   all kills (the Supervisor starts a new standby after each promotion). Spare paths off.
+ * - reconnect: MCU_TAKEOVER=0 in the namespace lab, kill -9 of the primary process; the standby
+ *   raises the VIP, the pages' socket.io reconnects and resumes, the media restarts with a server
+ *   offer. Spare paths off. Where the lab cannot run (not root), primary and standby run under
+ *   the Supervisor on 127.0.0.1 instead (one system for all kills, a new standby after each).
  * - takeover / takeover-crash: MCU_TAKEOVER=1 in the namespace lab (scripts/lab), Chromium in
  *   its client host, the pages on the VIP; kill -9 of the primary process (its host's orphan
- *   guard silences it, nothing else is done) or a crash of its host (link down: the standby
- *   detects it by heartbeat timeout; the cut-off primary fences itself). The standby rebuilds
+ *   guard silences it, nothing else is done) or a crash of its host (its processes stopped and
+ *   its link down: the standby detects it by missed heartbeats and an unanswered host probe). The standby rebuilds
  *   the connections and re-attaches the sessions, the pages see no disconnect, the media
  *   restarts with a server offer on the same RTCPeerConnection. Spare paths off.
  * - warm-spare / warm-spare-crash: the same with MCU_SPARE_PATHS=1: the new primary mixes onto
- *   the spare peer connections the standby kept connected and tells each page to switch.
+ *   the spare peer connections the standby kept connected; each page already plays the spare's
+ *   audio and switches on its first media (or when told).
  * Lab modes get a fresh lab (and browser, and pages) per kill, as scripts/bench-takeover.ts
  * does (test/integration/takeover.test.ts shows the chained failovers): ~10 s per kill, and
  * nothing of one round leaks into the next. "Protected" there means the standby said
@@ -42,6 +44,7 @@
  * inline-SVG distribution plots next to it, and a PNG screenshot of that page; the
  * children's logs go to <out>-logs/<mode>/.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
@@ -56,7 +59,7 @@ import { summarize as summarizeSample, type Summary } from './bench-stats.ts';
 import { buildTimeline } from './failover-timeline.ts';
 import { LabProcess } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
-import { LabTopology, type ServerHost } from './lab/topology.ts';
+import { LabTopology, splitCpus, type ServerHost } from './lab/topology.ts';
 import { takeoverLabUnsupportedReason } from './lab/takeover-support.ts';
 // The same participants, tones, tiles and thresholds as the browser tests.
 import { HEARD_DB, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../test/helpers/mix.ts';
@@ -68,6 +71,8 @@ const MAX_KILLS = 200;
 const MODE_NAMES = ['reconnect', 'takeover', 'takeover-crash', 'warm-spare', 'warm-spare-crash'] as const;
 /** Modes that run in the namespace lab. */
 const LAB_MODES: readonly ModeName[] = ['takeover', 'takeover-crash', 'warm-spare', 'warm-spare-crash'];
+/** Modes whose signaling connections must survive the failover (no disconnect). */
+const TAKEOVER_MODES: readonly ModeName[] = LAB_MODES;
 type ModeName = (typeof MODE_NAMES)[number];
 
 /** The MCU composes at 15 fps: the interval between frames when nothing is wrong. */
@@ -87,11 +92,13 @@ const POLL_MS = 200;
 const PROBE_INTERVAL_MS = 50;
 /**
  * The lab modes' heartbeat window (MCU_MISSED_HEARTBEATS): the product's default unless
- * BENCH_MISSED_HEARTBEATS says otherwise (a host crash is detected after missed x 10 ms plus a
- * confirm window of 3x that; a kill by the replication stream's end and a port-unreachable
- * probe). Death verdicts while the primary lived are counted as incidents, and fenced.
+ * BENCH_MISSED_HEARTBEATS says otherwise (a host crash is detected after missed x 10 ms and a
+ * host probe left unanswered for 20 ms; a kill by the replication stream's end and a
+ * port-unreachable probe). Death verdicts while the primary lived are counted as incidents, and fenced.
  */
 const LAB_MISSED_HEARTBEATS = process.env.BENCH_MISSED_HEARTBEATS ?? '3';
+/** CPUs of the lab's server hosts and client host (BENCH_PIN_CPUS=0 turns the split off). */
+const LAB_CPUS = process.env.BENCH_PIN_CPUS === '0' ? null : splitCpus();
 
 // ---------------------------------------------------------------------------------------
 // Modes: how to start the system, how to kill its primary
@@ -146,13 +153,13 @@ function labMode(name: ModeName, spares: boolean, fault: 'kill' | 'crash'): Mode
   const media = spares
     ? 'the pages switch to the warm spare paths the standby kept connected (MCU_SPARE_PATHS=1)'
     : 'then the media restarts on the same RTCPeerConnection (server offer; MCU_SPARE_PATHS=0)';
-  const how = fault === 'kill' ? 'kill -9 of the primary process' : "crash of the primary's host (link down, heartbeat timeout)";
+  const how = fault === 'kill' ? 'kill -9 of the primary process' : "crash of the primary's host (its processes stopped, link down; missed heartbeats and a host probe)";
   return {
     name,
     description: `MCU_TAKEOVER=1 in the namespace lab, ${how}: the standby rebuilds the signaling connections (no disconnect), ${media}; a fresh lab per kill`,
     recoveryEvents: spares ? ['spare-switched'] : ['media-restarted'],
     freshSystemPerKill: true,
-    start: () => LabSystem.start({ spares }),
+    start: () => LabSystem.start({ spares, takeover: true }),
     kill: (system) => (fault === 'kill' ? system.killPrimary('SIGKILL') : (system as LabSystem).crashPrimaryHost()),
   };
 }
@@ -160,10 +167,11 @@ function labMode(name: ModeName, spares: boolean, fault: 'kill' | 'crash'): Mode
 const MODES: Partial<Record<ModeName, ModeDescriptor>> = {
   reconnect: {
     name: 'reconnect',
-    description: 'signaling reconnects and resumes; server-initiated media restart on the same RTCPeerConnection (kill -9, loopback, MCU_SPARE_PATHS=0)',
+    description:
+      'kill -9 of the primary process in the namespace lab (a fresh lab per kill); the standby raises the VIP, signaling reconnects and resumes, server-initiated media restart on the same RTCPeerConnection (MCU_SPARE_PATHS=0). Without the lab (not root): primary and standby under the Supervisor on 127.0.0.1',
     recoveryEvents: ['reconnected', 'media-restarted'],
-    freshSystemPerKill: false,
-    start: (browser) => SupervisedSystem.start(browser),
+    freshSystemPerKill: true,
+    start: (browser) => (reconnectOnLoopback ? SupervisedSystem.start(browser) : LabSystem.start({ spares: false, takeover: false })),
     kill: (system) => system.killPrimary('SIGKILL'),
   },
   takeover: labMode('takeover', false, 'kill'),
@@ -307,8 +315,9 @@ class SupervisedSystem implements SystemUnderTest {
 }
 
 /**
- * Takeover mode: a fresh namespace lab (scripts/lab) with the primary and the standby in their
- * hosts (MCU_TAKEOVER=1, labMcuEnv) and Chromium in its client host, for one kill. The
+ * A fresh namespace lab (scripts/lab) with the primary and the standby in their hosts (labMcuEnv;
+ * MCU_TAKEOVER=1 or reconnect mode) and Chromium in its client host, for one kill. The server
+ * hosts and the client host run on their own CPUs (LabTopology cpus). In takeover mode the
  * standby starts before the pages connect (it learns each connection from the capture).
  */
 class LabSystem implements SystemUnderTest {
@@ -320,7 +329,10 @@ class LabSystem implements SystemUnderTest {
   #killed = false;
   #closing: Promise<void> | null = null;
 
-  private constructor(lab: LabTopology, primary: LabProcess, standby: LabProcess, browser: Browser) {
+  readonly #takeover: boolean;
+
+  private constructor(lab: LabTopology, primary: LabProcess, standby: LabProcess, browser: Browser, takeover: boolean) {
+    this.#takeover = takeover;
     this.#lab = lab;
     this.#primary = primary;
     this.#standby = standby;
@@ -328,8 +340,9 @@ class LabSystem implements SystemUnderTest {
     this.url = `http://${lab.addresses.vip}:${lab.servicePort}`;
   }
 
-  static async start(options: { spares: boolean }): Promise<LabSystem> {
-    const lab = new LabTopology();
+  static async start(options: { spares: boolean; takeover: boolean }): Promise<LabSystem> {
+    // The server hosts and the client host on their own CPUs, as on separate machines.
+    const lab = new LabTopology({ cpus: LAB_CPUS ?? undefined, firewall: options.takeover ? 'takeover' : 'plain' });
     const processes: LabProcess[] = [];
     let browser: Browser | null = null;
     // Until the system exists, a Ctrl-C must still take the lab down.
@@ -343,7 +356,7 @@ class LabSystem implements SystemUnderTest {
       const secret = `bench-chaos-${process.pid}-${Math.random().toString(16).slice(2)}`;
       const start = (host: ServerHost, entry: string): LabProcess => {
         const env = {
-          ...labMcuEnv(lab, host, secret, { takeover: true }),
+          ...labMcuEnv(lab, host, secret, { takeover: options.takeover }),
           LOG_LEVEL: 'info',
           MCU_MISSED_HEARTBEATS: LAB_MISSED_HEARTBEATS,
           MCU_SPARE_PATHS: options.spares ? '1' : '0',
@@ -356,10 +369,10 @@ class LabSystem implements SystemUnderTest {
       await primary.waitForEvent('listening', { timeoutMs: 30_000 });
       const standby = start('standby', 'standby/src/main.ts');
       await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
-      browser = await launchChromium([], { netns: lab.namespace('client') });
+      browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
       const b = browser;
       registerCleanup(() => b.close());
-      return new LabSystem(lab, primary, standby, browser);
+      return new LabSystem(lab, primary, standby, browser, options.takeover);
     } catch (err) {
       await browser?.close().catch(() => undefined);
       for (const p of processes) await p.close(500).catch(() => undefined);
@@ -392,15 +405,25 @@ class LabSystem implements SystemUnderTest {
     if (signal === 'SIGKILL') this.#lab.killPrimaryProcess(this.#primary.pid);
     else this.#primary.kill(signal);
     this.#killed = true;
-    // Nothing more: the host's orphan guard silences the dead process's sockets.
+    // Takeover mode: nothing more, the host's orphan guard silences the dead process's sockets.
+    // Reconnect mode: its kernel closes them (the pages reconnect), and the host gives up the
+    // VIP as a VRRP agent watching the MCU would, or its kernel would refuse the pages'
+    // reconnections (the LAN delivers their SYNs to both hosts).
+    if (!this.#takeover) await this.#lab.dropVip('primary');
     return this.#promotion(from, killedAt);
   }
 
-  /** The primary's host goes silent (link down); its process keeps running, cut off, and must fence itself. */
+  /**
+   * The primary's host crashes: its processes stop (SIGSTOP, as a host losing power runs
+   * nothing more) and its link goes down. The lab's hosts share this machine's CPUs: a host
+   * only cut off would go on encoding video beside the new primary until it fenced itself
+   * (test/integration/takeover-fencing.test.ts covers that partition).
+   */
   async crashPrimaryHost(): Promise<Promotion> {
     if (this.#killed || !this.#primary.running) throw new SystemGoneError('no primary to crash in this lab');
     const from = this.#standby.mark();
     const killedAt = Date.now();
+    this.#primary.kill('SIGSTOP');
     await this.#lab.crashHost('primary');
     this.#killed = true;
     return this.#promotion(from, killedAt);
@@ -572,21 +595,6 @@ function armPage(page: ParticipantPage): Promise<ArmedPage> {
     (await client.pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
     });
-    // A second audio watch, per inbound-rtp stats id: only a growing packet count of some
-    // stream ends a gap. The probe sums all streams, so the old stream's entry vanishing (or
-    // the new one appearing) at the restart changes its sum and looks like received audio.
-    const w = window as unknown as { __benchAudio?: { timer: number; samples: Array<[number, string, number]> } };
-    if (w.__benchAudio) clearInterval(w.__benchAudio.timer);
-    const rec = { timer: 0, samples: [] as Array<[number, string, number]> };
-    rec.timer = window.setInterval(() => {
-      void window.mcuDemo.client?.pc.getStats().then((stats) => {
-        const t = performance.now();
-        stats.forEach((st: { id: string; type: string; kind?: string; packetsReceived?: number }) => {
-          if (st.type === 'inbound-rtp' && st.kind === 'audio') rec.samples.push([t, st.id, st.packetsReceived ?? 0]);
-        });
-      });
-    }, 20);
-    w.__benchAudio = rec;
     demo.probe!.resetGaps();
     return { eventCount: demo.events.length, armedAt: performance.now(), frameIntervalMs: intervals.length > 0 ? intervals[intervals.length >> 1]! : null, freezes };
   });
@@ -616,26 +624,21 @@ function readPage(page: ParticipantPage, armed: ArmedPage): Promise<PageReadout>
     const client = demo.client!;
     const probe = demo.probe!;
     const gaps = probe.gaps();
-    const w = window as unknown as { __benchAudio?: { timer: number; samples: Array<[number, string, number]> } };
-    let strictAudioGapMs: number | null = null;
     const stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; at: number; ms: number }> = [];
-    if (w.__benchAudio) {
-      clearInterval(w.__benchAudio.timer);
-      const last = new Map<string, number>();
-      let lastGrowth: number | null = null;
-      strictAudioGapMs = 0;
-      for (const [t, id, n] of w.__benchAudio.samples) {
-        const prev = last.get(id);
-        if (prev === undefined ? n > 0 : n > prev) {
-          if (lastGrowth !== null) {
-            strictAudioGapMs = Math.max(strictAudioGapMs, t - lastGrowth);
-            if (t - lastGrowth > audioMs) stalls.push({ kind: 'audio-strict', at: performance.timeOrigin + lastGrowth, ms: t - lastGrowth });
-          }
-          lastGrowth = t;
-        }
-        last.set(id, n);
+    // Per stream: only a growing packet count of some inbound audio stream ends a gap (the probe's
+    // growth times; a stream that vanishes or appears at a restart changes the sum, not this).
+    let strictAudioGapMs = 0;
+    let lastGrowth: number | null = null;
+    for (const t of probe.audioGrowthTimes) {
+      if (t < since) {
+        lastGrowth = t;
+        continue;
       }
-      w.__benchAudio = undefined;
+      if (lastGrowth !== null) {
+        strictAudioGapMs = Math.max(strictAudioGapMs, t - lastGrowth);
+        if (t - lastGrowth > audioMs) stalls.push({ kind: 'audio-strict', at: performance.timeOrigin + lastGrowth, ms: t - lastGrowth });
+      }
+      lastGrowth = t;
     }
     const frames = probe.frameTimes;
     for (let i = 1; i < frames.length; i++) {
@@ -705,6 +708,8 @@ interface PageSample {
   mediaRestartedAtMs: number | null;
   mediaRestartReason: string | null;
   mediaRestartTookMs: number | null;
+  /** Warm spare: kill -> the page's switch, the old path's last packet and the spare's first audio packet (page clocks, ms). */
+  spareSwitch: { trigger: string; atMs: number; oldLastPacketMs: number | null; spareFirstAudioMs: number | null } | null;
   fallback: boolean;
   newPeerConnection: boolean;
   idChanged: boolean;
@@ -938,6 +943,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       mediaRestartedAtMs: null,
       mediaRestartReason: null,
       mediaRestartTookMs: null,
+      spareSwitch: null,
       fallback: false,
       newPeerConnection: false,
       idChanged: false,
@@ -948,7 +954,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       state: null,
     };
     row.pages.push(sample);
-    if (LAB_MODES.includes(mode.name) && (sample.disconnects !== 0 || sample.sameSignalingConnection !== true)) {
+    if (TAKEOVER_MODES.includes(mode.name) && (sample.disconnects !== 0 || sample.sameSignalingConnection !== true)) {
       fail('disconnected', `${page.spec.name}: signaling not kept (${sample.disconnects ?? '?'} disconnects, same connection ${String(sample.sameSignalingConnection)})`);
     }
     if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
@@ -969,6 +975,12 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       sample.mediaRestartedAtMs = restart ? restart.at - killedAt : null;
       sample.mediaRestartReason = typeof detail(restart).reason === 'string' ? (detail(restart).reason as string) : null;
       sample.mediaRestartTookMs = typeof detail(restart).tookMs === 'number' ? (detail(restart).tookMs as number) : null;
+      const switched = out.events.find((e) => e.event === 'spare-switched');
+      if (switched) {
+        const d = detail(switched);
+        const rel = (v: unknown): number | null => (typeof v === 'number' ? Math.round(v - killedAt) : null);
+        sample.spareSwitch = { trigger: String(d.trigger), atMs: Math.round(switched.at - killedAt), oldLastPacketMs: rel(d.oldPathLastPacketAt), spareFirstAudioMs: rel(d.spareFirstAudioAt) };
+      }
       sample.fallback = restarts.some((e) => String(detail(e).reason ?? '').startsWith('fallback'));
       sample.newPeerConnection = !out.samePeerConnection;
       sample.idChanged = out.participantId !== call.ids[i];
@@ -1349,7 +1361,13 @@ if (labModeAsked && labUnavailable) {
   console.error(`mode "${labModeAsked}" cannot run here: ${labUnavailable}`);
   process.exit(2);
 }
-if (labModeAsked) await LabTopology.cleanupStale();
+/** Reconnect mode runs in the lab like the others when it can, on loopback otherwise. */
+const reconnectOnLoopback = labUnavailable !== null;
+if (!reconnectOnLoopback) {
+  await LabTopology.cleanupStale();
+  // The harness (Playwright driving the pages) belongs with the clients: off the servers' CPUs.
+  if (LAB_CPUS) execFileSync('taskset', ['-a', '-p', '-c', LAB_CPUS.clients, String(process.pid)], { stdio: 'ignore' });
+}
 for (const m of modeNames) {
   if (!(MODE_NAMES as readonly string[]).includes(m)) {
     console.error(`unknown mode "${m}": one of ${MODE_NAMES.join(', ')}`);

@@ -36,11 +36,21 @@ export type CallClientEvents = {
   'media-restarted': [{ reason: string; tookMs: number }];
   /** A warm spare path changed state (answered, connected, failed, closed, in use). */
   'spare-state': [{ pathId: string; state: PageSpareState }];
+  /**
+   * The connected spare path's received audio (null once it is gone or in use): play it beside
+   * the call's own. It is silent until a promoted standby mixes onto it, and then it is heard at
+   * once, without waiting for the page to notice and switch (a wrongly promoted standby never
+   * sends there: takeover mode fences the old primary first, reconnect mode owns the port first).
+   */
+  'spare-audio': [MediaStreamTrack | null];
   /** The page moved its media to the warm spare path (a failover): no renegotiation. */
   'spare-switched': [SpareSwitch];
   /** The primary path went silent long enough to suspect a failover (`armed`), or came back (`cleared`). */
   'spare-alarm': [{ pathId: string; kind: 'armed' | 'cleared'; silentMs: number }];
 };
+
+/** How long the dead path of a switch lingers before it is closed (see #switchToSpare). */
+const RETIRE_OLD_PATH_MS = 3000;
 
 /** One switch to a spare path, as the page saw it. */
 export interface SpareSwitch {
@@ -56,6 +66,10 @@ export interface SpareSwitch {
   real: boolean;
   /** Audio packets the spare had received when the page switched (x 20 ms: how long it had been delivering). */
   spareAudioPackets: number;
+  /** When the old path's last RTP packet arrived (epoch ms, from its statistics), null if unknown. */
+  oldPathLastPacketAt: number | null;
+  /** When the spare's first audio packet arrived (epoch ms), estimated from its latest packet and count at 20 ms each; null if unknown. */
+  spareFirstAudioAt: number | null;
 }
 
 /** The page's warm spare path counters (tests and benchmarks read them). */
@@ -95,7 +109,11 @@ export interface CallClientOptions {
   localStream: MediaStream;
   /** When to switch to a warm spare path (see SwitchDetector; default 60 ms of silence, confirmed by the spare's media). */
   spareSwitch?: Partial<SwitchDetectorOptions>;
-  /** How often the reception of both paths is sampled (getStats) while a spare is connected (default 10 ms). */
+  /**
+   * How often the reception of both paths is sampled (getStats) while a spare is connected
+   * (default 25 ms; 50 ms in takeover mode, where the spare's media itself switches the page).
+   * Chromium serves a report from a cache of about 50 ms, and each call costs the page CPU.
+   */
   spareSampleMs?: number;
   /** A switch not followed by a resume on a newer epoch within this is a false switch (default 15000 ms). */
   falseSwitchWindowMs?: number;
@@ -420,12 +438,26 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       (state) => {
         this.emit('spare-state', { pathId: spare.pathId, state });
         if (spare !== this.#spare) return;
-        if (state === 'connected') this.#startSampling(offer.signalingSurvives === true);
+        if (state === 'connected') {
+          this.#startSampling(offer.signalingSurvives === true);
+          const audio = spare.pc.getTransceivers().find((t) => t.receiver.track.kind === 'audio')?.receiver.track;
+          if (audio) this.emit('spare-audio', audio);
+        }
         if (state === 'failed') this.#dropSpare('spare peer connection failed');
       },
       () => {
+        const detector = this.#detector;
+        if (spare !== this.#spare || !detector) return;
+        // Takeover mode: media on the spare is the switch signal by itself (only a promoted
+        // standby sends there), so switch in this event, without waiting for statistics.
+        if (detector.options.switchOnSpareMedia && spare.state === 'connected') {
+          const now = performance.timeOrigin + performance.now();
+          const action = detector.feed({ at: now, primaryLastPacketAt: detector.lastPacketAt, spareDelivering: true, spareConnected: true, signalingLostAt: this.#signalingLostAt });
+          if (action.kind === 'switch') this.#switchToSpare(spare, action.trigger, action.silentMs);
+          return;
+        }
         // Media on the spare: judge now rather than at the next sample.
-        if (spare === this.#spare && this.#detector && !this.#sampling) {
+        if (!this.#sampling) {
           this.#sampling = true;
           void this.#sample()
             .catch((err: unknown) => console.warn('spare path sampling failed', err))
@@ -476,7 +508,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
       void this.#sample()
         .catch((err: unknown) => console.warn('spare path sampling failed', err))
         .finally(() => (this.#sampling = false));
-    }, this.#opts.spareSampleMs ?? 10);
+    }, this.#opts.spareSampleMs ?? (signalingSurvives ? 50 : 25));
   }
 
   #stopSampling(): void {
@@ -516,7 +548,11 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
         void spare.disarm().catch((err: unknown) => console.warn('disarming the spare path failed', err));
         return;
       case 'switch':
-        this.#switchToSpare(spare, action.trigger, action.silentMs, spareRx.audioPackets);
+        this.#switchToSpare(spare, action.trigger, action.silentMs, {
+          spareAudioPackets: spareRx.audioPackets,
+          oldPathLastPacketAt: primary.lastPacketAt,
+          spareFirstAudioAt: spareRx.audioPackets > 0 && spareRx.lastAudioPacketAt !== null ? spareRx.lastAudioPacketAt - (spareRx.audioPackets - 1) * 20 : null,
+        });
         return;
       case 'none':
         return;
@@ -527,8 +563,14 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
    * Moves the call to the spare path: local tracks on its senders, its receiver tracks rendered,
    * the old (dead) peer connection closed. No negotiation.
    */
-  #switchToSpare(spare: PageSparePath, trigger: SpareSwitchTrigger, primarySilentMs: number, spareAudioPackets = 0): SpareSwitch {
+  #switchToSpare(
+    spare: PageSparePath,
+    trigger: SpareSwitchTrigger,
+    primarySilentMs: number,
+    seen: Pick<SpareSwitch, 'spareAudioPackets' | 'oldPathLastPacketAt' | 'spareFirstAudioAt'> = { spareAudioPackets: 0, oldPathLastPacketAt: null, spareFirstAudioAt: null },
+  ): SpareSwitch {
     const at = performance.now();
+    const oldPathLastPacketAt = this.#detector?.lastPacketAt ?? null;
     void spare.arm(this.#opts.localStream).catch((err: unknown) => console.warn('arming the spare path failed', err));
     spare.markInUse();
     this.#spare = null;
@@ -540,20 +582,38 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     this.#restartWatchdog = null;
     this.#lastRestartAt = at;
     for (const t of old.getTransceivers()) void t.sender.replaceTrack(null).catch(() => undefined);
-    old.close();
+    // Closed a little later: closing a peer connection holds the page's WebRTC threads for a
+    // moment, and packets of the path just switched to would wait behind it (a second gap).
+    setTimeout(() => old.close(), RETIRE_OLD_PATH_MS);
     this.#swapRemoteTracks();
+    // Its audio plays in the call's own element from now on.
+    this.emit('spare-audio', null);
     const windowMs = this.#opts.falseSwitchWindowMs ?? 15000;
     // Real: told by the new primary (only a promoted standby says so), or a resume on a newer
     // epoch close to the switch (before it: the resume may win the race).
     // Only a promoted standby sends on a spare: a switch on its media follows a real failover.
     const real = trigger !== 'silence' || (this.#lastNewEpochAt !== null && at - this.#lastNewEpochAt < windowMs);
-    const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real, spareAudioPackets };
+    const sw: SpareSwitch = { pathId: spare.pathId, trigger, primarySilentMs, at, epochBefore: this.#joined?.epoch ?? null, real, ...seen };
     this.#switches.push(sw);
     setTimeout(() => {
       if (!sw.real && !this.#closed) this.#falseSwitches++;
     }, windowMs);
-    this.emit('spare-switched', { ...sw });
+    sw.oldPathLastPacketAt ??= oldPathLastPacketAt;
+    void this.#measureSpareStart(sw, spare.pc).finally(() => this.emit('spare-switched', { ...sw }));
     return sw;
+  }
+
+  /**
+   * When the first audio packet arrived on the path just switched to (it may come after the
+   * switch when the server's message came first): the spare's first packets counted at 20 ms each
+   * back from the latest. Polled for up to a second.
+   */
+  async #measureSpareStart(sw: SpareSwitch, pc: RTCPeerConnection): Promise<void> {
+    for (let i = 0; sw.spareFirstAudioAt === null && i < 50 && pc.connectionState !== 'closed'; i++) {
+      const rx = await reception(pc).catch(() => null);
+      if (rx && rx.audioPackets > 0 && rx.lastAudioPacketAt !== null) sw.spareFirstAudioAt = rx.lastAudioPacketAt - (rx.audioPackets - 1) * 20;
+      else await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   #lastNewEpochAt: number | null = null;
@@ -573,6 +633,7 @@ export class CallClient extends TypedEmitter<CallClientEvents> {
     if (!spare) return;
     this.#spare = null;
     this.#stopSampling();
+    this.emit('spare-audio', null);
     console.info('spare path dropped', spare.pathId, why);
     spare.close();
   }

@@ -117,6 +117,13 @@ async function join(room: string, name: string): Promise<void> {
     }, 1500);
   });
   client.on('spare-state', (info) => log('spare-state', info));
+  // The warm spare's audio plays from the moment it connects (silent until a failover).
+  const spareOut = new Audio();
+  client.on('spare-audio', (track) => {
+    spareOut.srcObject = track ? new MediaStream([track]) : null;
+    if (track) void spareOut.play().catch(() => undefined);
+    probe.watchSpare(track ? client.sparePeerConnection : null);
+  });
   client.on('spare-alarm', (info) => log('spare-alarm', info));
   client.on('spare-switched', (info) => {
     log('spare-switched', info);

@@ -4,6 +4,9 @@
  * gaps (requestVideoFrameCallback) and received-audio gaps (inbound-rtp stats).
  * Used by the tests and by the page's own glitch indicator.
  */
+/** The MCU's Opus packets carry 20 ms each. */
+const AUDIO_PACKET_MS = 20;
+
 export interface ToneLevels {
   [hz: string]: number;
 }
@@ -11,7 +14,7 @@ export interface ToneLevels {
 export interface GapStats {
   /** Longest interval between rendered video frames since the last reset, ms. */
   longestVideoGapMs: number;
-  /** Longest stretch without a newly received audio packet since the last reset, ms (20 ms polling). */
+  /** Longest stretch without a newly received audio packet since the last reset, ms (20 ms polls, timed by the packets' own arrival stamps). */
   longestAudioGapMs: number;
   videoFrames: number;
   audioPolls: number;
@@ -28,10 +31,14 @@ export class MediaProbe {
   #lastAudioChangeAt: number | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #pc: RTCPeerConnection | null = null;
+  /** A warm spare path whose received audio the page already plays (see CallClient 'spare-audio'). */
+  #sparePc: RTCPeerConnection | null = null;
   /** Timestamps (performance.now) of rendered frames, kept for the last 30 s. */
   readonly frameTimes: number[] = [];
   /** [time, audio packets received] pairs polled every 20 ms, last 30 s. */
   readonly audioSamples: Array<[number, number]> = [];
+  /** Polls (performance.now) at which some inbound audio stream's packet count grew, last 30 s. */
+  readonly audioGrowthTimes: number[] = [];
 
   constructor(video: HTMLVideoElement) {
     this.#video = video;
@@ -46,7 +53,7 @@ export class MediaProbe {
     video.requestVideoFrameCallback(onFrame);
   }
 
-  /** Watches the received audio of this peer connection (inbound-rtp packetsReceived). */
+  /** Watches the received audio of this peer connection (inbound-rtp packetsReceived); the call's own path. */
   watch(pc: RTCPeerConnection, stream: MediaStream): void {
     this.#pc = pc;
     const track = stream.getAudioTracks()[0];
@@ -63,35 +70,61 @@ export class MediaProbe {
     if (this.#pollTimer === null) this.#pollTimer = setInterval(() => void this.#pollAudio(), 20);
   }
 
+  /**
+   * Also counts the audio received on this spare path (null: none): the page plays it beside the
+   * call's own, so its first packets end a gap even before the page switched to it.
+   */
+  watchSpare(pc: RTCPeerConnection | null): void {
+    this.#sparePc = pc;
+  }
+
   async #pollAudio(): Promise<void> {
     const pc = this.#pc;
     if (!pc || pc.connectionState === 'closed') return;
-    const stats = await pc.getStats();
+    const spare = this.#sparePc && this.#sparePc !== pc && this.#sparePc.connectionState !== 'closed' ? this.#sparePc : null;
+    const reports = await Promise.all([pc.getStats(), ...(spare ? [spare.getStats().catch(() => null)] : [])]);
     // Received RTP packets per stream, not played-out samples (concealment keeps those running
     // through a gap). A gap ends only when some stream's count grows: a stream that disappears
     // (the old server's SSRC after a restart) must not read as audio arriving.
+    // When it grew: the arrival of the first new packet, from the stream's own stamps (its latest
+    // packet's arrival, less 20 ms per packet before it: the MCU sends one Opus packet per 20 ms),
+    // not when the poll ran. Chromium serves a report from a cache of about 50 ms and a busy page
+    // answers a poll late: polling times put both ends of a gap up to ~70 ms late, unevenly.
     let grew = false;
+    let grewAt: number | null = null;
     let total = 0;
     const seen = new Set<string>();
-    stats.forEach((s: { id: string; type: string; kind?: string; packetsReceived?: number }) => {
-      if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
-      const count = s.packetsReceived ?? 0;
-      seen.add(s.id);
-      total += count;
-      const previous = this.#audioCounts.get(s.id);
-      if (previous === undefined ? count > 0 : count > previous) grew = true;
-      this.#audioCounts.set(s.id, count);
-    });
+    for (const stats of reports) {
+      stats?.forEach((s: { id: string; type: string; kind?: string; packetsReceived?: number; lastPacketReceivedTimestamp?: number }) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+        const count = s.packetsReceived ?? 0;
+        seen.add(s.id);
+        total += count;
+        const previous = this.#audioCounts.get(s.id);
+        if (previous === undefined ? count > 0 : count > previous) {
+          grew = true;
+          const newPackets = count - (previous ?? 0);
+          if (s.lastPacketReceivedTimestamp !== undefined) {
+            grewAt = Math.min(grewAt ?? Infinity, s.lastPacketReceivedTimestamp - performance.timeOrigin - (newPackets - 1) * AUDIO_PACKET_MS);
+          }
+        }
+        this.#audioCounts.set(s.id, count);
+      });
+    }
     for (const id of [...this.#audioCounts.keys()]) if (!seen.has(id)) this.#audioCounts.delete(id);
     const now = performance.now();
     this.#gaps.audioPolls++;
     this.audioSamples.push([now, total]);
     while (this.audioSamples.length > 0 && now - this.audioSamples[0]![0] > 30000) this.audioSamples.shift();
     if (grew) {
+      // Never later than the poll, never before the previous growth (clocks of two reports).
+      const at = Math.max(Math.min(grewAt ?? now, now), this.#lastAudioChangeAt ?? -Infinity);
+      this.audioGrowthTimes.push(at);
+      while (this.audioGrowthTimes.length > 0 && now - this.audioGrowthTimes[0]! > 30000) this.audioGrowthTimes.shift();
       if (this.#lastAudioChangeAt !== null) {
-        this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, now - this.#lastAudioChangeAt);
+        this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, at - this.#lastAudioChangeAt);
       }
-      this.#lastAudioChangeAt = now;
+      this.#lastAudioChangeAt = at;
     }
   }
 

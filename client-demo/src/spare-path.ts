@@ -121,6 +121,8 @@ export interface Reception {
   packets: number;
   /** Audio packets alone (20 ms each): how long audio has been arriving. */
   audioPackets: number;
+  /** When the latest audio packet arrived (epoch ms), null before the first. */
+  lastAudioPacketAt: number | null;
 }
 
 /**
@@ -130,7 +132,7 @@ export interface Reception {
  * last packet time it holds, never from when it was read.
  */
 export async function reception(pc: RTCPeerConnection): Promise<Reception> {
-  const result: Reception = { at: performance.timeOrigin + performance.now(), lastPacketAt: null, packets: 0, audioPackets: 0 };
+  const result: Reception = { at: performance.timeOrigin + performance.now(), lastPacketAt: null, packets: 0, audioPackets: 0, lastAudioPacketAt: null };
   if (pc.connectionState === 'closed') return result;
   const stats = await pc.getStats();
   let reportAt: number | null = null;
@@ -138,8 +140,10 @@ export async function reception(pc: RTCPeerConnection): Promise<Reception> {
     if (s.type !== 'inbound-rtp') return;
     reportAt = Math.max(reportAt ?? 0, s.timestamp);
     result.packets += s.packetsReceived ?? 0;
-    if (s.kind === 'audio') result.audioPackets += s.packetsReceived ?? 0;
     if (s.lastPacketReceivedTimestamp !== undefined) result.lastPacketAt = Math.max(result.lastPacketAt ?? 0, s.lastPacketReceivedTimestamp);
+    if (s.kind !== 'audio') return;
+    result.audioPackets += s.packetsReceived ?? 0;
+    if (s.lastPacketReceivedTimestamp !== undefined) result.lastAudioPacketAt = Math.max(result.lastAudioPacketAt ?? 0, s.lastPacketReceivedTimestamp);
   });
   if (reportAt !== null) result.at = reportAt;
   return result;

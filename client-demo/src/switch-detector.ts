@@ -100,6 +100,11 @@ export class SwitchDetector {
     return this.#state;
   }
 
+  /** When the primary path's latest packet arrived, as last reported (null before the first). */
+  get lastPacketAt(): number | null {
+    return this.#lastPacketAt;
+  }
+
   /** How long the primary path had been silent at `at` (0 before its first packet). */
   silentMs(at: number): number {
     return this.#lastPacketAt === null ? 0 : Math.max(0, at - this.#lastPacketAt);

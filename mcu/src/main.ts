@@ -2,6 +2,7 @@ import { loadConfig } from './config.ts';
 import { McuError } from './errors.ts';
 import { createLogger } from './logger.ts';
 import { Mcu } from './mcu.ts';
+import { limitRealtimeThreads } from './realtime.ts';
 import { PrimaryFencedError } from './takeover/errors.ts';
 import { FENCED_EXIT_CODE } from './takeover/fencing.ts';
 
@@ -9,6 +10,7 @@ const log = createLogger('main');
 
 async function main(): Promise<void> {
   const mcu = new Mcu({ config: loadConfig() });
+  limitRealtimeThreads(log);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

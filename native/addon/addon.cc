@@ -1,5 +1,5 @@
 // Entry point of the tcp_takeover addon (Linux only): TCP_REPAIR helpers and
-// an AF_PACKET capture. See native/src/index.ts for the typed API.
+// an AF_PACKET capture, thread scheduling. See native/src/index.ts for the typed API.
 #include "common.h"
 
 namespace {
@@ -7,6 +7,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tkt::InitTcpRepair(env, exports);
   tkt::InitPacketCapture(env, exports);
+  tkt::InitThreadSched(env, exports);
   return exports;
 }
 

@@ -31,5 +31,6 @@ std::string StringProp(Napi::Env env, const Napi::Object& obj, const char* name)
 
 void InitTcpRepair(Napi::Env env, Napi::Object exports);
 void InitPacketCapture(Napi::Env env, Napi::Object exports);
+void InitThreadSched(Napi::Env env, Napi::Object exports);
 
 }  // namespace tkt

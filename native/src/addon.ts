@@ -39,6 +39,7 @@ export interface NativeAddon {
   setRepair(fd: number, mode: number): void;
   repairConnection(state: object): number;
   closeFd(fd: number): void;
+  setThreadNormal(tid: number): void;
   NativePacketCapture: new (
     ifname: string,
     port: number,

@@ -227,6 +227,11 @@ export function repairConnection(state: RepairState): number {
   return callAddon((a) => a.repairConnection(state));
 }
 
+/** Sets one thread of this process (by tid) to normal scheduling (SCHED_OTHER); needs CAP_SYS_NICE to lower a real-time one. */
+export function setThreadNormal(tid: number): void {
+  callAddon((a) => a.setThreadNormal(tid));
+}
+
 /** Closes a file descriptor that was never adopted. */
 export function closeFd(fd: number): void {
   callAddon((a) => a.closeFd(fd));

@@ -41,8 +41,8 @@ export interface LabMcuProcesses {
  *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<its host's address>
  *   (where it accepts a new standby once promoted).
  * `role` defaults to the host's name; after a failover a standby runs in the primary host.
- * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface
- * (eth0) and raises the VIP itself (the `vip` macvlan plus its policy route).
+ * The standby raises the VIP itself when it promotes (the `vip` macvlan plus its policy route).
+ * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface (eth0).
  * Warm spare paths are off unless `spares` (MCU_SPARE_PATHS): the lab's tests measure the media
  * restart on the same peer connection; with spares the standby offers them on its own address
  * (MCU_SPARE_ICE_ADDRESSES), the VIP not being on its host yet.
@@ -73,9 +73,10 @@ export function labMcuEnv(
   const { vip, network } = lab.addresses;
   return {
     ...common,
-    ...(options.takeover
-      ? { MCU_CAPTURE_INTERFACE: 'eth0', MCU_VIP_INTERFACE: 'vip', MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100` }
-      : {}),
+    // Both modes: the standby raises the VIP when it promotes itself (reconnect mode: before it binds the service port).
+    MCU_VIP_INTERFACE: 'vip',
+    MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100`,
+    ...(options.takeover ? { MCU_CAPTURE_INTERFACE: 'eth0' } : {}),
     MCU_REPLICATION_HOST: lab.addresses[host],
     MCU_PRIMARY_REPLICATION_HOST: lab.addresses[peer],
     MCU_PRIMARY_REPLICATION_PORT: replicationPort,

@@ -15,6 +15,7 @@ import { spawn as spawnChild, type ChildProcess, type StdioOptions } from 'node:
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '../../mcu/src/logger.ts';
 import { LabCommandError, LabNotInLabError, LabStateError, LabUnsupportedError, LabVipError } from './errors.ts';
@@ -79,6 +80,37 @@ export interface LabOptions {
    * and the lab counts as stale once this process is gone).
    */
   detached?: boolean;
+  /**
+   * Give the server hosts and the client host their own CPUs, as separate machines would have
+   * (benchmarks): processes started with spawn() run on `servers` or `clients` (taskset lists,
+   * e.g. '0' and '1'). Default: no pinning. See splitCpus().
+   */
+  cpus?: LabCpus;
+  /**
+   * 'takeover' (default): the server hosts drop unmarked FIN/RST from the service port and guard
+   * orphaned sockets, so a dead MCU looks like silence (connection-level takeover). 'plain': no
+   * such rules, a dead process's kernel closes its connections (reconnect mode).
+   */
+  firewall?: 'takeover' | 'plain';
+}
+
+/** CPU lists (taskset syntax) for the lab's server hosts and its client host. */
+export interface LabCpus {
+  servers: string;
+  clients: string;
+}
+
+/**
+ * The machine's CPUs split between server hosts (the first half) and the client host (the rest),
+ * or null with fewer than 2. On the 2-core machine: the MCU processes on CPU 0, the browsers on
+ * CPU 1, so three Chromium pages decoding video do not starve the promoting standby (and the
+ * reverse), which one machine per side would never see.
+ */
+export function splitCpus(count: number = availableParallelism()): LabCpus | null {
+  if (count < 2) return null;
+  const half = Math.floor(count / 2);
+  const list = (from: number, to: number): string => (to - from === 1 ? String(from) : `${from}-${to - 1}`);
+  return { servers: list(0, half), clients: list(half, count) };
 }
 
 /** What it takes to find a running lab again (the CLI's state file). */
@@ -303,6 +335,9 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   readonly virtualMac: string;
   readonly addresses: LabAddresses;
   readonly createdAt: string;
+  readonly #firewall: 'takeover' | 'plain';
+  /** CPU pinning of the hosts' processes (LabOptions.cpus), null when none. */
+  readonly cpus: LabCpus | null;
   /** Every timed change, oldest first (bounded). */
   readonly timings: LabTiming[] = [];
   /** Every injected fault, oldest first (bounded). */
@@ -330,6 +365,11 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     this.virtualMac = (options.virtualMac ?? '00:00:5e:00:01:01').toLowerCase();
     this.#residentHelpers = options.residentHelpers ?? true;
     this.#detached = options.detached ?? false;
+    this.cpus = options.cpus ?? null;
+    this.#firewall = options.firewall ?? 'takeover';
+    if (this.cpus && ![this.cpus.servers, this.cpus.clients].every((c) => /^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(c))) {
+      throw new RangeError(`cpu lists must be in taskset syntax (e.g. "0" or "0-1,3"): ${JSON.stringify(this.cpus)}`);
+    }
     this.createdAt = new Date().toISOString();
     this.addresses = {
       client: `${this.subnet}.1`,
@@ -530,7 +570,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
    */
   spawn(host: LabNamespace, cmd: string[], env: Record<string, string> = {}, options: LabSpawnOptions = {}): ChildProcess {
     this.#assertUp('spawn');
-    const child = spawnChild('ip', ['netns', 'exec', this.namespace(host), ...cmd], {
+    const child = spawnChild('ip', ['netns', 'exec', this.namespace(host), ...this.pinned(host, cmd)], {
       cwd: options.cwd ?? projectRoot,
       env: { ...process.env, ...env },
       stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
@@ -541,6 +581,12 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       child.once('exit', () => this.#children.delete(child));
     }
     return child;
+  }
+
+  /** `cmd` run on the host's CPUs (taskset) when the lab pins them, else unchanged. */
+  pinned(host: LabNamespace, cmd: string[]): string[] {
+    if (!this.cpus) return cmd;
+    return ['taskset', '-c', host === 'client' ? this.cpus.clients : this.cpus.servers, ...cmd];
   }
 
   /** Which lab namespace a process runs in, or null when it is not one of the lab's. */
@@ -819,14 +865,15 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   }
 
   async #installFirewall(host: ServerHost): Promise<void> {
+    const takeover = this.#firewall === 'takeover';
     const ruleset = [
       `table inet ${NFT_TABLE} {`,
       `  set ${NFT_SILENCE_SET} { type inet_service; }`,
-      `  set ${NFT_GUARD_SET} { type inet_service; elements = { ${this.servicePort} }; }`,
+      `  set ${NFT_GUARD_SET} { type inet_service; ${takeover ? `elements = { ${this.servicePort} }; ` : ''}}`,
       '  chain output {',
       '    type filter hook output priority filter; policy accept;',
       `    tcp sport @${NFT_SILENCE_SET} counter drop comment "silence: everything from a silenced port (orphans' retransmissions)"`,
-      `    tcp sport ${this.servicePort} tcp flags & (fin | rst) != 0 meta mark != ${hex(this.closeMark)} counter drop comment "fin-rst: a crash looks like silence unless the close was deliberate (marked)"`,
+      `    tcp sport ${this.servicePort} tcp flags & (fin | rst) != 0 meta mark != ${hex(this.closeMark)} ${takeover ? 'counter drop' : 'counter'} comment "fin-rst: a crash looks like silence unless the close was deliberate (marked)"`,
       // The orphan guard: the moment the MCU process dies its sockets lose their owner (meta skuid
       // then matches nothing), and whatever they would still send (retransmissions, window
       // probes) is dropped, with no harness or agent involved. A deliberately closed socket is

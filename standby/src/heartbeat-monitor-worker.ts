@@ -3,10 +3,14 @@
  * and judges them on its own clock, whatever the main thread is doing. Death verdicts:
  * - `heartbeat-timeout`: no beat for interval x missed beats (host crash, frozen process);
  * - `port-unreachable`: the primary's host answered a probe with ICMP port unreachable
- *   (its process is gone), which arrives within a millisecond of asking.
+ *   (its process is gone), which arrives within a millisecond of asking;
+ * - `host-unreachable`: beats missed and the primary's host does not answer a TCP SYN to a
+ *   closed port (`hostProbePort`) within `hostProbeTimeoutMs` (its kernel answers one at once,
+ *   with a RST, whatever its processes are doing: silence there is a host or link down). A host
+ *   that answers keeps the full confirm window: its beats may only be late.
  */
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { connect, isIPv6 } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeCurrentThreadRealtime } from '../../mcu/src/realtime.ts';
 import { decodeHeartbeat, encodeHeartbeat } from '../../mcu/src/replication/heartbeat-wire.ts';
@@ -21,9 +25,18 @@ export interface MonitorWorkerData {
   rtPriority: number;
   /** Extra wait after the missed beats before the verdict (a late beat clears the suspicion). */
   confirmMs: number;
+  /**
+   * How long the primary's host may take to answer a TCP SYN (to the heartbeat port number)
+   * once beats are missed; no answer in time is a verdict. 0 turns the probe off. It is only
+   * used once the host answered one at start (a firewall that drops SYNs would make every late
+   * beat a verdict).
+   */
+  hostProbeTimeoutMs: number;
+  /** A TCP port of the primary's host that nothing listens on (an answer either way means the host is up). */
+  hostProbePort: number;
 }
 
-export type MonitorVerdictReason = 'heartbeat-timeout' | 'port-unreachable';
+export type MonitorVerdictReason = 'heartbeat-timeout' | 'port-unreachable' | 'host-unreachable';
 
 export type MonitorWorkerMessage =
   | { type: 'realtime'; ok: boolean; detail: string }
@@ -32,7 +45,9 @@ export type MonitorWorkerMessage =
   | { type: 'dead'; reason: MonitorVerdictReason; lastBeatAt: number | null; detectedAt: number }
   | { type: 'rejected'; reason: string }
   /** A beat after a silence longer than the missed-beats window (a suspicion the confirm window cleared): a near miss. */
-  | { type: 'late-beat'; silenceMs: number; at: number };
+  | { type: 'late-beat'; silenceMs: number; at: number }
+  /** The start-up check of the host probe: whether the primary's host answers a SYN, and how fast. */
+  | { type: 'host-probe'; usable: boolean; ms: number | null; detail: string };
 
 export type MonitorControl = { type: 'probe' } | { type: 'stop' };
 
@@ -82,6 +97,28 @@ socket.on('message', (buf) => {
   beats++;
 });
 
+/**
+ * Asks the primary's kernel with a TCP SYN to a closed port (a RST comes back at once). Resolves true when the host answered (RST or an accept),
+ * false on no answer within `timeoutMs` or an unreachable host.
+ */
+function hostAnswers(timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: data.host, port: data.hostProbePort });
+    const done = (answered: boolean): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once('connect', () => done(true));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET'));
+  });
+}
+
+/** Set once the host answered the start-up probe: only then does silence there count. */
+let hostProbeUsable = false;
+let hostProbeFor: number | null = null;
+
 let subscribeTimer: NodeJS.Timeout | null = null;
 let judgeTimer: NodeJS.Timeout | null = null;
 let summaryTimer: NodeJS.Timeout | null = null;
@@ -119,6 +156,14 @@ socket.connect(data.port, data.host, () => {
       probedFor = -lastBeatAt;
       subscribe();
     }
+    // Beats missed: is the host itself still there? Its kernel answers within a millisecond.
+    if (silentMs > timeoutMs && hostProbeUsable && hostProbeFor !== lastBeatAt) {
+      const silentSince = lastBeatAt;
+      hostProbeFor = silentSince;
+      void hostAnswers(data.hostProbeTimeoutMs).then((answered) => {
+        if (!answered && lastBeatAt === silentSince) die('host-unreachable');
+      });
+    }
     // A beat is late: ask at once. A dead process's host answers with port unreachable
     // within a millisecond, long before the heartbeat timeout.
     else if (silentMs > data.intervalMs * 1.5 && probedFor !== lastBeatAt) {
@@ -127,4 +172,18 @@ socket.connect(data.port, data.host, () => {
     }
   }, Math.max(1, Math.floor(data.intervalMs / 2)));
   summaryTimer = setInterval(() => post({ type: 'summary', lastBeatAt, beats, rejected }), 250);
+  if (data.hostProbeTimeoutMs > 0) {
+    const t0 = performance.now();
+    void hostAnswers(1000).then((answered) => {
+      const ms = Math.round((performance.now() - t0) * 10) / 10;
+      // An answer slower than the probe's own timeout would turn late beats into verdicts.
+      hostProbeUsable = answered && ms < data.hostProbeTimeoutMs / 2;
+      post({
+        type: 'host-probe',
+        usable: hostProbeUsable,
+        ms: answered ? ms : null,
+        detail: answered ? `the primary's host answered a SYN in ${ms} ms` : "the primary's host did not answer a SYN within 1 s (filtered?): host crashes wait for the confirm window",
+      });
+    });
+  }
 });

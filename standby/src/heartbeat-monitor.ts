@@ -14,6 +14,9 @@ import { HEARTBEAT_RT_PRIORITY } from '../../mcu/src/realtime.ts';
  * crash is still detected at once (port unreachable).
  */
 export const DEFAULT_CONFIRM_WINDOWS = 3;
+/** A live host's kernel answers a SYN in well under a millisecond here; 20 ms leaves room for a loaded one. */
+export const DEFAULT_HOST_PROBE_TIMEOUT_MS = 20;
+export const DEFAULT_HOST_PROBE_PORT = 9;
 
 export interface HeartbeatVerdict {
   reason: MonitorVerdictReason;
@@ -42,6 +45,10 @@ export interface HeartbeatMonitorOptions {
   rtPriority?: number;
   /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: three more missed-beats windows, see DEFAULT_CONFIRM_WINDOWS). */
   confirmMs?: number;
+  /** Once beats are missed, a primary host that does not answer a TCP SYN within this is dead (default 20 ms; 0: off). */
+  hostProbeTimeoutMs?: number;
+  /** A closed TCP port on the primary's host for that probe (default 9, discard; MCU_HOST_PROBE_PORT). */
+  hostProbePort?: number;
 }
 
 /** The standby's side of the heartbeat path: a real-time worker thread judging the primary's beats. */
@@ -88,6 +95,8 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
       minEpoch: this.#opts.minEpoch,
       rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
       confirmMs: this.#opts.confirmMs ?? DEFAULT_CONFIRM_WINDOWS * (this.#opts.intervalMs ?? 10) * (this.#opts.missedBeats ?? 3),
+      hostProbeTimeoutMs: this.#opts.hostProbeTimeoutMs ?? DEFAULT_HOST_PROBE_TIMEOUT_MS,
+      hostProbePort: this.#opts.hostProbePort ?? DEFAULT_HOST_PROBE_PORT,
     };
     const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
@@ -118,6 +127,10 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
             nearMissMs: msg.silenceMs,
             at: new Date(msg.at).toISOString(),
           });
+          break;
+        case 'host-probe':
+          if (msg.usable) this.#log.info('host probe ready: a crashed host is judged without waiting for the confirm window', { detail: msg.detail });
+          else this.#log.warn('host probe unusable', { detail: msg.detail });
           break;
         case 'dead':
           if (this.#verdict || this.#closed) return;

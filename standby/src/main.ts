@@ -1,6 +1,7 @@
 import { loadConfig } from '../../mcu/src/config.ts';
 import { McuError } from '../../mcu/src/errors.ts';
 import { createLogger } from '../../mcu/src/logger.ts';
+import { limitRealtimeThreads } from '../../mcu/src/realtime.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
 import { Standby } from './standby.ts';
 
@@ -13,6 +14,7 @@ function announce(event: Record<string, unknown>): void {
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  limitRealtimeThreads(log);
   if (!config.replication) throw new McuError('CONFIG_INVALID', 'set MCU_REPLICATION_SECRET to the primary\'s secret');
   const standby = new Standby({
     config,

@@ -1,12 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { NegotiationFailedError } from '../../mcu/src/errors.ts';
 import { createLogger, type Logger } from '../../mcu/src/logger.ts';
-import { filterCandidates } from '../../mcu/src/media/media-session.ts';
+import { filterCandidates, withVideoStartBitrate } from '../../mcu/src/media/media-session.ts';
 import { RTCPeerConnection } from '../../mcu/src/media/wrtc.ts';
+import { scanRealtimeThreadsSoon } from '../../mcu/src/realtime.ts';
 import { safeEmit } from '../../mcu/src/replication/replication-link.ts';
 import type { NegotiatedMedia } from '../../mcu/src/session/session-state.ts';
 import { parseSpare, SPARE_BLOB, type SpareHandoff, type SparePathState } from '../../mcu/src/spare/spare-wire.ts';
 import type { ReplicationClient } from './replication-client.ts';
+
+/** Start bitrate of the grid on a spare path: high enough that the encoder sends its first frames at full size at once. */
+const SPARE_VIDEO_START_KBPS = 1200;
 
 /** A standby's spare path: the relay states, plus `handed-off` once a promotion took its peer connection. */
 export type StandbySparePathState = SparePathState | 'handed-off';
@@ -68,6 +72,7 @@ export class SparePath extends EventEmitter<SparePathEvents> {
     pc.addTransceiver('video', { direction: 'sendrecv' });
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     const local = pc.localDescription;
     if (this.closed) throw new NegotiationFailedError('the spare path closed while offering');
@@ -80,7 +85,8 @@ export class SparePath extends EventEmitter<SparePathEvents> {
   async acceptAnswer(sdp: string): Promise<void> {
     if (this.#state !== 'offering') throw new NegotiationFailedError(`spare answer in state ${this.#state}`);
     try {
-      await this.#pc.setRemoteDescription({ type: 'answer', sdp });
+      await this.#pc.setRemoteDescription({ type: 'answer', sdp: withVideoStartBitrate(sdp, SPARE_VIDEO_START_KBPS) });
+      scanRealtimeThreadsSoon();
     } catch (err) {
       throw new NegotiationFailedError(`the spare answer was refused: ${(err as Error).message}`, err);
     }

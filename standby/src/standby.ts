@@ -5,6 +5,7 @@ import type { McuConfig } from '../../mcu/src/config.ts';
 import { ConfigError } from '../../mcu/src/errors.ts';
 import { sendJson } from '../../mcu/src/http-routes.ts';
 import { createLogger, setLogRole } from '../../mcu/src/logger.ts';
+import { LoopStallRecorder } from '../../mcu/src/loop-stalls.ts';
 import { Mcu } from '../../mcu/src/mcu.ts';
 import { Room } from '../../mcu/src/room.ts';
 import { SessionState } from '../../mcu/src/session/session-state.ts';
@@ -13,6 +14,7 @@ import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts'
 import { ReplicationClient } from './replication-client.ts';
 import { SparePathManager } from './spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from './takeover/takeover-engine.ts';
+import { raiseVip } from './vip.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -170,6 +172,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
       intervalMs: repl.heartbeatMs,
       missedBeats: repl.missedHeartbeats,
       minEpoch: epoch,
+      ...(process.env.MCU_HOST_PROBE_MS ? { hostProbeTimeoutMs: Number(process.env.MCU_HOST_PROBE_MS) } : {}),
+      ...(process.env.MCU_HOST_PROBE_PORT ? { hostProbePort: Number(process.env.MCU_HOST_PROBE_PORT) } : {}),
     });
     monitor.on('dead', (verdict) => void this.#promote(verdict));
     monitor.on('first-beat', () => this.#maybeReady());
@@ -273,6 +277,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       return;
     }
     const promotionStartedAt = Date.now();
+    const loopStalls = new LoopStallRecorder().start();
     this.#setState('promoting');
     const log = this.#log;
     log.info('failover step: primary confirmed dead', {
@@ -297,8 +302,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
     // them). Takeover mode: at once, as the old primary was told it is superseded; a page leaves
     // its primary path only once that fell silent (or when told), so media on a spare path of a
     // wrongly suspected primary's page is never played.
+    const spareStarts: Array<Promise<void>> = [];
     const startSpares = (): void => {
       for (const { participantId, pathId, started } of mcu.conference.startSpares()) {
+        spareStarts.push(started.catch(() => undefined));
         void started.then(
           () =>
             log.info('failover step: mixing onto the spare path', {
@@ -348,6 +355,12 @@ export class Standby extends EventEmitter<StandbyEvents> {
       // Takeover mode: the VIP comes here and every connection is rebuilt before the MCU listens
       // beside them; sessions are re-attached once it serves (its signaling refuses requests before).
       if (this.takeover) {
+        // Media first: the mix on the spare paths gets its first frames out (the pages switch on
+        // them) before the signaling takeover below keeps this thread busy for tens of ms.
+        if (spareStarts.length > 0) {
+          await Promise.all(spareStarts);
+          await new Promise((resolve) => setTimeout(resolve, SPARE_HEAD_START_MS));
+        }
         const primarySide = mcu.takeover;
         await this.takeover.prepare(primarySide ? (record, socket) => primarySide.adopt(record, socket) : undefined);
         mcu.conference.prepareRestarts();
@@ -361,9 +374,12 @@ export class Standby extends EventEmitter<StandbyEvents> {
         if (mcu.role === 'primary') await this.takeover.reattachAll(mcu.signaling.io);
         await starting;
       } else {
+        // Reconnect mode on a service address of its own (MCU_VIP_INTERFACE): ours now, before the bind.
+        await raiseVip(process.env.MCU_VIP_INTERFACE || null, process.env.MCU_VIP_ROUTE || null, log);
         await mcu.start();
       }
     } catch (err) {
+      loopStalls.stop(death.detectedAt);
       log.error('promotion failed', { error: (err as Error).message });
       this.#setState('failed');
       return;
@@ -389,6 +405,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
       port: mcu.port,
       promotionMs: servingAt - promotionStartedAt,
       sinceDetectedMs: Math.round(servingAt - death.detectedAt),
+      // Event-loop blocks during the promotion ([start, length] ms after detection): no mixing then.
+      loopStalls: loopStalls.stop(death.detectedAt),
     });
     this.#setState('active');
     this.emit('promoted', this.#timeline, mcu);
@@ -407,6 +425,13 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#setState('stopped');
   }
 }
+
+/**
+ * Takeover mode with spare paths: how long the mix runs on the spares before the connection
+ * takeover starts. Two audio frames (20 ms) make the first Opus packet; the connection takeover
+ * then blocks the event loop (the mixer's clock) for tens of ms.
+ */
+const SPARE_HEAD_START_MS = 25;
 
 function round1(ms: number): number {
   return Math.round(ms * 10) / 10;

@@ -1,6 +1,8 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { GapStats, ToneLevels } from '../../client-demo/src/media-probe.ts';
 
@@ -13,6 +15,8 @@ export interface LaunchOptions {
    * `ip netns exec <netns> chromium` is all it takes; the wrapper's temp dir is gone once launched.
    */
   netns?: string;
+  /** Run Chromium on these CPUs (taskset list, e.g. '1'): the lab's client host CPUs (LabTopology.cpus). */
+  cpus?: string;
 }
 
 /** Why Chromium cannot run here (for skip messages), or null. */
@@ -20,10 +24,25 @@ export function chromiumUnavailableReason(): string | null {
   return existsSync(CHROMIUM_PATH) ? null : `${CHROMIUM_PATH} is missing: install it with "apt-get install -y chromium"`;
 }
 
+/**
+ * Rebuilds the demo page's bundle when a source file is newer than it. A stale bundle served
+ * to the pages (a benchmark run after editing client-demo/src without the set-up step) measures
+ * old page code against a new server: it once silently disabled the warm spare paths.
+ */
+export function ensureClientBundle(): void {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const bundle = join(root, 'client-demo/dist/app.js');
+  const sources = join(root, 'client-demo/src');
+  const builtAt = existsSync(bundle) ? statSync(bundle).mtimeMs : 0;
+  const newest = Math.max(...readdirSync(sources).map((f) => statSync(join(sources, f)).mtimeMs));
+  if (newest > builtAt) execFileSync(process.execPath, ['scripts/build-client.mjs'], { cwd: root, stdio: 'inherit' });
+}
+
 /** Debian's Chromium with fake devices; loopback ICE allowed (the MCU is on 127.0.0.1). */
 export async function launchChromium(extraArgs: string[] = [], options: LaunchOptions = {}): Promise<Browser> {
   const missing = chromiumUnavailableReason();
   if (missing) throw new Error(`${missing} (the test command does this)`);
+  ensureClientBundle();
   let wrapperDir: string | null = null;
   let executablePath = CHROMIUM_PATH;
   if (options.netns !== undefined) {
@@ -31,7 +50,9 @@ export async function launchChromium(extraArgs: string[] = [], options: LaunchOp
     wrapperDir = mkdtempSync(join(tmpdir(), 'chromium-netns-'));
     executablePath = join(wrapperDir, 'chromium');
     // exec keeps the pid: Playwright's kill on close() reaches Chromium itself.
-    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${options.netns} ${CHROMIUM_PATH} "$@"\n`, { mode: 0o755 });
+    if (options.cpus !== undefined && !/^[\d,-]+$/.test(options.cpus)) throw new Error(`not a CPU list: ${JSON.stringify(options.cpus)}`);
+    const pin = options.cpus === undefined ? '' : `taskset -c ${options.cpus} `;
+    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${options.netns} ${pin}${CHROMIUM_PATH} "$@"\n`, { mode: 0o755 });
   }
   try {
     return await launchWith(executablePath, extraArgs);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { NegotiationFailedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { scanRealtimeThreadsSoon } from '../realtime.ts';
 import type { NegotiatedMedia } from '../session/session-state.ts';
 import {
   RTCAudioSink,
@@ -106,6 +107,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     if (!audioSent && !videoSent) throw new NegotiationFailedError('the offer has neither an audio nor a video m-line');
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
+    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     this.#negotiated = { mlines, remoteSdp: offerSdp };
     const local = pc.localDescription;
@@ -141,6 +143,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     const local = pc.localDescription;
     if (!local) throw new NegotiationFailedError('no local description after offering');
@@ -155,6 +158,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
       const ownMids = pc.getTransceivers().map((t) => t.mid ?? '');
       try {
         await pc.setRemoteDescription({ type: 'answer', sdp: remapMids(answerSdp, mlines.map((m) => m.mid), ownMids) });
+        scanRealtimeThreadsSoon();
       } catch (err) {
         throw new NegotiationFailedError(`the answer was refused: ${(err as Error).message}`, err);
       }
@@ -276,4 +280,51 @@ export function remapMids(sdp: string, from: ReadonlyArray<string | null>, to: r
       return line;
     })
     .join('\r\n');
+}
+
+/**
+ * Sets the start bitrate (kbps) of the video we send, through the remote description's codec
+ * parameters (`x-google-start-bitrate`, which libwebrtc reads from the negotiated send codec).
+ * Without it a fresh peer connection starts its estimate at 300 kbps and the encoder drops its
+ * first frames of the 640x480 grid to ask for a smaller resolution: the first picture after a
+ * switch to a warm spare path came hundreds of ms after the first audio.
+ */
+export function withVideoStartBitrate(sdp: string, kbps: number): string {
+  const lines = sdp.split('\r\n');
+  const out: string[] = [];
+  let inVideo = false;
+  const codecs = new Set<string>();
+  const withFmtp = new Set<string>();
+  const param = `x-google-start-bitrate=${Math.round(kbps)}`;
+  const flush = (): void => {
+    for (const pt of codecs) if (!withFmtp.has(pt)) out.push(`a=fmtp:${pt} ${param}`);
+    codecs.clear();
+    withFmtp.clear();
+  };
+  for (const line of lines) {
+    if (line.startsWith('m=')) {
+      if (inVideo) flush();
+      inVideo = line.startsWith('m=video');
+    }
+    if (inVideo) {
+      const rtpmap = /^a=rtpmap:(\d+) (VP8|VP9|H264|AV1)\//i.exec(line);
+      if (rtpmap) codecs.add(rtpmap[1]!);
+      const fmtp = /^a=fmtp:(\d+) (.*)$/.exec(line);
+      if (fmtp && codecs.has(fmtp[1]!)) {
+        withFmtp.add(fmtp[1]!);
+        if (!fmtp[2]!.includes('x-google-start-bitrate')) {
+          out.push(`${line};${param}`);
+          continue;
+        }
+      }
+    }
+    out.push(line);
+  }
+  if (inVideo) {
+    // Before the trailing empty line of the SDP.
+    const tail = out.length > 0 && out[out.length - 1] === '' ? out.pop() : undefined;
+    flush();
+    if (tail !== undefined) out.push(tail);
+  }
+  return out.join('\r\n');
 }

@@ -14,6 +14,7 @@
  *   client reconnects at once.
  */
 import { execFile } from 'node:child_process';
+import { raiseVip } from '../vip.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
 import { adoptFd, closeFd, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
@@ -85,6 +86,8 @@ interface HeldSession {
 
 /** Largest output tail accepted with a session record. */
 const MAX_OUTPUT_TAIL_BYTES = 4 * 1024 * 1024;
+/** Sessions re-attached side by side before yielding to the event loop (see reattachAll). */
+const REATTACH_BATCH = 2;
 
 /**
  * Hands a rebuilt connection to the new primary's transport layer (TakeoverPrimary.adopt)
@@ -259,18 +262,23 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     const report = this.#report ?? { connections: 0, rebuilt: 0, reattached: 0, fallbacks: [], vipMs: 0, rebuildMs: 0, reattachMs: null };
     const rebuilt = this.#rebuilt;
     this.#rebuilt = [];
-    await Promise.all(
-      rebuilt.map(async (r) => {
-        const t0 = performance.now();
-        try {
-          await reattach(io, r.socket, r.session, r.pendingInput);
-          report.reattached++;
-          safeEmit(this, this.#log, 'reattached', r.connId, performance.now() - t0);
-        } catch (err) {
-          this.#fallback(report, { connId: r.connId, code: 'reattach-failed', reason: (err as Error).message, closedCleanly: false }, r.socket);
-        }
-      }),
-    );
+    // A few at a time, yielding to the event loop between them: the mixer's clocks run on this
+    // thread, and re-attaching every session in one go stopped the mixed audio for 100+ ms.
+    for (let i = 0; i < rebuilt.length; i += REATTACH_BATCH) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all(
+        rebuilt.slice(i, i + REATTACH_BATCH).map(async (r) => {
+          const t0 = performance.now();
+          try {
+            await reattach(io, r.socket, r.session, r.pendingInput);
+            report.reattached++;
+            safeEmit(this, this.#log, 'reattached', r.connId, performance.now() - t0);
+          } catch (err) {
+            this.#fallback(report, { connId: r.connId, code: 'reattach-failed', reason: (err as Error).message, closedCleanly: false }, r.socket);
+          }
+        }),
+      );
+    }
     report.reattachMs = performance.now() - this.#startedAt;
     this.#log.info('failover step: sessions re-attached', {
       failover: 'sessions-reattached',
@@ -493,18 +501,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
 
   /** Fencing, our half: the VIP moves here (one `ip -batch` process: link up, then the optional route). */
   #raiseVip(): Promise<void> {
-    const ifname = this.#opts.vipInterface;
-    if (!ifname) return Promise.resolve();
-    const lines = [`link set dev ${ifname} up`];
-    if (this.#opts.vipRoute) lines.push(`route replace ${this.#opts.vipRoute}`);
-    return new Promise<void>((resolve) => {
-      const child = execFile('ip', ['-batch', '-'], { timeout: 2000 }, (err, _stdout, stderr) => {
-        if (err) this.#log.error(`raising the VIP on ${ifname} failed: ${err.message} ${stderr}`);
-        else this.#log.info('failover step: VIP raised', { failover: 'vip-raised', interface: ifname });
-        resolve();
-      });
-      child.stdin?.end(lines.join('\n') + '\n');
-    });
+    return raiseVip(this.#opts.vipInterface, this.#opts.vipRoute, this.#log);
   }
 }
 
