@@ -611,9 +611,11 @@ interface PageReadout {
   freezes: Record<string, [number, number]>;
   state: string;
   /** Every stall since the arming (epoch-ms start, duration), not just the longest. */
-  stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; at: number; ms: number }>;
-  /** Longest stretch in which no inbound-rtp audio stream's packet count grew (per stats id). */
-  strictAudioGapMs: number | null;
+  stalls: Array<{ kind: 'audio' | 'video' | 'audio-poll'; at: number; ms: number }>;
+  /** Longest stretch between changes of the received audio count as the polls saw them (the earlier method). */
+  pollAudioGapMs: number;
+  /** When new audio arrived (each batch's first packet, epoch ms), since the arming. */
+  audioArrivals: number[];
 }
 
 /** After the recovery: the page's own measurements and the events since the kill (epoch-ms times). */
@@ -624,31 +626,28 @@ function readPage(page: ParticipantPage, armed: ArmedPage): Promise<PageReadout>
     const client = demo.client!;
     const probe = demo.probe!;
     const gaps = probe.gaps();
-    const stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; at: number; ms: number }> = [];
-    // Per stream: only a growing packet count of some inbound audio stream ends a gap (the probe's
-    // growth times; a stream that vanishes or appears at a restart changes the sum, not this).
-    let strictAudioGapMs = 0;
-    let lastGrowth: number | null = null;
-    for (const t of probe.audioGrowthTimes) {
-      if (t < since) {
-        lastGrowth = t;
-        continue;
-      }
-      if (lastGrowth !== null) {
-        strictAudioGapMs = Math.max(strictAudioGapMs, t - lastGrowth);
-        if (t - lastGrowth > audioMs) stalls.push({ kind: 'audio-strict', at: performance.timeOrigin + lastGrowth, ms: t - lastGrowth });
-      }
-      lastGrowth = t;
+    const stalls: Array<{ kind: 'audio' | 'video' | 'audio-poll'; at: number; ms: number }> = [];
+    // Audio stalls by the packets' own arrival stamps (the probe's arrivals: a gap runs from the
+    // latest packet before it to the first packet after it).
+    let lastPacket: number | null = null;
+    for (const [first, latest] of probe.audioArrivals) {
+      if (lastPacket !== null && first >= since && first - lastPacket > audioMs) stalls.push({ kind: 'audio', at: performance.timeOrigin + lastPacket, ms: first - lastPacket });
+      lastPacket = latest;
     }
     const frames = probe.frameTimes;
     for (let i = 1; i < frames.length; i++) {
       if (frames[i]! >= since && frames[i]! - frames[i - 1]! > videoMs) stalls.push({ kind: 'video', at: performance.timeOrigin + frames[i - 1]!, ms: frames[i]! - frames[i - 1]! });
     }
+    // The previous sessions' method, for comparison: poll times at which the received count changed.
+    let pollGapMs = 0;
     let lastCount = -1;
     let lastChangeAt: number | null = null;
     for (const [t, count] of probe.audioSamples) {
       if (count === lastCount) continue;
-      if (lastChangeAt !== null && t >= since && t - lastChangeAt > audioMs) stalls.push({ kind: 'audio', at: performance.timeOrigin + lastChangeAt, ms: t - lastChangeAt });
+      if (lastChangeAt !== null && t >= since) {
+        pollGapMs = Math.max(pollGapMs, t - lastChangeAt);
+        if (t - lastChangeAt > audioMs) stalls.push({ kind: 'audio-poll', at: performance.timeOrigin + lastChangeAt, ms: t - lastChangeAt });
+      }
       lastChangeAt = t;
       lastCount = count;
     }
@@ -664,7 +663,8 @@ function readPage(page: ParticipantPage, armed: ArmedPage): Promise<PageReadout>
       freezes,
       state: client.state,
       stalls,
-      strictAudioGapMs,
+      pollAudioGapMs: pollGapMs,
+      audioArrivals: probe.audioArrivals.filter(([first]) => first >= since).map(([first]) => performance.timeOrigin + first),
     };
   }, args);
 }
@@ -684,10 +684,10 @@ interface PageSample {
   /** Loudest own-tone level over 4 analyser reads right before the kill / after the recovery, dB. */
   ownToneBeforeDb: number;
   ownToneAfterDb: number | null;
-  /** The page probe's longest audio gap (sum of packetsReceived over all inbound audio streams, 20 ms polls). */
+  /** The page probe's longest audio gap: from the latest packet before it to the first after it, by the packets' arrival stamps (20 ms polls). */
   audioGapMs: number | null;
-  /** The same, per stream: only a stream's growing count ends a gap (see armPage). */
-  audioGapStrictMs: number | null;
+  /** The earlier method: the longest interval between poll times at which the received count changed. */
+  audioGapPollMs: number | null;
   videoGapMs: number | null;
   frameIntervalMs: number | null;
   videoGlitchMs: number | null;
@@ -708,6 +708,8 @@ interface PageSample {
   mediaRestartedAtMs: number | null;
   mediaRestartReason: string | null;
   mediaRestartTookMs: number | null;
+  /** Audio arrivals around the kill (ms after it, -200..+800): when some inbound audio stream grew (first new packet). */
+  audioArrivalsMs: number[];
   /** Warm spare: kill -> the page's switch, the old path's last packet and the spare's first audio packet (page clocks, ms). */
   spareSwitch: { trigger: string; atMs: number; oldLastPacketMs: number | null; spareFirstAudioMs: number | null } | null;
   fallback: boolean;
@@ -724,7 +726,7 @@ interface PageSample {
   /** The inbound video stats id changed (a new SSRC from the new primary). */
   newInboundVideo: boolean;
   /** Every stall (video interval > 200 ms, audio stall > 150 ms) since the kill: start relative to the kill, duration. */
-  stalls: Array<{ kind: 'audio' | 'video' | 'audio-strict'; fromMs: number; ms: number }>;
+  stalls: Array<{ kind: 'audio' | 'video' | 'audio-poll'; fromMs: number; ms: number }>;
   state: string | null;
 }
 
@@ -932,7 +934,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       ownToneBeforeDb: ownBefore[i]!,
       ownToneAfterDb: null,
       audioGapMs: null,
-      audioGapStrictMs: null,
+      audioGapPollMs: null,
       videoGapMs: null,
       frameIntervalMs: armed[i]!.frameIntervalMs,
       videoGlitchMs: null,
@@ -944,6 +946,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
       mediaRestartReason: null,
       mediaRestartTookMs: null,
       spareSwitch: null,
+      audioArrivalsMs: [],
       fallback: false,
       newPeerConnection: false,
       idChanged: false,
@@ -961,12 +964,13 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
     try {
       const out = await readPage(page, armed[i]!);
       sample.stalls = out.stalls.map((st) => ({ kind: st.kind, fromMs: Math.round(st.at - killedAt), ms: Math.round(st.ms) }));
+      sample.audioArrivalsMs = out.audioArrivals.map((t) => Math.round(t - killedAt)).filter((ms) => ms >= -200 && ms <= 800);
       const reconnected = out.events.filter((e) => e.event === 'reconnected').at(-1);
       const restarts = out.events.filter((e) => e.event === 'media-restarted');
       const restart = restarts.at(-1);
       const detail = (e: { detail?: unknown } | undefined): Record<string, unknown> => (e?.detail ?? {}) as Record<string, unknown>;
       sample.audioGapMs = out.longestAudioGapMs;
-      sample.audioGapStrictMs = out.strictAudioGapMs;
+      sample.audioGapPollMs = out.pollAudioGapMs;
       sample.videoGapMs = out.longestVideoGapMs;
       sample.videoGlitchMs = Math.max(0, out.longestVideoGapMs - NOMINAL_FRAME_MS);
       sample.signalingOutageMs = typeof detail(reconnected).outageMs === 'number' ? (detail(reconnected).outageMs as number) : null;
@@ -1048,13 +1052,13 @@ function summarize(values: number[]): Stats | null {
   return finite.length === 0 ? null : summarizeSample(finite, 1);
 }
 
-type PageMetric = 'audioGapMs' | 'audioGapStrictMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingGapMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
+type PageMetric = 'audioGapMs' | 'audioGapPollMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingGapMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
 type KillMetric = 'detectionMs' | 'promotionMs' | 'acceptingMs' | 'completeMs';
 
 /** What each metric is, in report order; `per` says what one sample is. */
 const METRICS: Array<{ key: PageMetric | KillMetric; per: 'page' | 'kill'; label: string; note: string }> = [
-  { key: 'audioGapMs', per: 'page', label: 'Audio gap', note: 'longest stretch without a new inbound-rtp audio packet (20 ms polling), per page per kill' },
-  { key: 'audioGapStrictMs', per: 'page', label: 'Audio gap (per stream)', note: 'the same, but only a growing packet count of one inbound audio stream ends a gap (the new primary sends a new SSRC)' },
+  { key: 'audioGapMs', per: 'page', label: 'Audio gap', note: 'longest stretch without a received audio packet, per page per kill: from the latest packet before it to the first after it, by the packets\' arrival stamps (inbound-rtp lastPacketReceivedTimestamp, 20 ms per packet; polled every 20 ms); only a growing count of some stream ends a gap, and a played spare path counts' },
+  { key: 'audioGapPollMs', per: 'page', label: 'Audio gap (poll times)', note: 'the earlier sessions\' method: the longest interval between the poll times at which the received count changed (Chromium\'s ~50 ms stats cache and a busy page put both ends late)' },
   { key: 'videoGapMs', per: 'page', label: 'Video gap (raw)', note: 'longest interval between rendered frames (requestVideoFrameCallback), per page per kill' },
   { key: 'videoGlitchMs', per: 'page', label: 'Video glitch', note: `raw video gap minus the nominal ${NOMINAL_FRAME_MS.toFixed(1)} ms frame interval (15 fps)` },
   { key: 'signalingGapMs', per: 'page', label: 'Signaling gap', note: `longest interval between answered requests of a numbered request/ack stream (one request per ${PROBE_INTERVAL_MS} ms on the page's own connection), per page per kill` },
@@ -1111,7 +1115,7 @@ function modeReport(mode: ModeDescriptor, startedAt: number, killsRequested: num
       failedRounds: rows.filter((r) => !r.ok).length,
       pagesDisconnected: pages.filter((p) => (p.disconnects ?? 0) > 0).length,
       incidents: incidents.length,
-      lateStalls: pages.reduce((n, p) => n + p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').length, 0),
+      lateStalls: pages.reduce((n, p) => n + p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-poll').length, 0),
       ownToneAudibleBeforeKill: rows.reduce((n, r) => n + r.warnings.length, 0),
       failureKinds: rows.flatMap((r) => r.failureKinds).reduce<Record<string, number>>((acc, k) => ({ ...acc, [k]: (acc[k] ?? 0) + 1 }), {}),
       pageSamples: pages.length,
@@ -1143,7 +1147,7 @@ const n0 = (v: number | null | undefined, w = 5): string => (typeof v === 'numbe
 function printRow(row: KillRow): void {
   const per = (f: (p: PageSample) => number | null): string => row.pages.map((p) => n0(f(p), 5)).join('');
   // Stalls that started well after the failover's own gap: something else froze the media.
-  const late = row.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').map((st) => ({ ...st, name: p.name })));
+  const late = row.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-poll').map((st) => ({ ...st, name: p.name })));
   const worst = late.reduce<(typeof late)[number] | null>((w, st) => (w === null || st.ms > w.ms ? st : w), null);
   const flags = [
     `load ${row.load1.toFixed(1)}`,
@@ -1156,14 +1160,14 @@ function printRow(row: KillRow): void {
     ...(row.failure ? [`FAILED: ${row.failure}`] : []),
   ];
   console.log(
-    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapStrictMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingGapMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
+    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapPollMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingGapMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
   );
 }
 
 function printRowHeader(mode: ModeName): void {
   console.log(`\nmode ${mode}: per kill (ms; page columns are Red Green Blue)`);
   console.log('det: kill -> detection; promo: promotion (timeline); serve: kill -> serving (log); restart: kill -> media-restarted; back: kill -> media steady again');
-  console.log(`kill  res    det promo serve |  audio gap R G B | audio/strm R G B |  video gap R G B | vid glitch R G B |    sig gap R G B | sig outage R G B |    restart R G B |       back R G B`);
+  console.log(`kill  res    det promo serve |  audio gap R G B | audio/poll R G B |  video gap R G B | vid glitch R G B |    sig gap R G B | sig outage R G B |    restart R G B |       back R G B`);
 }
 
 function printSummary(reports: Record<string, ModeReport>): void {
@@ -1175,7 +1179,7 @@ function printSummary(reports: Record<string, ModeReport>): void {
     console.log(`late stalls (starting > ${LATE_STALL_MS} ms after the kill): ${c.lateStalls}; incidents no kill explains: ${c.incidents}`);
     for (const inc of rep.incidents) console.log(`  ${inc.at} pid ${inc.pid ?? '?'}: ${inc.what}`);
     for (const r of rep.rows) {
-      const late = r.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-strict').map((st) => `${p.name} ${st.kind} ${st.ms} ms at +${st.fromMs}`));
+      const late = r.pages.flatMap((p) => p.stalls.filter((st) => st.fromMs > LATE_STALL_MS && st.kind !== 'audio-poll').map((st) => `${p.name} ${st.kind} ${st.ms} ms at +${st.fromMs}`));
       const shown = late.length > 6 ? [...late.slice(0, 6), `... ${late.length - 6} more`] : late;
       if (late.length > 0) console.log(`  kill ${r.kill}: ${shown.join(', ')} | promotion complete +${n0(r.completeMs, 0)}, new standby ready +${n0(r.reprotectedMs, 0)}`);
     }

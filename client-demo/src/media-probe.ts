@@ -28,7 +28,8 @@ export class MediaProbe {
   #lastFrameAt: number | null = null;
   #gaps: GapStats = { longestVideoGapMs: 0, longestAudioGapMs: 0, videoFrames: 0, audioPolls: 0 };
   readonly #audioCounts = new Map<string, number>();
-  #lastAudioChangeAt: number | null = null;
+  /** Arrival of the latest audio packet counted (performance.now clock). */
+  #lastAudioPacketAt: number | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #pc: RTCPeerConnection | null = null;
   /** A warm spare path whose received audio the page already plays (see CallClient 'spare-audio'). */
@@ -37,8 +38,11 @@ export class MediaProbe {
   readonly frameTimes: number[] = [];
   /** [time, audio packets received] pairs polled every 20 ms, last 30 s. */
   readonly audioSamples: Array<[number, number]> = [];
-  /** Polls (performance.now) at which some inbound audio stream's packet count grew, last 30 s. */
-  readonly audioGrowthTimes: number[] = [];
+  /**
+   * Each poll in which some inbound audio stream grew: [first new packet, latest packet] arrival
+   * (performance.now clock), last 30 s. A gap is one entry's first minus the previous entry's latest.
+   */
+  readonly audioArrivals: Array<[number, number]> = [];
 
   constructor(video: HTMLVideoElement) {
     this.#video = video;
@@ -86,12 +90,14 @@ export class MediaProbe {
     // Received RTP packets per stream, not played-out samples (concealment keeps those running
     // through a gap). A gap ends only when some stream's count grows: a stream that disappears
     // (the old server's SSRC after a restart) must not read as audio arriving.
-    // When it grew: the arrival of the first new packet, from the stream's own stamps (its latest
-    // packet's arrival, less 20 ms per packet before it: the MCU sends one Opus packet per 20 ms),
-    // not when the poll ran. Chromium serves a report from a cache of about 50 ms and a busy page
-    // answers a poll late: polling times put both ends of a gap up to ~70 ms late, unevenly.
+    // Timed by the packets' own arrival stamps, not by when the poll ran (Chromium serves a report
+    // from a cache of about 50 ms and a busy page answers late: poll times put both ends of a gap
+    // up to ~70 ms off). A gap runs from the latest packet known before it (lastPacketReceivedTimestamp)
+    // to the first new packet after it: the stream's latest, less 20 ms per packet before it (the
+    // MCU sends one Opus packet per 20 ms).
     let grew = false;
-    let grewAt: number | null = null;
+    let firstNew: number | null = null;
+    let latest: number | null = null;
     let total = 0;
     const seen = new Set<string>();
     for (const stats of reports) {
@@ -101,11 +107,12 @@ export class MediaProbe {
         seen.add(s.id);
         total += count;
         const previous = this.#audioCounts.get(s.id);
+        const last = s.lastPacketReceivedTimestamp === undefined ? null : s.lastPacketReceivedTimestamp - performance.timeOrigin;
         if (previous === undefined ? count > 0 : count > previous) {
           grew = true;
-          const newPackets = count - (previous ?? 0);
-          if (s.lastPacketReceivedTimestamp !== undefined) {
-            grewAt = Math.min(grewAt ?? Infinity, s.lastPacketReceivedTimestamp - performance.timeOrigin - (newPackets - 1) * AUDIO_PACKET_MS);
+          if (last !== null) {
+            firstNew = Math.min(firstNew ?? Infinity, last - (count - (previous ?? 0) - 1) * AUDIO_PACKET_MS);
+            latest = Math.max(latest ?? -Infinity, last);
           }
         }
         this.#audioCounts.set(s.id, count);
@@ -116,16 +123,15 @@ export class MediaProbe {
     this.#gaps.audioPolls++;
     this.audioSamples.push([now, total]);
     while (this.audioSamples.length > 0 && now - this.audioSamples[0]![0] > 30000) this.audioSamples.shift();
-    if (grew) {
-      // Never later than the poll, never before the previous growth (clocks of two reports).
-      const at = Math.max(Math.min(grewAt ?? now, now), this.#lastAudioChangeAt ?? -Infinity);
-      this.audioGrowthTimes.push(at);
-      while (this.audioGrowthTimes.length > 0 && now - this.audioGrowthTimes[0]! > 30000) this.audioGrowthTimes.shift();
-      if (this.#lastAudioChangeAt !== null) {
-        this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, at - this.#lastAudioChangeAt);
-      }
-      this.#lastAudioChangeAt = at;
-    }
+    if (!grew) return;
+    const previousLast = this.#lastAudioPacketAt;
+    // Never later than this poll, never before the packets already counted (two reports' clocks).
+    const from = Math.max(Math.min(firstNew ?? now, now), previousLast ?? -Infinity);
+    const to = Math.max(Math.min(latest ?? now, now), from);
+    this.audioArrivals.push([from, to]);
+    while (this.audioArrivals.length > 0 && now - this.audioArrivals[0]![1] > 30000) this.audioArrivals.shift();
+    if (previousLast !== null) this.#gaps.longestAudioGapMs = Math.max(this.#gaps.longestAudioGapMs, from - previousLast);
+    this.#lastAudioPacketAt = to;
   }
 
   /** Level in dB (full scale) of the received audio at each frequency. */
