@@ -46,6 +46,8 @@ export type MonitorWorkerMessage =
   | { type: 'rejected'; reason: string }
   /** A beat after a silence longer than the missed-beats window (a suspicion the confirm window cleared): a near miss. */
   | { type: 'late-beat'; silenceMs: number; at: number }
+  /** This thread was not scheduled for `ms` (its judge ran late): no verdict from that silence. */
+  | { type: 'self-pause'; ms: number; at: number }
   /** The start-up check of the host probe: whether the primary's host answers a SYN, and how fast. */
   | { type: 'host-probe'; usable: boolean; ms: number | null; detail: string };
 
@@ -145,9 +147,22 @@ socket.connect(data.port, data.host, () => {
     else seq++;
   }, 100);
   let probedFor: number | null = null;
+  const judgeEveryMs = Math.max(1, Math.floor(data.intervalMs / 2));
+  let lastJudgedAt = Date.now();
   judgeTimer = setInterval(() => {
+    const now = Date.now();
+    const selfPausedMs = now - lastJudgedAt;
+    lastJudgedAt = now;
     if (lastBeatAt === null) return;
-    const silentMs = Date.now() - lastBeatAt;
+    // This thread itself did not run for a while: the beats sent meanwhile wait unread in the
+    // socket (timers run before the poll for I/O), so the silence says nothing yet. Judge at
+    // the next tick, once they are read. At a standby's start such pauses of 100-250 ms made
+    // verdicts against a live primary.
+    if (selfPausedMs > Math.max(3 * judgeEveryMs, 15)) {
+      post({ type: 'self-pause', ms: selfPausedMs, at: now });
+      return;
+    }
+    const silentMs = now - lastBeatAt;
     // Missed beats are a suspicion; the verdict waits one more window for a beat that was
     // sent but delayed on a loaded host (packet delivery runs at normal priority), while a
     // probe answered by "port unreachable" ends it at once.
@@ -170,7 +185,7 @@ socket.connect(data.port, data.host, () => {
       probedFor = lastBeatAt;
       subscribe();
     }
-  }, Math.max(1, Math.floor(data.intervalMs / 2)));
+  }, judgeEveryMs);
   summaryTimer = setInterval(() => post({ type: 'summary', lastBeatAt, beats, rejected }), 250);
   if (data.hostProbeTimeoutMs > 0) {
     const t0 = performance.now();

@@ -60,6 +60,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   #beats = 0;
   #verdict: HeartbeatVerdict | null = null;
   #lateBeats = 0;
+  #selfPauses = 0;
   #longestSilenceMs = 0;
   #closed = false;
 
@@ -79,6 +80,11 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   /** Beats that came after more than the missed-beats window of silence (near misses), and the longest such silence. */
   get nearMisses(): { count: number; longestSilenceMs: number } {
     return { count: this.#lateBeats, longestSilenceMs: this.#longestSilenceMs };
+  }
+
+  /** Times the heartbeat thread itself was not scheduled long enough to skip a judgement. */
+  get selfPauses(): number {
+    return this.#selfPauses;
   }
 
   get verdict(): HeartbeatVerdict | null {
@@ -125,6 +131,13 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
           this.#longestSilenceMs = Math.max(this.#longestSilenceMs, msg.silenceMs);
           this.#log.warn(`late heartbeat after ${msg.silenceMs} ms of silence (dead after ${data.intervalMs * data.missedBeats} + ${data.confirmMs} ms): near miss`, {
             nearMissMs: msg.silenceMs,
+            at: new Date(msg.at).toISOString(),
+          });
+          break;
+        case 'self-pause':
+          this.#selfPauses++;
+          this.#log.warn(`heartbeat thread was not scheduled for ${msg.ms} ms: judging again once the beats sent meanwhile are read`, {
+            pausedMs: msg.ms,
             at: new Date(msg.at).toISOString(),
           });
           break;
