@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import type { Logger } from './logger.ts';
 
@@ -74,6 +75,8 @@ export interface RealtimeLimiterStats {
  * every CPU from the JS thread that mixes the audio, for 100-200 ms right when the mix moved to
  * the spare paths. Every real-time thread below the heartbeat priority is set back to normal
  * scheduling, at start and then every `intervalMs` (libwebrtc makes threads per peer connection).
+ * The main thread, the real-time path of this design (mixing, signaling), gets `mainNice`; other
+ * threads that inherited it are set back to 0.
  */
 export class RealtimeThreadLimiter {
   readonly #intervalMs: number;
@@ -119,7 +122,6 @@ export class RealtimeThreadLimiter {
     if (this.#scanning) return [];
     this.#scanning = true;
     try {
-      const { readdir, readFile } = await import('node:fs/promises');
       const tids = await readdir('/proc/self/task').catch(() => [] as string[]);
       const found: RealtimeThread[] = [];
       await Promise.all(

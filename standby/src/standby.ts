@@ -10,7 +10,7 @@ import { Mcu } from '../../mcu/src/mcu.ts';
 import { Room } from '../../mcu/src/room.ts';
 import { SessionState } from '../../mcu/src/session/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
-import { HeartbeatMonitor, type HeartbeatVerdict } from './heartbeat-monitor.ts';
+import { HeartbeatMonitor, type HeartbeatMonitorOptions, type HeartbeatVerdict } from './heartbeat-monitor.ts';
 import { ReplicationClient } from './replication-client.ts';
 import { SparePathManager } from './spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from './takeover/takeover-engine.ts';
@@ -71,6 +71,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #monitor: HeartbeatMonitor | null = null;
   #probeTimer: NodeJS.Timeout | null = null;
   readonly #opts: StandbyOptionsResolved;
+  /** The service address's interface and route, raised at a promotion (MCU_VIP_INTERFACE, MCU_VIP_ROUTE). */
+  readonly #vip: { ifname: string | null; route: string | null };
+  /** Host probe settings for the heartbeat monitor (MCU_HOST_PROBE_MS, MCU_HOST_PROBE_PORT). */
+  readonly #hostProbe: Pick<HeartbeatMonitorOptions, 'hostProbeTimeoutMs' | 'hostProbePort'>;
   readonly #log = createLogger('standby');
   readonly #statusServer: HttpServer;
   readonly #startedAt = Date.now();
@@ -88,13 +92,18 @@ export class Standby extends EventEmitter<StandbyEvents> {
     if (!repl) throw new ConfigError('a standby needs MCU_REPLICATION_SECRET (the same as the primary\'s)');
     this.#opts = { ...opts, repl };
     const env = process.env;
+    this.#vip = { ifname: opts.takeover?.vipInterface ?? (env.MCU_VIP_INTERFACE || null), route: opts.takeover?.vipRoute ?? (env.MCU_VIP_ROUTE || null) };
+    this.#hostProbe = {
+      ...(env.MCU_HOST_PROBE_MS ? { hostProbeTimeoutMs: Number(env.MCU_HOST_PROBE_MS) } : {}),
+      ...(env.MCU_HOST_PROBE_PORT ? { hostProbePort: Number(env.MCU_HOST_PROBE_PORT) } : {}),
+    };
     this.takeover = opts.config.takeover
       ? new TakeoverEngine({
           serviceAddress: opts.config.host,
           servicePort: opts.config.port,
           captureInterface: opts.takeover?.captureInterface ?? (env.MCU_CAPTURE_INTERFACE || null),
-          vipInterface: opts.takeover?.vipInterface ?? (env.MCU_VIP_INTERFACE || null),
-          vipRoute: opts.takeover?.vipRoute ?? (env.MCU_VIP_ROUTE || null),
+          vipInterface: this.#vip.ifname,
+          vipRoute: this.#vip.route,
           ...(opts.takeover?.closeMark !== undefined ? { closeMark: opts.takeover.closeMark } : {}),
         })
       : null;
@@ -172,8 +181,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       intervalMs: repl.heartbeatMs,
       missedBeats: repl.missedHeartbeats,
       minEpoch: epoch,
-      ...(process.env.MCU_HOST_PROBE_MS ? { hostProbeTimeoutMs: Number(process.env.MCU_HOST_PROBE_MS) } : {}),
-      ...(process.env.MCU_HOST_PROBE_PORT ? { hostProbePort: Number(process.env.MCU_HOST_PROBE_PORT) } : {}),
+      ...this.#hostProbe,
     });
     monitor.on('dead', (verdict) => void this.#promote(verdict));
     monitor.on('first-beat', () => this.#maybeReady());
@@ -375,7 +383,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         await starting;
       } else {
         // Reconnect mode on a service address of its own (MCU_VIP_INTERFACE): ours now, before the bind.
-        await raiseVip(process.env.MCU_VIP_INTERFACE || null, process.env.MCU_VIP_ROUTE || null, log);
+        await raiseVip(this.#vip.ifname, this.#vip.route, log);
         await mcu.start();
       }
     } catch (err) {
@@ -405,7 +413,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       port: mcu.port,
       promotionMs: servingAt - promotionStartedAt,
       sinceDetectedMs: Math.round(servingAt - death.detectedAt),
-      // Event-loop blocks during the promotion ([start, length] ms after detection): no mixing then.
+      // Event-loop blocks during the promotion, no mixing then: [start after detection, length, ran, waited for a CPU] ms.
       loopStalls: loopStalls.stop(death.detectedAt),
     });
     this.#setState('active');
