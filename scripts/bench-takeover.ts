@@ -21,6 +21,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup } from './lab/lab-process.ts';
 import { labMcuEnv } from './lab/start-mcu.ts';
 import { LabTopology } from './lab/topology.ts';
@@ -86,10 +87,6 @@ interface Sample {
   disconnects?: number;
   identityChanged?: number;
   survived?: boolean;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function failover(fault: Fault, n: number, interval: number, maxRequests: number, dwellBeforeMs: number, dwellAfterMs: number): Promise<Sample> {

@@ -20,6 +20,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
@@ -35,10 +36,6 @@ const DWELL_AFTER_MS = 1000;
 const ROOM = 'fencing-room';
 
 const skipReason = await takeoverLabUnsupportedReason();
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 interface StatusDoc {
   role?: string;

@@ -22,6 +22,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { LabTopology, type LabHost } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
@@ -81,10 +82,6 @@ interface TrialResult {
   writeAfterRepairBytes: number;
   clientLines: number;
   serverLines: number;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function summary(values: number[], digits = 1): string {

@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
@@ -27,10 +28,6 @@ const CLIENTS = 'test/fixtures/takeover-scale-clients.ts';
 const SCALE_INTERVAL_MS = Number(process.env.TAKEOVER_SCALE_INTERVAL_MS ?? 1000);
 
 const skipReason = await takeoverLabUnsupportedReason();
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 export type Fault = 'kill' | 'crash';
 

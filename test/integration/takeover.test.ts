@@ -21,6 +21,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
@@ -35,10 +36,6 @@ const DWELL_BEFORE_MS = 500;
 const ROOM = 'takeover-room';
 
 const skipReason = await takeoverLabUnsupportedReason();
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 interface TakeoverSummary {
   connections?: number;
