@@ -8,11 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
-import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, pageEvents } from '../helpers/call-checks.ts';
-import { freePort } from '../helpers/ports.ts';
-import { PARTICIPANTS } from '../helpers/mix.ts';
+import type { Supervisor } from '../../standby/src/supervisor.ts';
+import { eventually, type ParticipantPage } from '../helpers/browser.ts';
+import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, pageEvents, startSupervisedCall } from '../helpers/call-checks.ts';
 
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {
   let supervisor: Supervisor;
@@ -22,14 +20,8 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
   let ids: string[] = [];
 
   before(async () => {
-    const port = await freePort();
     // The restart-offer path: without warm spare paths (test/browser/spare-failover.test.ts has them).
-    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_SPARE_PATHS: '0' } });
-    await supervisor.start();
-    url = `http://127.0.0.1:${port}`;
-    browser = await launchChromium();
-    for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, 'chaos', spec));
-    ids = await Promise.all(pages.map((p) => p.participantId()));
+    ({ supervisor, browser, url, ids } = await startSupervisedCall(pages, 'chaos', { MCU_SPARE_PATHS: '0' }));
   });
 
   after(async () => {

@@ -10,9 +10,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
-import { freePort } from '../helpers/ports.ts';
+import type { Supervisor } from '../../standby/src/supervisor.ts';
+import { eventually, type ParticipantPage } from '../helpers/browser.ts';
+import { startSupervisedCall } from '../helpers/call-checks.ts';
 import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
 
 interface SpareStatusBody {
@@ -44,13 +44,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
   const status = async (): Promise<SpareStatusBody> => (await (await fetch(`${url}/status`)).json()) as SpareStatusBody;
 
   before(async () => {
-    const port = await freePort();
-    supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1' } });
-    await supervisor.start();
-    url = `http://127.0.0.1:${port}`;
-    browser = await launchChromium();
-    for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, 'spare', spec));
-    ids = await Promise.all(pages.map((p) => p.participantId()));
+    ({ supervisor, browser, url, ids } = await startSupervisedCall(pages, 'spare', { MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1' }));
   });
 
   after(async () => {

@@ -1,7 +1,10 @@
-/** Assertions on a whole call of test pages after a failover: shared by the browser failover tests. */
+/** A supervised call of test pages, and assertions on it after a failover: shared by the browser failover tests. */
 import assert from 'node:assert/strict';
-import { eventually, type ParticipantPage } from './browser.ts';
+import type { Browser } from 'playwright-core';
+import { Supervisor } from '../../standby/src/supervisor.ts';
+import { eventually, launchChromium, openParticipant, type ParticipantPage } from './browser.ts';
 import { hearing, PARTICIPANTS, seeing } from './mix.ts';
+import { freePort } from './ports.ts';
 
 /** The page's own account of its call (events and states), for failure messages. */
 export async function pageEvents(page: ParticipantPage): Promise<string> {
@@ -58,3 +61,31 @@ export function samePeerConnection(page: ParticipantPage): Promise<boolean> {
 }
 
 type PcWindow = Window & { __markedPc?: RTCPeerConnection };
+
+/**
+ * A primary + hot standby under the Supervisor on 127.0.0.1 (with `env`) and the three test
+ * participants joined from one Chromium into `room`; their pages go into `pages`. Whatever it
+ * started is closed again when a step fails.
+ */
+export async function startSupervisedCall(
+  pages: ParticipantPage[],
+  room: string,
+  env: Record<string, string>,
+): Promise<{ supervisor: Supervisor; browser: Browser; url: string; ids: string[] }> {
+  const port = await freePort();
+  const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env });
+  let browser: Browser | null = null;
+  try {
+    await supervisor.start();
+    const url = `http://127.0.0.1:${port}`;
+    browser = await launchChromium();
+    for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, room, spec));
+    const ids = await Promise.all(pages.map((p) => p.participantId()));
+    return { supervisor, browser, url, ids };
+  } catch (err) {
+    for (const p of pages.splice(0)) await p.close().catch(() => undefined);
+    await browser?.close().catch(() => undefined);
+    await supervisor.close().catch(() => undefined);
+    throw err;
+  }
+}
