@@ -1,10 +1,10 @@
-import { loadConfig } from './config.ts';
-import { McuError } from './errors.ts';
-import { createLogger } from './logger.ts';
+import { loadConfig } from './core/config.ts';
+import { McuError } from './core/errors.ts';
+import { createLogger } from './core/logger.ts';
 import { Mcu } from './mcu.ts';
-import { limitRealtimeThreads } from './realtime.ts';
+import { limitRealtimeThreads } from './core/realtime.ts';
 import { PrimaryFencedError } from './takeover/errors.ts';
-import { FENCED_EXIT_CODE } from './takeover/fencing.ts';
+import { FENCED_EXIT_CODE } from './takeover/fencing/fencing.ts';
 
 const log = createLogger('main');
 

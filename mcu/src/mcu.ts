@@ -1,17 +1,17 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Conference } from './conference.ts';
-import type { McuConfig } from './config.ts';
-import { ConfigError } from './errors.ts';
-import { createLogger, setLogRole } from './logger.ts';
-import { McuMetrics } from './metrics.ts';
-import { sendJson, serveStatic } from './http-routes.ts';
-import { SessionState } from './session/session-state.ts';
+import { Conference } from './conference/conference.ts';
+import type { McuConfig } from './core/config.ts';
+import { ConfigError } from './core/errors.ts';
+import { createLogger, setLogRole } from './core/logger.ts';
+import { McuMetrics } from './http/metrics.ts';
+import { sendJson, serveStatic } from './http/http-routes.ts';
+import { SessionState } from './conference/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
 import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
-import { HeartbeatBeacon } from './replication/heartbeat-beacon.ts';
-import { TakeoverPrimary } from './takeover/takeover-primary.ts';
-import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing.ts';
+import { HeartbeatBeacon } from './detection/heartbeat-beacon.ts';
+import { TakeoverPrimary } from './takeover/primary.ts';
+import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 
 /**

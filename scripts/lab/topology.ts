@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { createLogger, type Logger } from '../../mcu/src/logger.ts';
+import { createLogger, type Logger } from '../../mcu/src/core/logger.ts';
 import { LabCommandError, LabNotInLabError, LabStateError, LabUnsupportedError, LabVipError } from './errors.ts';
 import { ResidentCommand } from './resident-command.ts';
 import { runCommand, type RunOptions, type RunResult } from './run-command.ts';

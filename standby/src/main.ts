@@ -1,8 +1,8 @@
-import { loadConfig } from '../../mcu/src/config.ts';
-import { McuError } from '../../mcu/src/errors.ts';
-import { createLogger } from '../../mcu/src/logger.ts';
-import { limitRealtimeThreads } from '../../mcu/src/realtime.ts';
-import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
+import { loadConfig } from '../../mcu/src/core/config.ts';
+import { McuError } from '../../mcu/src/core/errors.ts';
+import { createLogger } from '../../mcu/src/core/logger.ts';
+import { limitRealtimeThreads } from '../../mcu/src/core/realtime.ts';
+import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { Standby } from './standby.ts';
 
 const log = createLogger('standby-main');

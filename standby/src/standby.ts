@@ -1,20 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { McuConfig } from '../../mcu/src/config.ts';
-import { ConfigError } from '../../mcu/src/errors.ts';
-import { sendJson } from '../../mcu/src/http-routes.ts';
-import { createLogger, setLogRole } from '../../mcu/src/logger.ts';
-import { LoopStallRecorder } from '../../mcu/src/loop-stalls.ts';
+import type { McuConfig } from '../../mcu/src/core/config.ts';
+import { ConfigError } from '../../mcu/src/core/errors.ts';
+import { sendJson } from '../../mcu/src/http/http-routes.ts';
+import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
+import { LoopStallRecorder } from '../../mcu/src/core/loop-stalls.ts';
 import { Mcu } from '../../mcu/src/mcu.ts';
-import { Room } from '../../mcu/src/room.ts';
-import { SessionState } from '../../mcu/src/session/session-state.ts';
-import { CheckpointStore } from './checkpoint-store.ts';
-import { HeartbeatMonitor, type HeartbeatMonitorOptions, type HeartbeatVerdict } from './heartbeat-monitor.ts';
-import { ReplicationClient } from './replication-client.ts';
-import { SparePathManager } from './spare-paths.ts';
-import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from './takeover/takeover-engine.ts';
-import { raiseVip } from './vip.ts';
+import { Room } from '../../mcu/src/conference/room.ts';
+import { SessionState } from '../../mcu/src/conference/session-state.ts';
+import { CheckpointStore } from '../../mcu/src/replication/checkpoint-store.ts';
+import { HeartbeatMonitor, type HeartbeatMonitorOptions, type HeartbeatVerdict } from '../../mcu/src/detection/heartbeat-monitor.ts';
+import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
+import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
+import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from '../../mcu/src/takeover/standby.ts';
+import { raiseVip } from '../../mcu/src/takeover/fencing/vip.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import type { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually, type ParticipantPage } from '../helpers/browser.ts';
+import type { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
+import { eventually, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, pageEvents, startSupervisedCall } from '../helpers/call-checks.ts';
 
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {

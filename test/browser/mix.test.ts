@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
-import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
-import { startMcu, type RunningMcu } from '../helpers/processes.ts';
+import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
+import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 
 describe('three participants in one room (real Chromium, real MCU)', () => {
   let mcu: RunningMcu;

@@ -10,10 +10,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import type { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually, type ParticipantPage } from '../helpers/browser.ts';
+import type { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
+import { eventually, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { startSupervisedCall } from '../helpers/call-checks.ts';
-import { hearing, PARTICIPANTS, seeing } from '../helpers/mix.ts';
+import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
 
 interface SpareStatusBody {
   role: string;

@@ -22,10 +22,10 @@ import { LabProcessGroup, type LabProcess, type LabEvent } from '../../scripts/l
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
-import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../helpers/browser.ts';
+import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, markPeerConnections, pageEvents, samePeerConnection } from '../helpers/call-checks.ts';
-import { PARTICIPANTS } from '../helpers/mix.ts';
-import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingIdentity } from '../helpers/signaling-probe.ts';
+import { PARTICIPANTS } from '../../scripts/probe/mix.ts';
+import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingIdentity } from '../../scripts/probe/signaling-probe.ts';
 
 const ROOM = 'takeover-call';
 const PROBE_INTERVAL_MS = 50;

@@ -1,10 +1,10 @@
 /** A supervised call of test pages, and assertions on it after a failover: shared by the browser failover tests. */
 import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
-import { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually, launchChromium, openParticipant, type ParticipantPage } from './browser.ts';
-import { hearing, PARTICIPANTS, seeing } from './mix.ts';
-import { freePort } from './ports.ts';
+import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
+import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
+import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { freePort } from '../../scripts/common/ports.ts';
 
 /** The page's own account of its call (events and states), for failure messages. */
 export async function pageEvents(page: ParticipantPage): Promise<string> {

@@ -1,6 +1,6 @@
 /** Checks on the stock socket.io client fixture's report after takeovers (test/fixtures/takeover-mcu-client.ts). */
 import assert from 'node:assert/strict';
-import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
+import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
 
 /** One line for the test's diagnostics: counts, the longest ack gap, disconnects. */
 export function describeClientReport(report: McuClientReport): string {

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { gridLayout } from '../../mcu/src/media/video-layout.ts';
-import { startMcu, type RunningMcu } from '../helpers/processes.ts';
-import { SyntheticPeer, type Rgb, type SyntheticPeerOptions } from '../helpers/synthetic-peer.ts';
+import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
+import { SyntheticPeer, type Rgb, type SyntheticPeerOptions } from '../../scripts/common/synthetic-peer.ts';
 
 /** A tone is "heard" above this level and "absent" below the other (dBFS); tones are sent at -30. */
 const HEARD_DBFS = -45;

@@ -20,14 +20,14 @@ import { afterEach, describe, it } from 'node:test';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { computeClientIsn, computeServerIsn, getMark, nativeAddonAvailable, readSequenceNumbers, socketFd } from '../../native/src/index.ts';
 import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
-import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport-acceptor.ts';
-import { TRANSPORTS_EXTRA_KEY, type TransportBlob } from '../../mcu/src/takeover/output-commit.ts';
-import type { TransportRecord } from '../../mcu/src/takeover/transport-record.ts';
-import { encodeOutputChunk } from '../../mcu/src/takeover/transport-record.ts';
-import { TransportStore, type TransportStoreSnapshotEntry } from '../../standby/src/transport-store.ts';
-import { FixtureProcess, type FixtureMessage } from '../fixtures/child-process.ts';
-import { startOutputCommitService, type OutputCommitService } from '../fixtures/output-commit-service.ts';
-import { waitFor } from '../fixtures/wait-for.ts';
+import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport/transport-acceptor.ts';
+import { TRANSPORTS_EXTRA_KEY, type TransportBlob } from '../../mcu/src/takeover/transport/output-commit.ts';
+import type { TransportRecord } from '../../mcu/src/takeover/transport/transport-record.ts';
+import { encodeOutputChunk } from '../../mcu/src/takeover/transport/transport-record.ts';
+import { TransportStore, type TransportStoreSnapshotEntry } from '../../mcu/src/takeover/transport/transport-store.ts';
+import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
+import { startOutputCommitService, type OutputCommitService } from '../../scripts/fixtures/output-commit-service.ts';
+import { waitFor } from '../../scripts/common/wait-for.ts';
 
 const SECRET = 'output-commit-test-secret-91ab';
 const ACK_DELAY_MS = 50;
@@ -139,7 +139,7 @@ async function startService(options: { reportConsumedInput?: boolean; standbyTim
 }
 
 async function startStandby(service: OutputCommitService, ackDelayMs: number): Promise<FixtureProcess> {
-  const standby = new FixtureProcess('./output-commit-standby.ts', {
+  const standby = new FixtureProcess('scripts/fixtures/output-commit-standby.ts', {
     REPL_PORT: String(service.replicationPort),
     REPL_SECRET: SECRET,
     OC_ACK_DELAY_MS: String(ackDelayMs),
@@ -409,7 +409,7 @@ describe('output commit', { timeout: 60_000 }, () => {
   });
 
   it('without CAP_NET_ADMIN every connection is served in reconnect mode', async (t) => {
-    const script = fileURLToPath(new URL('../fixtures/output-commit-primary.ts', import.meta.url));
+    const script = fileURLToPath(new URL('../../scripts/fixtures/output-commit-primary.ts', import.meta.url));
     const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
     if (ROOT && !setpriv) {
       t.skip('root without setpriv: cannot drop CAP_NET_ADMIN');

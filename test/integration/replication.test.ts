@@ -2,17 +2,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
-import { ReplicationAuthError, ReplicationClosedError, ReplicationMalformedError, StaleEpochError } from '../../mcu/src/errors.ts';
-import { FrameType, encodeFrame } from '../../mcu/src/replication/frame-codec.ts';
-import type { PrimaryMessage, StandbyMessage } from '../../mcu/src/replication/messages.ts';
+import { ReplicationAuthError, ReplicationClosedError, ReplicationMalformedError, StaleEpochError } from '../../mcu/src/core/errors.ts';
+import { FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
+import type { PrimaryMessage, StandbyMessage } from '../../mcu/src/wire/messages.ts';
 import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
 import { ReplicationServer } from '../../mcu/src/replication/replication-server.ts';
-import { SessionState, type SessionSnapshot } from '../../mcu/src/session/session-state.ts';
-import { canonicalSnapshot } from '../../standby/src/checkpoint-store.ts';
-import { ReplicationClient, type ReplicationClientOptions } from '../../standby/src/replication-client.ts';
-import { FixtureProcess } from '../fixtures/child-process.ts';
-import { DeltaGenerator } from '../fixtures/random-deltas.ts';
-import { waitFor } from '../fixtures/wait-for.ts';
+import { SessionState, type SessionSnapshot } from '../../mcu/src/conference/session-state.ts';
+import { canonicalSnapshot } from '../../mcu/src/replication/checkpoint-store.ts';
+import { ReplicationClient, type ReplicationClientOptions } from '../../mcu/src/replication/replication-client.ts';
+import { FixtureProcess } from '../../scripts/common/child-process.ts';
+import { DeltaGenerator } from '../../scripts/fixtures/random-deltas.ts';
+import { waitFor } from '../../scripts/common/wait-for.ts';
 
 const SECRET = 'integration-test-secret-4f1c9a';
 
@@ -419,7 +419,7 @@ describe('replication over TCP', () => {
   });
 
   it('a primary process stopped with SIGTERM shuts down deliberately: stopped, not dead', async () => {
-    const primary = new FixtureProcess('./replication-primary.ts', { REPL_SECRET: SECRET });
+    const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
     const client = startClient(Number(port));
@@ -435,7 +435,7 @@ describe('replication over TCP', () => {
   });
 
   it('a primary process killed with SIGKILL is detected dead, and the checkpoint holds its last state', async () => {
-    const primary = new FixtureProcess('./replication-primary.ts', { REPL_SECRET: SECRET, REPL_SEED: '23' });
+    const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET, REPL_SEED: '23' });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
     const client = startClient(Number(port));
@@ -463,7 +463,7 @@ describe('replication over TCP', () => {
   });
 
   it('a primary process stopped with SIGSTOP is detected dead by heartbeat timeout', async () => {
-    const primary = new FixtureProcess('./replication-primary.ts', { REPL_SECRET: SECRET });
+    const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
     const client = startClient(Number(port));
@@ -484,7 +484,7 @@ describe('replication over TCP', () => {
   it('a standby killed with SIGKILL leaves the primary running, unprotected until a new standby syncs', async () => {
     const { state, generator } = seededState(24, 30);
     const { server, port } = await startServer(state);
-    const standby = new FixtureProcess('./replication-standby.ts', { REPL_SECRET: SECRET, REPL_PORT: String(port), REPL_STANDBY_ID: 'doomed' });
+    const standby = new FixtureProcess('test/fixtures/replication-standby.ts', { REPL_SECRET: SECRET, REPL_PORT: String(port), REPL_STANDBY_ID: 'doomed' });
     cleanups.push(() => standby.kill());
     const synced = waitFor(server, 'standby-synced', { timeoutMs: 10_000 });
     await standby.next('synced');

@@ -14,13 +14,13 @@ import { createServer as createTcpServer, connect, type AddressInfo, type Server
 import { after, before, describe, it } from 'node:test';
 import { Server, type ServerOptions } from 'socket.io';
 import { Manager, type Socket as ClientSocket } from 'socket.io-client';
-import { FixtureProcess, type FixtureMessage } from '../fixtures/child-process.ts';
-import { SessionRecorder } from '../../mcu/src/takeover/session-recorder.ts';
-import { parseSessionRecord, type SessionRecord } from '../../mcu/src/takeover/session-record.ts';
+import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
+import { SessionRecorder } from '../../mcu/src/takeover/session/session-recorder.ts';
+import { parseSessionRecord, type SessionRecord } from '../../mcu/src/takeover/session/session-record.ts';
 import { SessionRecordInvalidError } from '../../mcu/src/takeover/errors.ts';
-import { TakeoverAdapter, takeoverServerOptions } from '../../mcu/src/takeover/takeover-adapter.ts';
-import { FRAME_TOO_LARGE, FrameSplitter } from '../../mcu/src/takeover/frame-splitter.ts';
-import { peekPacket } from '../../mcu/src/takeover/internals.ts';
+import { TakeoverAdapter, takeoverServerOptions } from '../../mcu/src/takeover/session/takeover-adapter.ts';
+import { FRAME_TOO_LARGE, FrameSplitter } from '../../mcu/src/takeover/session/frame-splitter.ts';
+import { peekPacket } from '../../mcu/src/takeover/session/internals.ts';
 
 const PING_INTERVAL = 300;
 const PING_TIMEOUT = 1000;
@@ -150,7 +150,7 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
   it(`moves a live session ${MOVES} times without the client noticing`, async () => {
     const env = { REATTACH_PING_INTERVAL: String(PING_INTERVAL), REATTACH_PING_TIMEOUT: String(PING_TIMEOUT), LOG_LEVEL: 'warn' };
     for (const [i, name] of ['A', 'B', 'C'].entries()) {
-      procs.push(new FixtureProcess('./reattach-server.ts', { ...env, REATTACH_NAME: name, REATTACH_LISTEN: i === 0 ? '1' : '0' }));
+      procs.push(new FixtureProcess('test/fixtures/reattach-server.ts', { ...env, REATTACH_NAME: name, REATTACH_LISTEN: i === 0 ? '1' : '0' }));
     }
     const ready = await Promise.all(procs.map((p) => p.next('ready', 30_000)));
     const port = ready[0]!.port as number;

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { startMcu, type RunningMcu } from '../helpers/processes.ts';
+import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { TestSignalingClient } from '../helpers/signaling-client.ts';
 
 describe('signaling (real MCU process, socket.io-client)', () => {

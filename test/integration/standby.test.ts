@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { afterEach, describe, it } from 'node:test';
-import { encodeHeartbeat } from '../../mcu/src/replication/heartbeat-wire.ts';
-import { Supervisor } from '../../standby/src/supervisor.ts';
-import { eventually } from '../helpers/browser.ts';
-import { freePort } from '../helpers/ports.ts';
+import { encodeHeartbeat } from '../../mcu/src/wire/heartbeat-wire.ts';
+import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
+import { eventually } from '../../scripts/common/browser.ts';
+import { freePort } from '../../scripts/common/ports.ts';
 import { TestSignalingClient } from '../helpers/signaling-client.ts';
 
 interface Status {

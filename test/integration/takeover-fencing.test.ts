@@ -21,15 +21,15 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing.ts';
+import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
-import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
+import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
 import { assertClientSurvivedTakeover, describeClientReport } from '../helpers/takeover-client-checks.ts';
 
-const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
+const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
 const INTERVAL_MS = 10;
 /** Traffic before the fault and after the outcome (not synchronisation: the client's load). */
 const DWELL_BEFORE_MS = 600;

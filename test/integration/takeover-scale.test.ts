@@ -23,7 +23,7 @@ import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
-const CLIENTS = 'test/fixtures/takeover-scale-clients.ts';
+const CLIENTS = 'scripts/clients/takeover-scale-clients.ts';
 /** Per-client request interval of the 200-connection case (ms): 1 request/s each, 200/s in all. */
 const SCALE_INTERVAL_MS = Number(process.env.TAKEOVER_SCALE_INTERVAL_MS ?? 1000);
 

@@ -26,10 +26,10 @@ import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
-import type { McuClientReport } from '../fixtures/takeover-mcu-client.ts';
+import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
 import { assertClientSurvivedTakeover, describeClientReport } from '../helpers/takeover-client-checks.ts';
 
-const CLIENT = 'test/fixtures/takeover-mcu-client.ts';
+const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
 const FAILOVERS = Math.max(1, Math.min(100, Number(process.env.TAKEOVER_FAILOVERS ?? 20)));
 const INTERVAL_MS = 10;
 /** How long the pair runs protected before the next fault (session records and output flowing). */

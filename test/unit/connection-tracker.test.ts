@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seqAdd, seqDiff, TcpFlag } from '../../native/src/index.ts';
-import { ConnectionTracker, connectionKey, recordConnectionKey, type TrackedConnection, type UnsafeReason } from '../../standby/src/takeover/connection-tracker.ts';
-import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError } from '../../standby/src/takeover/errors.ts';
-import { OutputLog } from '../../standby/src/takeover/output-log.ts';
-import { planRepair, type RepairPlan } from '../../standby/src/takeover/repair-plan.ts';
-import { SequenceSpace, wrapSeq } from '../../standby/src/takeover/sequence-space.ts';
+import { ConnectionTracker, connectionKey, recordConnectionKey, type TrackedConnection, type UnsafeReason } from '../../mcu/src/takeover/transport/connection-tracker.ts';
+import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError } from '../../mcu/src/takeover/standby-errors.ts';
+import { OutputLog } from '../../mcu/src/takeover/transport/output-log.ts';
+import { planRepair, type RepairPlan } from '../../mcu/src/takeover/transport/repair-plan.ts';
+import { SequenceSpace, wrapSeq } from '../../mcu/src/takeover/transport/sequence-space.ts';
 import { Conversation } from '../fixtures/takeover-segments.ts';
 
 const PORT = 3000;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FailureDetector, type DeathInfo, type FailureDetectorOptions, type FailureDetectorState } from '../../standby/src/failure-detector.ts';
+import { FailureDetector, type DeathInfo, type FailureDetectorOptions, type FailureDetectorState } from '../../mcu/src/detection/failure-detector.ts';
 
 /** A detector on a fake clock, recording every transition and verdict. */
 function harness(options: FailureDetectorOptions = {}) {

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ReplicationAuthError, ReplicationMalformedError } from '../../mcu/src/errors.ts';
+import { ReplicationAuthError, ReplicationMalformedError } from '../../mcu/src/core/errors.ts';
 import {
   FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameType,
   encodeFrame,
   type Frame,
-} from '../../mcu/src/replication/frame-codec.ts';
-import { decodeJson, parsePrimaryMessage, parseStandbyMessage } from '../../mcu/src/replication/messages.ts';
+} from '../../mcu/src/wire/frame-codec.ts';
+import { decodeJson, parsePrimaryMessage, parseStandbyMessage } from '../../mcu/src/wire/messages.ts';
 
 const SECRET = 'unit-test-secret-0123456789';
 

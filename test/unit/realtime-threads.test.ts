@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HEARTBEAT_RT_PRIORITY, parseThreadStat, RealtimeThreadLimiter } from '../../mcu/src/realtime.ts';
+import { HEARTBEAT_RT_PRIORITY, parseThreadStat, RealtimeThreadLimiter } from '../../mcu/src/core/realtime.ts';
 
 /** A /proc/<pid>/task/<tid>/stat line with the given name, nice (field 19), rt priority (40) and policy (41). */
 function statLine(tid: number, name: string, nice: number, rtPriority: number, policy: number): string {

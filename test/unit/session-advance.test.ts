@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { SessionRecord } from '../../mcu/src/takeover/session-record.ts';
-import { advanceSessionRecord } from '../../standby/src/takeover/session-advance.ts';
+import type { SessionRecord } from '../../mcu/src/takeover/session/session-record.ts';
+import { advanceSessionRecord } from '../../mcu/src/takeover/session/session-advance.ts';
 
 /** A server-to-client WebSocket text frame (unmasked). */
 function frame(text: string): Buffer {

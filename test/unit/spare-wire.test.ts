@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { McuError } from '../../mcu/src/errors.ts';
-import { parseStandbyMessage } from '../../mcu/src/replication/messages.ts';
+import { McuError } from '../../mcu/src/core/errors.ts';
+import { parseStandbyMessage } from '../../mcu/src/wire/messages.ts';
 import { validate } from '../../mcu/src/signaling/validation.ts';
-import { parseSpare, SPARE_BLOB } from '../../mcu/src/spare/spare-wire.ts';
+import { parseSpare, SPARE_BLOB } from '../../mcu/src/wire/spare-wire.ts';
 
 const SDP = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n';
 

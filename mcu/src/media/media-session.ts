@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { NegotiationFailedError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
-import { scanRealtimeThreadsSoon } from '../realtime.ts';
-import type { NegotiatedMedia } from '../session/session-state.ts';
+import { NegotiationFailedError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { scanRealtimeThreadsSoon } from '../core/realtime.ts';
+import type { NegotiatedMedia } from '../conference/session-state.ts';
 import {
   RTCAudioSink,
   RTCPeerConnection,

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../core/logger.ts';
 import { AudioJitterBuffer, FRAME_SAMPLES, MIX_RATE, StreamResampler } from './audio-frames.ts';
 import { mixMinusOne } from './audio-mixer.ts';
 import { GridComposer, type I420Frame } from './i420.ts';

@@ -6,9 +6,9 @@ import {
   ReplicationClosedError,
   ReplicationMalformedError,
   StaleEpochError,
-} from '../errors.ts';
-import { createLogger, type LogContext, type Logger } from '../logger.ts';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameType, encodeFrame, type Frame, type Secret } from './frame-codec.ts';
+} from '../core/errors.ts';
+import { createLogger, type LogContext, type Logger } from '../core/logger.ts';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameType, encodeFrame, type Frame, type Secret } from '../wire/frame-codec.ts';
 import {
   decodeJson,
   encodeJson,
@@ -17,7 +17,7 @@ import {
   type HeartbeatMessage,
   type ReplicationMessage,
   type ShutdownMessage,
-} from './messages.ts';
+} from '../wire/messages.ts';
 
 /** Emits without letting a throwing listener unwind into the caller's state machine. */
 export function safeEmit<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { McuError, ReplicationClosedError, StaleEpochError } from '../errors.ts';
-import { createLogger, type Logger } from '../logger.ts';
-import type { SessionDelta, SessionState } from '../session/session-state.ts';
-import type { Secret } from './frame-codec.ts';
-import { parseStandbyMessage, type PrimaryMessage, type StandbyHelloMessage, type StandbyMessage } from './messages.ts';
+import { McuError, ReplicationClosedError, StaleEpochError } from '../core/errors.ts';
+import { createLogger, type Logger } from '../core/logger.ts';
+import type { SessionDelta, SessionState } from '../conference/session-state.ts';
+import type { Secret } from '../wire/frame-codec.ts';
+import { parseStandbyMessage, type PrimaryMessage, type StandbyHelloMessage, type StandbyMessage } from '../wire/messages.ts';
 import { ReplicationLink, preciseNow, safeEmit, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
 
 export type ReplicationServerState = 'idle' | 'listening' | 'closing' | 'closed';

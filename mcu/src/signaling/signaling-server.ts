@@ -1,12 +1,12 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
-import type { Conference } from '../conference.ts';
-import type { McuConfig } from '../config.ts';
-import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, toWireError } from '../errors.ts';
-import { createLogger } from '../logger.ts';
+import type { Conference } from '../conference/conference.ts';
+import type { McuConfig } from '../core/config.ts';
+import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, toWireError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { checkMessageSize, validate } from './validation.ts';
-import { takeoverServerOptions } from '../takeover/takeover-adapter.ts';
+import { takeoverServerOptions } from '../takeover/session/takeover-adapter.ts';
 
 /** Per-connection data kept by socket.io (and checkpointed with the connection later). */
 export interface SocketData {

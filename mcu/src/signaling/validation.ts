@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidMessageError, MessageTooLargeError } from '../errors.ts';
+import { InvalidMessageError, MessageTooLargeError } from '../core/errors.ts';
 import type { ClientAnswer, ClientOffer, JoinRequest, MuteRequest, Result, SpareActivated, SpareAnswer } from './protocol.ts';
 
 /**

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import type { Conference } from '../conference.ts';
-import { McuError } from '../errors.ts';
-import { createLogger } from '../logger.ts';
+import type { Conference } from '../conference/conference.ts';
+import { McuError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
 import type { ReplicationServer, StandbyInfo } from '../replication/replication-server.ts';
 import { safeEmit } from '../replication/replication-link.ts';
 import type { SignalingIo } from '../signaling/signaling-server.ts';
 import { validate } from '../signaling/validation.ts';
-import { parseSpare, SPARE_BLOB, type SparePathState, type SpareOfferBlob } from './spare-wire.ts';
+import { parseSpare, SPARE_BLOB, type SparePathState, type SpareOfferBlob } from '../wire/spare-wire.ts';
 
 /** One participant's warm spare path, as the primary knows it. */
 export interface SpareStatus {

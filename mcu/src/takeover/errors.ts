@@ -3,7 +3,7 @@
  * code. A failed re-attachment leaves the socket to the caller, who closes it so the
  * client falls back to reconnecting (degraded mode).
  *
- * These codes belong in the `ErrorCode` union of `mcu/src/errors.ts`; until they move
+ * These codes belong in the `ErrorCode` union of `mcu/src/core/errors.ts`; until they move
  * there the base class mirrors `McuError` (code, name, `toJSON`).
  */
 export type TakeoverErrorCode =

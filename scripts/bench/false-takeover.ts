@@ -1,0 +1,282 @@
+/**
+ * False takeovers under load: runs the lab pair in takeover mode (primary and standby in their
+ * namespaces, a socket.io client sending a numbered request every 10 ms) while both cores are
+ * loaded, and counts what the standby and the primary did although no fault was injected:
+ * death verdicts, promotions, primaries that fenced themselves, and the primary's own pauses
+ * (heartbeat-thread stalls verified with the standby, main-thread-only stalls).
+ *
+ *   node --import tsx scripts/bench-false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--heartbeat-ms 10] [--missed 3]
+ *
+ * Load, bounded in time (it stops with the run, and each load process ends itself after
+ * --seconds plus a margin even if this script dies): --busy processes spinning at normal
+ * priority, and --flood TCP loopback floods (64 KiB writes through the client host's loopback:
+ * the kernel's softirq network path, which is what delays heartbeat datagrams on a loaded host).
+ * A false takeover ends its pair (the old primary fences itself); a fresh pair is started for
+ * the rest of the run; both processes' logs go to bench-results/false-takeover-logs/. Needs root, iproute2, nftables and the native addon. Prints the counts
+ * and load averages and writes bench-results/false-takeover.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
+import { labMcuEnv } from '../lab/start-mcu.ts';
+import { LabTopology } from '../lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
+
+const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
+const SELF = 'scripts/bench/false-takeover.ts';
+const LOG_DIR = 'bench-results/false-takeover-logs';
+
+// ---- load worker modes (run as child processes of this script) ----
+
+const mode = process.argv[2];
+if (mode === '--load-busy' || mode === '--load-flood') {
+  const ms = Number(process.argv[3]);
+  const end = Date.now() + ms;
+  // Ends itself in any case: a load must never outlive the run.
+  setTimeout(() => process.exit(0), ms).unref();
+  if (mode === '--load-busy') {
+    const spin = (): void => {
+      const until = Math.min(end, Date.now() + 50);
+      while (Date.now() < until) {
+        // busy
+      }
+      if (Date.now() < end) setImmediate(spin);
+      else process.exit(0);
+    };
+    spin();
+  } else {
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    const server = createServer((s) => s.on('data', () => undefined));
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      const c = connect({ host: '127.0.0.1', port });
+      const pump = (): void => {
+        while (Date.now() < end && c.write(chunk)) {
+          // keep the loopback busy until the socket buffer is full
+        }
+        if (Date.now() >= end) process.exit(0);
+      };
+      c.on('connect', pump);
+      c.on('drain', pump);
+    });
+  }
+} else {
+  await main();
+}
+
+interface PairResult {
+  startedAt: number;
+  endedAt: number;
+  seconds: number;
+  deathVerdicts: number;
+  promotions: number;
+  primaryFenced: boolean;
+  fencedReason: string | null;
+  verdictReasons: string[];
+  suspicions: number;
+  /** Silences longer than the missed-beats window that a late beat ended before the verdict, ms. */
+  nearMisses: number[];
+  fenceStalls: number;
+  primaryFencing: unknown;
+  clientReport: Record<string, unknown> | null;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '60' },
+      busy: { type: 'string', default: '2' },
+      flood: { type: 'string', default: '1' },
+      'heartbeat-ms': { type: 'string', default: '10' },
+      missed: { type: 'string', default: '3' },
+    },
+  });
+  const seconds = clamp(Number(values.seconds), 5, 3600);
+  const busy = clamp(Number(values.busy), 0, 16);
+  const flood = clamp(Number(values.flood), 0, 8);
+  const heartbeatMs = clamp(Number(values['heartbeat-ms']), 1, 1000);
+  const missed = clamp(Number(values.missed), 1, 100);
+  const unsupported = await takeoverLabUnsupportedReason();
+  if (unsupported) {
+    process.stderr.write(`bench-false-takeover: ${unsupported}\n`);
+    process.exit(2);
+  }
+  await LabTopology.cleanupStale();
+
+  const loads: ChildProcess[] = [];
+  const loadSamples: number[][] = [];
+  const loadStart = loadavg();
+  const runStart = Date.now();
+  const runEnd = runStart + seconds * 1000;
+  const pairs: PairResult[] = [];
+  let sampler: NodeJS.Timeout | null = null;
+  let stopping = false;
+  const stopLoads = (): void => {
+    for (const l of loads) if (l.exitCode === null && l.signalCode === null) l.kill('SIGKILL');
+  };
+  process.on('SIGINT', () => {
+    stopping = true;
+    stopLoads();
+  });
+  try {
+    while (!stopping && Date.now() < runEnd - 5000) {
+      pairs.push(
+        await runPair({
+          until: runEnd,
+          heartbeatMs,
+          missed,
+          onReady: () => {
+            if (loads.length > 0) return;
+            const loadMs = runEnd - Date.now() + 2000;
+            for (let i = 0; i < busy; i++) loads.push(spawn(process.execPath, ['--import', 'tsx', SELF, '--load-busy', String(loadMs)], { stdio: 'ignore' }));
+            for (let i = 0; i < flood; i++) loads.push(spawn(process.execPath, ['--import', 'tsx', SELF, '--load-flood', String(loadMs)], { stdio: 'ignore' }));
+            sampler = setInterval(() => loadSamples.push(loadavg()), 5000);
+          },
+        }),
+      );
+    }
+  } finally {
+    if (sampler) clearInterval(sampler);
+    stopLoads();
+  }
+  const loadEnd = loadavg();
+  const total = (k: 'deathVerdicts' | 'promotions' | 'suspicions' | 'fenceStalls'): number => pairs.reduce((n, p) => n + p[k], 0);
+  const loadedSeconds = pairs.reduce((n, p) => n + p.seconds, 0);
+  const result = {
+    startedAt: new Date(runStart).toISOString(),
+    seconds,
+    cpus: cpus().length,
+    load: { busyProcesses: busy, loopbackFloods: flood },
+    heartbeat: { intervalMs: heartbeatMs, missedBeats: missed, detectionBudgetMs: heartbeatMs * missed * 2 },
+    loadavg: { start: loadStart, end: loadEnd, max1m: Math.max(loadEnd[0]!, ...loadSamples.map((s) => s[0]!)), samples: loadSamples },
+    pairSeconds: loadedSeconds,
+    deathVerdicts: total('deathVerdicts'),
+    promotions: total('promotions'),
+    fencedPrimaries: pairs.filter((p) => p.primaryFenced).length,
+    suspicions: total('suspicions'),
+    nearMisses: pairs.flatMap((p) => p.nearMisses).sort((a, b) => a - b),
+    fenceStalls: total('fenceStalls'),
+    pairs,
+  };
+  mkdirSync('bench-results', { recursive: true });
+  writeFileSync('bench-results/false-takeover.json', JSON.stringify(result, null, 2) + '\n');
+  const f = (x: number[]): string => x.map((v) => v.toFixed(2)).join(' ');
+  process.stdout.write(
+    [
+      `false takeovers under load: ${seconds} s, ${busy} busy + ${flood} loopback flood process(es) on ${result.cpus} cores, heartbeats ${heartbeatMs} ms x ${missed} missed (+ confirm window)`,
+      `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load)`,
+      `  death verdicts: ${result.deathVerdicts}   promotions: ${result.promotions}   primaries fenced: ${result.fencedPrimaries}`,
+      `  standby suspicions (replication stream lost): ${result.suspicions}   primary pauses verified with the standby: ${result.fenceStalls}`,
+      `  near misses (a beat after more than the missed-beats window, before the verdict): ${result.nearMisses.length}${result.nearMisses.length ? `, silences ${result.nearMisses.join(', ')} ms` : ''}`,
+      `  load average (1/5/15 min): start ${f(loadStart)}, end ${f(loadEnd)}, max 1-min ${result.loadavg.max1m.toFixed(2)}`,
+      ...pairs.map(
+        (p, i) =>
+          `  pair ${i}: ${p.seconds.toFixed(0)} s, verdicts ${p.deathVerdicts} (${p.verdictReasons.join(', ') || '-'}), promotions ${p.promotions}, fenced ${p.primaryFenced ? `yes (${p.fencedReason})` : 'no'}, ` +
+          `client acked ${String(p.clientReport?.acked ?? '?')}/${String(p.clientReport?.sent ?? '?')}, disconnects ${String(p.clientReport?.disconnects ?? '?')}`,
+      ),
+      '  written to bench-results/false-takeover.json',
+    ].join('\n') + '\n',
+  );
+}
+
+/** One primary/standby pair under load until `until` or a promotion. */
+async function runPair(opts: { until: number; heartbeatMs: number; missed: number; onReady: () => void }): Promise<PairResult> {
+  const lab = new LabTopology();
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
+  const startedAt = Date.now();
+  /** Off for the teardown: stopping the primary first would look like its death. */
+  let counting = true;
+  const result: PairResult = {
+    startedAt,
+    endedAt: startedAt,
+    seconds: 0,
+    deathVerdicts: 0,
+    promotions: 0,
+    primaryFenced: false,
+    fencedReason: null,
+    verdictReasons: [],
+    suspicions: 0,
+    nearMisses: [],
+    fenceStalls: 0,
+    primaryFencing: null,
+    clientReport: null,
+  };
+  try {
+    await lab.up();
+    await lab.raiseVip('primary');
+    const secret = `false-takeover-${process.pid}-${startedAt}`;
+    const common = { LOG_LEVEL: 'info', MCU_HEARTBEAT_MS: String(opts.heartbeatMs), MCU_MISSED_HEARTBEATS: String(opts.missed) };
+    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
+    await primary.waitForEvent('listening', { timeoutMs: 60_000 });
+    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
+    countLines(standby, (line) => {
+      if (!counting) return;
+      if (line.includes('failover step: primary confirmed dead')) {
+        result.deathVerdicts++;
+        const m = /"reason":"([^"]+)"/.exec(line);
+        const silent = /"sinceLastHeartbeatMs":(\d+)/.exec(line);
+        result.verdictReasons.push(`${m?.[1] ?? '?'}${silent ? ` after ${silent[1]} ms of silence` : ''}`);
+      }
+      if (line.includes('"failover":"suspected"')) result.suspicions++;
+      const near = /"nearMissMs":(\d+)/.exec(line);
+      if (near) result.nearMisses.push(Number(near[1]));
+    });
+    countLines(primary, (line) => {
+      if (!counting) return;
+      if (line.includes('"failover":"fence-stall"')) result.fenceStalls++;
+    });
+    await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });
+    const client = start('client', CLIENT, [`http://${lab.addresses.vip}:${lab.servicePort}`, 'false-takeover-room', '10']);
+    await client.waitForEvent('connect', { timeoutMs: 30_000 });
+    const joined = await client.request({ op: 'start' }, 30_000);
+    if (joined.ok !== true) throw new Error(`join failed: ${JSON.stringify(joined)}`);
+    opts.onReady();
+    const loadedFrom = Date.now();
+    const remaining = Math.max(0, opts.until - Date.now());
+    // Until the end of the run, or a promotion (a false takeover ends this pair).
+    const promoted = await standby
+      .waitFor((e: LabEvent) => e.event === 'promoted', { timeoutMs: remaining })
+      .then(() => true)
+      .catch(() => false);
+    if (promoted) {
+      result.promotions++;
+      const fenced = await primary.waitFor((e: LabEvent) => e.event === 'fenced', { timeoutMs: 10_000 }).catch(() => null);
+      result.primaryFenced = fenced !== null;
+      result.fencedReason = fenced ? String(fenced.reason) : null;
+    } else {
+      const status = await client.request({ op: 'status' }, 10_000).catch(() => null);
+      result.primaryFencing = (status?.status as { fencing?: unknown } | undefined)?.fencing ?? null;
+    }
+    result.clientReport = (await client.request({ op: 'stop' }, 15_000).catch(() => null)) as Record<string, unknown> | null;
+    result.endedAt = Date.now();
+    result.seconds = (result.endedAt - loadedFrom) / 1000;
+  } finally {
+    counting = false;
+    // A false takeover's post-mortem: both processes' logs (their last lines).
+    if (result.deathVerdicts > 0) {
+      mkdirSync(LOG_DIR, { recursive: true });
+      processes.writeLogs(String(startedAt), LOG_DIR);
+    }
+    // Client and standby first, so the standby never judges the primary's stop.
+    await processes.closeAll();
+    await lab.down();
+  }
+  return result;
+}
+
+function countLines(p: LabProcess, onLine: (line: string) => void): void {
+  let rest = '';
+  p.child.stderr?.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Number.isFinite(value) ? Math.min(max, Math.max(min, Math.round(value))) : min;
+}

@@ -1,0 +1,275 @@
+/**
+ * Connection-level takeover (MCU_TAKEOVER=1) in the namespace lab: signaling gap and failure
+ * detection per failure type, and takeover time against the number of connections.
+ *
+ *   node --import tsx scripts/bench-takeover.ts [--failovers 20] [--clients 3] [--interval-ms 10]
+ *                                               [--faults kill,crash] [--scale 1,100,500] [--scale-interval-ms 1000]
+ *
+ * Each failover runs in a fresh lab (scripts/lab): the primary (mcu/src/main.ts) and the standby
+ * (standby/src/main.ts) with MCU_TAKEOVER=1, socket.io clients in the client host
+ * (test/fixtures/takeover-scale-clients.ts) sending numbered `mute` requests with acks.
+ * - kill:  SIGKILL of the primary process, then the harness's fencing (silence the port, drop
+ *          the VIP); the standby detects the end of the replication stream.
+ * - crash: crashHost('primary') (link down, the process keeps running cut off); the standby
+ *          detects by heartbeat timeout.
+ * Per failover: detection (fault -> standby's verdict), serving (fault -> promotion complete),
+ * the takeover report (VIP, rebuild, re-attach), the clients' largest ack gap (the signaling gap
+ * as a client sees it: includes one request interval) and whether every connection survived.
+ * Needs root, iproute2, nftables and the native addon. Prints a summary and writes
+ * bench-results/takeover.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LabProcessGroup } from '../lab/lab-process.ts';
+import { labMcuEnv } from '../lab/start-mcu.ts';
+import { LabTopology } from '../lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
+import { summarize, type Summary } from './common/stats.ts';
+import { renderPlotPage, type PlotMetric } from './common/plot.ts';
+
+const CLIENTS = 'scripts/clients/takeover-scale-clients.ts';
+const MAX_FAILOVERS = 100;
+const MAX_CONNECTIONS = 1000;
+
+type Fault = 'kill' | 'crash';
+
+const { values } = parseArgs({
+  options: {
+    failovers: { type: 'string', default: '20' },
+    clients: { type: 'string', default: '3' },
+    'interval-ms': { type: 'string', default: '10' },
+    faults: { type: 'string', default: 'kill,crash' },
+    scale: { type: 'string', default: '1,100,500' },
+    'scale-interval-ms': { type: 'string', default: '1000' },
+  },
+});
+
+const failovers = Math.min(MAX_FAILOVERS, Math.max(1, Number(values.failovers)));
+const fewClients = Math.min(16, Math.max(1, Number(values.clients)));
+const intervalMs = Math.max(1, Number(values['interval-ms']));
+const faults = values.faults.split(',').filter((f): f is Fault => f === 'kill' || f === 'crash');
+const scale = values.scale
+  .split(',')
+  .filter((s) => s.trim() !== '')
+  .map((s) => Math.min(MAX_CONNECTIONS, Math.max(1, Number(s))));
+const scaleIntervalMs = Math.max(10, Number(values['scale-interval-ms']));
+
+interface Fallback {
+  connId: string;
+  code: string;
+  reason: string;
+}
+
+interface Sample {
+  fault: Fault;
+  connections: number;
+  ok: boolean;
+  error?: string;
+  detectionMs?: number;
+  detectionReason?: string;
+  servingMs?: number;
+  promotedSeenMs?: number;
+  vipMs?: number;
+  rebuildMs?: number;
+  reattachMs?: number | null;
+  rebuilt?: number;
+  reattached?: number;
+  fallbacks?: Record<string, number>;
+  fallbackSamples?: Fallback[];
+  maxAckGapMs?: number;
+  sent?: number;
+  acked?: number;
+  missing?: number;
+  duplicates?: number;
+  outOfOrder?: number;
+  disconnects?: number;
+  identityChanged?: number;
+  survived?: boolean;
+}
+
+async function failover(fault: Fault, n: number, interval: number, maxRequests: number, dwellBeforeMs: number, dwellAfterMs: number): Promise<Sample> {
+  const perRoom = Math.min(10, n);
+  const rooms = Math.ceil(n / perRoom);
+  const connections = rooms * perRoom;
+  const lab = new LabTopology();
+  const processes = new LabProcessGroup(lab);
+  const start = processes.start.bind(processes);
+  try {
+    await lab.up();
+    await lab.raiseVip('primary');
+    const { vip } = lab.addresses;
+    const secret = `bench-takeover-${process.pid}-${Math.random().toString(16).slice(2)}`;
+    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };
+    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
+    await primary.waitForEvent('listening', { timeoutMs: 30_000 });
+    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
+    await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+    const clients = start('client', CLIENTS, [`http://${vip}:${lab.servicePort}`, String(rooms), String(perRoom), String(interval), String(maxRequests)]);
+    const up = await clients.waitFor((e) => e.event === 'connected' || e.event === 'connect-failed', { timeoutMs: 90_000 });
+    if (up.event !== 'connected') throw new Error(`clients did not connect: ${JSON.stringify(up)}`);
+    const started = await clients.request({ op: 'start' }, 90_000);
+    if (started.ok !== true) throw new Error(`joins failed: ${JSON.stringify(started)}`);
+    await sleep(dwellBeforeMs);
+
+    const from = standby.mark();
+    const k0 = performance.now();
+    const faultAt = Date.now();
+    if (fault === 'kill') {
+      lab.killPrimaryProcess(primary.pid);
+      await lab.silenceServicePort('primary');
+      await lab.dropVip('primary');
+    } else {
+      await lab.crashHost('primary');
+    }
+    const promoted = await standby.waitFor((e) => e.event === 'promoted' || e.event === 'standby-failed', { from, timeoutMs: 30_000 });
+    const promotedSeenMs = performance.now() - k0;
+    if (promoted.event !== 'promoted') throw new Error('standby failed to promote');
+    const tl = promoted.timeline as {
+      detectedAt: number;
+      reason: string;
+      servingAt: number;
+      takeover?: { rebuilt: number; reattached: number; fallbacks: Fallback[]; vipMs: number; rebuildMs: number; reattachMs: number | null };
+    };
+    await sleep(dwellAfterMs);
+    const r = (await clients.request({ op: 'stop' }, 30_000)) as Record<string, number>;
+    const tk = tl.takeover;
+    const codes: Record<string, number> = {};
+    for (const f of tk?.fallbacks ?? []) codes[f.code] = (codes[f.code] ?? 0) + 1;
+    const survived =
+      r.disconnects === 0 && r.identityChanged === 0 && r.missing === 0 && r.duplicates === 0 && r.outOfOrder === 0 && r.acked === r.sent && r.failed === 0;
+    return {
+      fault,
+      connections,
+      ok: true,
+      detectionMs: tl.detectedAt - faultAt,
+      detectionReason: tl.reason,
+      servingMs: tl.servingAt - faultAt,
+      promotedSeenMs: round(promotedSeenMs),
+      vipMs: round(tk?.vipMs ?? NaN),
+      rebuildMs: round(tk?.rebuildMs ?? NaN),
+      reattachMs: tk?.reattachMs == null ? null : round(tk.reattachMs),
+      rebuilt: tk?.rebuilt ?? 0,
+      reattached: tk?.reattached ?? 0,
+      fallbacks: codes,
+      fallbackSamples: (tk?.fallbacks ?? []).filter((f) => f.code !== 'not-a-session').slice(0, 3),
+      maxAckGapMs: round(r.maxGapMs ?? NaN),
+      sent: r.sent,
+      acked: r.acked,
+      missing: r.missing,
+      duplicates: r.duplicates,
+      outOfOrder: r.outOfOrder,
+      disconnects: r.disconnects,
+      identityChanged: r.identityChanged,
+      survived,
+    };
+  } catch (err) {
+    return { fault, connections, ok: false, error: (err as Error).message.split('\n')[0] };
+  } finally {
+    await processes.closeAll();
+    await lab.down().catch(() => undefined);
+  }
+}
+
+function round(v: number): number {
+  return Math.round(v * 100) / 100;
+}
+
+function pick(samples: Sample[], key: keyof Sample): Summary {
+  return summarize(samples.filter((s) => s.ok && typeof s[key] === 'number').map((s) => s[key] as number), 2);
+}
+
+function line(label: string, s: Summary): string {
+  return `  ${label.padEnd(26)} n=${s.n} min ${s.min} median ${s.median} p95 ${s.p95} max ${s.max}`;
+}
+
+/** One page: detection, fault -> serving and the client's signaling gap per failure type; takeover time per connection count. */
+function plot(perFault: Record<string, { samples: Sample[] }>, scaleSamples: Sample[], subtitle: string[]): string {
+  const series = (key: keyof Sample) =>
+    Object.entries(perFault).map(([fault, { samples }]) => ({
+      name: fault === 'kill' ? 'process kill' : 'host crash',
+      points: samples.filter((x) => x.ok && typeof x[key] === 'number').map((x) => ({ value: x[key] as number })),
+    }));
+  const metrics: PlotMetric[] = [
+    { label: 'Detection', unit: 'ms', note: 'fault -> the standby\'s death verdict', series: series('detectionMs') },
+    { label: 'Fault -> serving', unit: 'ms', note: 'fault -> promotion complete (connections rebuilt and re-attached)', series: series('servingMs') },
+    { label: 'Signaling gap', unit: 'ms', note: 'largest interval between acks at a client (includes one request interval)', series: series('maxAckGapMs') },
+  ];
+  if (scaleSamples.some((x) => x.ok)) {
+    metrics.push({
+      label: 'Takeover time by connections',
+      unit: 'ms',
+      note: 'takeover start -> every session re-attached, one row per connection count',
+      series: scaleSamples.filter((x) => x.ok).map((x) => ({ name: `${x.connections} connections`, points: [{ value: x.reattachMs as number }] })),
+    });
+  }
+  return renderPlotPage({ title: 'Connection-level takeover (MCU_TAKEOVER=1, lab)', subtitle, metrics });
+}
+
+async function main(): Promise<void> {
+  const unsupported = await takeoverLabUnsupportedReason();
+  if (unsupported) {
+    console.error(`bench-takeover: cannot run: ${unsupported}`);
+    process.exit(2);
+  }
+  await LabTopology.cleanupStale();
+  const t0 = Date.now();
+  const perFault: Record<string, { samples: Sample[]; summary: Record<string, unknown> }> = {};
+  for (const fault of faults) {
+    const samples: Sample[] = [];
+    for (let i = 0; i < failovers; i++) {
+      const s = await failover(fault, fewClients, intervalMs, 1000, 500, 800);
+      samples.push(s);
+      console.log(
+        `${fault} #${i + 1}: ` +
+          (s.ok
+            ? `detection ${s.detectionMs} ms (${s.detectionReason}), serving ${s.servingMs} ms, max ack gap ${s.maxAckGapMs} ms, reattached ${s.reattached}/${s.connections}, fallbacks ${JSON.stringify(s.fallbacks)}, survived ${s.survived}`
+            : `ERROR ${s.error}`),
+      );
+    }
+    const okSamples = samples.filter((s) => s.ok);
+    const summary = {
+      failovers: samples.length,
+      errors: samples.length - okSamples.length,
+      survivedAll: okSamples.filter((s) => s.survived).length,
+      detectionMs: pick(samples, 'detectionMs'),
+      servingMs: pick(samples, 'servingMs'),
+      maxAckGapMs: pick(samples, 'maxAckGapMs'),
+      reattachMs: pick(samples, 'reattachMs'),
+    };
+    perFault[fault] = { samples, summary };
+    console.log(`${fault}: ${summary.survivedAll}/${summary.failovers} failovers with every client surviving, ${summary.errors} errors`);
+    console.log(line('detection (ms)', summary.detectionMs));
+    console.log(line('fault -> serving (ms)', summary.servingMs));
+    console.log(line('client max ack gap (ms)', summary.maxAckGapMs));
+    console.log(line('takeover prepare->reattached', summary.reattachMs));
+  }
+  const scaleSamples: Sample[] = [];
+  for (const n of scale) {
+    const s = await failover('kill', n, scaleIntervalMs, 100, Math.max(1500, scaleIntervalMs + 500), Math.max(2000, scaleIntervalMs * 2));
+    scaleSamples.push(s);
+    console.log(
+      `scale ${s.connections} (kill): ` +
+        (s.ok
+          ? `vip ${s.vipMs} ms, rebuilt ${s.rebuilt} in ${s.rebuildMs} ms, reattached ${s.reattached} at ${s.reattachMs} ms, fallbacks ${JSON.stringify(s.fallbacks)}, ` +
+            `detection ${s.detectionMs} ms, fault -> serving ${s.servingMs} ms, max ack gap ${s.maxAckGapMs} ms (interval ${scaleIntervalMs}), survived ${s.survived}`
+          : `ERROR ${s.error}`),
+    );
+  }
+  const result = {
+    at: new Date(t0).toISOString(),
+    durationS: Math.round((Date.now() - t0) / 1000),
+    host: { cpus: cpus().length, loadavg: loadavg() },
+    params: { failovers, clients: fewClients, intervalMs, faults, scale, scaleIntervalMs },
+    faults: perFault,
+    scale: scaleSamples,
+  };
+  mkdirSync('bench-results', { recursive: true });
+  writeFileSync('bench-results/takeover.json', JSON.stringify(result, null, 2) + '\n');
+  const subtitle = [`${result.at}, ${result.durationS} s, ${failovers} failovers per failure type, ${fewClients} clients every ${intervalMs} ms`, `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`];
+  writeFileSync('bench-results/takeover.html', plot(perFault, scaleSamples, subtitle));
+  console.log(`wrote bench-results/takeover.json and takeover.html (${result.durationS} s)`);
+}
+
+await main();

@@ -1,0 +1,32 @@
+import { createLogger } from '../../../mcu/src/core/logger.ts';
+import { Supervisor } from './supervisor.ts';
+
+/** The demo: a primary MCU and a hot standby on this host, re-protected after every failover. */
+const log = createLogger('supervisor-main');
+const port = Number(process.env.PORT ?? 3000);
+const supervisor = new Supervisor({ port, host: process.env.HOST ?? '0.0.0.0', secret: process.env.MCU_REPLICATION_SECRET, echoLogs: true });
+
+const announce = (event: Record<string, unknown>): void => void process.stdout.write(JSON.stringify(event) + '\n');
+supervisor.on('primary-started', (m) => announce({ event: 'primary-started', pid: m.pid }));
+supervisor.on('standby-ready', (m) => announce({ event: 'standby-ready', pid: m.pid }));
+supervisor.on('promoted', (m, timeline) => announce({ event: 'promoted', pid: m.pid, epoch: m.epoch, timeline }));
+
+let stopping = false;
+const stop = (): void => {
+  if (stopping) return;
+  stopping = true;
+  void supervisor.close().finally(() => process.exit(0));
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+
+supervisor
+  .start()
+  .then(() => {
+    announce({ event: 'ready', port, ...supervisor.status() });
+    log.info(`demo ready: open http://localhost:${port}/?room=demo&name=YourName&autojoin=1 ; kill -9 the primary (pid ${supervisor.primary?.pid}) to see a failover`);
+  })
+  .catch((err: unknown) => {
+    log.error('demo failed to start', { error: (err as Error).message });
+    void supervisor.close().finally(() => process.exit(1));
+  });

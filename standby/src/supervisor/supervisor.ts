@@ -1,0 +1,195 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createLogger } from '../../../mcu/src/core/logger.ts';
+import { startNode, type StartedProcess } from './managed-process.ts';
+import { FENCED_EXIT_CODE } from '../../../mcu/src/takeover/fencing/fencing.ts';
+
+export interface SupervisorOptions {
+  /** Service (HTTP + signaling) port shared by the primary and, after a takeover, the standby. */
+  port: number;
+  /** Replication port; default port + 1. */
+  replicationPort?: number;
+  host?: string;
+  /** Shared replication secret; default: a random one for this run. */
+  secret?: string;
+  /** Extra environment for both processes (limits, heartbeat settings, ...). */
+  env?: Record<string, string>;
+  /** Copy the children's logs to our stderr with a prefix (the demo does; tests don't). */
+  echoLogs?: boolean;
+}
+
+export interface ManagedMcu {
+  process: StartedProcess;
+  pid: number;
+  role: 'primary' | 'standby';
+  epoch: number;
+  statusPort: number | null;
+}
+
+export type SupervisorEvents = {
+  'primary-started': [ManagedMcu];
+  'standby-ready': [ManagedMcu];
+  /** A standby took over: it is the primary now; the timeline is its own account. */
+  promoted: [ManagedMcu, Record<string, unknown>];
+  'process-exited': [{ pid: number; role: string; code: number | null; signal: NodeJS.Signals | null }];
+};
+
+/**
+ * Keeps a primary protected: starts the primary and a hot standby, and after every
+ * promotion starts a new standby that syncs from the new primary (re-protection),
+ * so a second and a third crash are survived too.
+ */
+export class Supervisor extends EventEmitter<SupervisorEvents> {
+  readonly #opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string> };
+  readonly #log = createLogger('supervisor');
+  #primary: ManagedMcu | null = null;
+  #standby: ManagedMcu | null = null;
+  #closed = false;
+  /** Every process started and not yet exited: close() stops them all, even one still starting. */
+  readonly #children = new Set<StartedProcess>();
+  #failovers = 0;
+
+  constructor(opts: SupervisorOptions) {
+    super();
+    this.#opts = {
+      port: opts.port,
+      replicationPort: opts.replicationPort ?? opts.port + 1,
+      host: opts.host ?? '0.0.0.0',
+      secret: opts.secret ?? randomBytes(24).toString('base64url'),
+      env: opts.env ?? {},
+      echoLogs: opts.echoLogs ?? false,
+    };
+  }
+
+  get primary(): ManagedMcu | null {
+    return this.#primary;
+  }
+
+  get standby(): ManagedMcu | null {
+    return this.#standby;
+  }
+
+  get failovers(): number {
+    return this.#failovers;
+  }
+
+  #env(): Record<string, string> {
+    return {
+      PORT: String(this.#opts.port),
+      HOST: this.#opts.host,
+      MCU_REPLICATION_PORT: String(this.#opts.replicationPort),
+      MCU_REPLICATION_SECRET: this.#opts.secret,
+      ...this.#opts.env,
+    };
+  }
+
+  #spawn(entry: string, env: Record<string, string>, prefix: string): StartedProcess {
+    if (this.#closed) throw new Error('the supervisor is closed');
+    const proc = startNode(entry, env, [], { echoStderr: this.#opts.echoLogs ? prefix : undefined });
+    this.#children.add(proc);
+    void proc.exited.then(() => this.#children.delete(proc));
+    return proc;
+  }
+
+  /** Starts the primary, then a standby; resolves when the primary is protected. */
+  async start(): Promise<void> {
+    await this.#startPrimary();
+    await this.startStandby();
+  }
+
+  async #startPrimary(): Promise<void> {
+    const proc = this.#spawn('mcu/src/main.ts', this.#env(), '[primary] ');
+    const listening = await proc.waitFor((e) => e.event === 'listening');
+    this.#primary = { process: proc, pid: proc.pid, role: 'primary', epoch: Number(listening.epoch ?? 1), statusPort: null };
+    this.#watchExit(this.#primary);
+    this.#log.info('primary started', { pid: proc.pid, port: listening.port });
+    this.emit('primary-started', this.#primary);
+  }
+
+  /** Starts a standby syncing from the current primary; resolves when it holds a checkpoint. */
+  async startStandby(): Promise<ManagedMcu> {
+    const proc = this.#spawn('standby/src/main.ts', { ...this.#env(), STANDBY_STATUS_PORT: '0' }, '[standby] ');
+    const started = await proc.waitFor((e) => e.event === 'standby-started');
+    const standby: ManagedMcu = { process: proc, pid: proc.pid, role: 'standby', epoch: 0, statusPort: Number(started.statusPort) };
+    this.#standby = standby;
+    this.#watchExit(standby);
+    void proc
+      .waitFor((e) => e.event === 'promoted', 2 ** 31 - 1)
+      .then((event) => this.#onPromoted(standby, event))
+      .catch(() => undefined);
+    const ready = await proc.waitFor((e) => e.event === 'standby-ready', 30000);
+    standby.epoch = Number(ready.epoch ?? 0);
+    this.#log.info('standby ready: primary protected', { pid: proc.pid });
+    this.emit('standby-ready', standby);
+    return standby;
+  }
+
+  #onPromoted(standby: ManagedMcu, event: Record<string, unknown>): void {
+    if (this.#closed) return;
+    this.#failovers++;
+    standby.role = 'primary';
+    standby.epoch = Number(event.epoch);
+    this.#primary = standby;
+    if (this.#standby === standby) this.#standby = null;
+    this.#log.info('standby promoted: starting a new standby', { pid: standby.pid, epoch: standby.epoch, failovers: this.#failovers });
+    this.emit('promoted', standby, (event.timeline ?? {}) as Record<string, unknown>);
+    void this.startStandby().catch((err: unknown) => this.#log.error('new standby failed to start', { error: (err as Error).message }));
+  }
+
+  #watchExit(mcu: ManagedMcu): void {
+    void mcu.process.exited.then(({ code, signal }) => {
+      this.#log.info('MCU process exited', { pid: mcu.pid, role: mcu.role, code, signal });
+      this.emit('process-exited', { pid: mcu.pid, role: mcu.role, code, signal });
+      if (this.#closed) return;
+      if (code === FENCED_EXIT_CODE) {
+        // A primary that fenced itself: another one serves its clients. Never start it again as a primary.
+        this.#log.warn('MCU fenced itself (another primary took over): not restarted', { pid: mcu.pid, role: mcu.role });
+        if (this.#primary === mcu) this.#primary = null;
+        return;
+      }
+      if (mcu.role === 'primary' && this.#primary === mcu) {
+        // The standby normally takes over within tens of milliseconds. If none does (no standby
+        // was ready), start a fresh primary: the calls are lost, the service is not.
+        setTimeout(() => {
+          if (this.#closed || this.#primary !== mcu) return;
+          this.#log.error('primary died and no standby took over: starting a fresh primary');
+          void this.#startPrimary()
+            .then(() => (this.#standby === null ? this.startStandby() : undefined))
+            .catch((err: unknown) => this.#log.error('fresh primary failed to start', { error: (err as Error).message }));
+        }, 10000).unref();
+      }
+      if (mcu.role === 'standby' && this.#standby === mcu) {
+        // A standby that died (not promoted): the primary is unprotected until a new one syncs.
+        this.#standby = null;
+        setTimeout(() => {
+          if (!this.#closed && this.#standby === null) void this.startStandby().catch(() => undefined);
+        }, 200).unref();
+      }
+    });
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      primary: this.#primary && { pid: this.#primary.pid, epoch: this.#primary.epoch },
+      standby: this.#standby && { pid: this.#standby.pid, statusPort: this.#standby.statusPort },
+      failovers: this.#failovers,
+      port: this.#opts.port,
+    };
+  }
+
+  /** Stops everything deliberately (standby first, so it never mistakes this for a crash). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const stop = async (proc: StartedProcess): Promise<void> => {
+      const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
+      await proc.kill('SIGTERM');
+      clearTimeout(timer);
+    };
+    // Standbys first (also one still starting), so none mistakes the primary's stop for a crash.
+    const primary = this.#primary?.process;
+    await Promise.all([...this.#children].filter((p) => p !== primary).map(stop));
+    if (primary) await stop(primary);
+    await Promise.all([...this.#children].map(stop));
+  }
+}
