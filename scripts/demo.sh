@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== demo: open http://localhost:${PORT:-3000}/?room=demo&name=YourName&autojoin=1"
-exec node --import tsx standby/src/supervisor-main.ts
+exec node --import tsx standby/src/supervisor/supervisor-main.ts
