@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Conference } from './conference/conference.ts';
-import type { McuConfig } from './core/config.ts';
+import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
 import { McuMetrics } from './http/metrics.ts';
@@ -45,6 +45,8 @@ export interface McuStatus {
     connected: number;
     participants: Array<{ id: string; room: string; spare: SpareStatus['state'] | 'none'; connected: boolean; pathId: string | null }>;
   };
+  /** The effective configuration, secrets redacted. */
+  config: McuConfig;
 }
 
 /** How this MCU became the primary, when it was a standby (epoch-ms timestamps). */
@@ -330,6 +332,7 @@ export class Mcu {
       rooms: conference.rooms,
       participants: conference.participants,
       spares: this.#spareStatus(),
+      config: redactConfig(this.config),
     };
   }
 

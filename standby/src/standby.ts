@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { McuConfig } from '../../mcu/src/core/config.ts';
+import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
 import { ConfigError } from '../../mcu/src/core/errors.ts';
 import { sendJson } from '../../mcu/src/http/http-routes.ts';
 import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
@@ -269,6 +269,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       takeover: this.takeover?.stats() ?? null,
       promotion: this.#timeline,
       mcu: this.#mcu?.status() ?? null,
+      config: redactConfig(this.#opts.config),
     };
   }
 
