@@ -1,16 +1,18 @@
-import { loadConfig } from './core/config.ts';
+import { loadConfigOrExit } from './core/config.ts';
 import { McuError } from './core/errors.ts';
-import { createLogger } from './core/logger.ts';
+import { configureLogging, createLogger } from './core/logger.ts';
 import { Mcu } from './mcu.ts';
 import { limitRealtimeThreads } from './core/realtime.ts';
 import { PrimaryFencedError } from './takeover/errors.ts';
 import { FENCED_EXIT_CODE } from './takeover/fencing/fencing.ts';
 
+const config = loadConfigOrExit();
+configureLogging(config.log);
 const log = createLogger('main');
 
 async function main(): Promise<void> {
-  const mcu = new Mcu({ config: loadConfig() });
-  limitRealtimeThreads(log);
+  const mcu = new Mcu({ config });
+  limitRealtimeThreads(log, config.realtime);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Conference } from './conference/conference.ts';
-import type { McuConfig } from './core/config.ts';
+import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
 import { McuMetrics } from './http/metrics.ts';
@@ -45,6 +45,8 @@ export interface McuStatus {
     connected: number;
     participants: Array<{ id: string; room: string; spare: SpareStatus['state'] | 'none'; connected: boolean; pathId: string | null }>;
   };
+  /** The effective configuration, secrets redacted. */
+  config: McuConfig;
 }
 
 /** How this MCU became the primary, when it was a standby (epoch-ms timestamps). */
@@ -65,10 +67,6 @@ export interface McuOptions {
   state?: SessionState;
   /** Set when a standby promotes itself: keep trying to bind the ports the dead primary's kernel is releasing. */
   bindRetryMs?: number;
-  /** Takeover mode: the interface carrying the VIP on this host, taken down when fencing (default MCU_VIP_INTERFACE, else none). */
-  vipInterface?: string | null;
-  /** Takeover mode: the LAN interface whose carrier tells a cut-off host (default MCU_LAN_INTERFACE, else the one holding the replication address). */
-  lanInterface?: string | null;
   /**
    * Called the moment the service port is bound and the MCU serves (before replication starts):
    * a promoted standby puts the mix on the warm spare paths here, once the port proved the old
@@ -111,8 +109,8 @@ export class Mcu {
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
-    this.#vipInterface = opts.vipInterface !== undefined ? opts.vipInterface : process.env.MCU_VIP_INTERFACE || null;
-    this.#lanInterface = opts.lanInterface !== undefined ? opts.lanInterface : process.env.MCU_LAN_INTERFACE || null;
+    this.#vipInterface = opts.config.takeover.vipInterface;
+    this.#lanInterface = opts.config.takeover.lanInterface;
     this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
     this.#onServing = opts.onServing;
@@ -126,17 +124,17 @@ export class Mcu {
       epoch: () => this.#epoch,
       accepting: () => this.#role === 'primary',
       role: () => this.#role,
-      takeover: this.config.takeover === true,
+      takeover: this.config.takeover.enabled,
     });
     this.spares = new SpareRelay({
       io: this.signaling.io,
       conference: this.conference,
-      enabled: this.config.sparePaths !== false,
-      signalingSurvives: this.config.takeover === true,
+      enabled: this.config.spare.enabled,
+      signalingSurvives: this.config.takeover.enabled,
     });
     // Right after the socket.io server: the session recorder must see every connection.
-    this.takeover = this.config.takeover
-      ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.host, port: this.config.port })
+    this.takeover = this.config.takeover.enabled
+      ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.server.host, port: this.config.server.port })
       : null;
   }
 
@@ -163,7 +161,7 @@ export class Mcu {
   /** The bound HTTP/signaling port (useful with port 0). */
   get port(): number {
     const address = (this.takeover ? this.takeover.acceptor.address() : this.http.address()) as AddressInfo | null;
-    return address?.port ?? this.config.port;
+    return address?.port ?? this.config.server.port;
   }
 
   /** Binds the HTTP/signaling port (and the replication port) and starts serving as the primary. */
@@ -196,7 +194,7 @@ export class Mcu {
           host: repl.host,
           port: repl.port,
           heartbeatIntervalMs: repl.heartbeatMs,
-          service: { port: this.port, host: this.config.host },
+          service: { port: this.port, host: this.config.server.host },
         });
       let replication: ReplicationServer | null = null;
       await withBindRetry(
@@ -240,7 +238,7 @@ export class Mcu {
     }
     this.#log.info('MCU serving', {
       port: this.port,
-      host: this.config.host,
+      host: this.config.server.host,
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
     });
@@ -314,7 +312,7 @@ export class Mcu {
       };
       this.http.once('error', onError);
       this.http.once('listening', onListening);
-      this.http.listen(this.config.port, this.config.host);
+      this.http.listen(this.config.server.port, this.config.server.host);
     });
   }
 
@@ -334,6 +332,7 @@ export class Mcu {
       rooms: conference.rooms,
       participants: conference.participants,
       spares: this.#spareStatus(),
+      config: redactConfig(this.config),
     };
   }
 

@@ -1,10 +1,13 @@
-import { loadConfig } from '../../mcu/src/core/config.ts';
+import { loadConfigOrExit } from '../../mcu/src/core/config.ts';
 import { McuError } from '../../mcu/src/core/errors.ts';
-import { createLogger } from '../../mcu/src/core/logger.ts';
+import { configureLogging, createLogger } from '../../mcu/src/core/logger.ts';
 import { limitRealtimeThreads } from '../../mcu/src/core/realtime.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { Standby } from './standby.ts';
 
+// A standby cannot follow a primary without its secret.
+const config = loadConfigOrExit({ requireReplication: true });
+configureLogging(config.log);
 const log = createLogger('standby-main');
 
 /** One JSON line on stdout per milestone: what the supervisor and the tests wait for. */
@@ -13,17 +16,12 @@ function announce(event: Record<string, unknown>): void {
 }
 
 async function main(): Promise<void> {
-  const config = loadConfig();
-  limitRealtimeThreads(log);
-  if (!config.replication) throw new McuError('CONFIG_INVALID', 'set MCU_REPLICATION_SECRET to the primary\'s secret');
+  limitRealtimeThreads(log, config.realtime);
   const standby = new Standby({
     config,
-    // On one host the primary's replication address is the one this standby takes over.
-    primary: {
-      host: process.env.MCU_PRIMARY_REPLICATION_HOST ?? config.replication.host,
-      port: Number(process.env.MCU_PRIMARY_REPLICATION_PORT ?? config.replication.port),
-    },
-    statusPort: Number(process.env.STANDBY_STATUS_PORT ?? 0),
+    // On one host the primary's replication address is the one this standby takes over (standby.primaryHost's default).
+    primary: { host: config.standby.primaryHost, port: config.standby.primaryPort },
+    statusPort: config.standby.statusPort,
   });
   standby.on('state', (state) => {
     if (state === 'ready') announce({ event: 'standby-ready', epoch: standby.store.epoch });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { McuConfig } from '../../mcu/src/core/config.ts';
+import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
 import { ConfigError } from '../../mcu/src/core/errors.ts';
 import { sendJson } from '../../mcu/src/http/http-routes.ts';
 import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
@@ -54,8 +54,8 @@ export interface StandbyOptions {
   statusPort: number;
   statusHost?: string;
   /**
-   * Connection-level takeover (used when config.takeover is on): where to capture and how to
-   * raise the VIP. Default: from MCU_CAPTURE_INTERFACE, MCU_VIP_INTERFACE, MCU_VIP_ROUTE.
+   * Connection-level takeover (used when config.takeover.enabled): where to capture and how to
+   * raise the VIP. Default: config.takeover (captureInterface, vipInterface, vipRoute).
    */
   takeover?: Partial<Pick<TakeoverEngineOptions, 'captureInterface' | 'vipInterface' | 'vipRoute' | 'closeMark'>>;
 }
@@ -83,7 +83,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #timeline: PromotionTimeline | null = null;
   /** Connection-level takeover (config.takeover), null in reconnect mode. */
   readonly takeover: TakeoverEngine | null;
-  /** Warm spare paths with every participant's page (config.sparePaths), handed to the media sessions at promotion. */
+  /** Warm spare paths with every participant's page (config.spare.enabled), handed to the media sessions at promotion. */
   readonly spares: SparePathManager;
 
   constructor(opts: StandbyOptions) {
@@ -91,26 +91,23 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const repl = opts.config.replication;
     if (!repl) throw new ConfigError('a standby needs MCU_REPLICATION_SECRET (the same as the primary\'s)');
     this.#opts = { ...opts, repl };
-    const env = process.env;
-    this.#vip = { ifname: opts.takeover?.vipInterface ?? (env.MCU_VIP_INTERFACE || null), route: opts.takeover?.vipRoute ?? (env.MCU_VIP_ROUTE || null) };
-    this.#hostProbe = {
-      ...(env.MCU_HOST_PROBE_MS ? { hostProbeTimeoutMs: Number(env.MCU_HOST_PROBE_MS) } : {}),
-      ...(env.MCU_HOST_PROBE_PORT ? { hostProbePort: Number(env.MCU_HOST_PROBE_PORT) } : {}),
-    };
-    this.takeover = opts.config.takeover
+    const { takeover, detection } = opts.config;
+    this.#vip = { ifname: opts.takeover?.vipInterface ?? takeover.vipInterface, route: opts.takeover?.vipRoute ?? takeover.vipRoute };
+    this.#hostProbe = { hostProbeTimeoutMs: detection.hostProbeMs, hostProbePort: detection.hostProbePort };
+    this.takeover = takeover.enabled
       ? new TakeoverEngine({
-          serviceAddress: opts.config.host,
-          servicePort: opts.config.port,
-          captureInterface: opts.takeover?.captureInterface ?? (env.MCU_CAPTURE_INTERFACE || null),
+          serviceAddress: opts.config.server.host,
+          servicePort: opts.config.server.port,
+          captureInterface: opts.takeover?.captureInterface ?? takeover.captureInterface,
           vipInterface: this.#vip.ifname,
           vipRoute: this.#vip.route,
           ...(opts.takeover?.closeMark !== undefined ? { closeMark: opts.takeover.closeMark } : {}),
         })
       : null;
     this.spares = new SparePathManager({
-      enabled: opts.config.sparePaths !== false,
-      iceAddresses: opts.config.spareIceAddresses ?? [],
-      iceGatherTimeoutMs: opts.config.iceGatherTimeoutMs,
+      enabled: opts.config.spare.enabled,
+      iceAddresses: opts.config.spare.iceAddresses,
+      iceGatherTimeoutMs: opts.config.ice.gatherTimeoutMs,
     });
     this.#client = this.#createClient();
     this.#statusServer = createServer((req, res) => {
@@ -266,12 +263,13 @@ export class Standby extends EventEmitter<StandbyEvents> {
         rooms: store.state.rooms().length,
         participants: store.state.participantCount,
       },
-      servicePort: this.#opts.config.port,
+      servicePort: this.#opts.config.server.port,
       mode: this.takeover ? 'takeover' : 'reconnect',
-      spares: { enabled: this.#opts.config.sparePaths !== false, connected: this.spares.connectedCount, paths: this.spares.status() },
+      spares: { enabled: this.#opts.config.spare.enabled, connected: this.spares.connectedCount, paths: this.spares.status() },
       takeover: this.takeover?.stats() ?? null,
       promotion: this.#timeline,
       mcu: this.#mcu?.status() ?? null,
+      config: redactConfig(this.#opts.config),
     };
   }
 

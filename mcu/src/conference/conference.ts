@@ -135,8 +135,8 @@ export class Conference extends EventEmitter<ConferenceEvents> {
       for (const record of this.#state.participantsOf(roomRecord.name)) {
         const participant = room.restore(record);
         this.#watch(room, participant);
-        participant.markAway(this.#config.resumeGraceMs, () => {
-          participant.log.info('resume grace expired after takeover', { graceMs: this.#config.resumeGraceMs });
+        participant.markAway(this.#config.limits.resumeGraceMs, () => {
+          participant.log.info('resume grace expired after takeover', { graceMs: this.#config.limits.resumeGraceMs });
           this.leave(record.id, 'resume-expired');
         });
         const spare = options.spares?.(record.id) ?? null;
@@ -249,7 +249,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   #roomFor(name: string): Room {
     const existing = this.#rooms.get(name);
     if (existing) return existing;
-    if (this.#rooms.size >= this.#config.maxRooms) throw new TooManyRoomsError(this.#config.maxRooms);
+    if (this.#rooms.size >= this.#config.limits.maxRooms) throw new TooManyRoomsError(this.#config.limits.maxRooms);
     const room = new Room(name, this.#state, this.#config);
     room.on('roster', (roster) => this.emit('roster', name, roster));
     this.#rooms.set(name, room);
@@ -282,8 +282,8 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   disconnected(participantId: string): void {
     const participant = this.participant(participantId);
     if (!participant) return;
-    participant.markAway(this.#config.resumeGraceMs, () => {
-      participant.log.info('resume grace expired', { graceMs: this.#config.resumeGraceMs });
+    participant.markAway(this.#config.limits.resumeGraceMs, () => {
+      participant.log.info('resume grace expired', { graceMs: this.#config.limits.resumeGraceMs });
       this.leave(participantId, 'resume-expired');
     });
     this.#rooms.get(participant.room)?.emitRoster();

@@ -57,8 +57,8 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** Adds a new participant (a fresh join). */
   add(name: string, muted: { audio: boolean; video: boolean }): { participant: Participant; record: ParticipantRecord } {
-    if (this.#participants.size >= this.#config.maxParticipantsPerRoom) {
-      throw new RoomFullError(this.name, this.#config.maxParticipantsPerRoom);
+    if (this.#participants.size >= this.#config.limits.maxParticipantsPerRoom) {
+      throw new RoomFullError(this.name, this.#config.limits.maxParticipantsPerRoom);
     }
     const record: ParticipantRecord = {
       id: randomUUID(),
@@ -91,8 +91,8 @@ export class Room extends EventEmitter<RoomEvents> {
       id: record.id,
       room: this.name,
       member,
-      iceAddresses: this.#config.iceAddresses,
-      iceGatherTimeoutMs: this.#config.iceGatherTimeoutMs,
+      iceAddresses: this.#config.ice.addresses,
+      iceGatherTimeoutMs: this.#config.ice.gatherTimeoutMs,
       log: createLogger('participant', { room: this.name, participant: record.id }),
     });
     this.#participants.set(record.id, participant);

@@ -1,107 +1,402 @@
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
-/** Every tunable of an MCU process. Each is read from the environment variable named in its comment. */
-export interface McuConfig {
-  /** HTTP + signaling port (PORT, default 3000). */
-  port: number;
-  /** Address to listen on (HOST, default 0.0.0.0). */
-  host: string;
-  /** Most participants in one room (MCU_MAX_PARTICIPANTS_PER_ROOM, default 16). */
-  maxParticipantsPerRoom: number;
-  /** Most rooms hosted at once (MCU_MAX_ROOMS, default 50). */
-  maxRooms: number;
-  /** Largest accepted signaling message, in bytes of JSON (MCU_MAX_MESSAGE_BYTES, default 65536). */
-  maxMessageBytes: number;
-  /** Composite video size and rate (MCU_VIDEO_WIDTH/HEIGHT/FPS, default 640x480 at 15). */
-  video: { width: number; height: number; fps: number };
-  /** How long a participant whose signaling connection dropped may resume (MCU_RESUME_GRACE_MS, default 15000). */
-  resumeGraceMs: number;
-  /** Addresses whose ICE candidates are offered to browsers, empty = all (MCU_ICE_ADDRESSES, comma separated). */
-  iceAddresses: string[];
-  /** Longest wait for ICE gathering before answering anyway (MCU_ICE_GATHER_TIMEOUT_MS, default 2000). */
-  iceGatherTimeoutMs: number;
-  /** Replication to a hot standby; null (no MCU_REPLICATION_SECRET) runs unprotected. */
+/**
+ * Every setting of the MCU, the standby and the supervisor, in one schema. A setting comes from
+ * its default, then the JSON config file (MCU_CONFIG or `--config <file>`), then its environment
+ * variable (set and non-empty), the last one winning. Validated at start: each problem is one line
+ * naming the setting and what it expects, and the process exits before binding anything.
+ */
+
+/** What the schema alone cannot say about a setting: its environment variable, a computed default, a secret. */
+interface SettingMeta {
+  env: string;
+  /** The default, in words, when it is computed from other settings (the schema leaves it unset). */
+  defaultText?: string;
+  /** Never shown: redacted in /status and in error messages. */
+  secret?: boolean;
+}
+
+const settingMeta = new WeakMap<z.ZodTypeAny, SettingMeta>();
+
+function setting<T extends z.ZodTypeAny>(env: string, schema: T, extra: Omit<SettingMeta, 'env'> = {}): T {
+  settingMeta.set(schema, { env, ...extra });
+  return schema;
+}
+
+function group<T extends z.ZodRawShape>(shape: T) {
+  const object = z.object(shape).strict();
+  // Every setting of a group has a default or is optional, so an absent group is an empty one.
+  return object.default({} as z.input<typeof object>);
+}
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const port = () => int(0, 65535);
+const text = () => z.string().min(1);
+const evenSize = (min: number, max: number) => int(min, max).refine((n) => n % 2 === 0, 'expected an even number (I420 frames)');
+const interfaceName = () => text().nullable();
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+
+export const settingsSchema = z
+  .object({
+    server: group({
+      /** HTTP + signaling port (default 3000; PORT). */
+      port: setting('PORT', port().default(3000)),
+      /** Address to listen on (default 0.0.0.0; HOST). */
+      host: setting('HOST', text().default('0.0.0.0')),
+    }),
+    limits: group({
+      /** Most participants in one room (default 16; MCU_MAX_PARTICIPANTS_PER_ROOM). */
+      maxParticipantsPerRoom: setting('MCU_MAX_PARTICIPANTS_PER_ROOM', int(1, 64).default(16)),
+      /** Most rooms hosted at once (default 50; MCU_MAX_ROOMS). */
+      maxRooms: setting('MCU_MAX_ROOMS', int(1, 10000).default(50)),
+      /** Largest accepted signaling message, bytes of JSON (default 65536; MCU_MAX_MESSAGE_BYTES). */
+      maxMessageBytes: setting('MCU_MAX_MESSAGE_BYTES', int(1024, 16 * 1024 * 1024).default(65536)),
+      /** How long a participant whose signaling connection dropped may resume, ms (default 15000; MCU_RESUME_GRACE_MS). */
+      resumeGraceMs: setting('MCU_RESUME_GRACE_MS', int(0, 600000).default(15000)),
+    }),
+    video: group({
+      /** Composite video width (default 640; MCU_VIDEO_WIDTH). */
+      width: setting('MCU_VIDEO_WIDTH', evenSize(64, 3840).default(640)),
+      /** Composite video height (default 480; MCU_VIDEO_HEIGHT). */
+      height: setting('MCU_VIDEO_HEIGHT', evenSize(64, 2160).default(480)),
+      /** Composite frame rate (default 15; MCU_VIDEO_FPS). */
+      fps: setting('MCU_VIDEO_FPS', int(1, 60).default(15)),
+    }),
+    ice: group({
+      /** Addresses whose ICE candidates are offered to browsers, empty = all (default []; MCU_ICE_ADDRESSES, comma separated). */
+      addresses: setting('MCU_ICE_ADDRESSES', z.array(text()).default([])),
+      /** Longest wait for ICE gathering before answering anyway, ms (default 2000; MCU_ICE_GATHER_TIMEOUT_MS). */
+      gatherTimeoutMs: setting('MCU_ICE_GATHER_TIMEOUT_MS', int(100, 30000).default(2000)),
+    }),
+    replication: group({
+      /** Shared secret authenticating every replication frame; unset runs unprotected (default unset; MCU_REPLICATION_SECRET). */
+      secret: setting('MCU_REPLICATION_SECRET', z.string().min(16).optional(), { secret: true, defaultText: 'unset: no replication' }),
+      /** Address the primary accepts its standby on (default 127.0.0.1; MCU_REPLICATION_HOST). */
+      host: setting('MCU_REPLICATION_HOST', text().default('127.0.0.1')),
+      /** Port the primary accepts its standby on, TCP and UDP (default server.port + 1; MCU_REPLICATION_PORT). */
+      port: setting('MCU_REPLICATION_PORT', port().optional(), { defaultText: 'server.port + 1 (0 if server.port is 0)' }),
+      /** Heartbeat period both ways, ms (default 10; MCU_HEARTBEAT_MS). */
+      heartbeatMs: setting('MCU_HEARTBEAT_MS', int(1, 10000).default(10)),
+      /** Heartbeats missed before the primary is suspected dead (default 3; MCU_MISSED_HEARTBEATS). */
+      missedHeartbeats: setting('MCU_MISSED_HEARTBEATS', int(1, 1000).default(3)),
+      /** Longest time a promoting standby keeps trying to bind the service ports, ms (default 5000; MCU_BIND_RETRY_MS). */
+      bindRetryMs: setting('MCU_BIND_RETRY_MS', int(0, 60000).default(5000)),
+    }),
+    detection: group({
+      /** Standby: a primary host not answering a SYN within this is dead, ms; 0 = no host probe (default 20; MCU_HOST_PROBE_MS). */
+      hostProbeMs: setting('MCU_HOST_PROBE_MS', int(0, 10000).default(20)),
+      /** Standby: the closed TCP port of the primary's host that probe knocks on (default 9; MCU_HOST_PROBE_PORT). */
+      hostProbePort: setting('MCU_HOST_PROBE_PORT', int(1, 65535).default(9)),
+    }),
+    takeover: group({
+      /** Connection-level takeover of the signaling TCP connections, needs root (default false; MCU_TAKEOVER). */
+      enabled: setting('MCU_TAKEOVER', z.boolean().default(false)),
+      /** Standby, takeover mode: the interface it captures the clients' segments on (default null; MCU_CAPTURE_INTERFACE). */
+      captureInterface: setting('MCU_CAPTURE_INTERFACE', interfaceName().default(null)),
+      /** The interface carrying the service address: raised by a promoting standby, taken down by a fenced primary (default null; MCU_VIP_INTERFACE). */
+      vipInterface: setting('MCU_VIP_INTERFACE', interfaceName().default(null)),
+      /** Policy route added with the service address, `ip route` arguments (default null; MCU_VIP_ROUTE). */
+      vipRoute: setting('MCU_VIP_ROUTE', interfaceName().default(null)),
+      /** Primary, takeover mode: the LAN interface whose carrier tells it was cut off; null = the one holding replication.host (default null; MCU_LAN_INTERFACE). */
+      lanInterface: setting('MCU_LAN_INTERFACE', interfaceName().default(null)),
+    }),
+    spare: group({
+      /** Warm spare media paths from the standby to every page (default true; MCU_SPARE_PATHS). */
+      enabled: setting('MCU_SPARE_PATHS', z.boolean().default(true)),
+      /** Addresses the standby offers its spare paths' ICE candidates on, empty = all (default []; MCU_SPARE_ICE_ADDRESSES, comma separated). */
+      iceAddresses: setting('MCU_SPARE_ICE_ADDRESSES', z.array(text()).default([])),
+    }),
+    realtime: group({
+      /** Leave libwebrtc's real-time threads alone instead of only the heartbeat threads staying real-time (default false; MCU_MEDIA_REALTIME). */
+      mediaRealtime: setting('MCU_MEDIA_REALTIME', z.boolean().default(false)),
+      /** Nice value of the main (JS, mixing) thread when permitted (default -20; MCU_MAIN_NICE). */
+      mainNice: setting('MCU_MAIN_NICE', int(-20, 19).default(-20)),
+    }),
+    log: group({
+      /** Lowest level logged (default warn if NODE_ENV=test, else info; LOG_LEVEL). */
+      level: setting('LOG_LEVEL', z.enum(LOG_LEVELS).optional(), { defaultText: 'warn if NODE_ENV=test, else info' }),
+      /** Log line format: readable text or JSON lines (default json if NODE_ENV=production, else text; MCU_LOG_FORMAT). */
+      format: setting('MCU_LOG_FORMAT', z.enum(['text', 'json']).optional(), { defaultText: 'json if NODE_ENV=production, else text' }),
+      /** Role shown on every log line until the process sets its own (default null; MCU_ROLE). */
+      role: setting('MCU_ROLE', text().nullable().default(null)),
+    }),
+    standby: group({
+      /** Standby: the primary's replication address it follows (default replication.host; MCU_PRIMARY_REPLICATION_HOST). */
+      primaryHost: setting('MCU_PRIMARY_REPLICATION_HOST', text().optional(), { defaultText: 'replication.host' }),
+      /** Standby: the primary's replication port (default replication.port; MCU_PRIMARY_REPLICATION_PORT). */
+      primaryPort: setting('MCU_PRIMARY_REPLICATION_PORT', port().optional(), { defaultText: 'replication.port' }),
+      /** Standby: port of its own /status while it is not serving, 0 = any free port (default 0; STANDBY_STATUS_PORT). */
+      statusPort: setting('STANDBY_STATUS_PORT', port().default(0)),
+    }),
+  })
+  .strict();
+
+type Settings = z.output<typeof settingsSchema>;
+
+/** Replication to a hot standby; present only with a secret. */
+export type ReplicationConfig = Omit<Settings['replication'], 'secret' | 'port'> & { secret: string; port: number };
+export type LogConfig = { level: (typeof LOG_LEVELS)[number]; format: 'text' | 'json'; role: string | null };
+export type StandbyConfig = { primaryHost: string; primaryPort: number; statusPort: number };
+export type RealtimeConfig = Settings['realtime'];
+
+/** The effective configuration of a process: every setting, computed defaults filled in. */
+export type McuConfig = Omit<Settings, 'replication' | 'log' | 'standby'> & {
+  /** null: no secret, no replication (the MCU runs unprotected). */
   replication: ReplicationConfig | null;
-  /**
-   * Connection-level takeover (MCU_TAKEOVER=1, default off): signaling connections are accepted
-   * through the TransportAcceptor, their output committed to the standby and their socket.io
-   * sessions recorded, so a standby can rebuild them in place. Off: clients reconnect on failover.
-   */
-  takeover?: boolean;
-  /**
-   * Warm spare media paths (MCU_SPARE_PATHS, default on; `0` turns them off): the standby keeps a
-   * second, connected, idle peer connection with every page, so a failover needs no media handshake.
-   */
-  sparePaths?: boolean;
-  /**
-   * Addresses a standby offers its spare paths' ICE candidates on (MCU_SPARE_ICE_ADDRESSES, comma
-   * separated; default all). Not MCU_ICE_ADDRESSES: a spare path runs from the standby's own host,
-   * never over the service address (in takeover mode the VIP is not on the standby host yet).
-   */
-  spareIceAddresses?: string[];
+  log: LogConfig;
+  standby: StandbyConfig;
+};
+
+/** One setting as the README's configuration table documents it. */
+export interface SettingDoc {
+  /** `group.name`, as in the config file. */
+  path: string;
+  env: string;
+  default: string;
+  secret: boolean;
 }
 
-export interface ReplicationConfig {
-  /** Address the primary accepts its standby on (MCU_REPLICATION_HOST, default 127.0.0.1). */
-  host: string;
-  /** Port the primary accepts its standby on (MCU_REPLICATION_PORT, default PORT + 1). */
-  port: number;
-  /** Shared secret authenticating every frame (MCU_REPLICATION_SECRET, at least 16 characters). */
-  secret: string;
-  /** Heartbeat period both ways (MCU_HEARTBEAT_MS, default 10). */
-  heartbeatMs: number;
-  /** Heartbeats missed before the primary is declared dead (MCU_MISSED_HEARTBEATS, default 3). */
-  missedHeartbeats: number;
-  /** Longest time a promoting standby keeps trying to bind the service ports (MCU_BIND_RETRY_MS, default 5000). */
-  bindRetryMs: number;
+type GroupName = keyof Settings;
+
+interface Leaf {
+  group: GroupName;
+  name: string;
+  schema: z.ZodTypeAny;
+  meta: SettingMeta;
 }
 
-function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name}=${raw} is invalid: expected an integer in [${min}, ${max}]`);
+function collectLeaves(): Leaf[] {
+  const out: Leaf[] = [];
+  for (const [group, groupSchema] of Object.entries(settingsSchema.shape)) {
+    for (const [name, schema] of Object.entries(groupSchema.removeDefault().shape as z.ZodRawShape)) {
+      const meta = settingMeta.get(schema);
+      if (!meta) throw new Error(`setting ${group}.${name} has no environment variable: declare it with setting()`);
+      out.push({ group: group as GroupName, name, schema, meta });
+    }
   }
+  return out;
+}
+
+/** Every setting of the schema, in schema order. */
+const leaves: readonly Leaf[] = collectLeaves();
+
+/** Every setting with its environment variable and default, in schema order. */
+export function describeSettings(): SettingDoc[] {
+  const defaults = settingsSchema.parse({}) as Record<string, Record<string, unknown>>;
+  return leaves.map(({ group, name, meta }) => {
+    const value = defaults[group]![name];
+    if (meta.defaultText === undefined && value === undefined) throw new Error(`setting ${group}.${name} has neither a default nor a defaultText`);
+    return { path: `${group}.${name}`, env: meta.env, default: meta.defaultText ?? showDefault(value), secret: meta.secret === true };
+  });
+}
+
+function showDefault(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** The innermost type of a setting (under its default, optional, nullable and refinements). */
+function baseType(schema: z.ZodTypeAny): z.ZodTypeAny {
+  for (;;) {
+    if (schema instanceof z.ZodDefault) schema = schema.removeDefault();
+    else if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) schema = schema.unwrap();
+    else if (schema instanceof z.ZodEffects) schema = schema.innerType();
+    else return schema;
+  }
+}
+
+/** An environment variable's text as the setting's type; what does not convert is left for the schema to reject. */
+function fromEnv(raw: string, schema: z.ZodTypeAny): unknown {
+  const base = baseType(schema);
+  if (base instanceof z.ZodNumber) return /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : raw;
+  if (base instanceof z.ZodBoolean) {
+    const word = raw.trim().toLowerCase();
+    return word === '1' || word === 'true' ? true : word === '0' || word === 'false' ? false : raw;
+  }
+  if (base instanceof z.ZodArray) return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return raw;
+}
+
+export interface LoadConfigOptions {
+  /** Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Command-line arguments; default process.argv.slice(2). Only `--config <file>` is accepted. */
+  argv?: readonly string[];
+  /** A standby cannot run without the primary's secret: make replication.secret required. */
+  requireReplication?: boolean;
+}
+
+/** The config file named by `--config <file>` (first) or MCU_CONFIG, as an absolute path; null if none. */
+export function configFile(options: Pick<LoadConfigOptions, 'env' | 'argv'> = {}): string | null {
+  const env = options.env ?? process.env;
+  const argv = options.argv ?? process.argv.slice(2);
+  let file: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--config') {
+      if (i + 1 >= argv.length) throw new ConfigError('config: --config needs a file: expected --config <file>');
+      file = argv[++i]!;
+    } else if (arg.startsWith('--config=')) file = arg.slice('--config='.length);
+    else throw new ConfigError(`config: unknown argument "${arg}": expected --config <file>`);
+  }
+  file ??= env.MCU_CONFIG && env.MCU_CONFIG !== '' ? env.MCU_CONFIG : null;
+  return file === null ? null : resolvePath(file);
+}
+
+/**
+ * Loads, validates and completes the configuration: defaults, then the config file, then the
+ * environment. Throws a ConfigError whose message has one `config: <setting>: <expected>` line
+ * per problem.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): McuConfig {
+  const env = options.env ?? process.env;
+  const file = configFile(options);
+  const input = file === null ? {} : readConfigFile(file);
+  overlay(input, envLayer(env));
+  const parsed = settingsSchema.safeParse(input);
+  const problems = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeIssue(issue, input));
+  if (parsed.success && options.requireReplication && parsed.data.replication.secret === undefined) {
+    problems.push(problemLine('replication.secret', 'required for a standby: the primary\'s secret, at least 16 characters'));
+  }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return complete(parsed.data, env);
+}
+
+/** Exit status of a process whose configuration is invalid (EX_CONFIG of sysexits.h). */
+export const CONFIG_EXIT_CODE = 78;
+
+/** For an entry point, before it binds anything: the configuration, or its problems on stderr and exit. */
+export function loadConfigOrExit(options: LoadConfigOptions = {}): McuConfig {
+  try {
+    return loadConfig(options);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(CONFIG_EXIT_CODE);
+  }
+}
+
+/** The logger's settings before a process loads its configuration: from the environment, defaults where invalid. */
+export function bootLogConfig(env: NodeJS.ProcessEnv = process.env): LogConfig {
+  const log = settingsSchema.shape.log;
+  const parsed = log.safeParse(envLayer(env).log ?? {});
+  return completeLog(parsed.success ? parsed.data : log.parse({}), env);
+}
+
+/** The configuration as /status shows it: secrets replaced by "***". */
+export function redactConfig(config: McuConfig): McuConfig {
+  const copy = structuredClone(config) as unknown as Record<string, Record<string, unknown> | null>;
+  for (const { group, name, meta } of leaves) {
+    const values = copy[group];
+    if (meta.secret && values && values[name] != null) values[name] = '***';
+  }
+  return copy as unknown as McuConfig;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let textContent: string;
+  try {
+    textContent = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config: cannot read the config file ${file} (MCU_CONFIG or --config): ${(err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(textContent);
+  } catch (err) {
+    throw new ConfigError(`config: ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(value)) throw new ConfigError(`config: ${file}: expected a JSON object of setting groups (${Object.keys(settingsSchema.shape).join(', ')})`);
   return value;
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<McuConfig> = {}): McuConfig {
-  const config: McuConfig = {
-    port: intFromEnv(env, 'PORT', 3000, 0, 65535),
-    host: env.HOST && env.HOST !== '' ? env.HOST : '0.0.0.0',
-    maxParticipantsPerRoom: intFromEnv(env, 'MCU_MAX_PARTICIPANTS_PER_ROOM', 16, 1, 64),
-    maxRooms: intFromEnv(env, 'MCU_MAX_ROOMS', 50, 1, 10000),
-    maxMessageBytes: intFromEnv(env, 'MCU_MAX_MESSAGE_BYTES', 65536, 1024, 16 * 1024 * 1024),
-    video: {
-      width: intFromEnv(env, 'MCU_VIDEO_WIDTH', 640, 64, 3840),
-      height: intFromEnv(env, 'MCU_VIDEO_HEIGHT', 480, 64, 2160),
-      fps: intFromEnv(env, 'MCU_VIDEO_FPS', 15, 1, 60),
+/** The settings given by environment variables (set and non-empty), grouped like the file. */
+function envLayer(env: NodeJS.ProcessEnv): Record<string, Record<string, unknown>> {
+  const layer: Record<string, Record<string, unknown>> = {};
+  for (const { group, name, schema, meta } of leaves) {
+    const raw = env[meta.env];
+    if (raw === undefined || raw === '') continue;
+    (layer[group] ??= {})[name] = fromEnv(raw, schema);
+  }
+  return layer;
+}
+
+/** The environment wins over the file. A group that is not an object in the file stays as it is, for the schema to report. */
+function overlay(input: Record<string, unknown>, layer: Record<string, Record<string, unknown>>): void {
+  for (const [group, values] of Object.entries(layer)) {
+    const target = input[group];
+    if (target === undefined) input[group] = { ...values };
+    else if (isObject(target)) Object.assign(target, values);
+  }
+}
+
+function complete(settings: Settings, env: NodeJS.ProcessEnv): McuConfig {
+  const { secret, port: replicationPort, ...replication } = settings.replication;
+  const port = replicationPort ?? (settings.server.port === 0 ? 0 : settings.server.port + 1);
+  return {
+    ...settings,
+    replication: secret === undefined ? null : { ...replication, secret, port },
+    log: completeLog(settings.log, env),
+    standby: {
+      primaryHost: settings.standby.primaryHost ?? replication.host,
+      primaryPort: settings.standby.primaryPort ?? port,
+      statusPort: settings.standby.statusPort,
     },
-    resumeGraceMs: intFromEnv(env, 'MCU_RESUME_GRACE_MS', 15000, 0, 600000),
-    iceAddresses: (env.MCU_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
-    iceGatherTimeoutMs: intFromEnv(env, 'MCU_ICE_GATHER_TIMEOUT_MS', 2000, 100, 30000),
-    replication: null,
-    takeover: env.MCU_TAKEOVER === '1' || env.MCU_TAKEOVER === 'true',
-    sparePaths: !(env.MCU_SPARE_PATHS === '0' || env.MCU_SPARE_PATHS === 'false'),
-    spareIceAddresses: (env.MCU_SPARE_ICE_ADDRESSES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
-    ...overrides,
   };
-  const secret = env.MCU_REPLICATION_SECRET;
-  if (overrides.replication === undefined && secret !== undefined && secret !== '') {
-    if (secret.length < 16) throw new ConfigError('MCU_REPLICATION_SECRET must be at least 16 characters long');
-    const defaultPort = config.port === 0 ? 0 : config.port + 1;
-    config.replication = {
-      host: env.MCU_REPLICATION_HOST && env.MCU_REPLICATION_HOST !== '' ? env.MCU_REPLICATION_HOST : '127.0.0.1',
-      port: intFromEnv(env, 'MCU_REPLICATION_PORT', defaultPort, 0, 65535),
-      secret,
-      heartbeatMs: intFromEnv(env, 'MCU_HEARTBEAT_MS', 10, 1, 10000),
-      missedHeartbeats: intFromEnv(env, 'MCU_MISSED_HEARTBEATS', 3, 1, 1000),
-      bindRetryMs: intFromEnv(env, 'MCU_BIND_RETRY_MS', 5000, 0, 60000),
-    };
+}
+
+function completeLog(log: Settings['log'], env: NodeJS.ProcessEnv): LogConfig {
+  return {
+    level: log.level ?? (env.NODE_ENV === 'test' ? 'warn' : 'info'),
+    format: log.format ?? (env.NODE_ENV === 'production' ? 'json' : 'text'),
+    role: log.role,
+  };
+}
+
+function problemLine(path: string, expected: string): string {
+  const leaf = leaves.find((l) => `${l.group}.${l.name}` === path);
+  return `config: ${path}: ${expected}${leaf ? ` (${leaf.meta.env})` : ''}`;
+}
+
+/** One line per problem (an unknown-keys issue is one line per key). */
+function describeIssue(issue: z.ZodIssue, input: Record<string, unknown>): string[] {
+  const path = issue.path.join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const known = issue.path.length === 0 ? Object.keys(settingsSchema.shape) : leaves.filter((l) => l.group === issue.path[0]).map((l) => l.name);
+    return issue.keys.map((key) => `config: ${path === '' ? key : `${path}.${key}`}: unknown setting (expected one of ${known.join(', ')})`);
   }
-  if (config.video.width % 2 !== 0 || config.video.height % 2 !== 0) {
-    throw new ConfigError(`video size ${config.video.width}x${config.video.height} must be even (I420)`);
+  const leaf = issue.path.length === 2 ? leaves.find((l) => l.group === issue.path[0] && l.name === issue.path[1]) : undefined;
+  if (!leaf) {
+    const expected = issue.code === 'invalid_type' ? `expected an object of settings, got ${issue.received}` : issue.message;
+    return [`config: ${path}: ${expected}`];
   }
-  return config;
+  const value = (input[leaf.group] as Record<string, unknown>)[leaf.name];
+  const got = leaf.meta.secret ? '' : `, got ${JSON.stringify(value)}`;
+  return [problemLine(path, `${expectation(issue, leaf.schema)}${got}`)];
+}
+
+/** What a setting expects, in words. */
+function expectation(issue: z.ZodIssue, schema: z.ZodTypeAny): string {
+  const base = baseType(schema);
+  if (issue.code === 'custom') return issue.message;
+  if (base instanceof z.ZodNumber) {
+    const kind = base.isInt ? 'an integer' : 'a number';
+    return `expected ${kind} from ${base.minValue} to ${base.maxValue}`;
+  }
+  if (base instanceof z.ZodBoolean) return 'expected true or false (1 or 0 in the environment)';
+  if (base instanceof z.ZodEnum) return `expected one of ${(base.options as string[]).join(', ')}`;
+  if (base instanceof z.ZodArray) return 'expected a list of non-empty strings (comma separated in the environment)';
+  if (base instanceof z.ZodString) {
+    const min = base.minLength ?? 0;
+    if (issue.code === 'too_small' && min > 1) return `expected at least ${min} characters`;
+    return schema.isNullable() ? 'expected a non-empty string or null' : 'expected a non-empty string';
+  }
+  return issue.message;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
+import type { RealtimeConfig } from './config.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -200,13 +201,13 @@ export function scanRealtimeThreadsSoon(): void {
 
 /**
  * Starts the RealtimeThreadLimiter for this process (MCU or standby), logging what it demotes.
- * MCU_MEDIA_REALTIME=1 leaves libwebrtc's real-time threads alone.
+ * realtime.mediaRealtime leaves libwebrtc's real-time threads alone.
  */
-export function limitRealtimeThreads(log: Logger, env: NodeJS.ProcessEnv = process.env): RealtimeThreadLimiter | null {
-  if (env.MCU_MEDIA_REALTIME === '1') return null;
+export function limitRealtimeThreads(log: Logger, config: RealtimeConfig): RealtimeThreadLimiter | null {
+  if (config.mediaRealtime) return null;
   running?.close();
   running = new RealtimeThreadLimiter({
-    mainNice: Number(env.MCU_MAIN_NICE ?? -20),
+    mainNice: config.mainNice,
     onDemoted: (threads, failures) => {
       if (threads.length > 0) {
         log.info('real-time media threads set to normal scheduling (only the heartbeat threads stay real-time)', {

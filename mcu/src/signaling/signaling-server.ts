@@ -64,7 +64,7 @@ export class SignalingServer {
       allowUpgrades: false,
       perMessageDeflate: false,
       // engine.io closes the connection past this; messages between maxMessageBytes and it get a clear error.
-      maxHttpBufferSize: Math.max(1_000_000, config.maxMessageBytes * 4),
+      maxHttpBufferSize: Math.max(1_000_000, config.limits.maxMessageBytes * 4),
       serveClient: false,
       ...(opts.takeover ? takeoverServerOptions() : {}),
     });
@@ -136,7 +136,7 @@ export class SignalingServer {
     let ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
     try {
       if (!this.#opts.accepting()) throw new NotPrimaryError(this.#opts.role());
-      checkMessageSize(args, this.#config.maxMessageBytes);
+      checkMessageSize(args, this.#config.limits.maxMessageBytes);
       if (args.length > 1) throw new InvalidMessageError(`"${event}" takes one payload and an acknowledgement callback, got ${args.length} arguments`);
       const result = await this.#handlers[event as ClientEventName](socket, args[0]);
       ack?.({ ok: true, ...result.reply });

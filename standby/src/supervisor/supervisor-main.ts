@@ -1,10 +1,23 @@
-import { createLogger } from '../../../mcu/src/core/logger.ts';
+import { configFile, loadConfigOrExit } from '../../../mcu/src/core/config.ts';
+import { configureLogging, createLogger } from '../../../mcu/src/core/logger.ts';
 import { Supervisor } from './supervisor.ts';
 
 /** The demo: a primary MCU and a hot standby on this host, re-protected after every failover. */
+const config = loadConfigOrExit();
+configureLogging(config.log);
 const log = createLogger('supervisor-main');
-const port = Number(process.env.PORT ?? 3000);
-const supervisor = new Supervisor({ port, host: process.env.HOST ?? '0.0.0.0', secret: process.env.MCU_REPLICATION_SECRET, echoLogs: true });
+const port = config.server.port;
+// The children read the same config file (their environment carries the rest).
+const file = configFile();
+const supervisor = new Supervisor({
+  port,
+  host: config.server.host,
+  // Without a secret of ours the supervisor makes one, and the replication port is port + 1.
+  secret: config.replication?.secret,
+  replicationPort: config.replication?.port,
+  env: file === null ? {} : { MCU_CONFIG: file },
+  echoLogs: true,
+});
 
 const announce = (event: Record<string, unknown>): void => void process.stdout.write(JSON.stringify(event) + '\n');
 supervisor.on('primary-started', (m) => announce({ event: 'primary-started', pid: m.pid }));
