@@ -106,7 +106,7 @@ describe('FailureDetector settings', () => {
   });
 
   it('refuses settings that cannot judge anything, with a ConfigError', () => {
-    for (const bad of [{ intervalMs: 0 }, { missedBeats: 0 }, { missedBeats: 1.5 }, { confirmMs: -1 }, { hostProbeTimeoutMs: Number.NaN }]) {
+    for (const bad of [{ intervalMs: 0 }, { missedBeats: 0 }, { missedBeats: 1.5 }, { confirmMs: -1 }, { confirmMs: Number.NaN }]) {
       assert.throws(() => new FailureDetector({ ...bad, startedAt: 0 }), ConfigError, JSON.stringify(bad));
     }
   });
@@ -397,7 +397,7 @@ describe('FailureDetector host probe', () => {
     }
   });
 
-  it('with the host probe off (timeout 0), the start-up probe is not asked for', () => {
-    assert.equal(new FailureDetector({ hostProbeTimeoutMs: 0, startedAt: 0 }).hostProbeEnabled, false);
+  it('with the host probe off (timeout 0, or not a positive number), the start-up probe is not asked for', () => {
+    for (const hostProbeTimeoutMs of [0, -5, Number.NaN]) assert.equal(new FailureDetector({ hostProbeTimeoutMs, startedAt: 0 }).hostProbeEnabled, false);
   });
 });

@@ -54,7 +54,7 @@ export interface FailureDetectorOptions {
   missedBeats?: number;
   /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default DEFAULT_CONFIRM_WINDOWS missed-beats windows). */
   confirmMs?: number;
-  /** Once beats are missed, a host that does not answer a probe within this is dead (default 20 ms; 0: no host probe). */
+  /** Once beats are missed, a host that does not answer a probe within this is dead (default 20 ms; 0, or anything not above 0: no host probe). */
   hostProbeTimeoutMs?: number;
 }
 
@@ -74,9 +74,7 @@ export function failureDetectorSettings(options: FailureDetectorOptions = {}): F
   if (!(intervalMs > 0) || !Number.isInteger(missedBeats) || missedBeats < 1) {
     throw new ConfigError(`failure detector: intervalMs (${intervalMs}) must be > 0 and missedBeats (${missedBeats}) an integer >= 1`);
   }
-  if (!(confirmMs >= 0) || !(hostProbeTimeoutMs >= 0)) {
-    throw new ConfigError(`failure detector: confirmMs (${confirmMs}) and hostProbeTimeoutMs (${hostProbeTimeoutMs}) must be >= 0`);
-  }
+  if (!(confirmMs >= 0)) throw new ConfigError(`failure detector: confirmMs (${confirmMs}) must be >= 0`);
   return { intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs };
 }
 
