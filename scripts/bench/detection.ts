@@ -1,18 +1,25 @@
 /**
- * Failure detection and replication lag, with a real primary process and an in-process standby.
+ * Failure detection on the real path and replication lag, with a real primary process (its
+ * replication server and heartbeat beacon thread) and an in-process standby side wired as the
+ * standby wires it: a ReplicationClient whose end of stream makes the HeartbeatMonitor thread
+ * (the FailureDetector) ask at once.
  *
- *   node --import tsx scripts/bench-detection.ts [--trials 20] [--load 2000] [--load-interval-ms 1]
+ *   node --import tsx scripts/bench/detection.ts [--trials 20] [--load 2000] [--load-interval-ms 1]
  *
- * - SIGKILL (process crash): the kernel closes the replication socket; detection by end of stream.
- * - SIGSTOP (a host gone silent): no FIN, no RST; detection by heartbeat timeout. Killed afterwards.
+ * - SIGKILL (process crash): its host answers the monitor's probe with port unreachable.
+ * - SIGSTOP (a frozen process, or a host gone silent whose kernel still answers): no FIN, no
+ *   RST, no port unreachable; verdict by heartbeat timeout (missed beats + confirm window). Killed afterwards.
  * - Lag: paced deltas on the primary, send-to-ack round trip of each delta frame.
+ * The third verdict, host-unreachable (a host crash: its kernel no longer answers), needs a host
+ * that can go down: scripts/bench/takeover.ts measures it in the lab.
  * Prints a summary and writes bench-results/detection.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
-import { FailureDetector } from '../../mcu/src/detection/failure-detector.ts';
+import { failureDetectorSettings } from '../../mcu/src/detection/failure-detector.ts';
+import { HeartbeatMonitor } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { FixtureProcess } from '../common/child-process.ts';
 import { waitFor } from '../common/wait-for.ts';
@@ -44,59 +51,80 @@ function clampInt(raw: string | undefined, min: number, max: number, name: strin
 
 
 interface Trial {
+  /** Signal -> verdict, ms (the verdict is stamped by the monitor thread, ms resolution). */
   detectionMs: number;
-  /** Verdict time after the last heartbeat seen. */
+  /** Last beat -> verdict, ms. */
   silenceMs: number;
-  /** Signal to channel close seen by the standby (SIGKILL only). */
-  signalToCloseMs: number | null;
+  /** Signal -> end of the replication stream seen by the standby side (SIGKILL only). */
+  signalToStreamLostMs: number | null;
   reason: string;
 }
 
 // Every child is tracked so that a failure anywhere still kills them (their IPC channels would keep us alive).
 const children = new Set<FixtureProcess>();
 
-async function startPair(seed: number): Promise<{ primary: FixtureProcess; client: ReplicationClient }> {
-  const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET, REPL_SEED: String(seed), LOG_LEVEL: 'warn' });
+interface Pair {
+  primary: FixtureProcess;
+  client: ReplicationClient;
+  monitor: HeartbeatMonitor;
+}
+
+async function startPair(seed: number): Promise<Pair> {
+  const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET, REPL_SEED: String(seed), REPL_BEACON: '1', LOG_LEVEL: 'warn' });
   children.add(primary);
   void primary.exited.then(() => children.delete(primary));
   let client: ReplicationClient | null = null;
+  let monitor: HeartbeatMonitor | null = null;
   try {
-    const { port } = await primary.next('listening', 20_000);
-    client = new ReplicationClient({ port: Number(port), secret: SECRET, standbyId: `bench-standby-${seed}` }).start();
-    await waitFor(client, 'synced', { timeoutMs: 10_000 });
+    const port = Number((await primary.next('listening', 20_000)).port);
+    client = new ReplicationClient({ port, secret: SECRET, standbyId: `bench-standby-${seed}` });
+    monitor = new HeartbeatMonitor({ host: '127.0.0.1', port, secret: SECRET, minEpoch: 1 });
+    const watching = monitor;
+    client.on('lost', (info) => watching.channelClosed(info.deliberate));
+    const synced = waitFor(client, 'synced', { timeoutMs: 10_000 });
+    const firstBeat = waitFor(monitor, 'first-beat', { timeoutMs: 10_000 });
+    client.start();
+    monitor.start();
+    await Promise.all([synced, firstBeat]);
     // Steady state first: a few heartbeats after the snapshot.
     const link = client.link;
     if (!link) throw new Error('standby lost its link right after syncing');
     for (let i = 0; i < 5; i++) await waitFor(link, 'heartbeat', { timeoutMs: 2000 });
-    return { primary, client };
+    return { primary, client, monitor };
   } catch (err) {
     client?.close();
+    await monitor?.close();
     await primary.kill('SIGKILL');
     throw err;
   }
 }
 
 async function detectionTrial(signal: 'SIGKILL' | 'SIGSTOP', seed: number): Promise<Trial> {
-  const { primary, client } = await startPair(seed);
+  const { primary, client, monitor } = await startPair(seed);
   try {
-    const dead = waitFor(client, 'dead', { timeoutMs: 5000 });
+    const dead = waitFor(monitor, 'dead', { timeoutMs: 5000 });
+    let streamLostAt: number | null = null;
+    client.once('lost', () => (streamLostAt = preciseNow()));
     const signalledAt = preciseNow();
+    const signalledAtMs = Date.now();
     process.kill(primary.pid, signal);
-    const [info] = await dead;
+    const [verdict] = await dead;
     return {
-      detectionMs: info.detectedAt - signalledAt,
-      silenceMs: info.detectedAt - (info.lastHeartbeatAt ?? signalledAt),
-      signalToCloseMs: info.channelClosedAt === null ? null : info.channelClosedAt - signalledAt,
-      reason: info.reason,
+      detectionMs: verdict.detectedAt - signalledAtMs,
+      silenceMs: verdict.detectedAt - (verdict.lastHeartbeatAt ?? signalledAtMs),
+      signalToStreamLostMs: streamLostAt === null ? null : streamLostAt - signalledAt,
+      reason: verdict.reason,
     };
   } finally {
     client.close('trial over');
+    await monitor.close();
     await primary.kill('SIGKILL');
   }
 }
 
 async function lagRun(): Promise<{ rtts: Summary; frames: number; durationMs: number; stats: unknown }> {
-  const { primary, client } = await startPair(999);
+  const pair = await startPair(999);
+  const { primary, client } = pair;
   try {
     const started = preciseNow();
     primary.send({ cmd: 'load', count: loadCount, intervalMs: loadIntervalMs });
@@ -105,6 +133,7 @@ async function lagRun(): Promise<{ rtts: Summary; frames: number; durationMs: nu
     return { rtts: summarize(rtts), frames: rtts.length, durationMs: preciseNow() - started, stats: done.stats };
   } finally {
     client.close('lag run over');
+    await pair.monitor.close();
     await primary.kill('SIGKILL');
   }
 }
@@ -116,13 +145,13 @@ async function main(): Promise<void> {
     for (let i = 0; i < trials; i++) {
       const t = await detectionTrial(signal, i + 1);
       results[signal].push(t);
-      const close = t.signalToCloseMs === null ? '' : `, channel closed after ${t.signalToCloseMs.toFixed(2)} ms`;
-      console.log(`  ${signal} #${i + 1}: detected in ${t.detectionMs.toFixed(2)} ms (${t.reason}${close})`);
+      const lost = t.signalToStreamLostMs === null ? '' : `, stream lost after ${t.signalToStreamLostMs.toFixed(2)} ms`;
+      console.log(`  ${signal} #${i + 1}: detected in ${t.detectionMs} ms (${t.reason}, ${t.silenceMs} ms after the last beat${lost})`);
     }
   }
   const lag = await lagRun();
   // The standby runs with the detector defaults: report them.
-  const defaults = new FailureDetector();
+  const defaults = failureDetectorSettings();
 
   const report = {
     date: new Date().toISOString(),
@@ -131,14 +160,15 @@ async function main(): Promise<void> {
       trials,
       heartbeatIntervalMs: defaults.intervalMs,
       missedBeats: defaults.missedBeats,
-      closeGraceMs: defaults.closeGraceMs,
+      confirmMs: defaults.confirmMs,
+      hostProbeTimeoutMs: defaults.hostProbeTimeoutMs,
       loadDeltas: loadCount,
       loadIntervalMs,
     },
     detection: {
       sigkill: {
         detectionMs: summarize(results.SIGKILL.map((t) => t.detectionMs)),
-        signalToChannelCloseMs: summarize(results.SIGKILL.flatMap((t) => (t.signalToCloseMs === null ? [] : [t.signalToCloseMs]))),
+        signalToStreamLostMs: summarize(results.SIGKILL.flatMap((t) => (t.signalToStreamLostMs === null ? [] : [t.signalToStreamLostMs]))),
         reasons: countBy(results.SIGKILL.map((t) => t.reason)),
       },
       sigstop: {
@@ -165,7 +195,7 @@ async function main(): Promise<void> {
     `${name.padEnd(34)} min ${s.min.toFixed(2)}  median ${s.median.toFixed(2)}  p95 ${s.p95.toFixed(2)}  max ${s.max.toFixed(2)} ms`;
   console.log('');
   console.log(line('SIGKILL detection', d.sigkill.detectionMs));
-  console.log(line('  signal -> channel closed', d.sigkill.signalToChannelCloseMs));
+  console.log(line('  signal -> stream lost', d.sigkill.signalToStreamLostMs));
   console.log(line('SIGSTOP detection', d.sigstop.detectionMs));
   console.log(line('  last heartbeat -> verdict', d.sigstop.sinceLastHeartbeatMs));
   console.log(`replication lag (${lag.frames} delta frames): p50 ${lag.rtts.median.toFixed(3)} ms  p99 ${lag.rtts.p99.toFixed(3)} ms  max ${lag.rtts.max.toFixed(3)} ms`);

@@ -122,9 +122,9 @@ export class Standby extends EventEmitter<StandbyEvents> {
   }
 
   /**
-   * The replication stream. Its own failure detector is switched off: the verdict comes
-   * from the real-time heartbeat thread (HeartbeatMonitor), which a loaded main thread
-   * cannot fool. The end of the stream only makes us ask that thread at once.
+   * The replication stream. It judges nothing: the verdict comes from the real-time heartbeat
+   * thread (HeartbeatMonitor), which a loaded main thread cannot fool. The end of the stream
+   * only makes us ask that thread at once.
    */
   #createClient(): ReplicationClient {
     const { repl, primary } = this.#opts;
@@ -134,7 +134,6 @@ export class Standby extends EventEmitter<StandbyEvents> {
       secret: repl.secret,
       store: this.store,
       heartbeatIntervalMs: repl.heartbeatMs,
-      detector: { intervalMs: repl.heartbeatMs, missedBeats: 1e8, closeGraceMs: 1e9 },
     });
     this.takeover?.follow(client);
     this.spares.follow(client);
@@ -152,7 +151,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         return;
       }
       this.#log.warn('failover step: replication stream lost, probing the primary', { failover: 'suspected', reason: info.reason });
-      this.#monitor?.probe();
+      this.#monitor?.channelClosed(false);
       // Still beating after a while: the primary lives and only the stream broke. Reconnect.
       if (this.#probeTimer) clearTimeout(this.#probeTimer);
       this.#probeTimer = setTimeout(() => {

@@ -120,7 +120,9 @@ describe('replication over TCP', () => {
     assert.equal(stats.lastAckedSeq, 502);
     assert.equal(stats.lagFrames, 0);
     assert.ok(stats.bytesSent > 0 && stats.lastAckRttMs !== null);
-    assert.equal(client.detector.state, 'alive');
+    assert.equal(client.state, 'synced');
+    // The primary's heartbeats still flow on the stream.
+    await waitFor(client.link!, 'heartbeat');
   });
 
   it('batches the deltas of one tick into one frame', async () => {
@@ -179,27 +181,6 @@ describe('replication over TCP', () => {
     await waitFor(client, 'synced');
     assert.ok(server.stats().bytesSent > 2_000_000, `snapshot of ${server.stats().bytesSent} bytes`);
     assertSameState(client, state.snapshot());
-  });
-
-  it('a detector configured off (huge timeouts) does not spin its timer', async () => {
-    // A primary that goes silent right after the state transfer (no heartbeats, socket open).
-    const port = await fakePrimary((socket) => {
-      socket.write(jsonFrame({ type: 'hello', primaryId: 'p', epoch: 1, pid: 1, service: {} }, 1, 1));
-      socket.write(jsonFrame({ type: 'snapshot', seq: 2, state: { rooms: [], participants: [] }, extra: {} }, 2, 1));
-    });
-    const client = startClient(port, { detector: { missedBeats: 1e9, closeGraceMs: 1e9 } });
-    await waitFor(client, 'synced');
-    await waitFor(client.detector, 'suspected');
-    let ticks = 0;
-    const tick = client.detector.tick.bind(client.detector);
-    client.detector.tick = (now?: number) => {
-      ticks++;
-      tick(now);
-    };
-    await new Promise((r) => setTimeout(r, 100));
-    // The death deadline is ~116 days away: beyond setTimeout's range, which must not become 1 ms.
-    assert.ok(ticks < 5, `${ticks} ticks in 100 ms`);
-    assert.equal(client.detector.state, 'suspected');
   });
 
   it('carries snapshot extras, blobs and binary frames, and output commit waits for the ack', async () => {
@@ -269,7 +250,8 @@ describe('replication over TCP', () => {
     assert.equal(server.stats().connected, false);
     assert.equal(client.store.hasSnapshot, false);
     assert.equal(client.store.state.rooms().length, 0);
-    assert.equal(client.detector.state, 'waiting');
+    assert.equal(client.primary, null);
+    assert.equal(client.state, 'connecting');
   });
 
   it('refuses frames from a primary with the wrong secret (standby side)', async () => {
@@ -282,7 +264,7 @@ describe('replication over TCP', () => {
     assert.ok(error instanceof ReplicationAuthError);
     assert.equal(client.primary, null);
     assert.equal(client.store.hasSnapshot, false);
-    assert.equal(client.detector.state, 'waiting');
+    assert.equal(client.state, 'connecting');
   });
 
   it('refuses a primary of a stale epoch', async () => {
@@ -384,7 +366,8 @@ describe('replication over TCP', () => {
     assert.match(info.reason, /already connected/);
     assert.equal(server.stats().standbyId, 'first');
     assert.equal(second.store.hasSnapshot, false);
-    assert.equal(second.detector.state, 'waiting');
+    assert.equal(second.primary, null);
+    assert.equal(second.state, 'connecting');
 
     const lost = waitFor(server, 'standby-lost');
     first.close('making room');
@@ -395,13 +378,13 @@ describe('replication over TCP', () => {
     assertSameState(second, state.snapshot());
   });
 
-  it('a deliberate close of the primary stops the detector, never dead', async () => {
+  it('a deliberate close of the primary is reported as deliberate, and nothing follows', async () => {
     const { state } = seededState(22, 20);
     const { server, port } = await startServer(state);
     const client = startClient(port);
     await waitFor(client, 'synced');
-    let dead = false;
-    client.on('dead', () => (dead = true));
+    const losses: Array<{ deliberate: boolean; reason: string }> = [];
+    client.on('lost', (info) => losses.push(info));
     const lost = waitFor(client, 'lost');
     const standbyLost = waitFor(server, 'standby-lost');
     await server.close('maintenance');
@@ -409,32 +392,32 @@ describe('replication over TCP', () => {
     const [info] = await lost;
     assert.equal(info.deliberate, true);
     assert.equal(info.reason, 'maintenance');
-    assert.equal(client.detector.state, 'stopped');
     assert.equal((await standbyLost)[0].reason, 'shutdown');
-    // Absence of a verdict: wait five death timeouts.
-    await new Promise((r) => setTimeout(r, client.detector.timeoutMs * 5));
-    assert.equal(dead, false);
-    assert.equal(client.detector.state, 'stopped');
+    // Absence of anything more: wait five missed-beats windows (10 ms x 3).
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(losses, [{ deliberate: true, reason: 'maintenance' }]);
     assert.equal(client.state, 'lost');
   });
 
-  it('a primary process stopped with SIGTERM shuts down deliberately: stopped, not dead', async () => {
+  it('a primary process stopped with SIGTERM shuts down deliberately: a deliberate loss, nothing more', async () => {
     const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
     const client = startClient(Number(port));
     await waitFor(client, 'synced');
-    let dead = false;
-    client.on('dead', () => (dead = true));
-    const stopped = waitFor(client.detector, 'stopped');
+    const losses: Array<{ deliberate: boolean; reason: string }> = [];
+    client.on('lost', (info) => losses.push(info));
+    const lost = waitFor(client, 'lost');
     primary.child.kill('SIGTERM');
-    await stopped;
+    const [info] = await lost;
+    assert.equal(info.deliberate, true);
     assert.equal((await primary.exited).code, 0);
-    await new Promise((r) => setTimeout(r, client.detector.timeoutMs * 5));
-    assert.equal(dead, false);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(losses.length, 1);
+    assert.equal(client.state, 'lost');
   });
 
-  it('a primary process killed with SIGKILL is detected dead, and the checkpoint holds its last state', async () => {
+  it('a primary process killed with SIGKILL: the end of the stream is reported at once (a suspicion), and the checkpoint holds its last state', async () => {
     const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET, REPL_SEED: '23' });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
@@ -448,37 +431,38 @@ describe('replication over TCP', () => {
     const { state: primaryState } = await primary.next('snapshot');
     assertSameState(client, primaryState as SessionSnapshot, 'checkpoint before the kill');
 
-    const dead = waitFor(client, 'dead', { timeoutMs: 2000 });
+    const lost = waitFor(client, 'lost', { timeoutMs: 2000 });
     const killedAt = preciseNow();
     process.kill(primary.pid, 'SIGKILL');
-    const [info] = await dead;
-    const detectionMs = info.detectedAt - killedAt;
-    console.log(`SIGKILL of the primary detected in ${detectionMs.toFixed(2)} ms (${info.reason})`);
-    assert.equal(info.reason, 'channel-closed');
-    assert.ok(detectionMs < 2000);
-    assert.equal(client.detector.state, 'dead');
+    const [info] = await lost;
+    const lostMs = preciseNow() - killedAt;
+    console.log(`SIGKILL of the primary: stream lost after ${lostMs.toFixed(2)} ms (${info.reason})`);
+    assert.equal(info.deliberate, false);
+    assert.ok(lostMs < 2000);
     assert.equal(client.state, 'lost');
     assertSameState(client, primaryState as SessionSnapshot, 'checkpoint after the kill');
     assert.equal((await primary.exited).signal, 'SIGKILL');
   });
 
-  it('a primary process stopped with SIGSTOP is detected dead by heartbeat timeout', async () => {
+  it('a primary process stopped with SIGSTOP: the stream judges nothing (the heartbeat thread does), and flows again after SIGCONT', async () => {
     const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET });
     cleanups.push(() => primary.kill());
     const { port } = await primary.next('listening');
     const client = startClient(Number(port));
     await waitFor(client, 'synced');
-    const dead = waitFor(client, 'dead', { timeoutMs: 2000 });
-    const stoppedAt = preciseNow();
+    let lost = false;
+    client.on('lost', () => (lost = true));
     process.kill(primary.pid, 'SIGSTOP');
-    const [info] = await dead;
-    console.log(
-      `SIGSTOP of the primary detected in ${(info.detectedAt - stoppedAt).toFixed(2)} ms ` +
-        `(${info.reason}, ${(info.detectedAt - (info.lastHeartbeatAt ?? 0)).toFixed(2)} ms after the last heartbeat)`,
-    );
-    assert.equal(info.reason, 'heartbeat-timeout');
-    assert.ok(info.detectedAt - (info.lastHeartbeatAt ?? 0) >= client.detector.timeoutMs);
-    assert.equal(client.state, 'lost');
+    // Ten missed-beats windows of silence.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(lost, false);
+    assert.equal(client.state, 'synced');
+    process.kill(primary.pid, 'SIGCONT');
+    await waitFor(client.link!, 'heartbeat');
+    primary.send({ cmd: 'churn', count: 5 });
+    const { lastSentSeq } = await primary.next('churned');
+    if (client.store.seq < Number(lastSentSeq)) await waitFor(client, 'checkpoint', { filter: (s) => s >= Number(lastSentSeq) });
+    assert.equal(client.state, 'synced');
   });
 
   it('a standby killed with SIGKILL leaves the primary running, unprotected until a new standby syncs', async () => {

@@ -2,34 +2,21 @@ import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { createLogger } from '../core/logger.ts';
 import { startTsWorker } from '../core/ts-worker.ts';
-import type { MonitorControl, MonitorVerdictReason, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
+import type { MonitorControl, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
 import { HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
+import { failureDetectorSettings, type HeartbeatVerdict, type SuspicionCause } from './failure-detector.ts';
 
-/**
- * The confirm window, in missed-beats windows (10 ms x 3 by default: 90 ms more, a verdict after
- * 120 ms of silence). Measured here (scripts/bench-false-takeover.ts, 2 cores under load with
- * both heartbeat threads at real-time priority): beats still came after 40-69 ms of silence a few
- * times in 150 s, and with a 30 ms confirm window (verdict at 60 ms) the standby took over a
- * live primary about once a minute. The cost is a host crash detected ~60 ms later; a process
- * crash is still detected at once (port unreachable).
- */
-export const DEFAULT_CONFIRM_WINDOWS = 3;
-/** A live host's kernel answers a SYN in well under a millisecond here; 20 ms leaves room for a loaded one. */
-export const DEFAULT_HOST_PROBE_TIMEOUT_MS = 20;
+export type { HeartbeatVerdict } from './failure-detector.ts';
+
 export const DEFAULT_HOST_PROBE_PORT = 9;
-
-export interface HeartbeatVerdict {
-  reason: MonitorVerdictReason;
-  /** Epoch ms of the last beat received, null if none ever came. */
-  lastHeartbeatAt: number | null;
-  detectedAt: number;
-}
 
 export type HeartbeatMonitorEvents = {
   /** The primary is dead (emitted once). */
   dead: [HeartbeatVerdict];
   /** The first beat arrived: from now on a death can be judged. */
   'first-beat': [at: number];
+  /** Beats missed, or the replication stream ended without a goodbye: a verdict may follow. */
+  suspected: [cause: SuspicionCause, at: number];
 };
 
 export interface HeartbeatMonitorOptions {
@@ -43,7 +30,7 @@ export interface HeartbeatMonitorOptions {
   /** Beats of an older epoch are ignored. */
   minEpoch: number;
   rtPriority?: number;
-  /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: three more missed-beats windows, see DEFAULT_CONFIRM_WINDOWS). */
+  /** Wait after the missed beats before the verdict, in which a late beat clears the suspicion (default: three more missed-beats windows, see DEFAULT_CONFIRM_WINDOWS in failure-detector.ts). */
   confirmMs?: number;
   /** Once beats are missed, a primary host that does not answer a TCP SYN within this is dead (default 20 ms; 0: off). */
   hostProbeTimeoutMs?: number;
@@ -51,7 +38,7 @@ export interface HeartbeatMonitorOptions {
   hostProbePort?: number;
 }
 
-/** The standby's side of the heartbeat path: a real-time worker thread judging the primary's beats. */
+/** The standby's side of the heartbeat path: a real-time worker thread judging the primary's beats (FailureDetector). */
 export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   readonly #opts: HeartbeatMonitorOptions;
   readonly #log = createLogger('heartbeat-monitor');
@@ -92,16 +79,15 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   }
 
   start(): void {
+    const { intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs } = this.#opts;
+    const detector = failureDetectorSettings({ intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs });
     const data: MonitorWorkerData = {
       host: this.#opts.host,
       port: this.#opts.port,
       secret: this.#opts.secret,
-      intervalMs: this.#opts.intervalMs ?? 10,
-      missedBeats: this.#opts.missedBeats ?? 3,
       minEpoch: this.#opts.minEpoch,
       rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
-      confirmMs: this.#opts.confirmMs ?? DEFAULT_CONFIRM_WINDOWS * (this.#opts.intervalMs ?? 10) * (this.#opts.missedBeats ?? 3),
-      hostProbeTimeoutMs: this.#opts.hostProbeTimeoutMs ?? DEFAULT_HOST_PROBE_TIMEOUT_MS,
+      detector,
       hostProbePort: this.#opts.hostProbePort ?? DEFAULT_HOST_PROBE_PORT,
     };
     const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
@@ -116,7 +102,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
           break;
         case 'first-beat':
           this.#lastHeartbeatAt = msg.at;
-          this.#log.info('receiving heartbeats', { epoch: msg.epoch, intervalMs: data.intervalMs, missedBeats: data.missedBeats });
+          this.#log.info('receiving heartbeats', { epoch: msg.epoch, intervalMs: detector.intervalMs, missedBeats: detector.missedBeats });
           this.emit('first-beat', msg.at);
           break;
         case 'summary':
@@ -129,7 +115,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
         case 'late-beat':
           this.#lateBeats++;
           this.#longestSilenceMs = Math.max(this.#longestSilenceMs, msg.silenceMs);
-          this.#log.warn(`late heartbeat after ${msg.silenceMs} ms of silence (dead after ${data.intervalMs * data.missedBeats} + ${data.confirmMs} ms): near miss`, {
+          this.#log.warn(`late heartbeat after ${msg.silenceMs} ms of silence (dead after ${detector.intervalMs * detector.missedBeats} + ${detector.confirmMs} ms): near miss`, {
             nearMissMs: msg.silenceMs,
             at: new Date(msg.at).toISOString(),
           });
@@ -145,19 +131,26 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
           if (msg.usable) this.#log.info('host probe ready: a crashed host is judged without waiting for the confirm window', { detail: msg.detail });
           else this.#log.warn('host probe unusable', { detail: msg.detail });
           break;
+        case 'suspected':
+          if (!this.#closed) this.emit('suspected', msg.cause, msg.at);
+          break;
         case 'dead':
           if (this.#verdict || this.#closed) return;
-          this.#verdict = { reason: msg.reason, lastHeartbeatAt: msg.lastBeatAt, detectedAt: msg.detectedAt };
-          this.#lastHeartbeatAt = msg.lastBeatAt;
+          this.#verdict = msg.verdict;
+          this.#lastHeartbeatAt = msg.verdict.lastHeartbeatAt;
           this.emit('dead', this.#verdict);
           break;
       }
     });
   }
 
-  /** The replication stream ended without a goodbye: ask the primary's host at once. */
-  probe(): void {
-    this.#worker?.postMessage({ type: 'probe' } satisfies MonitorControl);
+  /**
+   * The replication stream ended: without a goodbye (`deliberate` false) the primary is
+   * suspected and asked at once (port unreachable is then a verdict even before any beat);
+   * with one, no verdict follows any more.
+   */
+  channelClosed(deliberate: boolean): void {
+    this.#worker?.postMessage({ type: 'channel-closed', deliberate } satisfies MonitorControl);
   }
 
   async close(): Promise<void> {

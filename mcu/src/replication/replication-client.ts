@@ -7,12 +7,11 @@ import { parsePrimaryMessage, type PrimaryMessage, type StandbyMessage } from '.
 import { ReplicationLink, preciseNow, safeEmit, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
 import { SessionStateError } from '../conference/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
-import { FailureDetector, type DeathInfo, type FailureDetectorOptions } from '../detection/failure-detector.ts';
 
 /**
  * idle -> connecting -> syncing (hello received) -> synced (first snapshot applied)
  * synced/syncing -> connecting  (protocol failure or divergence: resync from a fresh snapshot)
- * synced/syncing -> lost        (the primary shut down, or the detector declared it dead)
+ * synced/syncing -> lost        (the stream ended: the primary shut down, or the channel died)
  * any -> closed                 (close())
  */
 export type ReplicationClientState = 'idle' | 'connecting' | 'syncing' | 'synced' | 'lost' | 'closed';
@@ -37,10 +36,11 @@ export type ReplicationClientEvents = {
   binary: [data: Buffer, seq: number];
   /** A connection or frame was refused (auth, stale epoch, malformed, refused by the primary); nothing of it was applied. */
   rejected: [error: McuError];
-  /** The channel to the primary is gone: `deliberate` when the primary announced its shutdown. */
+  /**
+   * The channel to the primary is gone: `deliberate` when the primary announced its shutdown.
+   * Otherwise only a suspicion: the verdict is the heartbeat thread's (HeartbeatMonitor).
+   */
   lost: [info: { deliberate: boolean; reason: string }];
-  /** The failure detector's verdict: the primary is dead (emitted once). */
-  dead: [info: DeathInfo];
   close: [];
 };
 
@@ -58,8 +58,6 @@ export interface ReplicationClientOptions {
   epoch?: number;
   /** Our heartbeat period towards the primary (default 10 ms). */
   heartbeatIntervalMs?: number;
-  /** Failure detector settings (intervalMs defaults to heartbeatIntervalMs). */
-  detector?: FailureDetectorOptions;
   /** Delay before connection attempt `attempt` (0-based); null gives up (default 5 ms doubling up to 250 ms, forever). */
   retryDelay?: (attempt: number) => number | null;
   /** A connection attempt that is not established within this is retried (default 1000 ms). */
@@ -70,21 +68,17 @@ export interface ReplicationClientOptions {
   clock?: () => number;
 }
 
-// Re-checked at least this often; tick() is idempotent, so an early wake-up only re-arms.
-const MAX_TIMER_MS = 60_000;
-
 function defaultRetryDelay(attempt: number): number {
   return Math.min(250, 5 * 2 ** Math.min(attempt, 10));
 }
 
 /**
  * The standby's side of replication: connects to the primary (retrying), verifies and applies
- * the snapshot and deltas to its CheckpointStore, acknowledges each applied frame, and feeds the
- * FailureDetector with every verified frame and with how the channel ended.
+ * the snapshot and deltas to its CheckpointStore, acknowledges each applied frame, and reports how
+ * the channel ended.
  */
 export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
   readonly store: CheckpointStore;
-  readonly detector: FailureDetector;
   readonly standbyId: string;
   readonly #options: ReplicationClientOptions;
   readonly #clock: () => number;
@@ -99,8 +93,6 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
   #snapshotApplied = false;
   #linkFailure: McuError | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
-  #detectorTimer: NodeJS.Timeout | null = null;
-  #detectorDueAt = Infinity;
 
   constructor(options: ReplicationClientOptions) {
     super();
@@ -111,13 +103,6 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     this.#retryDelay = options.retryDelay ?? defaultRetryDelay;
     this.standbyId = options.standbyId ?? `standby-${process.pid}`;
     this.#log = createLogger('replication-client', { role: 'standby', standby: this.standbyId });
-    this.detector = new FailureDetector({
-      intervalMs: options.heartbeatIntervalMs ?? 10,
-      clock: this.#clock,
-      ...options.detector,
-      logContext: { role: 'standby', standby: this.standbyId },
-    });
-    this.detector.on('dead', (info) => this.#onDead(info));
   }
 
   get state(): ReplicationClientState {
@@ -179,13 +164,11 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     this.#setState('closed', reason);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
-    this.#disarmDetector();
     const link = this.#link;
     this.#link = null;
     if (link) link.close(reason);
     else this.#socket?.destroy();
     this.#socket = null;
-    this.detector.stop(reason);
     safeEmit(this, this.#log, 'close');
   }
 
@@ -233,10 +216,6 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     this.#primary = null;
     this.#snapshotApplied = false;
     this.#linkFailure = null;
-    link.on('frame', (meta) => {
-      // Only a primary that accepted us is being watched; frames before its hello prove nothing.
-      if (this.#link === link && this.#primary) this.#heartbeat(meta.receivedAt);
-    });
     link.on('message', (msg, meta) => this.#onMessage(link, msg, meta));
     link.on('binary', (data, meta) => this.#onBinary(link, data, meta));
     link.on('epoch', (epoch) => {
@@ -266,8 +245,6 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
         this.#epoch = Math.max(this.#epoch, msg.epoch);
         this.store.setEpoch(this.#epoch);
         this.#log.info(`connected to primary ${msg.primaryId} (pid ${msg.pid}, epoch ${msg.epoch})`);
-        this.detector.reset(meta.receivedAt);
-        this.#heartbeat(meta.receivedAt);
         this.#setState('syncing', `hello from ${msg.primaryId}`);
         safeEmit(this, this.#log, 'connected', this.#primary);
         this.#ack(link, meta.seq);
@@ -353,7 +330,7 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     const failure = this.#linkFailure;
     if (failure) {
       // Refused frames say nothing about the primary's health (a deposed primary, a wrong secret,
-      // a bug): a verdict is only reached from heartbeats and end of stream.
+      // a bug): not even a suspicion.
       safeEmit(this, this.#log, 'rejected', failure);
       this.#restartConnecting(`refused: ${failure.message}`);
       return;
@@ -368,28 +345,11 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
       return;
     }
     const deliberate = info.kind === 'shutdown';
-    this.detector.channelClosed(deliberate, info.at, info.reason);
-    this.#armDetector();
     this.#setState('lost', `${deliberate ? 'primary shut down' : 'channel died'}: ${info.reason}`);
     safeEmit(this, this.#log, 'lost', { deliberate, reason: info.reason });
   }
 
-  #onDead(info: DeathInfo): void {
-    this.#disarmDetector();
-    safeEmit(this, this.#log, 'dead', info);
-    // Heartbeat timeout with the socket still open (stopped process, dead host): stop listening to it.
-    const link = this.#link;
-    if (link) {
-      this.#link = null;
-      link.close(`primary declared dead (${info.reason})`, { announce: false });
-      this.#setState('lost', `primary dead: ${info.reason}`);
-      safeEmit(this, this.#log, 'lost', { deliberate: false, reason: `primary dead: ${info.reason}` });
-    }
-  }
-
   #restartConnecting(reason: string): void {
-    this.#disarmDetector();
-    this.detector.reset();
     this.#primary = null;
     this.#setState('connecting', reason);
     this.#scheduleRetry(reason);
@@ -410,44 +370,6 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
       this.#connect();
     }, delay);
     this.#retryTimer.unref();
-  }
-
-  #heartbeat(at: number): void {
-    this.detector.heartbeat(at);
-    this.#armDetector();
-  }
-
-  /** Keeps one timer armed for the detector's next deadline. */
-  #armDetector(): void {
-    const at = this.detector.nextCheckAt();
-    if (at === null) {
-      this.#disarmDetector();
-      return;
-    }
-    if (this.#detectorTimer && this.#detectorDueAt <= at) return;
-    this.#disarmDetector();
-    // Capped: Node turns delays beyond 2^31-1 ms into 1 ms (a detector configured "off" would spin).
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(at - this.#clock())));
-    this.#detectorDueAt = Math.min(at, this.#clock() + delay);
-    this.#detectorTimer = setTimeout(() => {
-      this.#detectorTimer = null;
-      this.#detectorDueAt = Infinity;
-      // Timers run before the poll phase: if our own loop was stalled, heartbeats may be waiting
-      // in the socket. Judge only after they are read (setImmediate runs after poll).
-      setImmediate(() => {
-        this.detector.tick(this.#clock());
-        this.#armDetector();
-      });
-    }, delay);
-    // With the channel open the socket keeps the process alive; a pending verdict after the
-    // channel closed must run even if nothing else is left.
-    if (this.detector.suspicion !== 'channel-closed') this.#detectorTimer.unref();
-  }
-
-  #disarmDetector(): void {
-    if (this.#detectorTimer) clearTimeout(this.#detectorTimer);
-    this.#detectorTimer = null;
-    this.#detectorDueAt = Infinity;
   }
 
   #setState(to: ReplicationClientState, cause: string): void {
