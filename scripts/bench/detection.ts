@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
+import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { FailureDetector } from '../../mcu/src/detection/failure-detector.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { FixtureProcess } from '../common/child-process.ts';

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, type LogContext, type Logger } from '../core/logger.ts';
-import { preciseNow, safeEmit } from '../replication/replication-link.ts';
+import { preciseNow } from '../core/clock.ts';
+import { safeEmit } from '../core/events.ts';
 
 /**
  * Decides whether the primary is dead, from two inputs: heartbeats (any verified frame) and the

@@ -21,7 +21,8 @@ import {
   type TcpInfo,
 } from '../../../../native/src/index.ts';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { preciseNow, safeEmit } from '../../replication/replication-link.ts';
+import { preciseNow } from '../../core/clock.ts';
+import { safeEmit } from '../../core/events.ts';
 import { TransportAcceptorStateError } from '../errors.ts';
 import type { TransportRecord } from './transport-record.ts';
 
