@@ -31,7 +31,7 @@ export class SessionRecordInvalidError extends TakeoverError {
 /** The installed socket.io / engine.io / ws is not the version whose internals this code was tested against. */
 export class UnsupportedVersionError extends TakeoverError {
   constructor(detail: string) {
-    super('TAKEOVER_UNSUPPORTED_VERSION', `connection takeover relies on internals of pinned versions: ${detail}; re-run test/integration/session-reattach.test.ts and update the pins in mcu/src/takeover/internals.ts`);
+    super('TAKEOVER_UNSUPPORTED_VERSION', `connection takeover relies on internals of pinned versions: ${detail}; re-run test/integration/session-reattach.test.ts and update the pins in mcu/src/takeover/session/internals.ts`);
   }
 }
 
@@ -78,7 +78,7 @@ export class CheckpointTimeoutError extends TakeoverError {
 /** The socket.io server is not set up for takeover; the message says which option to change. */
 export class ServerMisconfiguredError extends TakeoverError {
   constructor(detail: string) {
-    super('TAKEOVER_SERVER_MISCONFIGURED', `socket.io server not set up for connection takeover: ${detail} (see takeoverServerOptions() in mcu/src/takeover/takeover-adapter.ts)`);
+    super('TAKEOVER_SERVER_MISCONFIGURED', `socket.io server not set up for connection takeover: ${detail} (see takeoverServerOptions() in mcu/src/takeover/session/takeover-adapter.ts)`);
   }
 }
 
