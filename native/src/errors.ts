@@ -1,20 +1,15 @@
-/**
- * Every error the native takeover helpers report, with a stable code and a
- * message that says what to do.
- */
-export type NativeErrorCode =
-  | 'NATIVE_ADDON_UNAVAILABLE'
-  | 'NATIVE_SYSCALL_FAILED'
-  | 'NATIVE_INVALID_ARGUMENT'
-  | 'NATIVE_SEQUENCE_UNSTABLE'
-  | 'NATIVE_NO_FD';
+import { McuError, type ErrorCodeOf } from '../../mcu/src/core/errors.ts';
 
-export class NativeError extends Error {
-  readonly code: NativeErrorCode;
+/**
+ * Every error the native takeover helpers report, with a stable code (registered in
+ * `ERROR_CODES`, mcu/src/core/errors.ts) and a message that says what to do.
+ */
+export type NativeErrorCode = ErrorCodeOf<'native'>;
+
+export class NativeError extends McuError {
+  declare readonly code: NativeErrorCode;
   constructor(code: NativeErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
+    super(code, message, options);
   }
 }
 

@@ -17,7 +17,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
+import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { failureDetectorSettings } from '../../mcu/src/detection/failure-detector.ts';
 import { HeartbeatMonitor } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';

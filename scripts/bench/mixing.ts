@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { MixerStats } from '../../mcu/src/media/room-mixer.ts';
-import { projectRoot, startNode, type StartedProcess } from '../common/processes.ts';
+import { projectRoot, startNode, type ManagedProcess } from '../common/processes.ts';
 import type { MixerProbeReport } from './mixing-mcu.ts';
 import type { LoadReply, PeerReport, PeerSpec } from './mixing-peers.ts';
 
@@ -171,7 +171,7 @@ async function waitForQuiet(ours: number[], maxPct: number, maxWaitS: number): P
 // ---- the processes -----------------------------------------------------------------------
 
 interface BenchMcu {
-  process: StartedProcess;
+  process: ManagedProcess;
   url: string;
   stop(): Promise<void>;
 }
@@ -193,11 +193,7 @@ async function startBenchMcu(maxPeers: number): Promise<BenchMcu> {
       process: proc,
       url: `http://127.0.0.1:${Number(listening.port)}`,
       async stop() {
-        if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-        proc.child.kill('SIGTERM');
-        const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-        await proc.exited;
-        clearTimeout(timer);
+        await proc.close();
       },
     };
   } catch (err) {

@@ -20,7 +20,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
-import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
+import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { FixtureProcess } from '../common/child-process.ts';
 import { summarize, type Summary } from './common/stats.ts';
 

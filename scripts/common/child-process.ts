@@ -1,6 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from './processes.ts';
+import { ManagedProcess, projectRoot, spawnChild } from '../../mcu/src/core/child-process.ts';
 
 /** A message a fixture process sends over IPC: always an object with a string `type`. */
 export interface FixtureMessage {
@@ -12,25 +11,13 @@ export interface FixtureMessage {
  * A fixture script running in its own Node process (with tsx), talking over IPC. Used to
  * kill a real primary or standby with real signals.
  */
-export class FixtureProcess {
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+export class FixtureProcess extends ManagedProcess {
   readonly #inbox: FixtureMessage[] = [];
   readonly #waiters = new Set<{ type: string; resolve: (m: FixtureMessage) => void }>();
-  #stderr = '';
 
   /** `script`: a path from the project root, e.g. `scripts/fixtures/replication-primary.ts`. */
   constructor(script: string, env: Record<string, string>) {
-    const path = join(projectRoot, script);
-    this.child = spawn(process.execPath, ['--import', 'tsx', path], {
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-      env: { ...process.env, ...env },
-    });
-    this.child.stderr?.setEncoding('utf8');
-    this.child.stderr?.on('data', (s: string) => {
-      // Keep the tail only: shown when a test fails.
-      this.#stderr = (this.#stderr + s).slice(-8000);
-    });
+    super(spawnChild(process.execPath, ['--import', 'tsx', join(projectRoot, script)], { env, stdout: 'inherit', ipc: true }), { label: `fixture ${script}` });
     this.child.on('message', (m: unknown) => {
       if (typeof m !== 'object' || m === null || typeof (m as { type?: unknown }).type !== 'string') return;
       const msg = m as FixtureMessage;
@@ -43,15 +30,6 @@ export class FixtureProcess {
       }
       this.#inbox.push(msg);
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get stderrTail(): string {
-    return this.#stderr;
   }
 
   send(msg: Record<string, unknown>): void {
@@ -72,20 +50,14 @@ export class FixtureProcess {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
-        reject(new Error(`fixture pid ${this.pid}: no "${type}" message within ${timeoutMs} ms\n${this.#stderr}`));
+        reject(new Error(`fixture pid ${this.pid}: no "${type}" message within ${timeoutMs} ms\n${this.stderrTail}`));
       }, timeoutMs);
       this.#waiters.add(waiter);
-      this.child.once('exit', () => {
+      void this.exited.then(() => {
         if (!this.#waiters.delete(waiter)) return;
         clearTimeout(timer);
-        reject(new Error(`fixture pid ${this.pid} exited before sending "${type}"\n${this.#stderr}`));
+        reject(new Error(`fixture pid ${this.pid} exited before sending "${type}"\n${this.stderrTail}`));
       });
     });
-  }
-
-  /** Kills (SIGKILL by default) and waits for the exit; no-op if it already exited. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    await this.exited;
   }
 }

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { computeClientIsn, computeServerIsn, getMark, nativeAddonAvailable, readSequenceNumbers, socketFd } from '../../native/src/index.ts';
-import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
+import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport/transport-acceptor.ts';
 import { TRANSPORTS_EXTRA_KEY, type TransportBlob } from '../../mcu/src/takeover/transport/output-commit.ts';
 import type { TransportRecord } from '../../mcu/src/takeover/transport/transport-record.ts';

@@ -5,7 +5,7 @@ import { afterEach, describe, it } from 'node:test';
 import { ReplicationAuthError, ReplicationClosedError, ReplicationMalformedError, StaleEpochError } from '../../mcu/src/core/errors.ts';
 import { FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
 import type { PrimaryMessage, StandbyMessage } from '../../mcu/src/wire/messages.ts';
-import { preciseNow } from '../../mcu/src/replication/replication-link.ts';
+import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { ReplicationServer } from '../../mcu/src/replication/replication-server.ts';
 import { SessionState, type SessionSnapshot } from '../../mcu/src/conference/session-state.ts';
 import { canonicalSnapshot } from '../../mcu/src/replication/checkpoint-store.ts';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seqAdd, seqDiff, TcpFlag } from '../../native/src/index.ts';
 import { ConnectionTracker, connectionKey, recordConnectionKey, type TrackedConnection, type UnsafeReason } from '../../mcu/src/takeover/transport/connection-tracker.ts';
-import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError } from '../../mcu/src/takeover/standby-errors.ts';
+import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError } from '../../mcu/src/takeover/errors.ts';
 import { OutputLog } from '../../mcu/src/takeover/transport/output-log.ts';
 import { planRepair, type RepairPlan } from '../../mcu/src/takeover/transport/repair-plan.ts';
 import { SequenceSpace, wrapSeq } from '../../mcu/src/takeover/transport/sequence-space.ts';

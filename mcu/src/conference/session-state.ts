@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { McuError } from '../core/errors.ts';
 
 /**
  * The session state of an MCU: everything a standby needs to rebuild the calls.
@@ -48,8 +49,11 @@ export type SessionDelta =
   | { op: 'participant-updated'; id: string; changes: ParticipantChanges }
   | { op: 'participant-left'; id: string };
 
-export class SessionStateError extends Error {
-  override name = 'SessionStateError';
+/** A delta that does not fit the state (a room or participant that exists, or does not): the copies diverged. */
+export class SessionStateError extends McuError {
+  constructor(message: string) {
+    super('SESSION_STATE_CONFLICT', message);
+  }
 }
 
 type SessionStateEvents = { delta: [SessionDelta] };

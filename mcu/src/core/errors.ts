@@ -1,25 +1,89 @@
 /**
- * Every error the MCU reports, with a stable code and a message a user can act on.
- * Signaling errors travel to the client as `{ code, message }`.
+ * Every error of the project (MCU, standby, supervisor, native helpers, lab) has a class
+ * under `McuError`, a stable code from `ERROR_CODES` and a message a user can act on.
+ * Signaling refusals travel to the client as `{ code, message }`.
  */
-export type ErrorCode =
-  | 'INVALID_MESSAGE'
-  | 'MESSAGE_TOO_LARGE'
-  | 'NOT_JOINED'
-  | 'ALREADY_JOINED'
-  | 'ROOM_FULL'
-  | 'TOO_MANY_ROOMS'
-  | 'UNKNOWN_ROOM'
-  | 'UNKNOWN_PARTICIPANT'
-  | 'RESUME_REJECTED'
-  | 'NEGOTIATION_FAILED'
-  | 'NOT_PRIMARY'
-  | 'REPLICATION_AUTH_FAILED'
-  | 'REPLICATION_STALE_EPOCH'
-  | 'REPLICATION_MALFORMED'
-  | 'REPLICATION_CLOSED'
-  | 'CONFIG_INVALID'
-  | 'INTERNAL';
+
+/**
+ * The one registry of stable error codes, each with the area that raises it. Codes are API
+ * (tests, logs and clients match on them): add codes, never rename one.
+ */
+export const ERROR_CODES = {
+  // Refusals of a signaling request (mcu/src/signaling, conference).
+  INVALID_MESSAGE: 'signaling',
+  MESSAGE_TOO_LARGE: 'signaling',
+  NOT_JOINED: 'signaling',
+  ALREADY_JOINED: 'signaling',
+  ROOM_FULL: 'signaling',
+  TOO_MANY_ROOMS: 'signaling',
+  UNKNOWN_ROOM: 'signaling',
+  UNKNOWN_PARTICIPANT: 'signaling',
+  RESUME_REJECTED: 'signaling',
+  NEGOTIATION_FAILED: 'signaling',
+  NOT_PRIMARY: 'signaling',
+  // The replication channel (mcu/src/replication, mcu/src/wire).
+  REPLICATION_AUTH_FAILED: 'replication',
+  REPLICATION_STALE_EPOCH: 'replication',
+  REPLICATION_MALFORMED: 'replication',
+  REPLICATION_CLOSED: 'replication',
+  CONFIG_INVALID: 'config',
+  INTERNAL: 'internal',
+  // The replicated session state (mcu/src/conference/session-state.ts).
+  SESSION_STATE_CONFLICT: 'session-state',
+  // Session takeover and fencing (mcu/src/takeover/errors.ts: TakeoverError).
+  TAKEOVER_RECORD_INVALID: 'takeover',
+  TAKEOVER_UNSUPPORTED_VERSION: 'takeover',
+  TAKEOVER_UNKNOWN_CONNECTION: 'takeover',
+  TAKEOVER_NOT_RECORDABLE: 'takeover',
+  TAKEOVER_NOT_QUIESCENT: 'takeover',
+  TAKEOVER_CHECKPOINT_TIMEOUT: 'takeover',
+  TAKEOVER_SERVER_MISCONFIGURED: 'takeover',
+  TAKEOVER_SETTINGS_MISMATCH: 'takeover',
+  TAKEOVER_SESSION_IN_USE: 'takeover',
+  TAKEOVER_UNKNOWN_NAMESPACE: 'takeover',
+  TAKEOVER_SOCKET_UNUSABLE: 'takeover',
+  TAKEOVER_INPUT_MISMATCH: 'takeover',
+  TAKEOVER_UNEXPECTED_OUTPUT: 'takeover',
+  TAKEOVER_NAMESPACE_NOT_RESTORED: 'takeover',
+  TAKEOVER_CONNECTION_LOST: 'takeover',
+  TAKEOVER_TIMEOUT: 'takeover',
+  TAKEOVER_INTERNAL: 'takeover',
+  TAKEOVER_FENCED: 'takeover',
+  TAKEOVER_FENCE_ACTION_FAILED: 'takeover',
+  // Transport (TCP) takeover (mcu/src/takeover/errors.ts: StandbyTakeoverError).
+  OUTPUT_LOG_GAP: 'transport',
+  OUTPUT_LOG_CONFLICT: 'transport',
+  OUTPUT_LOG_WRONG_CONNECTION: 'transport',
+  OUTPUT_LOG_RANGE: 'transport',
+  OUTPUT_CHUNK_INVALID: 'transport',
+  TRACKER_INVALID_ARGUMENT: 'transport',
+  TRANSPORT_BLOB_INVALID: 'transport',
+  TRANSPORT_ACCEPTOR_STATE: 'transport',
+  // The native addon (native/src/errors.ts: NativeError).
+  NATIVE_ADDON_UNAVAILABLE: 'native',
+  NATIVE_SYSCALL_FAILED: 'native',
+  NATIVE_INVALID_ARGUMENT: 'native',
+  NATIVE_SEQUENCE_UNSTABLE: 'native',
+  NATIVE_NO_FD: 'native',
+  // Child processes and their supervisor (mcu/src/core/child-process.ts, standby/src/supervisor).
+  PROCESS_START_FAILED: 'process',
+  PROCESS_EXITED: 'process',
+  PROCESS_TIMEOUT: 'process',
+  SUPERVISOR_CLOSED: 'process',
+  // The network-namespace lab (scripts/lab).
+  LAB_UNSUPPORTED: 'lab',
+  LAB_COMMAND_FAILED: 'lab',
+  LAB_STATE: 'lab',
+  LAB_VIP: 'lab',
+  LAB_NOT_IN_LAB: 'lab',
+  LAB_NO_STATE_FILE: 'lab',
+  LAB_PROCESS_TIMEOUT: 'lab',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export type ErrorArea = (typeof ERROR_CODES)[ErrorCode];
+/** The codes of one area, e.g. `ErrorCodeOf<'takeover'>`. */
+export type ErrorCodeOf<A extends ErrorArea> = { [C in ErrorCode]: (typeof ERROR_CODES)[C] extends A ? C : never }[ErrorCode];
 
 export class McuError extends Error {
   readonly code: ErrorCode;
@@ -94,9 +158,17 @@ export class ConfigError extends McuError {
   }
 }
 
+/** Areas whose errors a client may be told as they are; the others are internals (takeover, native, processes). */
+const CLIENT_FACING_AREAS: ReadonlySet<ErrorArea> = new Set<ErrorArea>(['signaling', 'replication', 'config', 'internal']);
+
+/** True for an error a signaling client may see with its code and message. */
+export function isClientFacing(err: unknown): err is McuError {
+  return err instanceof McuError && CLIENT_FACING_AREAS.has(ERROR_CODES[err.code]);
+}
+
 /** Turns anything thrown into something safe to send to a client (internal details stay in the log). */
 export function toWireError(err: unknown): { code: ErrorCode; message: string } {
-  if (err instanceof McuError) return err.toJSON();
+  if (isClientFacing(err)) return err.toJSON();
   return { code: 'INTERNAL', message: 'internal error: the MCU logged the details' };
 }
 
@@ -122,5 +194,24 @@ export class ReplicationMalformedError extends McuError {
 export class ReplicationClosedError extends McuError {
   constructor(reason: string) {
     super('REPLICATION_CLOSED', `replication channel closed: ${reason}`);
+  }
+}
+
+/** A child process could not be started (the executable is missing, or the system refused). */
+export class ProcessStartError extends McuError {
+  constructor(label: string, detail: string, options?: { cause?: unknown }) {
+    super('PROCESS_START_FAILED', `${label} did not start: ${detail}`, options);
+  }
+}
+/** A child process ended before it printed what its owner waited for; the message ends with its stderr tail. */
+export class ProcessExitedError extends McuError {
+  constructor(label: string, exit: { code: number | null; signal: string | null }, stderrTail: string) {
+    super('PROCESS_EXITED', `${label} exited (code ${exit.code}, signal ${exit.signal}) before the expected event; stderr tail:\n${stderrTail}`);
+  }
+}
+/** A child process did not print what its owner waited for in time; the message ends with its stderr tail. */
+export class ProcessTimeoutError extends McuError {
+  constructor(label: string, pid: number, timeoutMs: number, stderrTail: string) {
+    super('PROCESS_TIMEOUT', `${label} (pid ${pid}) did not print the expected event within ${timeoutMs} ms; stderr tail:\n${stderrTail}`);
   }
 }

@@ -4,7 +4,9 @@ import { McuError, ReplicationClosedError, ReplicationMalformedError } from '../
 import { createLogger, type Logger } from '../core/logger.ts';
 import type { Secret } from '../wire/frame-codec.ts';
 import { parsePrimaryMessage, type PrimaryMessage, type StandbyMessage } from '../wire/messages.ts';
-import { ReplicationLink, preciseNow, safeEmit, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
+import { ReplicationLink, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
+import { preciseNow } from '../core/clock.ts';
+import { safeEmit } from '../core/events.ts';
 import { SessionStateError } from '../conference/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
 

@@ -7,6 +7,8 @@ import {
   ReplicationMalformedError,
   StaleEpochError,
 } from '../core/errors.ts';
+import { preciseNow } from '../core/clock.ts';
+import { safeEmit } from '../core/events.ts';
 import { createLogger, type LogContext, type Logger } from '../core/logger.ts';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameType, encodeFrame, type Frame, type Secret } from '../wire/frame-codec.ts';
 import {
@@ -18,25 +20,6 @@ import {
   type ReplicationMessage,
   type ShutdownMessage,
 } from '../wire/messages.ts';
-
-/** Emits without letting a throwing listener unwind into the caller's state machine. */
-export function safeEmit<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(
-  emitter: EventEmitter<T>,
-  log: Logger,
-  event: K,
-  ...args: T[K]
-): void {
-  try {
-    (emitter as unknown as EventEmitter).emit(event, ...args);
-  } catch (err) {
-    log.error(`listener of "${event}" threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  }
-}
-
-/** Wall clock in epoch milliseconds with sub-millisecond resolution (comparable across processes). */
-export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 export interface FrameMeta {
   /** Message type of a JSON frame, or 'binary'. */

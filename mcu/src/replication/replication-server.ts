@@ -5,7 +5,9 @@ import { createLogger, type Logger } from '../core/logger.ts';
 import type { SessionDelta, SessionState } from '../conference/session-state.ts';
 import type { Secret } from '../wire/frame-codec.ts';
 import { parseStandbyMessage, type PrimaryMessage, type StandbyHelloMessage, type StandbyMessage } from '../wire/messages.ts';
-import { ReplicationLink, preciseNow, safeEmit, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
+import { ReplicationLink, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
+import { preciseNow } from '../core/clock.ts';
+import { safeEmit } from '../core/events.ts';
 
 export type ReplicationServerState = 'idle' | 'listening' | 'closing' | 'closed';
 /** `shutdown`: the standby (or we) stopped on purpose; `died`: it crashed, went silent or broke the protocol. */

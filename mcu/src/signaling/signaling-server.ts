@@ -2,7 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Conference } from '../conference/conference.ts';
 import type { McuConfig } from '../core/config.ts';
-import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, toWireError } from '../core/errors.ts';
+import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, isClientFacing, toWireError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { checkMessageSize, validate } from './validation.ts';
@@ -144,7 +144,7 @@ export class SignalingServer {
       if (result.afterAck) await result.afterAck();
     } catch (err) {
       const wire = toWireError(err);
-      if (err instanceof McuError) this.#log.info('signaling request refused', { socket: socket.id, event, code: wire.code, reason: wire.message });
+      if (isClientFacing(err)) this.#log.info('signaling request refused', { socket: socket.id, event, code: wire.code, reason: wire.message });
       else this.#log.error('signaling handler failed', { socket: socket.id, event, error: (err as Error)?.stack ?? String(err) });
       ack?.({ ok: false, error: wire });
       if (socket.connected) socket.emit('signaling-error', { ...wire, event });

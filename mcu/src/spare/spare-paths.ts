@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../core/logger.ts';
 import { filterCandidates, withVideoStartBitrate } from '../media/media-session.ts';
 import { RTCPeerConnection } from '../media/wrtc.ts';
 import { scanRealtimeThreadsSoon } from '../core/realtime.ts';
-import { safeEmit } from '../replication/replication-link.ts';
+import { safeEmit } from '../core/events.ts';
 import type { NegotiatedMedia } from '../conference/session-state.ts';
 import { parseSpare, SPARE_BLOB, type SpareHandoff, type SparePathState } from '../wire/spare-wire.ts';
 import type { ReplicationClient } from '../replication/replication-client.ts';

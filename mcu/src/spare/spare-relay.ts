@@ -3,7 +3,7 @@ import type { Conference } from '../conference/conference.ts';
 import { McuError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ReplicationServer, StandbyInfo } from '../replication/replication-server.ts';
-import { safeEmit } from '../replication/replication-link.ts';
+import { safeEmit } from '../core/events.ts';
 import type { SignalingIo } from '../signaling/signaling-server.ts';
 import { validate } from '../signaling/validation.ts';
 import { parseSpare, SPARE_BLOB, type SparePathState, type SpareOfferBlob } from '../wire/spare-wire.ts';

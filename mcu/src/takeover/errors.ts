@@ -1,41 +1,21 @@
-/**
- * Every way recording or re-attaching a signaling session can fail, each with a stable
- * code. A failed re-attachment leaves the socket to the caller, who closes it so the
- * client falls back to reconnecting (degraded mode).
- *
- * These codes belong in the `ErrorCode` union of `mcu/src/core/errors.ts`; until they move
- * there the base class mirrors `McuError` (code, name, `toJSON`).
- */
-export type TakeoverErrorCode =
-  | 'TAKEOVER_RECORD_INVALID'
-  | 'TAKEOVER_UNSUPPORTED_VERSION'
-  | 'TAKEOVER_UNKNOWN_CONNECTION'
-  | 'TAKEOVER_NOT_RECORDABLE'
-  | 'TAKEOVER_NOT_QUIESCENT'
-  | 'TAKEOVER_CHECKPOINT_TIMEOUT'
-  | 'TAKEOVER_SERVER_MISCONFIGURED'
-  | 'TAKEOVER_SETTINGS_MISMATCH'
-  | 'TAKEOVER_SESSION_IN_USE'
-  | 'TAKEOVER_UNKNOWN_NAMESPACE'
-  | 'TAKEOVER_SOCKET_UNUSABLE'
-  | 'TAKEOVER_INPUT_MISMATCH'
-  | 'TAKEOVER_UNEXPECTED_OUTPUT'
-  | 'TAKEOVER_NAMESPACE_NOT_RESTORED'
-  | 'TAKEOVER_CONNECTION_LOST'
-  | 'TAKEOVER_TIMEOUT'
-  | 'TAKEOVER_INTERNAL'
-  | 'TAKEOVER_FENCED'
-  | 'TAKEOVER_FENCE_ACTION_FAILED';
+import { McuError, type ErrorCodeOf } from '../core/errors.ts';
 
-export class TakeoverError extends Error {
-  readonly code: TakeoverErrorCode;
+/**
+ * Every way taking over a client connection can fail, each with a stable code (registered in
+ * `ERROR_CODES`, mcu/src/core/errors.ts). Two families:
+ * - `TakeoverError`: recording or re-attaching a signaling session, and fencing. A failed
+ *   re-attachment leaves the socket to the caller, who closes it so the client falls back to
+ *   reconnecting (degraded mode).
+ * - `StandbyTakeoverError` and the transport classes below: the TCP layer (capture tracking,
+ *   output log, output commit, acceptor). An unsafe rebuild is not an error: planRepair()
+ *   returns it as a value with a reason, so the caller decides (degraded reconnect).
+ */
+export type TakeoverErrorCode = ErrorCodeOf<'takeover'>;
+
+export class TakeoverError extends McuError {
+  declare readonly code: TakeoverErrorCode;
   constructor(code: TakeoverErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
-  }
-  toJSON(): { code: TakeoverErrorCode; message: string } {
-    return { code: this.code, message: this.message };
+    super(code, message, options);
   }
 }
 
@@ -51,7 +31,7 @@ export class SessionRecordInvalidError extends TakeoverError {
 /** The installed socket.io / engine.io / ws is not the version whose internals this code was tested against. */
 export class UnsupportedVersionError extends TakeoverError {
   constructor(detail: string) {
-    super('TAKEOVER_UNSUPPORTED_VERSION', `connection takeover relies on internals of pinned versions: ${detail}; re-run test/integration/session-reattach.test.ts and update the pins in mcu/src/takeover/internals.ts`);
+    super('TAKEOVER_UNSUPPORTED_VERSION', `connection takeover relies on internals of pinned versions: ${detail}; re-run test/integration/session-reattach.test.ts and update the pins in mcu/src/takeover/session/internals.ts`);
   }
 }
 
@@ -98,7 +78,7 @@ export class CheckpointTimeoutError extends TakeoverError {
 /** The socket.io server is not set up for takeover; the message says which option to change. */
 export class ServerMisconfiguredError extends TakeoverError {
   constructor(detail: string) {
-    super('TAKEOVER_SERVER_MISCONFIGURED', `socket.io server not set up for connection takeover: ${detail} (see takeoverServerOptions() in mcu/src/takeover/takeover-adapter.ts)`);
+    super('TAKEOVER_SERVER_MISCONFIGURED', `socket.io server not set up for connection takeover: ${detail} (see takeoverServerOptions() in mcu/src/takeover/session/takeover-adapter.ts)`);
   }
 }
 
@@ -185,5 +165,74 @@ export class PrimaryFencedError extends TakeoverError {
 export class FenceActionError extends TakeoverError {
   constructor(detail: string) {
     super('TAKEOVER_FENCE_ACTION_FAILED', `fencing step failed: ${detail}`);
+  }
+}
+
+// ---- transport (TCP) takeover -------------------------------------------------------------
+
+export type StandbyTakeoverErrorCode = ErrorCodeOf<'transport'>;
+
+/** Errors of the standby's connection tracking and output log. */
+export class StandbyTakeoverError extends McuError {
+  declare readonly code: StandbyTakeoverErrorCode;
+  constructor(code: StandbyTakeoverErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** A chunk starts after the log's end: replication lost bytes (output commit is broken for this connection). */
+export class OutputLogGapError extends StandbyTakeoverError {
+  constructor(connId: string, end: number, offset: number) {
+    super(
+      'OUTPUT_LOG_GAP',
+      `output log of ${connId} ends at ${end} but the next chunk starts at ${offset}: ${offset - end} bytes were never replicated; this connection can no longer be taken over (let it reconnect)`,
+    );
+  }
+}
+
+/** A chunk overlaps bytes already logged with different content: two writers, or a corrupted frame. */
+export class OutputLogConflictError extends StandbyTakeoverError {
+  constructor(connId: string, offset: number) {
+    super('OUTPUT_LOG_CONFLICT', `output log of ${connId}: a chunk rewrites byte ${offset} with different content (two primaries, or a corrupted replication frame)`);
+  }
+}
+
+export class OutputLogWrongConnectionError extends StandbyTakeoverError {
+  constructor(expected: string, got: string) {
+    super('OUTPUT_LOG_WRONG_CONNECTION', `output-log chunk of connection ${got} given to the log of ${expected}: route chunks by connId`);
+  }
+}
+
+/** A read outside what the log holds (below its prune point, or beyond its end). */
+export class OutputLogRangeError extends StandbyTakeoverError {
+  constructor(connId: string, from: number, to: number, start: number, end: number) {
+    super('OUTPUT_LOG_RANGE', `output log of ${connId} holds [${start}, ${end}), not [${from}, ${to}): it was pruned beyond the client's ACK, or read past its end`);
+  }
+}
+
+export class TrackerInvalidArgumentError extends StandbyTakeoverError {
+  constructor(message: string) {
+    super('TRACKER_INVALID_ARGUMENT', message);
+  }
+}
+
+/** An output-log replication frame that does not decode. */
+export class OutputChunkError extends McuError {
+  constructor(message: string) {
+    super('OUTPUT_CHUNK_INVALID', message);
+  }
+}
+
+/** A 'transport' replication blob or snapshot extra that does not validate, or names a connection already attached. */
+export class TransportBlobError extends McuError {
+  constructor(message: string) {
+    super('TRANSPORT_BLOB_INVALID', message);
+  }
+}
+
+/** listen() on an acceptor that is not idle, or a connection tracked twice. */
+export class TransportAcceptorStateError extends McuError {
+  constructor(message: string) {
+    super('TRANSPORT_ACCEPTOR_STATE', message);
   }
 }

@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
 import { adoptFd, closeFd, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
-import { safeEmit } from '../replication/replication-link.ts';
+import { safeEmit } from '../core/events.ts';
 import { closeUnattachedSocket, reattach } from './session/session-reattacher.ts';
 import { parseSessionRecord, type SessionRecord } from './session/session-record.ts';
 import { SESSION_BLOB_KIND, SESSIONS_EXTRA_KEY } from './primary.ts';

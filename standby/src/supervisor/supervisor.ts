@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createLogger } from '../../../mcu/src/core/logger.ts';
-import { startNode, type StartedProcess } from './managed-process.ts';
+import { startNode, type ManagedProcess } from '../../../mcu/src/core/child-process.ts';
+import { McuError } from '../../../mcu/src/core/errors.ts';
 import { FENCED_EXIT_CODE } from '../../../mcu/src/takeover/fencing/fencing.ts';
 
 export interface SupervisorOptions {
@@ -19,7 +20,7 @@ export interface SupervisorOptions {
 }
 
 export interface ManagedMcu {
-  process: StartedProcess;
+  process: ManagedProcess;
   pid: number;
   role: 'primary' | 'standby';
   epoch: number;
@@ -34,6 +35,13 @@ export type SupervisorEvents = {
   'process-exited': [{ pid: number; role: string; code: number | null; signal: NodeJS.Signals | null }];
 };
 
+/** A process was to be started after close(): a promotion or a restart racing the shutdown. */
+export class SupervisorClosedError extends McuError {
+  constructor(entry: string) {
+    super('SUPERVISOR_CLOSED', `the supervisor is closed: ${entry} not started`);
+  }
+}
+
 /**
  * Keeps a primary protected: starts the primary and a hot standby, and after every
  * promotion starts a new standby that syncs from the new primary (re-protection),
@@ -46,7 +54,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #standby: ManagedMcu | null = null;
   #closed = false;
   /** Every process started and not yet exited: close() stops them all, even one still starting. */
-  readonly #children = new Set<StartedProcess>();
+  readonly #children = new Set<ManagedProcess>();
   #failovers = 0;
 
   constructor(opts: SupervisorOptions) {
@@ -83,8 +91,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     };
   }
 
-  #spawn(entry: string, env: Record<string, string>, prefix: string): StartedProcess {
-    if (this.#closed) throw new Error('the supervisor is closed');
+  #spawn(entry: string, env: Record<string, string>, prefix: string): ManagedProcess {
+    if (this.#closed) throw new SupervisorClosedError(entry);
     const proc = startNode(entry, env, [], { echoStderr: this.#opts.echoLogs ? prefix : undefined });
     this.#children.add(proc);
     void proc.exited.then(() => this.#children.delete(proc));
@@ -181,11 +189,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const stop = async (proc: StartedProcess): Promise<void> => {
-      const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-      await proc.kill('SIGTERM');
-      clearTimeout(timer);
-    };
+    // SIGTERM, then SIGKILL after 5 s.
+    const stop = (proc: ManagedProcess): Promise<unknown> => proc.close();
     // Standbys first (also one still starting), so none mistakes the primary's stop for a crash.
     const primary = this.#primary?.process;
     await Promise.all([...this.#children].filter((p) => p !== primary).map(stop));

@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { safeEmit } from '../../replication/replication-link.ts';
+import { safeEmit } from '../../core/events.ts';
 import { ConnectionTap, type AdoptionBases, type HeartbeatTimeline } from './connection-tap.ts';
 import {
   CheckpointTimeoutError,

@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import type { PacketCapture, TcpOptions, TcpSegment } from '../../../../native/src/index.ts';
 import { seqAdd, seqDiff, TcpFlag } from '../../../../native/src/index.ts';
 import type { TransportRecord } from './transport-record.ts';
-import { TrackerInvalidArgumentError } from '../standby-errors.ts';
+import { TrackerInvalidArgumentError } from '../errors.ts';
 import { SequenceSpace } from './sequence-space.ts';
 
 export interface Endpoint {

@@ -38,8 +38,10 @@ import { EventEmitter } from 'node:events';
 import net, { type Socket } from 'node:net';
 import { z } from 'zod';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { preciseNow, safeEmit } from '../../replication/replication-link.ts';
+import { preciseNow } from '../../core/clock.ts';
+import { safeEmit } from '../../core/events.ts';
 import type { ReplicationServer, ReplicationServerEvents } from '../../replication/replication-server.ts';
+import { TransportBlobError } from '../errors.ts';
 import { encodeOutputChunk, type TransportRecord } from './transport-record.ts';
 
 /** Blob kind of every TransportBlob. */
@@ -81,10 +83,6 @@ export interface TransportSnapshotEntry {
 export interface TransportsExtra {
   version: 1;
   connections: TransportSnapshotEntry[];
-}
-
-export class TransportBlobError extends Error {
-  override name = 'TransportBlobError';
 }
 
 const offsetSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);

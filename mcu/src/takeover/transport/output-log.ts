@@ -6,7 +6,7 @@
  * last ACK on: what the old socket had in flight, and what it never sent.
  */
 import type { OutputLogChunk } from './transport-record.ts';
-import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError, TrackerInvalidArgumentError } from '../standby-errors.ts';
+import { OutputLogConflictError, OutputLogGapError, OutputLogRangeError, OutputLogWrongConnectionError, TrackerInvalidArgumentError } from '../errors.ts';
 
 interface Piece {
   offset: number;

@@ -21,7 +21,9 @@ import {
   type TcpInfo,
 } from '../../../../native/src/index.ts';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { preciseNow, safeEmit } from '../../replication/replication-link.ts';
+import { preciseNow } from '../../core/clock.ts';
+import { safeEmit } from '../../core/events.ts';
+import { TransportAcceptorStateError } from '../errors.ts';
 import type { TransportRecord } from './transport-record.ts';
 
 /** The mark the lab's nftables rule lets through (scripts/lab/README.md). */
@@ -108,12 +110,6 @@ interface Tracked {
   mode: TransportMode;
   closedBy: DeliberateClose | null;
   marked: boolean;
-}
-
-/** listen() on an acceptor that is not idle. */
-export class TransportAcceptorStateError extends Error {
-  override name = 'TransportAcceptorStateError';
-  readonly code = 'TRANSPORT_ACCEPTOR_STATE';
 }
 
 /** TCP option bytes a timestamp takes in every segment (10, padded to 12). */

@@ -4,6 +4,8 @@
  * Sequence numbers are unsigned 32-bit; offsets count bytes from the first data byte
  * of each direction (client ISN + 1, server ISN + 1).
  */
+import { OutputChunkError } from '../errors.ts';
+
 export interface TransportRecord {
   /** Primary-assigned id of this connection, also carried by its output-log frames. */
   connId: string;
@@ -40,10 +42,6 @@ export function encodeOutputChunk(chunk: OutputLogChunk): Buffer {
   id.copy(head, 2);
   head.writeDoubleBE(chunk.offset, 2 + id.length);
   return Buffer.concat([head, chunk.data]);
-}
-
-export class OutputChunkError extends Error {
-  override name = 'OutputChunkError';
 }
 
 export function decodeOutputChunk(buf: Buffer): OutputLogChunk {

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { safeEmit } from '../../replication/replication-link.ts';
+import { safeEmit } from '../../core/events.ts';
 import {
   TRANSPORT_BLOB_KIND,
   TRANSPORTS_EXTRA_KEY,
