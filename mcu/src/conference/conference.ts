@@ -12,7 +12,7 @@ import { createLogger } from '../core/logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
 import type { JoinRequest, MediaKind, RosterEntry, ServerOffer, SpareActivated } from '../signaling/protocol.ts';
-import type { SpareHandoff } from '../wire/spare-wire.ts';
+import type { SpareHandoff } from '../spare/spare-paths.ts';
 import type { ParticipantRecord, SessionState } from './session-state.ts';
 
 export type ConferenceEvents = {
