@@ -4,7 +4,7 @@ import { Conference } from './conference/conference.ts';
 import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
-import { McuMetrics } from './http/metrics.ts';
+import { McuMetrics, type McuMetricsSource } from './http/metrics.ts';
 import { sendJson, serveStatic } from './http/http-routes.ts';
 import { SessionState } from './conference/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
@@ -84,7 +84,7 @@ export class Mcu {
   readonly config: McuConfig;
   readonly state: SessionState;
   readonly conference: Conference;
-  readonly metrics = new McuMetrics();
+  readonly metrics = new McuMetrics(this.#metricsSource());
   readonly http: HttpServer;
   readonly signaling: SignalingServer;
   readonly #log = createLogger('mcu');
@@ -290,8 +290,6 @@ export class Mcu {
   /** Records how this MCU became the primary (a promoted standby), for /status, /metrics and the timeline. */
   noteFailover(record: Omit<FailoverRecord, 'promotedAt'>): void {
     this.#lastFailover = { ...record, promotedAt: Date.now() };
-    this.metrics.failovers.inc();
-    if (record.lastHeartbeatAt !== null) this.metrics.detectionMs.set(record.detectedAt - record.lastHeartbeatAt);
   }
 
   get lastFailover(): FailoverRecord | null {
@@ -354,7 +352,6 @@ export class Mcu {
       } else if (path === '/status') {
         sendJson(res, 200, this.status());
       } else if (path === '/metrics') {
-        this.#updateGauges();
         res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
         res.end(await this.metrics.registry.metrics());
       } else if (!(await serveStatic(path, res))) {
@@ -367,28 +364,23 @@ export class Mcu {
     }
   }
 
-  #updateGauges(): void {
-    const status = this.conference.status();
-    this.metrics.rooms.set(status.rooms.length);
-    this.metrics.participants.set(status.participants);
-    let underruns = 0;
-    let frames = 0;
-    for (const room of this.conference.rooms()) {
-      const stats = room.mixer.stats();
-      underruns += stats.inputUnderruns;
-      frames += stats.videoFrames;
-    }
-    this.metrics.mixerAudioUnderruns.set(underruns);
-    this.metrics.mixerVideoFrames.set(frames);
-    this.metrics.epoch.set(this.#epoch);
-    const repl = this.replication?.stats();
-    this.metrics.protectedGauge.set(this.isProtected() ? 1 : 0);
-    if (repl) {
-      this.metrics.replicationLagFrames.set(repl.lagFrames);
-      if (repl.lastAckRttMs !== null) this.metrics.replicationAckRttMs.set(repl.lastAckRttMs);
-      this.metrics.replicationBytes.set(repl.totalBytesSent);
-    }
-    if (this.#lastFailover) this.metrics.promotionMs.set(this.#lastFailover.promotedAt - this.#lastFailover.detectedAt);
+  /** Read at each scrape of /metrics. */
+  #metricsSource(): McuMetricsSource {
+    return {
+      occupancy: () => {
+        const status = this.conference.status();
+        return { rooms: status.rooms.length, participants: status.participants };
+      },
+      mixerTotals: () => this.conference.mixerTotals(),
+      epoch: () => this.#epoch,
+      isProtected: () => this.isProtected(),
+      replication: () => this.replication?.stats() ?? null,
+      failover: () => {
+        const f = this.#lastFailover;
+        return f && { detectionMs: f.lastHeartbeatAt === null ? null : f.detectedAt - f.lastHeartbeatAt, promotionMs: f.promotedAt - f.detectedAt };
+      },
+      signalingRefusals: () => this.signaling.refusals(),
+    };
   }
 
   /** Deliberate, ordered shutdown. Idempotent. */

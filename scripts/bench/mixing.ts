@@ -314,7 +314,7 @@ interface Row {
     audioTicksSkipped: number;
     jitterUnderruns: number;
     jitterUnderrunsPerMemberMin: number;
-    /** Every missed pull, prefill included (what /metrics calls mcu_mixer_input_underruns). */
+    /** Every missed pull, prefill included (what /metrics calls mcu_mixer_input_underruns_total). */
     missedPulls: number;
     jitterDroppedSamples: number;
     compositeFps: number;

@@ -9,7 +9,8 @@
  * Frames: u32 length (of what follows) | u8 type | body.
  */
 import { createInterface } from 'node:readline';
-import { decodeOutputChunk, encodeOutputChunk, type OutputLogChunk, type TransportRecord } from '../../mcu/src/takeover/transport/transport-record.ts';
+import type { OutputLogChunk, TransportRecord } from '../../mcu/src/takeover/transport/transport-record.ts';
+import { decodeOutputChunk, encodeOutputChunk } from '../../mcu/src/wire/index.ts';
 
 export const FrameType = {
   /** JSON TransportRecord, once per connection, before its first chunk. */

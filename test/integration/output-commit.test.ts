@@ -21,9 +21,8 @@ import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { computeClientIsn, computeServerIsn, getMark, nativeAddonAvailable, readSequenceNumbers, socketFd } from '../../native/src/index.ts';
 import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport/transport-acceptor.ts';
-import { TRANSPORTS_EXTRA_KEY, type TransportBlob } from '../../mcu/src/takeover/transport/output-commit.ts';
 import type { TransportRecord } from '../../mcu/src/takeover/transport/transport-record.ts';
-import { encodeOutputChunk } from '../../mcu/src/takeover/transport/transport-record.ts';
+import { SnapshotExtraKey, encodeOutputChunk, type TransportBlob } from '../../mcu/src/wire/index.ts';
 import { TransportStore, type TransportStoreSnapshotEntry } from '../../mcu/src/takeover/transport/transport-store.ts';
 import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
 import { startOutputCommitService, type OutputCommitService } from '../../scripts/fixtures/output-commit-service.ts';
@@ -510,7 +509,7 @@ describe('TransportStore', () => {
   it('starts from a snapshot extra: log from logStart, pending input kept', () => {
     const store = new TransportStore();
     store.loadSnapshotExtra({
-      [TRANSPORTS_EXTRA_KEY]: {
+      [SnapshotExtraKey.Transports]: {
         version: 1,
         connections: [
           {

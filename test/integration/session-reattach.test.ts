@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo, type Server as TcpServer, type Socket as NetSocket } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { Server, type ServerOptions } from 'socket.io';
 import { Manager, type Socket as ClientSocket } from 'socket.io-client';
 import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
@@ -136,24 +136,65 @@ function clientFrames(bytes: Buffer): string[] {
   return out;
 }
 
-describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAIR)', () => {
-  const procs: FixtureProcess[] = [];
-  let manager: Manager | null = null;
-  /** Left by the first test for the second: who holds the session, and the client's view. */
-  let live: { holder: number; sockets: Record<Nsp, ClientSocket>; clientTcp: NetSocket; clientEvents: string[] } | null = null;
+/** A stock client's session on the first of a few reattach-server processes, as each test starts it. */
+interface LiveSession {
+  /** The processes, named A, B, C...: A listens and holds the session, the others can adopt it. */
+  procs: FixtureProcess[];
+  manager: Manager;
+  sockets: Record<Nsp, ClientSocket>;
+  /** The client's TCP socket: the one every process in turn serves. */
+  clientTcp: NetSocket;
+  /** `connect` events per namespace. */
+  connects: Record<Nsp, number>;
+  /** Disconnects, connect errors, manager errors and closes the client saw. */
+  clientEvents: string[];
+}
 
-  after(async () => {
-    manager?.engine?.close();
+/**
+ * Starts `names.length` server processes and connects a client to the first on both
+ * namespaces; `cleanups` gets what closes them. The servers send nothing until told `start`.
+ */
+async function openSession(names: string[], cleanups: Array<() => Promise<void>>): Promise<LiveSession> {
+  const env = { REATTACH_PING_INTERVAL: String(PING_INTERVAL), REATTACH_PING_TIMEOUT: String(PING_TIMEOUT), LOG_LEVEL: 'warn' };
+  const procs = names.map((name, i) => new FixtureProcess('test/fixtures/reattach-server.ts', { ...env, REATTACH_NAME: name, REATTACH_LISTEN: i === 0 ? '1' : '0' }));
+  cleanups.push(async () => {
     await Promise.all(procs.map((p) => p.kill()));
+  });
+  const ready = await Promise.all(procs.map((p) => p.next('ready', 30_000)));
+  const port = ready[0]!.port as number;
+
+  const manager = new Manager(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, query: { room: 'q1' } });
+  cleanups.push(async () => {
+    manager.engine?.close();
+  });
+  const sockets: Record<Nsp, ClientSocket> = {
+    '/': manager.socket('/', { auth: { token: 'secret-root' } }),
+    '/chat': manager.socket('/chat', { auth: { token: 'secret-chat' } }),
+  };
+  const clientEvents: string[] = [];
+  manager.on('error', (err) => clientEvents.push(`manager error ${err.message}`));
+  manager.on('close', (reason) => clientEvents.push(`manager close ${reason}`));
+  const connects: Record<Nsp, number> = { '/': 0, '/chat': 0 };
+  for (const nsp of NAMESPACES) {
+    const s = sockets[nsp];
+    s.on('connect', () => connects[nsp]++);
+    s.on('disconnect', (reason) => clientEvents.push(`${nsp} disconnect ${reason}`));
+    s.on('connect_error', (err) => clientEvents.push(`${nsp} connect_error ${err.message}`));
+  }
+  await until('both namespaces connected', () => connects['/'] === 1 && connects['/chat'] === 1);
+  const clientTcp = (manager.engine.transport as unknown as { ws: { _socket: NetSocket } }).ws._socket;
+  return { procs, manager, sockets, clientTcp, connects, clientEvents };
+}
+
+describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAIR)', () => {
+  // Each test starts its own processes and client, and closes them whatever happens.
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) await cleanups.pop()!();
   });
 
   it(`moves a live session ${MOVES} times without the client noticing`, async () => {
-    const env = { REATTACH_PING_INTERVAL: String(PING_INTERVAL), REATTACH_PING_TIMEOUT: String(PING_TIMEOUT), LOG_LEVEL: 'warn' };
-    for (const [i, name] of ['A', 'B', 'C'].entries()) {
-      procs.push(new FixtureProcess('test/fixtures/reattach-server.ts', { ...env, REATTACH_NAME: name, REATTACH_LISTEN: i === 0 ? '1' : '0' }));
-    }
-    const ready = await Promise.all(procs.map((p) => p.next('ready', 30_000)));
-    const port = ready[0]!.port as number;
+    const { procs, manager, sockets, clientTcp, connects, clientEvents } = await openSession(['A', 'B', 'C'], cleanups);
 
     // Asynchronous reports from every process.
     const violations: FixtureMessage[] = [];
@@ -170,17 +211,8 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
     }
 
     // ---- the client ----------------------------------------------------------------------------
-    manager = new Manager(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, query: { room: 'q1' } });
-    const sockets: Record<Nsp, ClientSocket> = {
-      '/': manager.socket('/', { auth: { token: 'secret-root' } }),
-      '/chat': manager.socket('/chat', { auth: { token: 'secret-chat' } }),
-    };
-    const clientEvents: string[] = [];
     const pings: number[] = [];
     manager.on('ping', () => pings.push(performance.now()));
-    manager.on('error', (err) => clientEvents.push(`manager error ${err.message}`));
-    manager.on('close', (reason) => clientEvents.push(`manager close ${reason}`));
-    const connects: Record<Nsp, number> = { '/': 0, '/chat': 0 };
     const lastIn: Record<Nsp, number> = { '/': 0, '/chat': 0 };
     const sreqReceived: Record<Nsp, number> = { '/': 0, '/chat': 0 };
     const roomTags: Record<Nsp, Set<number>> = { '/': new Set(), '/chat': new Set() };
@@ -191,9 +223,6 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
     const orderErrors: string[] = [];
     for (const nsp of NAMESPACES) {
       const s = sockets[nsp];
-      s.on('connect', () => connects[nsp]++);
-      s.on('disconnect', (reason) => clientEvents.push(`${nsp} disconnect ${reason}`));
-      s.on('connect_error', (err) => clientEvents.push(`${nsp} connect_error ${err.message}`));
       const inOrder = (n: number): void => {
         if (n !== lastIn[nsp] + 1) orderErrors.push(`${nsp}: server seq ${n} after ${lastIn[nsp]}`);
         lastIn[nsp] = n;
@@ -206,10 +235,8 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
       });
       s.on('room', (msg: { tag: number }) => roomTags[nsp].add(msg.tag));
     }
-    await until('both namespaces connected', () => connects['/'] === 1 && connects['/chat'] === 1);
     const engineId = manager.engine.id;
     const socketIds = { '/': sockets['/'].id, '/chat': sockets['/chat'].id };
-    const clientTcp = (manager.engine.transport as unknown as { ws: { _socket: NetSocket } }).ws._socket;
     const localPort = clientTcp.localPort;
 
     const whoami = (nsp: Nsp): Promise<Record<string, unknown>> =>
@@ -386,17 +413,14 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
       }
       assert.equal((recorded.recordBytes as number[]).length, 1, `recordAll() recorded the idle connection (skipped: ${JSON.stringify(recorded.skipped)})`);
       console.log(`reattach pings: max gap ${Math.round(maxGap)} ms; record size ${JSON.stringify(recorded.recordBytes)} bytes`);
-      live = { holder, sockets, clientTcp, clientEvents };
     } finally {
       clearInterval(sender);
     }
   });
 
-  it('a failed re-attachment writes nothing and the client falls back to reconnecting', async (t) => {
-    if (!live) return t.skip('needs the live session of the previous test');
-    const { holder, sockets, clientTcp, clientEvents } = live;
-    const from = procs[holder]!;
-    const to = procs[(holder + 1) % procs.length]!;
+  it('a failed re-attachment writes nothing and the client falls back to reconnecting', async () => {
+    const { procs, sockets, clientTcp, clientEvents } = await openSession(['A', 'B'], cleanups);
+    const [from, to] = procs as [FixtureProcess, FixtureProcess];
     const disconnected = Promise.all(NAMESPACES.map((nsp) => new Promise<string>((resolve) => sockets[nsp].once('disconnect', (reason) => resolve(reason)))));
     const outcome = nextOf(to, ['adopted', 'adopt-failed']);
     // The standby was configured with another heartbeat than the one the client was told.
@@ -414,8 +438,8 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
 
 describe('takeover options do not change the wire format', () => {
   const closers: Array<() => Promise<void>> = [];
-  after(async () => {
-    for (const close of closers.reverse()) await close();
+  afterEach(async () => {
+    while (closers.length > 0) await closers.pop()!();
   });
 
   /** Runs one scripted session through a capturing TCP proxy; returns the normalized bytes both ways. */

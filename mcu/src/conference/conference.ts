@@ -12,7 +12,7 @@ import { createLogger } from '../core/logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
 import type { JoinRequest, MediaKind, RosterEntry, ServerOffer, SpareActivated } from '../signaling/protocol.ts';
-import type { SpareHandoff } from '../wire/spare-wire.ts';
+import type { SpareHandoff } from '../spare/spare-paths.ts';
 import type { ParticipantRecord, SessionState } from './session-state.ts';
 
 export type ConferenceEvents = {
@@ -33,6 +33,12 @@ export interface JoinOutcome {
   resumed: boolean;
 }
 
+/** Counted by the rooms' mixers since start (see MixerStats). */
+export interface MixerTotals {
+  inputUnderruns: number;
+  videoFrames: number;
+}
+
 export interface ConferenceStatus {
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
@@ -47,6 +53,8 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   readonly #state: SessionState;
   readonly #rooms = new Map<string, Room>();
   readonly #log = createLogger('conference');
+  /** Mixer totals of the rooms already closed (/metrics counts since start). */
+  readonly #closedMixerTotals: MixerTotals = { inputUnderruns: 0, videoFrames: 0 };
   #closed = false;
 
   constructor(config: McuConfig, state: SessionState) {
@@ -315,6 +323,9 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   #closeRoom(room: Room): void {
     this.#rooms.delete(room.name);
     room.close();
+    const stats = room.mixer.stats();
+    this.#closedMixerTotals.inputUnderruns += stats.inputUnderruns;
+    this.#closedMixerTotals.videoFrames += stats.videoFrames;
     this.#log.info('room removed', { room: room.name, rooms: this.#rooms.size });
   }
 
@@ -325,6 +336,17 @@ export class Conference extends EventEmitter<ConferenceEvents> {
       connected: [...r.participants()].filter((p) => p.signaling === 'connected').length,
     }));
     return { rooms, participants: rooms.reduce((n, r) => n + r.participants, 0) };
+  }
+
+  /** Mixer totals since start: the live rooms' and the closed ones'. */
+  mixerTotals(): MixerTotals {
+    const totals = { ...this.#closedMixerTotals };
+    for (const room of this.#rooms.values()) {
+      const stats = room.mixer.stats();
+      totals.inputUnderruns += stats.inputUnderruns;
+      totals.videoFrames += stats.videoFrames;
+    }
+    return totals;
   }
 
   /** Idempotent: closes every room (participants, peer connections, mixers). */

@@ -3,7 +3,7 @@ import type { Logger } from '../core/logger.ts';
 import { MediaSession } from '../media/media-session.ts';
 import type { MixerMember } from '../media/room-mixer.ts';
 import type { NegotiatedMedia } from './session-state.ts';
-import type { SpareHandoff } from '../wire/spare-wire.ts';
+import type { SpareHandoff } from '../spare/spare-paths.ts';
 
 /** A server offer prepared for this participant's media restart, waiting for the browser's answer. */
 export interface PendingRestart {

@@ -55,9 +55,8 @@ export const ERROR_CODES = {
   OUTPUT_LOG_CONFLICT: 'transport',
   OUTPUT_LOG_WRONG_CONNECTION: 'transport',
   OUTPUT_LOG_RANGE: 'transport',
-  OUTPUT_CHUNK_INVALID: 'transport',
   TRACKER_INVALID_ARGUMENT: 'transport',
-  TRANSPORT_BLOB_INVALID: 'transport',
+  CONNECTION_ALREADY_ATTACHED: 'transport',
   TRANSPORT_ACCEPTOR_STATE: 'transport',
   // The native addon (native/src/errors.ts: NativeError).
   NATIVE_ADDON_UNAVAILABLE: 'native',

@@ -1,58 +1,82 @@
 import client from 'prom-client';
 
-/** Prometheus metrics of one MCU process (own registry, so several MCUs can live in one test process). */
+/** What /metrics reads from the live MCU, at each scrape. */
+export interface McuMetricsSource {
+  /** Rooms and participants now. */
+  occupancy(): { rooms: number; participants: number };
+  /** Mixer totals since start, rooms already closed included. */
+  mixerTotals(): { inputUnderruns: number; videoFrames: number };
+  epoch(): number;
+  isProtected(): boolean;
+  /** Null without a replication server. */
+  replication(): { lagFrames: number; lastAckRttMs: number | null; totalBytesSent: number } | null;
+  /** How this process became the primary; null when it started as one. */
+  failover(): { detectionMs: number | null; promotionMs: number } | null;
+  /** Signaling requests refused since start, by error code. */
+  signalingRefusals(): ReadonlyMap<string, number>;
+}
+
+/**
+ * Prometheus metrics of one MCU process (own registry, so several MCUs can live in one test
+ * process). Nothing is pushed into them: each metric reads the live state when scraped, and
+ * running totals are counters set to the source's total (a counter restarts with the process).
+ */
 export class McuMetrics {
   readonly registry = new client.Registry();
-  readonly rooms: client.Gauge;
-  readonly participants: client.Gauge;
-  readonly mixerAudioUnderruns: client.Gauge;
-  readonly mixerVideoFrames: client.Gauge;
-  readonly signalingErrors: client.Counter<'code'>;
-  readonly epoch: client.Gauge;
-  readonly protectedGauge: client.Gauge;
-  readonly failovers: client.Counter;
-  readonly detectionMs: client.Gauge;
-  readonly promotionMs: client.Gauge;
-  readonly replicationLagFrames: client.Gauge;
-  readonly replicationAckRttMs: client.Gauge;
-  readonly replicationBytes: client.Gauge;
 
-  constructor() {
-    this.rooms = new client.Gauge({ name: 'mcu_rooms', help: 'Rooms hosted', registers: [this.registry] });
-    this.participants = new client.Gauge({ name: 'mcu_participants', help: 'Participants in all rooms', registers: [this.registry] });
-    this.mixerAudioUnderruns = new client.Gauge({
-      name: 'mcu_mixer_input_underruns',
-      help: 'Participant audio frames missing when a mix was built, summed over live rooms',
-      registers: [this.registry],
-    });
-    this.mixerVideoFrames = new client.Gauge({
-      name: 'mcu_mixer_video_frames',
-      help: 'Composite video frames produced, summed over live rooms',
-      registers: [this.registry],
-    });
-    this.signalingErrors = new client.Counter({
+  constructor(source: McuMetricsSource) {
+    const registers = [this.registry];
+    const gauge = (name: string, help: string, read: () => number | null): void => {
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect(this: client.Gauge) {
+          const value = read();
+          // Unknown (yet): the last known value stays.
+          if (value !== null) this.set(value);
+        },
+      });
+    };
+    const counter = (name: string, help: string, read: () => number): void => {
+      new client.Counter({
+        name,
+        help,
+        registers,
+        collect(this: client.Counter) {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    };
+
+    gauge('mcu_rooms', 'Rooms hosted', () => source.occupancy().rooms);
+    gauge('mcu_participants', 'Participants in all rooms', () => source.occupancy().participants);
+    counter('mcu_mixer_input_underruns_total', 'Participant audio frames missing when a mix was built, closed rooms included', () => source.mixerTotals().inputUnderruns);
+    counter('mcu_mixer_video_frames_total', 'Composite video frames produced, closed rooms included', () => source.mixerTotals().videoFrames);
+    new client.Counter({
       name: 'mcu_signaling_errors_total',
       help: 'Signaling requests refused, by error code',
       labelNames: ['code'],
-      registers: [this.registry],
+      registers,
+      collect(this: client.Counter<'code'>) {
+        this.reset();
+        for (const [code, count] of source.signalingRefusals()) this.inc({ code }, count);
+      },
     });
-    const r = [this.registry];
-    this.epoch = new client.Gauge({ name: 'mcu_epoch', help: 'Epoch of this MCU (raised by every promotion)', registers: r });
-    this.protectedGauge = new client.Gauge({ name: 'mcu_protected', help: '1 when a synced hot standby protects this primary', registers: r });
-    this.failovers = new client.Counter({ name: 'mcu_failovers_total', help: 'Promotions of a standby into this primary', registers: r });
-    this.detectionMs = new client.Gauge({
-      name: 'mcu_failover_detection_ms',
-      help: 'Last failover: from the last sign of life of the old primary to the verdict that it is dead',
-      registers: r,
-    });
-    this.promotionMs = new client.Gauge({
-      name: 'mcu_failover_promotion_ms',
-      help: 'Last failover: from the verdict to serving as the primary',
-      registers: r,
-    });
-    this.replicationLagFrames = new client.Gauge({ name: 'mcu_replication_lag_frames', help: 'Replication frames sent but not yet acknowledged', registers: r });
-    this.replicationAckRttMs = new client.Gauge({ name: 'mcu_replication_ack_rtt_ms', help: 'Send-to-acknowledgement time of the latest replication frame', registers: r });
-    this.replicationBytes = new client.Gauge({ name: 'mcu_replication_bytes_sent', help: 'Replication bytes sent to standbys since start', registers: r });
+    gauge('mcu_epoch', 'Epoch of this MCU (raised by every promotion)', () => source.epoch());
+    gauge('mcu_protected', '1 when a synced hot standby protects this primary', () => (source.isProtected() ? 1 : 0));
+    // A process is promoted at most once: it starts as a standby, never goes back to being one.
+    counter('mcu_failovers_total', 'Promotions of a standby into this primary', () => (source.failover() ? 1 : 0));
+    gauge(
+      'mcu_failover_detection_ms',
+      'Last failover: from the last sign of life of the old primary to the verdict that it is dead',
+      () => source.failover()?.detectionMs ?? null,
+    );
+    gauge('mcu_failover_promotion_ms', 'Last failover: from the verdict to serving as the primary', () => source.failover()?.promotionMs ?? null);
+    gauge('mcu_replication_lag_frames', 'Replication frames sent but not yet acknowledged', () => source.replication()?.lagFrames ?? null);
+    gauge('mcu_replication_ack_rtt_ms', 'Send-to-acknowledgement time of the latest replication frame', () => source.replication()?.lastAckRttMs ?? null);
+    counter('mcu_replication_bytes_sent_total', 'Replication bytes sent to standbys since start', () => source.replication()?.totalBytesSent ?? 0);
     client.collectDefaultMetrics({ register: this.registry });
   }
 }

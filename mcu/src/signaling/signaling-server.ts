@@ -52,6 +52,7 @@ export class SignalingServer {
   readonly #opts: SignalingServerOptions;
   readonly #log = createLogger('signaling');
   readonly #handlers: Record<ClientEventName, Handler>;
+  readonly #refusals = new Map<string, number>();
   #closed = false;
 
   constructor(http: HttpServer, conference: Conference, config: McuConfig, opts: SignalingServerOptions) {
@@ -95,6 +96,7 @@ export class SignalingServer {
       if (typeof event !== 'string' || !(CLIENT_EVENTS as readonly string[]).includes(event)) {
         const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (r: unknown) => void) : undefined;
         const error = new InvalidMessageError(`unknown event "${String(event)}": expected one of ${CLIENT_EVENTS.join(', ')}`);
+        this.#countRefusal(error.code);
         ack?.({ ok: false, error: error.toJSON() });
         socket.emit('signaling-error', { ...error.toJSON(), event: String(event) });
       }
@@ -144,6 +146,7 @@ export class SignalingServer {
       if (result.afterAck) await result.afterAck();
     } catch (err) {
       const wire = toWireError(err);
+      this.#countRefusal(wire.code);
       if (isClientFacing(err)) this.#log.info('signaling request refused', { socket: socket.id, event, code: wire.code, reason: wire.message });
       else this.#log.error('signaling handler failed', { socket: socket.id, event, error: (err as Error)?.stack ?? String(err) });
       ack?.({ ok: false, error: wire });
@@ -265,6 +268,15 @@ export class SignalingServer {
     const id = socket.data.participantId;
     if (!id) throw new NotJoinedError(event);
     return id;
+  }
+
+  /** Requests refused since start (an error sent back), by error code. */
+  refusals(): ReadonlyMap<string, number> {
+    return this.#refusals;
+  }
+
+  #countRefusal(code: string): void {
+    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1);
   }
 
   /** Disconnects every client and stops accepting. */

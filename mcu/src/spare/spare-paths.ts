@@ -6,11 +6,22 @@ import { RTCPeerConnection } from '../media/wrtc.ts';
 import { scanRealtimeThreadsSoon } from '../core/realtime.ts';
 import { safeEmit } from '../core/events.ts';
 import type { NegotiatedMedia } from '../conference/session-state.ts';
-import { parseSpare, SPARE_BLOB, type SpareHandoff, type SparePathState } from '../wire/spare-wire.ts';
+import { BlobKind, parseBlob, type SpareOfferBlob, type SparePathState, type SpareStateBlob } from '../wire/index.ts';
 import type { ReplicationClient } from '../replication/replication-client.ts';
 
 /** Start bitrate of the grid on a spare path: high enough that the encoder sends its first frames at full size at once. */
 const SPARE_VIDEO_START_KBPS = 1200;
+
+/** A spare path the promoted standby turns into a participant's media session. */
+export interface SpareHandoff {
+  pathId: string;
+  /** The standby's connected peer connection (wrtc), its transceivers in `mlines` order. */
+  pc: RTCPeerConnection;
+  /** The spare's m-lines (mids of its own offer), recorded as the participant's media once the page switched. */
+  mlines: NegotiatedMedia['mlines'];
+  /** The page's answer SDP. */
+  remoteSdp: string;
+}
 
 /** A standby's spare path: the relay states, plus `handed-off` once a promotion took its peer connection. */
 export type StandbySparePathState = SparePathState | 'handed-off';
@@ -292,7 +303,8 @@ export class SparePathManager extends EventEmitter<SparePathManagerEvents> {
     const path = new SparePath({ pathId, participantId, iceAddresses: this.#opts.iceAddresses, iceGatherTimeoutMs: this.#opts.iceGatherTimeoutMs, log });
     slot.path = path;
     const report = (state: SparePathState, detail?: string): void => {
-      if (!this.#client?.sendBlob(SPARE_BLOB.state, { participantId, pathId, state, ...(detail ? { detail: detail.slice(0, 1000) } : {}) })) {
+      const blob: SpareStateBlob = { participantId, pathId, state, ...(detail ? { detail: detail.slice(0, 1000) } : {}) };
+      if (!this.#client?.sendBlob(BlobKind.SpareState, blob)) {
         log.debug('spare state not reported: no primary', { pathId, state });
       }
     };
@@ -314,22 +326,23 @@ export class SparePathManager extends EventEmitter<SparePathManagerEvents> {
       .offer()
       .then((sdp) => {
         if (path.closed || path.state !== 'offering') return;
-        if (!this.#client?.sendBlob(SPARE_BLOB.offer, { participantId, pathId, sdp })) path.fail('no primary to relay the offer');
+        const blob: SpareOfferBlob = { participantId, pathId, sdp };
+        if (!this.#client?.sendBlob(BlobKind.SpareOffer, blob)) path.fail('no primary to relay the offer');
         else log.info('spare path offered', { pathId });
       })
       .catch((err: unknown) => path.fail(`offer failed: ${(err as Error).message}`));
   }
 
   #onBlob(kind: string, data: unknown): void {
-    if (kind !== SPARE_BLOB.answer && kind !== SPARE_BLOB.failed) return;
+    if (kind !== BlobKind.SpareAnswer && kind !== BlobKind.SpareFailed) return;
     try {
-      if (kind === SPARE_BLOB.answer) {
-        const answer = parseSpare.answer(data);
+      if (kind === BlobKind.SpareAnswer) {
+        const answer = parseBlob(kind, data);
         const path = this.#pathFor(answer.participantId, answer.pathId);
         if (!path) return;
         void path.acceptAnswer(answer.sdp).catch((err: unknown) => path.fail((err as Error).message));
       } else {
-        const failed = parseSpare.failed(data);
+        const failed = parseBlob(kind, data);
         this.#pathFor(failed.participantId, failed.pathId)?.fail(`primary: ${failed.reason}`);
       }
     } catch (err) {

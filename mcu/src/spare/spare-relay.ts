@@ -6,7 +6,7 @@ import type { ReplicationServer, StandbyInfo } from '../replication/replication-
 import { safeEmit } from '../core/events.ts';
 import type { SignalingIo } from '../signaling/signaling-server.ts';
 import { validate } from '../signaling/validation.ts';
-import { parseSpare, SPARE_BLOB, type SparePathState, type SpareOfferBlob } from '../wire/spare-wire.ts';
+import { BlobKind, parseBlob, type SpareAnswerBlob, type SpareFailedBlob, type SparePathState, type SpareOfferBlob } from '../wire/index.ts';
 
 /** One participant's warm spare path, as the primary knows it. */
 export interface SpareStatus {
@@ -87,9 +87,9 @@ export class SpareRelay extends EventEmitter<SpareRelayEvents> {
   #onStandbyBlob(kind: string, data: unknown, standby: StandbyInfo): void {
     if (this.#closed) return;
     try {
-      if (kind === SPARE_BLOB.offer) void this.#relayOffer(parseSpare.offer(data), standby);
-      else if (kind === SPARE_BLOB.state) {
-        const report = parseSpare.state(data);
+      if (kind === BlobKind.SpareOffer) void this.#relayOffer(parseBlob(kind, data), standby);
+      else if (kind === BlobKind.SpareState) {
+        const report = parseBlob(kind, data);
         const current = this.#paths.get(report.participantId);
         if (current && current.pathId === report.pathId) this.#set(current, report.state, report.detail);
       } else this.#log.warn('unknown blob from the standby, ignored', { kind: kind.slice(0, 40) });
@@ -105,7 +105,8 @@ export class SpareRelay extends EventEmitter<SpareRelayEvents> {
       this.#log.info('spare offer not relayed', { participant: participantId, pathId, reason });
       const status = this.#paths.get(participantId);
       if (status?.pathId === pathId) this.#set(status, 'failed', reason);
-      this.#replication?.sendBlob(SPARE_BLOB.failed, { participantId, pathId, reason });
+      const failed: SpareFailedBlob = { participantId, pathId, reason };
+      this.#replication?.sendBlob(BlobKind.SpareFailed, failed);
     };
     if (!this.#opts.enabled) return fail('spare paths are off on the primary (MCU_SPARE_PATHS=0)');
     if (!participant) return fail('unknown participant');
@@ -130,7 +131,8 @@ export class SpareRelay extends EventEmitter<SpareRelayEvents> {
     if (reply.pathId !== pathId) return fail(`the page answered path ${reply.pathId}, not ${pathId}`);
     if (this.#paths.get(participantId) !== status) return;
     this.#set(status, 'answered');
-    if (this.#replication?.sendBlob(SPARE_BLOB.answer, { participantId, pathId, sdp: reply.sdp }) === null) {
+    const answer: SpareAnswerBlob = { participantId, pathId, sdp: reply.sdp };
+    if (this.#replication?.sendBlob(BlobKind.SpareAnswer, answer) === null) {
       this.#set(status, 'failed', 'the standby is gone');
     }
   }

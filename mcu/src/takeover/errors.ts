@@ -216,17 +216,10 @@ export class TrackerInvalidArgumentError extends StandbyTakeoverError {
   }
 }
 
-/** An output-log replication frame that does not decode. */
-export class OutputChunkError extends McuError {
-  constructor(message: string) {
-    super('OUTPUT_CHUNK_INVALID', message);
-  }
-}
-
-/** A 'transport' replication blob or snapshot extra that does not validate, or names a connection already attached. */
-export class TransportBlobError extends McuError {
-  constructor(message: string) {
-    super('TRANSPORT_BLOB_INVALID', message);
+/** A connection handed to the output commit twice (its transport record is already attached). */
+export class ConnectionAlreadyAttachedError extends McuError {
+  constructor(connId: string) {
+    super('CONNECTION_ALREADY_ATTACHED', `connection ${connId} is already attached`);
   }
 }
 

@@ -25,24 +25,7 @@ import type { SessionRecord } from './session/session-record.ts';
 import { SessionRecorder } from './session/session-recorder.ts';
 import { TransportAcceptor } from './transport/transport-acceptor.ts';
 import type { TransportRecord } from './transport/transport-record.ts';
-
-/** Blob kind of every SessionBlob on the replication channel. */
-export const SESSION_BLOB_KIND = 'session';
-/** Key of the snapshot extra carrying the latest session record of every connection. */
-export const SESSIONS_EXTRA_KEY = 'sessions';
-
-/** Payload of a 'session' blob: a connection's socket.io session at a clean point. */
-export interface SessionBlob {
-  connId: string;
-  record: SessionRecord;
-  /**
-   * Base64 of the output the application had written beyond what went to the output log
-   * (waiting in the socket's buffer behind a commit in flight): the last bytes before
-   * record.bytes.written. With it the record is usable even if the primary dies before those
-   * bytes are committed, since the standby can send them itself.
-   */
-  outputTail?: string;
-}
+import { BlobKind, SnapshotExtraKey, type SessionBlob } from '../wire/index.ts';
 
 export interface TakeoverPrimaryOptions {
   httpServer: HttpServer;
@@ -166,7 +149,7 @@ export class TakeoverPrimary {
     this.#replication = server;
     this.committer.setReplication(server);
     if (!server) return;
-    const removeExtra = server.addSnapshotExtra(() => ({ [SESSIONS_EXTRA_KEY]: this.#sessionsExtra() }));
+    const removeExtra = server.addSnapshotExtra(() => ({ [SnapshotExtraKey.Sessions]: this.#sessionsExtra() }));
     // A standby that just synced has the snapshot's records; fresh ones follow at the next clean point.
     const onSynced = (): void => {
       for (const t of this.#byConn.values()) {
@@ -260,7 +243,7 @@ export class TakeoverPrimary {
     const blob: SessionBlob = tail.length > 0 ? { connId: t.connId, record, outputTail: tail.toString('base64') } : { connId: t.connId, record };
     t.latest = blob;
     if (t.lastSent && t.lastSent.consumed === consumed && t.lastSent.written === written) return;
-    const seq = this.#replication?.sendBlob(SESSION_BLOB_KIND, blob);
+    const seq = this.#replication?.sendBlob(BlobKind.Session, blob);
     if (seq != null) {
       this.#stats.recordsSent++;
       t.lastSent = { consumed, written };

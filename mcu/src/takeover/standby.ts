@@ -22,7 +22,7 @@ import { createLogger, type Logger } from '../core/logger.ts';
 import { safeEmit } from '../core/events.ts';
 import { closeUnattachedSocket, reattach } from './session/session-reattacher.ts';
 import { parseSessionRecord, type SessionRecord } from './session/session-record.ts';
-import { SESSION_BLOB_KIND, SESSIONS_EXTRA_KEY } from './primary.ts';
+import { BlobKind, SnapshotExtraKey, parseBlob, parseSnapshotExtra, type SessionBlobEnvelope } from '../wire/index.ts';
 import type { ServerLike } from './session/internals.ts';
 import type { TransportRecord } from './transport/transport-record.ts';
 import type { ReplicationClient } from '../replication/replication-client.ts';
@@ -84,8 +84,6 @@ interface HeldSession {
   tail: Buffer;
 }
 
-/** Largest output tail accepted with a session record. */
-const MAX_OUTPUT_TAIL_BYTES = 4 * 1024 * 1024;
 /** Sessions re-attached side by side before yielding to the event loop (see reattachAll). */
 const REATTACH_BATCH = 2;
 
@@ -146,11 +144,16 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     const stopStore = this.transports.follow(client);
     const onSynced = (): void => {
       this.#sessions.clear();
-      const raw = client.store.extra[SESSIONS_EXTRA_KEY];
-      if (Array.isArray(raw)) for (const blob of raw) this.#applySessionBlob(blob);
+      const raw = client.store.extra[SnapshotExtraKey.Sessions];
+      if (raw === undefined) return;
+      try {
+        for (const blob of parseSnapshotExtra(SnapshotExtraKey.Sessions, raw)) this.#applySessionBlob(blob);
+      } catch (err) {
+        this.#log.error(`snapshot's session records refused: ${(err as Error).message}`);
+      }
     };
     const onBlob = (kind: string, data: unknown): void => {
-      if (kind === SESSION_BLOB_KIND) this.#applySessionBlob(data);
+      if (kind === BlobKind.Session) this.#applySessionBlob(data);
     };
     client.on('synced', onSynced);
     client.on('blob', onBlob);
@@ -442,13 +445,11 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   }
 
   #applySessionBlob(data: unknown): void {
-    const blob = data as { connId?: unknown; record?: unknown; outputTail?: unknown } | null;
-    if (!blob || typeof blob.connId !== 'string') {
-      this.#log.error('malformed session blob: no connId');
-      return;
-    }
-    if (blob.outputTail !== undefined && (typeof blob.outputTail !== 'string' || blob.outputTail.length > (MAX_OUTPUT_TAIL_BYTES * 4) / 3 + 4)) {
-      this.#log.error(`session record of ${blob.connId} refused: malformed output tail`);
+    let blob: SessionBlobEnvelope;
+    try {
+      blob = parseBlob(BlobKind.Session, data);
+    } catch (err) {
+      this.#log.error(`session blob refused: ${(err as Error).message}`);
       return;
     }
     let record: SessionRecord;
@@ -458,7 +459,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
       this.#log.error(`session record of ${blob.connId} refused: ${(err as Error).message}`);
       return;
     }
-    const tail = typeof blob.outputTail === 'string' ? Buffer.from(blob.outputTail, 'base64') : Buffer.alloc(0);
+    const tail = blob.outputTail !== undefined ? Buffer.from(blob.outputTail, 'base64') : Buffer.alloc(0);
     if (tail.length > record.bytes.written) {
       this.#log.error(`session record of ${blob.connId} refused: its output tail (${tail.length} bytes) is longer than its output (${record.bytes.written})`);
       return;

@@ -29,7 +29,7 @@ export interface SnapshotMessage {
   /** Seq of the frame carrying this snapshot: the state reflects every frame up to it. */
   seq: number;
   state: SessionSnapshot;
-  /** Snapshot additions from other modules (transport state ...), keyed by provider. */
+  /** Snapshot additions from other modules (transport state ...), keyed by provider: see SnapshotExtraKey (blobs.ts). */
   extra: Record<string, unknown>;
 }
 export interface DeltaMessage {
@@ -47,6 +47,7 @@ export interface ShutdownMessage {
   type: 'shutdown';
   reason: string;
 }
+/** A record of another module, ordered with the session state. Its kinds and payloads: blobs.ts. */
 export interface BlobMessage {
   type: 'blob';
   kind: string;
@@ -167,7 +168,8 @@ export const sessionSnapshotSchema: z.ZodType<SessionSnapshot> = z.object({
 const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
 const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
-type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
+/** A schema from untrusted JSON to T: every payload on the wire (messages, blobs, snapshot extras) is checked by one. */
+export type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
 
 // z.unknown() makes `data` optional in the inferred type: the transform states the real shape.
 const blobSchema: Schema<BlobMessage> = z
@@ -200,6 +202,13 @@ function describe(error: z.ZodError): string {
     .slice(0, 3)
     .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
     .join('; ');
+}
+
+/** Validates a payload (`what` names it in the error). Throws ReplicationMalformedError naming the first fields that are wrong. */
+export function parsePayload<T>(schema: Schema<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ReplicationMalformedError(`invalid ${what}: ${describe(r.error)}`);
+  return r.data;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -236,9 +245,7 @@ function parseWith<T>(schemas: Record<string, Schema<T>>, value: unknown, from: 
   if (type === undefined) throw new ReplicationMalformedError(`${from} message is not an object with a string "type"`);
   const schema = Object.hasOwn(schemas, type) ? schemas[type] : undefined;
   if (!schema) throw new ReplicationMalformedError(`unknown ${from} message type "${type.slice(0, 40)}"`);
-  const r = schema.safeParse(value);
-  if (!r.success) throw new ReplicationMalformedError(`invalid ${from} "${type}" message: ${describe(r.error)}`);
-  return r.data;
+  return parsePayload(schema, value, `${from} "${type}" message`);
 }
 
 /** Validates a payload from the primary. Throws ReplicationMalformedError. */

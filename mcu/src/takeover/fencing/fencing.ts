@@ -36,6 +36,7 @@ import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import type { Secret } from '../../wire/frame-codec.ts';
+import { BlobKind, type FenceCheckBlob } from '../../wire/index.ts';
 import { parsePrimaryMessage, type PrimaryMessage, type StandbyMessage } from '../../wire/messages.ts';
 import { ReplicationLink } from '../../replication/replication-link.ts';
 import { safeEmit } from '../../core/events.ts';
@@ -51,9 +52,6 @@ export const FENCED_EXIT_CODE = 4;
 const OUTAGE_MEMORY_MS = 5000;
 /** Our LAN interface's carrier is read every this many stall-watch ticks. */
 const LAN_SAMPLE_TICKS = 4;
-
-/** Blob kind of the frame that verifies, after a stall, that the standby still follows us. */
-export const FENCE_CHECK_BLOB_KIND = 'fence-check';
 
 /**
  * serving: output flows (protected or not); verifying: held after a stall until the standby
@@ -415,7 +413,8 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     committer.hold(`paused ${round(gap)} ms: verifying that the standby still follows us`);
     let seq: number | null = null;
     try {
-      seq = this.#opts.replication.sendBlob(FENCE_CHECK_BLOB_KIND, { at: Date.now(), pausedMs: Math.round(gap) });
+      const check: FenceCheckBlob = { at: Date.now(), pausedMs: Math.round(gap) };
+      seq = this.#opts.replication.sendBlob(BlobKind.FenceCheck, check);
     } catch (err) {
       this.#log.error(`fence check not sent: ${(err as Error).message}`);
     }

@@ -36,103 +36,13 @@
  */
 import { EventEmitter } from 'node:events';
 import net, { type Socket } from 'node:net';
-import { z } from 'zod';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { preciseNow } from '../../core/clock.ts';
 import { safeEmit } from '../../core/events.ts';
 import type { ReplicationServer, ReplicationServerEvents } from '../../replication/replication-server.ts';
-import { TransportBlobError } from '../errors.ts';
-import { encodeOutputChunk, type TransportRecord } from './transport-record.ts';
-
-/** Blob kind of every TransportBlob. */
-export const TRANSPORT_BLOB_KIND = 'transport';
-/** Key of the snapshot extra (TransportsExtra) for a standby that syncs mid-connection. */
-export const TRANSPORTS_EXTRA_KEY = 'transports';
-
-/** Input consumed up to `consumedInput`, decided when the application's output stood at `outputAt`. */
-export interface InputUpdate {
-  connId: string;
-  consumedInput: number;
-  outputAt: number;
-}
-
-/** Why a connection's record was closed. */
-export type TransportCloseReason = 'end' | 'destroy' | 'error' | 'closed';
-
-/** Payload of a 'transport' blob. */
-export type TransportBlob =
-  | {
-      op: 'accept';
-      record: TransportRecord;
-      /** Output offset of the first byte this standby's log will get (0 at accept). */
-      logStart: number;
-    }
-  | { op: 'close'; connId: string; reason: TransportCloseReason; committedOutput: number }
-  | { op: 'input'; updates: InputUpdate[] };
-
-/** One connection in a snapshot extra. */
-export interface TransportSnapshotEntry {
-  /** committedOutput = logStart; consumedInput = the latest update whose output is all before logStart. */
-  record: TransportRecord;
-  /** Output offset from which this standby gets the log; earlier bytes went to the kernel before it synced. */
-  logStart: number;
-  /** Updates still waiting for output beyond logStart, in order. */
-  pendingInput: InputUpdate[];
-}
-
-export interface TransportsExtra {
-  version: 1;
-  connections: TransportSnapshotEntry[];
-}
-
-const offsetSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const u32Schema = z.number().int().min(0).max(0xffffffff);
-const idSchema = z.string().min(1).max(128);
-const endpointSchema = z.object({ address: z.string().max(64), port: z.number().int().min(0).max(65535) });
-const recordSchema: z.ZodType<TransportRecord> = z.object({
-  connId: idSchema,
-  local: endpointSchema,
-  remote: endpointSchema,
-  clientIsn: u32Schema,
-  serverIsn: u32Schema,
-  mss: z.number().int().min(0).max(65535),
-  sndWscale: z.number().int().min(0).max(14),
-  rcvWscale: z.number().int().min(0).max(14),
-  sack: z.boolean(),
-  timestamps: z.boolean(),
-  consumedInput: offsetSchema,
-  committedOutput: offsetSchema,
-  acceptedAt: z.number().finite(),
-});
-const inputUpdateSchema: z.ZodType<InputUpdate> = z.object({ connId: idSchema, consumedInput: offsetSchema, outputAt: offsetSchema });
-const blobSchema: z.ZodType<TransportBlob, z.ZodTypeDef, unknown> = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('accept'), record: recordSchema, logStart: offsetSchema }),
-  z.object({
-    op: z.literal('close'),
-    connId: idSchema,
-    reason: z.enum(['end', 'destroy', 'error', 'closed']),
-    committedOutput: offsetSchema,
-  }),
-  z.object({ op: z.literal('input'), updates: z.array(inputUpdateSchema).max(100_000) }),
-]);
-const extraSchema: z.ZodType<TransportsExtra, z.ZodTypeDef, unknown> = z.object({
-  version: z.literal(1),
-  connections: z.array(z.object({ record: recordSchema, logStart: offsetSchema, pendingInput: z.array(inputUpdateSchema) })),
-});
-
-/** Validates a 'transport' blob payload; throws TransportBlobError. */
-export function parseTransportBlob(data: unknown): TransportBlob {
-  const result = blobSchema.safeParse(data);
-  if (!result.success) throw new TransportBlobError(`malformed transport blob: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  return result.data;
-}
-
-/** Validates the snapshot extra under TRANSPORTS_EXTRA_KEY; throws TransportBlobError. */
-export function parseTransportsExtra(data: unknown): TransportsExtra {
-  const result = extraSchema.safeParse(data);
-  if (!result.success) throw new TransportBlobError(`malformed transports extra: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  return result.data;
-}
+import { ConnectionAlreadyAttachedError } from '../errors.ts';
+import type { TransportRecord } from './transport-record.ts';
+import { BlobKind, SnapshotExtraKey, encodeOutputChunk, type InputUpdate, type TransportBlob, type TransportCloseReason, type TransportSnapshotEntry, type TransportsExtra } from '../../wire/index.ts';
 
 /** How the standby went away: `died` (no announcement), `shutdown` (it said so), or our side replaced/closed the server. */
 export interface StandbyLoss {
@@ -440,7 +350,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     server.on('acked', onAcked);
     server.on('standby-lost', onLost);
     server.on('close', onClose);
-    const removeExtra = server.addSnapshotExtra(() => ({ [TRANSPORTS_EXTRA_KEY]: this.#snapshotExtra() }));
+    const removeExtra = server.addSnapshotExtra(() => ({ [SnapshotExtraKey.Transports]: this.#snapshotExtra() }));
     this.#unhook = () => {
       server.off('acked', onAcked);
       server.off('standby-lost', onLost);
@@ -458,7 +368,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
    * socket's first byte written here (what the previous primaries wrote before it).
    */
   attach(record: TransportRecord, socket: Socket, outputBase = 0): CommittedOutput {
-    if (this.#conns.has(record.connId)) throw new TransportBlobError(`connection ${record.connId} is already attached`);
+    if (this.#conns.has(record.connId)) throw new ConnectionAlreadyAttachedError(record.connId);
     const written = outputBase + currentBytesWritten(socket);
     if (written > 0 && outputBase === 0) this.#log.warn(`connection ${record.connId} attached after ${written} bytes were written: its log starts there`);
     const conn: ConnState = {
@@ -827,7 +737,7 @@ export class OutputCommitter extends EventEmitter<OutputCommitterEvents> {
     // Consumed-input updates first: they describe input that came before this record change.
     if (blob.op !== 'input') this.#flushInput();
     try {
-      return server.sendBlob(TRANSPORT_BLOB_KIND, blob);
+      return server.sendBlob(BlobKind.Transport, blob);
     } catch (err) {
       this.#log.error(`transport ${blob.op} record not sent: ${errorText(err)}`);
       return null;

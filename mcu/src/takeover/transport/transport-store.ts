@@ -10,15 +10,16 @@ import { EventEmitter } from 'node:events';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { safeEmit } from '../../core/events.ts';
 import {
-  TRANSPORT_BLOB_KIND,
-  TRANSPORTS_EXTRA_KEY,
-  parseTransportBlob,
-  parseTransportsExtra,
+  BlobKind,
+  SnapshotExtraKey,
+  decodeOutputChunk,
+  parseBlob,
+  parseSnapshotExtra,
   type InputUpdate,
   type TransportBlob,
   type TransportCloseReason,
-} from './output-commit.ts';
-import { decodeOutputChunk, type OutputLogChunk, type TransportRecord } from './transport-record.ts';
+} from '../../wire/index.ts';
+import type { OutputLogChunk, TransportRecord } from './transport-record.ts';
 import type { ReplicationClient } from '../../replication/replication-client.ts';
 
 /** A read-only view of one stored connection. */
@@ -123,7 +124,7 @@ export class TransportStore extends EventEmitter<TransportStoreEvents> {
   follow(client: ReplicationClient): () => void {
     const onSynced = (): void => this.loadSnapshotExtra(client.store.extra);
     const onBlob = (kind: string, data: unknown): void => {
-      if (kind === TRANSPORT_BLOB_KIND) this.applyBlob(data);
+      if (kind === BlobKind.Transport) this.applyBlob(data);
     };
     const onBinary = (data: Buffer): void => this.applyBinary(data);
     client.on('synced', onSynced);
@@ -143,10 +144,10 @@ export class TransportStore extends EventEmitter<TransportStoreEvents> {
   loadSnapshotExtra(extra: Readonly<Record<string, unknown>>): void {
     const before = [...this.#entries.keys()];
     this.#entries.clear();
-    const raw = extra[TRANSPORTS_EXTRA_KEY];
+    const raw = extra[SnapshotExtraKey.Transports];
     if (raw !== undefined) {
       try {
-        const parsed = parseTransportsExtra(raw);
+        const parsed = parseSnapshotExtra(SnapshotExtraKey.Transports, raw);
         for (const c of parsed.connections) {
           const entry = this.#newEntry(c.record, c.logStart);
           entry.pendingInput = c.pendingInput.map((u) => ({ ...u }));
@@ -166,7 +167,7 @@ export class TransportStore extends EventEmitter<TransportStoreEvents> {
   applyBlob(data: unknown): void {
     let blob: TransportBlob;
     try {
-      blob = parseTransportBlob(data);
+      blob = parseBlob(BlobKind.Transport, data);
     } catch (err) {
       this.#stats.malformed++;
       this.#log.error(errorText(err));
