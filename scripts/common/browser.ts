@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import type { GapStats, ToneLevels } from '../../client-demo/src/media-probe.ts';
+import type { GapStats, ToneLevels } from '../../client-demo/src/stats/media-probe.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -34,7 +34,7 @@ export function ensureClientBundle(): void {
   const bundle = join(root, 'client-demo/dist/app.js');
   const sources = join(root, 'client-demo/src');
   const builtAt = existsSync(bundle) ? statSync(bundle).mtimeMs : 0;
-  const newest = Math.max(...readdirSync(sources).map((f) => statSync(join(sources, f)).mtimeMs));
+  const newest = Math.max(...readdirSync(sources, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(sources, f)).mtimeMs));
   if (newest > builtAt) execFileSync(process.execPath, ['scripts/build-client.mjs'], { cwd: root, stdio: 'inherit' });
 }
 

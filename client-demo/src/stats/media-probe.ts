@@ -32,7 +32,7 @@ export class MediaProbe {
   #lastAudioPacketAt: number | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #pc: RTCPeerConnection | null = null;
-  /** A warm spare path whose received audio the page already plays (see CallClient 'spare-audio'). */
+  /** A warm spare path whose received audio the page already plays (see Call 'spare-audio'). */
   #sparePc: RTCPeerConnection | null = null;
   /** Timestamps (performance.now) of rendered frames, kept for the last 30 s. */
   readonly frameTimes: number[] = [];
