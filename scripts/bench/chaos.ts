@@ -62,7 +62,8 @@ import { labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology, splitCpus, type ServerHost } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
 // The same participants, tones, tiles and thresholds as the browser tests.
-import { HEARD_DB, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../probe/mix.ts';
+import { HEARD_DB, othersOf, PARTICIPANTS, seeing, SILENT_DB, TONES } from '../probe/mix.ts';
+import { armGlitchReadout, eventNamesSince, readGlitches, readSteadyFor } from '../probe/page-readout.ts';
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -81,6 +82,7 @@ const NOMINAL_FRAME_MS = 1000 / 15;
 const STEADY_VIDEO_MS = 200;
 const STEADY_AUDIO_MS = 150;
 const STEADY_MS = 1500;
+const STALL_THRESHOLDS = { videoMs: STEADY_VIDEO_MS, audioMs: STEADY_AUDIO_MS };
 /** A stall starting this long after the kill is not the failover's own gap (that one starts at the kill). */
 const LATE_STALL_MS = 700;
 const BASELINE_TIMEOUT_MS = 20_000;
@@ -518,7 +520,7 @@ interface Hearing {
 /** What the page hears (the mix test's check through the same page API), split into its two halves. */
 async function hearing(page: ParticipantPage): Promise<Hearing> {
   const levels = await page.toneLevels(TONES);
-  const others = othersOf(page);
+  const others = othersOf(page.spec);
   const othersHeard = others.every((f) => levels[String(f)]! > HEARD_DB);
   const ownDb = levels[String(page.spec.toneHz)]!;
   const ownSilent = ownDb < SILENT_DB;
@@ -535,138 +537,12 @@ async function ownToneDb(page: ParticipantPage, reads = 4): Promise<number> {
   return Math.round(max * 10) / 10;
 }
 
-function othersOf(page: ParticipantPage): number[] {
-  return PARTICIPANTS.filter((p) => p.name !== page.spec.name).map((p) => p.toneHz);
-}
-
 /**
  * How long the page's media has been steady up to now, ms: no rendered-frame interval
  * above STEADY_VIDEO_MS and no stretch without new audio packets above STEADY_AUDIO_MS.
- * Computed in the page from the probe's own 30-s history (no named inner functions:
- * tsx's keepNames would reference a helper the page does not have).
  */
 function steadyFor(page: ParticipantPage): Promise<number> {
-  return page.page.evaluate(
-    ({ videoMs, audioMs }) => {
-      const probe = window.mcuDemo.probe;
-      if (!probe) return 0;
-      const now = performance.now();
-      let lastBad = -Infinity;
-      const frames = probe.frameTimes;
-      for (let i = 1; i < frames.length; i++) if (frames[i]! - frames[i - 1]! > videoMs) lastBad = Math.max(lastBad, frames[i]!);
-      if (frames.length === 0 || now - frames[frames.length - 1]! > videoMs) lastBad = now;
-      let lastCount = -1;
-      let lastChangeAt: number | null = null;
-      for (const [t, count] of probe.audioSamples) {
-        if (count === lastCount) continue;
-        if (lastChangeAt !== null && t - lastChangeAt > audioMs) lastBad = Math.max(lastBad, t);
-        lastChangeAt = t;
-        lastCount = count;
-      }
-      if (lastChangeAt === null || now - lastChangeAt > audioMs) lastBad = now;
-      const oldest = Math.min(frames[0] ?? now, probe.audioSamples[0]?.[0] ?? now);
-      return Number.isFinite(lastBad) ? now - lastBad : now - oldest;
-    },
-    { videoMs: STEADY_VIDEO_MS, audioMs: STEADY_AUDIO_MS },
-  );
-}
-
-interface ArmedPage {
-  eventCount: number;
-  /** performance.now() in the page when the counters were reset. */
-  armedAt: number;
-  /** Median interval between rendered frames just before the kill. */
-  frameIntervalMs: number | null;
-  /** inbound-rtp video stats id -> [freezeCount, totalFreezesDuration s]. */
-  freezes: Record<string, [number, number]>;
-}
-
-/** Right before the kill: remember the peer connection and the freeze counters, reset the gap counters. */
-function armPage(page: ParticipantPage): Promise<ArmedPage> {
-  return page.page.evaluate(async () => {
-    const demo = window.mcuDemo;
-    const client = demo.client!;
-    (window as unknown as { __benchPc?: RTCPeerConnection }).__benchPc = client.pc;
-    const frames = demo.probe!.frameTimes.slice(-31);
-    const intervals: number[] = [];
-    for (let i = 1; i < frames.length; i++) intervals.push(frames[i]! - frames[i - 1]!);
-    intervals.sort((a, b) => a - b);
-    const freezes: Record<string, [number, number]> = {};
-    (await client.pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
-    });
-    demo.probe!.resetGaps();
-    return { eventCount: demo.events.length, armedAt: performance.now(), frameIntervalMs: intervals.length > 0 ? intervals[intervals.length >> 1]! : null, freezes };
-  });
-}
-
-interface PageReadout {
-  events: Array<{ event: string; at: number; detail?: unknown }>;
-  longestAudioGapMs: number;
-  longestVideoGapMs: number;
-  videoFrames: number;
-  audioPolls: number;
-  participantId: string | null;
-  samePeerConnection: boolean;
-  freezes: Record<string, [number, number]>;
-  state: string;
-  /** Every stall since the arming (epoch-ms start, duration), not just the longest. */
-  stalls: Array<{ kind: 'audio' | 'video' | 'audio-poll'; at: number; ms: number }>;
-  /** Longest stretch between changes of the received audio count as the polls saw them (the earlier method). */
-  pollAudioGapMs: number;
-  /** When new audio arrived (each batch's first packet, epoch ms), since the arming. */
-  audioArrivals: number[];
-}
-
-/** After the recovery: the page's own measurements and the events since the kill (epoch-ms times). */
-function readPage(page: ParticipantPage, armed: ArmedPage): Promise<PageReadout> {
-  const args = { from: armed.eventCount, since: armed.armedAt, videoMs: STEADY_VIDEO_MS, audioMs: STEADY_AUDIO_MS };
-  return page.page.evaluate(async ({ from, since, videoMs, audioMs }) => {
-    const demo = window.mcuDemo;
-    const client = demo.client!;
-    const probe = demo.probe!;
-    const gaps = probe.gaps();
-    const stalls: Array<{ kind: 'audio' | 'video' | 'audio-poll'; at: number; ms: number }> = [];
-    // Audio stalls by the packets' own arrival stamps (the probe's arrivals: a gap runs from the
-    // latest packet before it to the first packet after it).
-    let lastPacket: number | null = null;
-    for (const [first, latest] of probe.audioArrivals) {
-      if (lastPacket !== null && first >= since && first - lastPacket > audioMs) stalls.push({ kind: 'audio', at: performance.timeOrigin + lastPacket, ms: first - lastPacket });
-      lastPacket = latest;
-    }
-    const frames = probe.frameTimes;
-    for (let i = 1; i < frames.length; i++) {
-      if (frames[i]! >= since && frames[i]! - frames[i - 1]! > videoMs) stalls.push({ kind: 'video', at: performance.timeOrigin + frames[i - 1]!, ms: frames[i]! - frames[i - 1]! });
-    }
-    // The previous sessions' method, for comparison: poll times at which the received count changed.
-    let pollGapMs = 0;
-    let lastCount = -1;
-    let lastChangeAt: number | null = null;
-    for (const [t, count] of probe.audioSamples) {
-      if (count === lastCount) continue;
-      if (lastChangeAt !== null && t >= since) {
-        pollGapMs = Math.max(pollGapMs, t - lastChangeAt);
-        if (t - lastChangeAt > audioMs) stalls.push({ kind: 'audio-poll', at: performance.timeOrigin + lastChangeAt, ms: t - lastChangeAt });
-      }
-      lastChangeAt = t;
-      lastCount = count;
-    }
-    const freezes: Record<string, [number, number]> = {};
-    (await client.pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
-    });
-    return {
-      events: demo.events.slice(from).map((e) => ({ event: e.event, at: performance.timeOrigin + e.at, detail: e.detail })),
-      ...gaps,
-      participantId: client.participantId,
-      samePeerConnection: (window as unknown as { __benchPc?: RTCPeerConnection }).__benchPc === client.pc,
-      freezes,
-      state: client.state,
-      stalls,
-      pollAudioGapMs: pollGapMs,
-      audioArrivals: probe.audioArrivals.filter(([first]) => first >= since).map(([first]) => performance.timeOrigin + first),
-    };
-  }, args);
+  return readSteadyFor(page.page, STALL_THRESHOLDS);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -873,7 +749,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
   call.onProtected?.();
 
   const ownBefore = await Promise.all(call.pages.map((p) => ownToneDb(p)));
-  const armed = await Promise.all(call.pages.map((p) => armPage(p)));
+  const armed = await Promise.all(call.pages.map((p) => armGlitchReadout(p.page)));
   // The signaling probe, in motion before the kill so its gap is measured from a running stream.
   await Promise.all(call.pages.map((p) => startSignalingProbe(p, PROBE_INTERVAL_MS)));
   await Promise.all(call.pages.map((p) => waitForProbeAcks(p, 3)));
@@ -902,9 +778,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
     call.pages.map(async (page, i) => {
       let state: CleanCheck;
       while (true) {
-        const seen = await page.page
-          .evaluate((from) => window.mcuDemo.events.slice(from).map((e) => e.event), armed[i]!.eventCount)
-          .catch(() => [] as string[]);
+        const seen = await eventNamesSince(page.page, armed[i]!.eventCount).catch(() => [] as string[]);
         const missing = mode.recoveryEvents.filter((e) => !seen.includes(e));
         const clean = await checkClean(page);
         state = missing.length === 0 ? clean : { ...clean, ok: false, why: `no ${missing.join('/')} event yet; ${clean.why}` };
@@ -962,7 +836,7 @@ async function runRound(mode: ModeDescriptor, call: Call, kill: number): Promise
     }
     if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
     try {
-      const out = await readPage(page, armed[i]!);
+      const out = await readGlitches(page.page, armed[i]!, STALL_THRESHOLDS);
       sample.stalls = out.stalls.map((st) => ({ kind: st.kind, fromMs: Math.round(st.at - killedAt), ms: Math.round(st.ms) }));
       sample.audioArrivalsMs = out.audioArrivals.map((t) => Math.round(t - killedAt)).filter((ms) => ms >= -200 && ms <= 800);
       const reconnected = out.events.filter((e) => e.event === 'reconnected').at(-1);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import type { GapStats, ToneLevels } from '../../client-demo/src/stats/media-probe.ts';
+import { readCallState, readGaps, readParticipantId, readPixels, readToneLevels, type GapStats, type ToneLevels } from '../probe/page-readout.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -120,11 +120,11 @@ export async function openParticipant(browser: Browser, baseUrl: string, room: s
     spec,
     context,
     page,
-    participantId: () => page.evaluate(() => window.mcuDemo.client!.participantId!),
-    toneLevels: (frequencies) => page.evaluate((f) => window.mcuDemo.probe!.toneLevels(f), frequencies),
-    samplePixels: (points) => page.evaluate((p) => window.mcuDemo.probe!.samplePixels(p), points),
-    gaps: () => page.evaluate(() => window.mcuDemo.probe!.gaps()),
-    state: () => page.evaluate(() => window.mcuDemo.client?.state ?? 'none'),
+    participantId: () => readParticipantId(page),
+    toneLevels: (frequencies) => readToneLevels(page, frequencies),
+    samplePixels: (points) => readPixels(page, points),
+    gaps: () => readGaps(page),
+    state: () => readCallState(page),
     close: async () => {
       await context.close().catch(() => undefined);
     },

@@ -34,3 +34,12 @@ export async function reception(pc: RTCPeerConnection): Promise<Reception> {
   if (reportAt !== null) result.at = reportAt;
   return result;
 }
+
+/** Chromium's own freeze counters of each inbound video stream of `pc`: stats id -> [freezeCount, totalFreezesDuration s]. */
+export async function videoFreezes(pc: RTCPeerConnection): Promise<Record<string, [number, number]>> {
+  const freezes: Record<string, [number, number]> = {};
+  (await pc.getStats()).forEach((s: { id: string; type: string; kind?: string; freezeCount?: number; totalFreezesDuration?: number }) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') freezes[s.id] = [s.freezeCount ?? 0, s.totalFreezesDuration ?? 0];
+  });
+  return freezes;
+}
