@@ -6,18 +6,18 @@
  * on each page's spare peer connection while idle (its selected candidate pair, both ways: ICE
  * consent checks and nothing else should flow).
  *
- *   node --import tsx scripts/bench-spare-cost.ts [--window 20] [--out bench-results/spare-cost.json]
+ *   node --import tsx scripts/bench/spare-cost.ts [--window 20] [--out bench-results/spare-cost.json]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../common/browser.ts';
 import { PARTICIPANTS } from '../probe/mix.ts';
 import { readSpareTransportBytes, type TransportBytes } from '../probe/page-readout.ts';
 import { freePort } from '../common/ports.ts';
+import { parseBenchArgs } from './common/args.ts';
 
 interface ProcSample {
   cpuTicks: number;
@@ -140,13 +140,15 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = parseBenchArgs({
+    command: 'scripts/bench/spare-cost.ts',
+    summary: 'What readiness costs: CPU, memory and idle bytes of the warm spare paths in a 3-participant Chromium call, spare paths off and on.',
     options: {
-      window: { type: 'string', default: '20' },
-      out: { type: 'string', default: 'bench-results/spare-cost.json' },
+      window: { type: 'number', default: 20, min: 1, max: 3600, help: 'measurement window, s' },
+      out: { type: 'string', default: 'bench-results/spare-cost.json', help: 'report file' },
     },
   });
-  const windowSeconds = Number(values.window);
+  const windowSeconds = values.window;
   const browser = await launchChromium();
   const results: ModeResult[] = [];
   try {
