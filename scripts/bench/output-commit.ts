@@ -10,7 +10,7 @@
  * in one run: three primary processes (and the standby process) side by side, the round trips
  * interleaved in blocks of `--block` so each configuration sees the same machine load (this
  * 2-core host is shared). Each configuration gets `--count` round trips after `--warmup`, one
- * at a time. Primaries and standby: test/fixtures/output-commit-*.ts; the client is this process.
+ * at a time. Primaries and standby: scripts/fixtures/output-commit-*.ts; the client is this process.
  *
  *   node --import tsx scripts/bench/output-commit.ts [--count 2000] [--warmup 200] [--size 200] [--block 50]
  *
