@@ -1,11 +1,11 @@
 import type { RosterEntry } from '../../mcu/src/signaling/protocol.ts';
-import { CallClient, type CallState } from './call-client.ts';
-import { MediaProbe } from './media-probe.ts';
-import { createSyntheticMedia, type SyntheticMedia } from './synthetic-media.ts';
+import { Call, type CallState } from './call.ts';
+import { createSyntheticMedia, type SyntheticMedia } from './media/synthetic-media.ts';
+import { MediaProbe } from './stats/media-probe.ts';
 
 /** What tests and curious people can reach from the console. */
 export interface DemoHandle {
-  client: CallClient | null;
+  client: Call | null;
   probe: MediaProbe | null;
   /** Every state the call went through, with performance.now() timestamps. */
   states: Array<{ state: CallState; at: number }>;
@@ -85,7 +85,7 @@ async function join(room: string, name: string): Promise<void> {
   const mix = $<HTMLVideoElement>('mix');
   const probe = new MediaProbe(mix);
   const silence = params.get('spareSilenceMs');
-  const client = new CallClient({ room, name, localStream: stream, ...(silence ? { spareSwitch: { silenceMs: Number(silence) } } : {}) });
+  const client = new Call({ room, name, localStream: stream, ...(silence ? { spareSwitch: { silenceMs: Number(silence) } } : {}) });
   demo.client = client;
   demo.probe = probe;
   const log = (event: string, detail?: unknown): void => void demo.events.push({ event, at: performance.now(), detail });

@@ -16,39 +16,31 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { failureDetectorSettings } from '../../mcu/src/detection/failure-detector.ts';
 import { HeartbeatMonitor } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { FixtureProcess } from '../common/child-process.ts';
 import { waitFor } from '../common/wait-for.ts';
+import { parseBenchArgs } from './common/args.ts';
 import { summarize, type Summary } from './common/stats.ts';
 
 const SECRET = 'bench-secret-7d3e1b';
 const MAX_TRIALS = 200;
 const MAX_LOAD = 20_000;
 
-const { values } = parseArgs({
+const args = parseBenchArgs({
+  command: 'scripts/bench/detection.ts',
+  summary: 'Failure detection (SIGKILL, SIGSTOP of a real primary) and replication lag; writes bench-results/detection.json.',
   options: {
-    trials: { type: 'string', default: '20' },
-    load: { type: 'string', default: '2000' },
-    'load-interval-ms': { type: 'string', default: '1' },
+    trials: { type: 'int', default: 20, min: 1, max: MAX_TRIALS, help: 'detection trials per failure type' },
+    load: { type: 'int', default: 2000, min: 10, max: MAX_LOAD, help: 'paced deltas in the lag run' },
+    'load-interval-ms': { type: 'int', default: 1, min: 1, max: 100, help: 'interval between the deltas, ms' },
   },
 });
-const trials = clampInt(values.trials, 1, MAX_TRIALS, 'trials');
-const loadCount = clampInt(values.load, 10, MAX_LOAD, 'load');
-const loadIntervalMs = clampInt(values['load-interval-ms'], 1, 100, 'load-interval-ms');
-
-function clampInt(raw: string | undefined, min: number, max: number, name: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`--${name} must be an integer in [${min}, ${max}] (got ${raw})`);
-    process.exit(2);
-  }
-  return n;
-}
-
+const trials = args.trials;
+const loadCount = args.load;
+const loadIntervalMs = args['load-interval-ms'];
 
 interface Trial {
   /** Signal -> verdict, ms (the verdict is stamped by the monitor thread, ms resolution). */

@@ -5,7 +5,7 @@
  * death verdicts, promotions, primaries that fenced themselves, and the primary's own pauses
  * (heartbeat-thread stalls verified with the standby, main-thread-only stalls).
  *
- *   node --import tsx scripts/bench-false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--heartbeat-ms 10] [--missed 3]
+ *   node --import tsx scripts/bench/false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--heartbeat-ms 10] [--missed 3]
  *
  * Load, bounded in time (it stops with the run, and each load process ends itself after
  * --seconds plus a margin even if this script dies): --busy processes spinning at normal
@@ -19,25 +19,39 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
 import { labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
+import { parseBenchArgs } from './common/args.ts';
 
 const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
 const SELF = 'scripts/bench/false-takeover.ts';
 const LOG_DIR = 'bench-results/false-takeover-logs';
 
+const args = parseBenchArgs({
+  command: SELF,
+  summary: 'False takeovers under load: the lab pair in takeover mode while both cores are loaded, no fault injected; writes bench-results/false-takeover.json.',
+  options: {
+    seconds: { type: 'int', default: 60, min: 5, max: 3600, help: 'loaded run time, s' },
+    busy: { type: 'int', default: 2, min: 0, max: 16, help: 'processes spinning at normal priority' },
+    flood: { type: 'int', default: 1, min: 0, max: 8, help: 'TCP loopback floods in the client host' },
+    'heartbeat-ms': { type: 'int', default: 10, min: 1, max: 1000, help: 'heartbeat interval (MCU_HEARTBEAT_MS)' },
+    missed: { type: 'int', default: 3, min: 1, max: 100, help: 'missed heartbeats before a verdict (MCU_MISSED_HEARTBEATS)' },
+    'load-busy': { type: 'int', min: 1, max: 86_400_000, help: '(internal) be one busy load process for this many ms' },
+    'load-flood': { type: 'int', min: 1, max: 86_400_000, help: '(internal) be one loopback flood for this many ms' },
+  },
+});
+
 // ---- load worker modes (run as child processes of this script) ----
 
-const mode = process.argv[2];
-if (mode === '--load-busy' || mode === '--load-flood') {
-  const ms = Number(process.argv[3]);
+const loadMs = args['load-busy'] ?? args['load-flood'];
+if (loadMs !== undefined) {
+  const ms = loadMs;
   const end = Date.now() + ms;
   // Ends itself in any case: a load must never outlive the run.
   setTimeout(() => process.exit(0), ms).unref();
-  if (mode === '--load-busy') {
+  if (args['load-busy'] !== undefined) {
     const spin = (): void => {
       const until = Math.min(end, Date.now() + 50);
       while (Date.now() < until) {
@@ -85,20 +99,7 @@ interface PairResult {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: 'string', default: '60' },
-      busy: { type: 'string', default: '2' },
-      flood: { type: 'string', default: '1' },
-      'heartbeat-ms': { type: 'string', default: '10' },
-      missed: { type: 'string', default: '3' },
-    },
-  });
-  const seconds = clamp(Number(values.seconds), 5, 3600);
-  const busy = clamp(Number(values.busy), 0, 16);
-  const flood = clamp(Number(values.flood), 0, 8);
-  const heartbeatMs = clamp(Number(values['heartbeat-ms']), 1, 1000);
-  const missed = clamp(Number(values.missed), 1, 100);
+  const { seconds, busy, flood, 'heartbeat-ms': heartbeatMs, missed } = args;
   const unsupported = await takeoverLabUnsupportedReason();
   if (unsupported) {
     process.stderr.write(`bench-false-takeover: ${unsupported}\n`);
@@ -275,8 +276,4 @@ function countLines(p: LabProcess, onLine: (line: string) => void): void {
     rest = lines.pop() ?? '';
     for (const line of lines) onLine(line);
   });
-}
-
-function clamp(value: number, min: number, max: number): number {
-  return Number.isFinite(value) ? Math.min(max, Math.max(min, Math.round(value))) : min;
 }

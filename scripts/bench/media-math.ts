@@ -3,15 +3,16 @@
  * 10 ms per room, GridComposer.compose at 15 fps per room. Fixed iteration counts (a few seconds
  * in all). Prints a table and writes bench-results/media-math.json.
  *
- *   node --import tsx scripts/bench-media-math.ts
+ *   node --import tsx scripts/bench/media-math.ts [--out bench-results/media-math.json]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { AudioJitterBuffer, FRAME_SAMPLES, StreamResampler } from '../../mcu/src/media/audio-frames.ts';
 import { mixMinusOne } from '../../mcu/src/media/audio-mixer.ts';
 import { GridComposer, createI420, type I420Frame } from '../../mcu/src/media/i420.ts';
+import { projectRoot } from '../common/processes.ts';
+import { parseBenchArgs } from './common/args.ts';
 
 interface Result {
   name: string;
@@ -55,6 +56,14 @@ function cameraFrame(seed: number): I420Frame {
   return f;
 }
 
+const args = parseBenchArgs({
+  command: 'scripts/bench/media-math.ts',
+  summary: 'Cost of the pure media math (mixMinusOne, GridComposer.compose, resampler, jitter buffer) on this host, fixed iteration counts.',
+  options: {
+    out: { type: 'string', default: join(projectRoot, 'bench-results', 'media-math.json'), help: 'report file' },
+  },
+});
+
 const results: Result[] = [];
 
 for (const n of [3, 8, 16]) {
@@ -95,8 +104,7 @@ for (const r of results) {
   console.log(`${r.name.padEnd(width)}  ${r.usPerCall.toFixed(2).padStart(10)}  ${r.corePercentAtRate.toFixed(3).padStart(14)}`);
 }
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outFile = join(root, 'bench-results', 'media-math.json');
+const outFile = args.out;
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify({
   date: new Date().toISOString(),

@@ -13,7 +13,7 @@
  * no audio tick, and jitter-buffer underruns stay under a threshold per member-minute. The load
  * generators compete with the MCU for the same cores: their CPU and the machine's are reported too.
  *
- *   node --import tsx scripts/bench-mixing.ts [--max 12] [--seconds 10] [--warmup 5]
+ *   node --import tsx scripts/bench/mixing.ts [--max 12] [--seconds 10] [--warmup 5]
  *        [--per-generator 4] [--time-cap 600] [--underruns-per-min 1] [--max-foreign 25] [--quiet-wait 60]
  *        [--out bench-results/mixing.json]
  *
@@ -26,9 +26,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import type { MixerStats } from '../../mcu/src/media/room-mixer.ts';
 import { projectRoot, startNode, type ManagedProcess } from '../common/processes.ts';
+import { parseBenchArgs } from './common/args.ts';
 import type { MixerProbeReport } from './mixing-mcu.ts';
 import type { LoadReply, PeerReport, PeerSpec } from './mixing-peers.ts';
 
@@ -56,34 +56,31 @@ interface Options {
 }
 
 function parseOptions(): Options {
-  const { values } = parseArgs({
+  const args = parseBenchArgs({
+    command: 'scripts/bench/mixing.ts',
+    summary: 'CPU per participant and the largest room this machine mixes in real time (640x480/15 fps); writes bench-results/mixing.json.',
     options: {
-      max: { type: 'string', default: '12' },
-      seconds: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '5' },
-      'per-generator': { type: 'string', default: '4' },
-      'time-cap': { type: 'string', default: '600' },
-      'underruns-per-min': { type: 'string', default: '1' },
-      'max-foreign': { type: 'string', default: '25' },
-      'quiet-wait': { type: 'string', default: '60' },
-      out: { type: 'string', default: join(projectRoot, 'bench-results', 'mixing.json') },
+      max: { type: 'int', default: 12, min: 1, max: 32, help: 'largest room size' },
+      seconds: { type: 'number', default: 10, min: 2, max: 120, help: 'measurement window per room size, s' },
+      warmup: { type: 'number', default: 5, min: 0, max: 60, help: 'warm-up before each window, s' },
+      'per-generator': { type: 'int', default: 4, min: 1, max: 32, help: 'synthetic peers per load-generator process' },
+      'time-cap': { type: 'number', default: 600, min: 30, max: 3600, help: 'time cap of the whole run, s' },
+      'underruns-per-min': { type: 'number', default: 1, min: 0, max: 1000, help: 'jitter-buffer underruns per member-minute still real time' },
+      'max-foreign': { type: 'number', default: 25, min: 0, max: 10000, help: 'CPU other processes may use during a window, % of one core' },
+      'quiet-wait': { type: 'number', default: 60, min: 0, max: 3600, help: 'longest wait for the host to become that quiet, s' },
+      out: { type: 'string', default: join(projectRoot, 'bench-results', 'mixing.json'), help: 'report file' },
     },
   });
-  const num = (name: string, raw: string | undefined, min: number, max: number): number => {
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < min || value > max) throw new RangeError(`--${name} must be a number in [${min}, ${max}], got ${raw}`);
-    return value;
-  };
   return {
-    max: Math.floor(num('max', values.max, 1, 32)),
-    seconds: num('seconds', values.seconds, 2, 120),
-    warmup: num('warmup', values.warmup, 0, 60),
-    perGenerator: Math.floor(num('per-generator', values['per-generator'], 1, 32)),
-    timeCap: num('time-cap', values['time-cap'], 30, 3600),
-    underrunsPerMin: num('underruns-per-min', values['underruns-per-min'], 0, 1000),
-    maxForeign: num('max-foreign', values['max-foreign'], 0, 10000),
-    quietWait: num('quiet-wait', values['quiet-wait'], 0, 3600),
-    out: values.out!,
+    max: args.max,
+    seconds: args.seconds,
+    warmup: args.warmup,
+    perGenerator: args['per-generator'],
+    timeCap: args['time-cap'],
+    underrunsPerMin: args['underruns-per-min'],
+    maxForeign: args['max-foreign'],
+    quietWait: args['quiet-wait'],
+    out: args.out,
   };
 }
 
@@ -730,7 +727,7 @@ async function main(): Promise<number> {
       loadavgAtEnd: loadavg().map((x) => round(x, 2)),
     },
     config: {
-      command: ['node --import tsx scripts/bench-mixing.ts', ...process.argv.slice(2)].join(' '),
+      command: ['node --import tsx scripts/bench/mixing.ts', ...process.argv.slice(2)].join(' '),
       composite: `${WIDTH}x${HEIGHT}@${FPS}`,
       peerTile: '320x240@15 VP8, a moving box over a solid colour',
       peerTone: '-30 dBFS sine, 250 Hz apart from 300 Hz',

@@ -10,44 +10,33 @@
  * in one run: three primary processes (and the standby process) side by side, the round trips
  * interleaved in blocks of `--block` so each configuration sees the same machine load (this
  * 2-core host is shared). Each configuration gets `--count` round trips after `--warmup`, one
- * at a time. Primaries and standby: test/fixtures/output-commit-*.ts; the client is this process.
+ * at a time. Primaries and standby: scripts/fixtures/output-commit-*.ts; the client is this process.
  *
- *   node --import tsx scripts/bench-output-commit.ts [--count 2000] [--warmup 200] [--size 200] [--block 50]
+ *   node --import tsx scripts/bench/output-commit.ts [--count 2000] [--warmup 200] [--size 200] [--block 50]
  *
  * Prints a summary and writes bench-results/output-commit.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
-import { parseArgs } from 'node:util';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { FixtureProcess } from '../common/child-process.ts';
+import { parseBenchArgs } from './common/args.ts';
 import { summarize, type Summary } from './common/stats.ts';
 
 const SECRET = 'bench-output-commit-secret-5e2a';
 const MAX_COUNT = 20_000;
 
-const { values } = parseArgs({
+const { count, warmup, size, block } = parseBenchArgs({
+  command: 'scripts/bench/output-commit.ts',
+  summary: 'What output commit costs a signaling round trip (plain, unprotected, protected, recorded); writes bench-results/output-commit.json.',
   options: {
-    count: { type: 'string', default: '2000' },
-    warmup: { type: 'string', default: '200' },
-    size: { type: 'string', default: '200' },
-    block: { type: 'string', default: '50' },
+    count: { type: 'int', default: 2000, min: 10, max: MAX_COUNT, help: 'round trips per configuration' },
+    warmup: { type: 'int', default: 200, min: 0, max: MAX_COUNT, help: 'warm-up round trips per configuration' },
+    size: { type: 'int', default: 200, min: 0, max: 60_000, help: 'payload bytes' },
+    block: { type: 'int', default: 50, min: 1, max: MAX_COUNT, help: 'round trips per configuration in a row (interleaving)' },
   },
 });
-const count = clampInt(values.count, 10, MAX_COUNT, 'count');
-const warmup = clampInt(values.warmup, 0, MAX_COUNT, 'warmup');
-const size = clampInt(values.size, 0, 60_000, 'size');
-const block = clampInt(values.block, 1, MAX_COUNT, 'block');
-
-function clampInt(raw: string | undefined, min: number, max: number, name: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`--${name} must be an integer in [${min}, ${max}] (got ${raw})`);
-    process.exit(2);
-  }
-  return n;
-}
 
 
 function connect(port: number): Promise<ClientSocket> {

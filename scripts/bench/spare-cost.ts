@@ -6,17 +6,18 @@
  * on each page's spare peer connection while idle (its selected candidate pair, both ways: ICE
  * consent checks and nothing else should flow).
  *
- *   node --import tsx scripts/bench-spare-cost.ts [--window 20] [--out bench-results/spare-cost.json]
+ *   node --import tsx scripts/bench/spare-cost.ts [--window 20] [--out bench-results/spare-cost.json]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../common/browser.ts';
 import { PARTICIPANTS } from '../probe/mix.ts';
+import { readSpareTransportBytes, type TransportBytes } from '../probe/page-readout.ts';
 import { freePort } from '../common/ports.ts';
+import { parseBenchArgs } from './common/args.ts';
 
 interface ProcSample {
   cpuTicks: number;
@@ -41,32 +42,6 @@ function readProc(pid: number): ProcSample {
   const stime = Number(fields[12]);
   const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { cpuTicks: utime + stime, rssKb: Number(rss?.[1] ?? 0) };
-}
-
-interface PairBytes {
-  at: number;
-  sent: number;
-  received: number;
-  packetsSent: number;
-  packetsReceived: number;
-}
-
-/** Bytes on the page's spare peer connection so far (its transport's selected pair), null without a spare. */
-async function spareBytes(page: ParticipantPage): Promise<PairBytes | null> {
-  return page.page.evaluate(async () => {
-    const pc = window.mcuDemo.client?.sparePeerConnection;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    const out = { at: performance.now(), sent: 0, received: 0, packetsSent: 0, packetsReceived: 0 };
-    stats.forEach((s: { type: string; bytesSent?: number; bytesReceived?: number; packetsSent?: number; packetsReceived?: number; state?: string; nominated?: boolean }) => {
-      if (s.type !== 'transport') return;
-      out.sent += s.bytesSent ?? 0;
-      out.received += s.bytesReceived ?? 0;
-      out.packetsSent += s.packetsSent ?? 0;
-      out.packetsReceived += s.packetsReceived ?? 0;
-    });
-    return out;
-  });
 }
 
 interface ModeResult {
@@ -102,7 +77,7 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
     // A loaded host can make a standby give up (a false death verdict it cannot act on); the
     // supervisor replaces it. Such a window is measured again, and the replacements are reported.
     let attempts = 0;
-    let window: { before: { primary: ProcSample; standby: ProcSample; at: number }; after: { primary: ProcSample; standby: ProcSample; at: number }; bytesBefore: Array<PairBytes | null>; bytesAfter: Array<PairBytes | null> } | null = null;
+    let window: { before: { primary: ProcSample; standby: ProcSample; at: number }; after: { primary: ProcSample; standby: ProcSample; at: number }; bytesBefore: Array<TransportBytes | null>; bytesAfter: Array<TransportBytes | null> } | null = null;
     while (window === null) {
       if (++attempts > 5) throw new Error('no quiet measurement window in 5 attempts: the standby keeps being replaced');
       const ready = await eventually(status, (s) => s.protected && (!sparePaths || s.spares.connected === PARTICIPANTS.length), 60000);
@@ -115,12 +90,12 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
       const p0 = procSample(primary.pid);
       const s0 = procSample(standby.pid);
       const at0 = Date.now();
-      const bytesBefore = await Promise.all(pages.map(spareBytes));
+      const bytesBefore = await Promise.all(pages.map((p) => readSpareTransportBytes(p.page)));
       await new Promise((r) => setTimeout(r, windowSeconds * 1000));
       const p1 = procSample(primary.pid);
       const s1 = procSample(standby.pid);
       const at1 = Date.now();
-      const bytesAfter = await Promise.all(pages.map(spareBytes));
+      const bytesAfter = await Promise.all(pages.map((p) => readSpareTransportBytes(p.page)));
       if (!p0 || !s0 || !p1 || !s1 || supervisor.standby !== standby || supervisor.primary !== primary) {
         console.error('the standby or primary changed during the window: measuring again');
         continue;
@@ -165,13 +140,15 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = parseBenchArgs({
+    command: 'scripts/bench/spare-cost.ts',
+    summary: 'What readiness costs: CPU, memory and idle bytes of the warm spare paths in a 3-participant Chromium call, spare paths off and on.',
     options: {
-      window: { type: 'string', default: '20' },
-      out: { type: 'string', default: 'bench-results/spare-cost.json' },
+      window: { type: 'number', default: 20, min: 1, max: 3600, help: 'measurement window, s' },
+      out: { type: 'string', default: 'bench-results/spare-cost.json', help: 'report file' },
     },
   });
-  const windowSeconds = Number(values.window);
+  const windowSeconds = values.window;
   const browser = await launchChromium();
   const results: ModeResult[] = [];
   try {

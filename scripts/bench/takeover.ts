@@ -2,12 +2,12 @@
  * Connection-level takeover (MCU_TAKEOVER=1) in the namespace lab: signaling gap and failure
  * detection per failure type, and takeover time against the number of connections.
  *
- *   node --import tsx scripts/bench-takeover.ts [--failovers 20] [--clients 3] [--interval-ms 10]
+ *   node --import tsx scripts/bench/takeover.ts [--failovers 20] [--clients 3] [--interval-ms 10]
  *                                               [--faults kill,crash] [--scale 1,100,500] [--scale-interval-ms 1000]
  *
  * Each failover runs in a fresh lab (scripts/lab): the primary (mcu/src/main.ts) and the standby
  * (standby/src/main.ts) with MCU_TAKEOVER=1, socket.io clients in the client host
- * (test/fixtures/takeover-scale-clients.ts) sending numbered `mute` requests with acks.
+ * (scripts/clients/takeover-scale-clients.ts) sending numbered `mute` requests with acks.
  * - kill:  SIGKILL of the primary process, then the harness's fencing (silence the port, drop
  *          the VIP); the standby detects the end of the replication stream.
  * - crash: crashHost('primary') (link down, the process keeps running cut off); the standby
@@ -20,12 +20,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup } from '../lab/lab-process.ts';
 import { labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
+import { parseBenchArgs } from './common/args.ts';
 import { summarize, type Summary } from './common/stats.ts';
 import { renderPlotPage, type PlotMetric } from './common/plot.ts';
 
@@ -35,26 +35,25 @@ const MAX_CONNECTIONS = 1000;
 
 type Fault = 'kill' | 'crash';
 
-const { values } = parseArgs({
+const args = parseBenchArgs({
+  command: 'scripts/bench/takeover.ts',
+  summary: 'Connection-level takeover in the namespace lab: signaling gap and detection per failure type, takeover time against connections; writes bench-results/takeover.json.',
   options: {
-    failovers: { type: 'string', default: '20' },
-    clients: { type: 'string', default: '3' },
-    'interval-ms': { type: 'string', default: '10' },
-    faults: { type: 'string', default: 'kill,crash' },
-    scale: { type: 'string', default: '1,100,500' },
-    'scale-interval-ms': { type: 'string', default: '1000' },
+    failovers: { type: 'int', default: 20, min: 1, max: MAX_FAILOVERS, help: 'failovers per failure type' },
+    clients: { type: 'int', default: 3, min: 1, max: 16, help: 'socket.io clients in those failovers' },
+    'interval-ms': { type: 'int', default: 10, min: 1, max: 60_000, help: "each client's request interval, ms" },
+    faults: { type: 'list', default: ['kill', 'crash'], choices: ['kill', 'crash'], help: 'failure types' },
+    scale: { type: 'int-list', default: [1, 100, 500], min: 1, max: MAX_CONNECTIONS, help: 'connection counts of the scale runs (one kill each; empty: none)' },
+    'scale-interval-ms': { type: 'int', default: 1000, min: 10, max: 60_000, help: "each connection's request interval in the scale runs, ms" },
   },
 });
 
-const failovers = Math.min(MAX_FAILOVERS, Math.max(1, Number(values.failovers)));
-const fewClients = Math.min(16, Math.max(1, Number(values.clients)));
-const intervalMs = Math.max(1, Number(values['interval-ms']));
-const faults = values.faults.split(',').filter((f): f is Fault => f === 'kill' || f === 'crash');
-const scale = values.scale
-  .split(',')
-  .filter((s) => s.trim() !== '')
-  .map((s) => Math.min(MAX_CONNECTIONS, Math.max(1, Number(s))));
-const scaleIntervalMs = Math.max(10, Number(values['scale-interval-ms']));
+const failovers = args.failovers;
+const fewClients = args.clients;
+const intervalMs = args['interval-ms'];
+const faults: Fault[] = args.faults;
+const scale = args.scale;
+const scaleIntervalMs = args['scale-interval-ms'];
 
 interface Fallback {
   connId: string;

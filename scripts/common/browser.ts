@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import type { GapStats, ToneLevels } from '../../client-demo/src/media-probe.ts';
+import { readCallState, readGaps, readParticipantId, readPixels, readToneLevels, type GapStats, type ToneLevels } from '../probe/page-readout.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -34,7 +34,7 @@ export function ensureClientBundle(): void {
   const bundle = join(root, 'client-demo/dist/app.js');
   const sources = join(root, 'client-demo/src');
   const builtAt = existsSync(bundle) ? statSync(bundle).mtimeMs : 0;
-  const newest = Math.max(...readdirSync(sources).map((f) => statSync(join(sources, f)).mtimeMs));
+  const newest = Math.max(...readdirSync(sources, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(sources, f)).mtimeMs));
   if (newest > builtAt) execFileSync(process.execPath, ['scripts/build-client.mjs'], { cwd: root, stdio: 'inherit' });
 }
 
@@ -120,11 +120,11 @@ export async function openParticipant(browser: Browser, baseUrl: string, room: s
     spec,
     context,
     page,
-    participantId: () => page.evaluate(() => window.mcuDemo.client!.participantId!),
-    toneLevels: (frequencies) => page.evaluate((f) => window.mcuDemo.probe!.toneLevels(f), frequencies),
-    samplePixels: (points) => page.evaluate((p) => window.mcuDemo.probe!.samplePixels(p), points),
-    gaps: () => page.evaluate(() => window.mcuDemo.probe!.gaps()),
-    state: () => page.evaluate(() => window.mcuDemo.client?.state ?? 'none'),
+    participantId: () => readParticipantId(page),
+    toneLevels: (frequencies) => readToneLevels(page, frequencies),
+    samplePixels: (points) => readPixels(page, points),
+    gaps: () => readGaps(page),
+    state: () => readCallState(page),
     close: async () => {
       await context.close().catch(() => undefined);
     },

@@ -26,6 +26,11 @@ export function cellCentres(count: number): Array<[number, number]> {
   return gridLayout(count, 640, 480).map((c) => [(c.x + c.width / 2) / 640, (c.y + c.height / 2) / 480]);
 }
 
+/** The tones a participant must hear in its mix: everyone's but its own. */
+export function othersOf(spec: ParticipantSpec): number[] {
+  return PARTICIPANTS.filter((p) => p.name !== spec.name).map((p) => p.toneHz);
+}
+
 /** Does the page hear exactly the expected tones? Returns a readable verdict for assertions. */
 export async function hearing(page: ParticipantPage, expected: number[]): Promise<{ ok: boolean; levels: Record<string, number> }> {
   const levels = await page.toneLevels(TONES);

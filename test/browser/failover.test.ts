@@ -11,6 +11,7 @@ import type { Browser } from 'playwright-core';
 import type { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, pageEvents, startSupervisedCall } from '../helpers/call-checks.ts';
+import { lastEventDetail, resetGaps } from '../../scripts/probe/page-readout.ts';
 
 describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () => {
   let supervisor: Supervisor;
@@ -37,7 +38,7 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
       assert.ok(standby, 'a synced standby protects the primary');
       // Wait for a clean baseline: everyone hears the others.
       await assertEveryoneHearsTheOthers(pages, 'baseline');
-      await Promise.all(pages.map((p) => p.page.evaluate(() => window.mcuDemo.probe!.resetGaps())));
+      await Promise.all(pages.map((p) => resetGaps(p.page)));
       const promoted = new Promise<Record<string, unknown>>((resolve) => supervisor.once('promoted', (_m, timeline) => resolve(timeline)));
       const killedAt = Date.now();
       await victim.process.kill('SIGKILL');
@@ -60,7 +61,7 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
         pages.map(async (p) => ({
           name: p.spec.name,
           ...(await p.gaps()),
-          reconnect: await p.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'reconnected').at(-1)?.detail),
+          reconnect: await lastEventDetail(p.page, 'reconnected'),
         })),
       );
       console.log(`kill #${round}: detection ${Math.round(Number(timeline.detectedAt) - killedAt)} ms after the kill`, JSON.stringify(glitches));

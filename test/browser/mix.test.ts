@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
-import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
 import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 
 describe('three participants in one room (real Chromium, real MCU)', () => {
@@ -29,7 +29,7 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
 
   it('each hears the other two tones and not its own', async () => {
     for (const page of pages) {
-      const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+      const others = othersOf(page.spec);
       const verdict = await eventually(() => hearing(page, others), (v) => v.ok);
       console.log(`${page.spec.name} hears`, verdict.levels);
       assert.ok(verdict.ok, `${page.spec.name} should hear ${others.join(' and ')} Hz but not ${page.spec.toneHz} Hz: ${JSON.stringify(verdict.levels)}`);

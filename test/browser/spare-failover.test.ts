@@ -12,8 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import type { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually, type ParticipantPage } from '../../scripts/common/browser.ts';
-import { startSupervisedCall } from '../helpers/call-checks.ts';
-import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { pageEvents, startSupervisedCall } from '../helpers/call-checks.ts';
+import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { countEvents, readSpareStats, resetGaps } from '../../scripts/probe/page-readout.ts';
 
 interface SpareStatusBody {
   role: string;
@@ -22,12 +23,6 @@ interface SpareStatusBody {
   participants: number;
   protected: boolean;
   spares: { enabled: boolean; connected: number; participants: Array<{ id: string; spare: string; connected: boolean }> };
-}
-
-async function pageEvents(page: ParticipantPage): Promise<string> {
-  return page.page.evaluate(() =>
-    JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state), spare: window.mcuDemo.client?.spareStats }),
-  );
 }
 
 /** The spare path and failover lines of a process's log, for failure messages. */
@@ -60,21 +55,21 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
       assert.ok(ready.protected, `protected by a synced standby before kill #${round}`);
       assert.equal(ready.spares.connected, 3, `spare paths connected before kill #${round}: ${JSON.stringify(ready.spares)}`);
       for (const page of pages) {
-        const spare = await eventually(() => page.page.evaluate(() => window.mcuDemo.client!.spareStats.state), (s) => s === 'connected', 20000);
+        const spare = await eventually(async () => (await readSpareStats(page.page)).state, (s) => s === 'connected', 20000);
         assert.equal(spare, 'connected', `${page.spec.name} has a connected spare: ${await pageEvents(page)}`);
       }
       // An idle spare carries no media: its tracks stay muted until a failover.
       for (const page of pages) {
-        const withMedia = await page.page.evaluate(() => window.mcuDemo.client!.spareStats.spareTracksWithMedia);
+        const withMedia = (await readSpareStats(page.page)).spareTracksWithMedia;
         assert.equal(withMedia, 0, `${page.spec.name}'s idle spare received media before the kill`);
       }
       const victim = supervisor.primary!;
       const standby = supervisor.standby!;
       for (const page of pages) {
-        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+        const others = othersOf(page.spec);
         assert.ok((await eventually(() => hearing(page, others), (v) => v.ok)).ok, `${page.spec.name} baseline`);
       }
-      await Promise.all(pages.map((p) => p.page.evaluate(() => window.mcuDemo.probe!.resetGaps())));
+      await Promise.all(pages.map((p) => resetGaps(p.page)));
       const promoted = new Promise<Record<string, unknown>>((resolve) => supervisor.once('promoted', (_m, timeline) => resolve(timeline)));
       const killedAt = Date.now();
       await victim.process.kill('SIGKILL');
@@ -83,7 +78,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
 
       for (const page of pages) {
         const switched = await eventually(
-          () => page.page.evaluate(() => window.mcuDemo.client!.spareStats.switches.length),
+          async () => (await readSpareStats(page.page)).switches.length,
           (n) => n >= round,
           20000,
         );
@@ -91,11 +86,11 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
           switched >= round,
           `${page.spec.name} switched to its spare after kill #${round}: ${await pageEvents(page)}\npromoted standby's spare/failover log:\n${spareLog(standby.process.stderr)}`,
         );
-        const restarts = await page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length);
+        const restarts = await countEvents(page.page, 'media-restarted');
         assert.equal(restarts, 0, `${page.spec.name} needed no media restart: ${await pageEvents(page)}`);
       }
       for (const page of pages) {
-        const others = PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+        const others = othersOf(page.spec);
         const heard = await eventually(() => hearing(page, others), (v) => v.ok, 20000);
         assert.ok(heard.ok, `${page.spec.name} after kill #${round} should hear ${others.join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
         const seen = await eventually(() => seeing(page, PARTICIPANTS.map((p) => p.tile)), (v) => v.ok, 20000);
@@ -116,7 +111,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
       // Every switch is confirmed by a resume on the new epoch (a real failover, not a false switch).
       for (const page of pages) {
         const real = await eventually(
-          () => page.page.evaluate(() => window.mcuDemo.client!.spareStats.switches.filter((s) => s.real).length),
+          async () => (await readSpareStats(page.page)).switches.filter((s) => s.real).length,
           (n) => n >= round,
           15000,
         );
@@ -125,7 +120,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
 
       const glitches = await Promise.all(
         pages.map(async (p) => {
-          const spare = await p.page.evaluate(() => window.mcuDemo.client!.spareStats);
+          const spare = await readSpareStats(p.page);
           const last = spare.switches.at(-1);
           return {
             name: p.spec.name,

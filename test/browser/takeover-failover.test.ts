@@ -25,6 +25,7 @@ import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support
 import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { assertCallWholeAfterFailover, assertEveryoneHearsTheOthers, markPeerConnections, pageEvents, samePeerConnection } from '../helpers/call-checks.ts';
 import { PARTICIPANTS } from '../../scripts/probe/mix.ts';
+import { lastEventDetail, readStates, resetGaps } from '../../scripts/probe/page-readout.ts';
 import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingIdentity } from '../../scripts/probe/signaling-probe.ts';
 
 const ROOM = 'takeover-call';
@@ -99,7 +100,7 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
     await assertEveryoneHearsTheOthers(pages, 'baseline');
 
     await markPeerConnections(pages);
-    await Promise.all(pages.map((p) => p.page.evaluate(() => window.mcuDemo.probe!.resetGaps())));
+    await Promise.all(pages.map((p) => resetGaps(p.page)));
     const identities: SignalingIdentity[] = await Promise.all(pages.map((p) => startSignalingProbe(p, PROBE_INTERVAL_MS)));
     for (const [i, id] of identities.entries()) assert.ok(id.connected && id.socketId, `${pages[i]!.spec.name} signaling before the kill: ${JSON.stringify(id)}`);
     // A running stream before the kill, so the gap is measured from its last ack on.
@@ -148,10 +149,10 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
       assert.equal(r.missing, 0, `${name}: ${r.missing} requests never answered`);
       assert.equal(r.failed, 0, `${name}: ${r.failed} requests refused`);
       assert.equal(r.outOfOrder, 0, `${name}: acks out of order`);
-      const states = await page.page.evaluate(() => window.mcuDemo.states.map((s) => s.state));
+      const states = await readStates(page.page);
       assert.ok(!states.includes('reconnecting'), `${name} went through 'reconnecting': ${states.join(' > ')}`);
       assert.ok(await samePeerConnection(page), `${name} media restarted on a new RTCPeerConnection: ${await pageEvents(page)}`);
-      const restart = await page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').at(-1)?.detail as { reason?: string } | undefined);
+      const restart = (await lastEventDetail(page.page, 'media-restarted')) as { reason?: string } | undefined;
       assert.equal(restart?.reason, 'failover', `${name} media restart: ${JSON.stringify(restart)}`);
     }
     assert.deepEqual(await Promise.all(pages.map((p) => p.participantId())), ids, 'participant ids changed');

@@ -3,24 +3,20 @@ import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
-import { hearing, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { countEvents, describeCall, markPeerConnection, samePeerConnection as onMarkedPeerConnection } from '../../scripts/probe/page-readout.ts';
 import { freePort } from '../../scripts/common/ports.ts';
 
-/** The page's own account of its call (events and states), for failure messages. */
-export async function pageEvents(page: ParticipantPage): Promise<string> {
-  return page.page.evaluate(() => JSON.stringify({ events: window.mcuDemo.events, states: window.mcuDemo.states.map((s) => s.state) }));
-}
-
-/** The tones a page must hear: everyone's but its own. */
-export function othersOf(page: ParticipantPage): number[] {
-  return PARTICIPANTS.filter((p) => p !== page.spec).map((p) => p.toneHz);
+/** The page's own account of its call (events, states, spare counters), for failure messages. */
+export function pageEvents(page: ParticipantPage): Promise<string> {
+  return describeCall(page.page);
 }
 
 /** Every page hears the other two tones (a clean baseline before a kill). */
 export async function assertEveryoneHearsTheOthers(pages: ParticipantPage[], label: string, timeoutMs = 15000): Promise<void> {
   for (const page of pages) {
-    const heard = await eventually(() => hearing(page, othersOf(page)), (v) => v.ok, timeoutMs);
-    assert.ok(heard.ok, `${page.spec.name} ${label}: should hear ${othersOf(page).join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
+    const heard = await eventually(() => hearing(page, othersOf(page.spec)), (v) => v.ok, timeoutMs);
+    assert.ok(heard.ok, `${page.spec.name} ${label}: should hear ${othersOf(page.spec).join(', ')} and not ${page.spec.toneHz}: ${JSON.stringify(heard.levels)}`);
   }
 }
 
@@ -33,7 +29,7 @@ export async function assertEveryoneHearsTheOthers(pages: ParticipantPage[], lab
 export async function assertCallWholeAfterFailover(pages: ParticipantPage[], failovers: number, label: string, timeoutMs = 20000): Promise<void> {
   for (const page of pages) {
     const restarts = await eventually(
-      () => page.page.evaluate(() => window.mcuDemo.events.filter((e) => e.event === 'media-restarted').length),
+      () => countEvents(page.page, 'media-restarted'),
       (n) => n >= failovers,
       timeoutMs,
     );
@@ -52,15 +48,13 @@ export async function assertCallWholeAfterFailover(pages: ParticipantPage[], fai
 
 /** Remembers each page's RTCPeerConnection (before a kill), for samePeerConnection(). */
 export async function markPeerConnections(pages: ParticipantPage[]): Promise<void> {
-  await Promise.all(pages.map((p) => p.page.evaluate(() => void ((window as PcWindow).__markedPc = window.mcuDemo.client!.pc))));
+  await Promise.all(pages.map((p) => markPeerConnection(p.page)));
 }
 
 /** Is the page still using the RTCPeerConnection markPeerConnections() saw (after a failover)? */
 export function samePeerConnection(page: ParticipantPage): Promise<boolean> {
-  return page.page.evaluate(() => (window as PcWindow).__markedPc === window.mcuDemo.client!.pc);
+  return onMarkedPeerConnection(page.page);
 }
-
-type PcWindow = Window & { __markedPc?: RTCPeerConnection };
 
 /**
  * A primary + hot standby under the Supervisor on 127.0.0.1 (with `env`) and the three test

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SwitchDetector, type SwitchAction, type SwitchSample } from '../../client-demo/src/switch-detector.ts';
+import { SwitchDetector, type SwitchAction, type SwitchSample } from '../../client-demo/src/spare/switch-detector.ts';
 
 /** A primary path delivering a packet every `intervalMs` until `stopAt`, sampled every `sampleMs` with reports `staleMs` old. */
 function run(

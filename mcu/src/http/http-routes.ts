@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const clientRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'client-demo');
+const clientRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'client-demo');
 
 /** The demo page's files: a fixed map, so no request path ever reaches the file system. */
 const STATIC_FILES: Record<string, { file: string; type: string }> = {

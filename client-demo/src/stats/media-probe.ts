@@ -4,6 +4,9 @@
  * gaps (requestVideoFrameCallback) and received-audio gaps (inbound-rtp stats).
  * Used by the tests and by the page's own glitch indicator.
  */
+import { medianFrameInterval, stallsSince, steadyFor, type Stall, type StallThresholds } from './glitch-stats.ts';
+import { videoFreezes } from './reception.ts';
+
 /** The MCU's Opus packets carry 20 ms each. */
 const AUDIO_PACKET_MS = 20;
 
@@ -32,7 +35,7 @@ export class MediaProbe {
   #lastAudioPacketAt: number | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #pc: RTCPeerConnection | null = null;
-  /** A warm spare path whose received audio the page already plays (see CallClient 'spare-audio'). */
+  /** A warm spare path whose received audio the page already plays (see Call 'spare-audio'). */
   #sparePc: RTCPeerConnection | null = null;
   /** Timestamps (performance.now) of rendered frames, kept for the last 30 s. */
   readonly frameTimes: number[] = [];
@@ -180,6 +183,26 @@ export class MediaProbe {
       const n = data.length / 4;
       return [Math.round(r / n), Math.round(g / n), Math.round(b / n)];
     });
+  }
+
+  /** How long the received media has been steady up to now, ms (see glitch-stats). */
+  steadyFor(thresholds: StallThresholds): number {
+    return steadyFor(this, performance.now(), thresholds);
+  }
+
+  /** Every stall that ended at or after `since` (performance.now() clock), and the poll-times audio gap. */
+  stallsSince(since: number, thresholds: StallThresholds): { stalls: Stall[]; pollAudioGapMs: number } {
+    return stallsSince(this, since, thresholds);
+  }
+
+  /** Median interval between the latest rendered frames, ms (null before two frames). */
+  medianFrameInterval(): number | null {
+    return medianFrameInterval(this.frameTimes);
+  }
+
+  /** Chromium's freeze counters of the inbound video streams of `pc` (the call's peer connection). */
+  videoFreezes(pc: RTCPeerConnection): Promise<Record<string, [number, number]>> {
+    return videoFreezes(pc);
   }
 
   gaps(): GapStats {
