@@ -17,8 +17,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { projectRoot } from '../common/processes.ts';
+import { BenchArgsError, parseBenchArgs } from './common/args.ts';
 import { renderPlotPage, type PlotMetric } from './common/plot.ts';
 import { summarize, type Summary } from './common/stats.ts';
 
@@ -148,21 +148,28 @@ function fmt(s: Summary): string {
 }
 
 async function main(): Promise<void> {
+  // Everything after `--` goes to the benchmark itself, unchanged.
   const dash = process.argv.indexOf('--');
   const own = dash < 0 ? process.argv.slice(2) : process.argv.slice(2, dash);
   const benchArgs = dash < 0 ? [] : process.argv.slice(dash + 1);
-  const { values } = parseArgs({
-    args: own,
-    options: { base: { type: 'string' }, bench: { type: 'string', default: 'chaos' }, rounds: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } },
-  });
-  if (values.help || !values.base) {
-    console.log('usage: node --import tsx scripts/bench/before-after.ts --base <rev> --bench chaos|takeover [--rounds 2] -- <benchmark options>');
-    process.exit(values.help ? 0 : 2);
-  }
-  const bench = values.bench as BenchName;
-  if (!(bench in BENCHES)) throw new Error(`--bench: expected one of ${Object.keys(BENCHES).join(', ')}, got ${values.bench}`);
-  const rounds = Math.min(MAX_ROUNDS, Math.max(1, Number(values.rounds) || 1));
-  const trees = { before: prepareTree(values.base), after: projectRoot };
+  const args = parseBenchArgs(
+    {
+      command: 'scripts/bench/before-after.ts',
+      summary: 'One benchmark alternately on an older commit (a worktree) and on this tree, same options, same run; options after -- go to the benchmark.',
+      options: {
+        base: { type: 'string', help: 'the older commit (any git revision)' },
+        bench: { type: 'list', choices: ['chaos', 'takeover'], default: ['chaos'], help: 'the benchmark' },
+        rounds: { type: 'int', default: 2, min: 1, max: MAX_ROUNDS, help: 'rounds; each runs the benchmark once per tree, the order alternating' },
+      },
+    },
+    own,
+  );
+  if (!args.base) throw new BenchArgsError('--base is required (the older commit)');
+  if (args.bench.length !== 1) throw new BenchArgsError('--bench takes one benchmark');
+  const bench = args.bench[0] as BenchName;
+  const rounds = args.rounds;
+  const base = args.base;
+  const trees = { before: prepareTree(base), after: projectRoot };
   const heads = { before: git(['rev-parse', 'HEAD'], trees.before), after: git(['rev-parse', 'HEAD']) };
   const outDir = join(projectRoot, 'bench-results', `before-after-${bench}`);
   mkdirSync(outDir, { recursive: true });
@@ -198,7 +205,7 @@ async function main(): Promise<void> {
     bench,
     benchArgs,
     rounds,
-    before: { rev: values.base, sha: heads.before, tree: trees.before },
+    before: { rev: base, sha: heads.before, tree: trees.before },
     after: { sha: heads.after, tree: trees.after },
     runs,
     metrics,
