@@ -14,6 +14,12 @@ export type ErrorCode =
   | 'RESUME_REJECTED'
   | 'NEGOTIATION_FAILED'
   | 'NOT_PRIMARY'
+  // The host's network setup (mcu/src/takeover/fencing/host-setup.ts, mcu/src/core/host-commands.ts).
+  | 'HOST_NOT_PRIVILEGED'
+  | 'HOST_TOOL_MISSING'
+  | 'HOST_INTERFACE_MISSING'
+  | 'HOST_TCP_REPAIR_UNAVAILABLE'
+  | 'HOST_COMMAND_FAILED'
   | 'REPLICATION_AUTH_FAILED'
   | 'REPLICATION_STALE_EPOCH'
   | 'REPLICATION_MALFORMED'

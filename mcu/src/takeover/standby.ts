@@ -13,11 +13,11 @@
  *   reason; when it has a socket it is closed cleanly (WebSocket close 1012, marked FIN) so its
  *   client reconnects at once.
  */
-import { execFile } from 'node:child_process';
 import { raiseVip } from './fencing/vip.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
 import { adoptFd, closeFd, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
+import { thisHost } from '../core/host-commands.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { safeEmit } from '../replication/replication-link.ts';
 import { closeUnattachedSocket, reattach } from './session/session-reattacher.ts';
@@ -203,14 +203,13 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     const address = this.#opts.serviceAddress;
     if (!address || address === '0.0.0.0' || address === '::') return;
     const args = ['-tnHK', 'state', 'connected', 'src', address, 'sport', '=', `:${this.#opts.servicePort}`];
-    execFile('ss', args, { timeout: 5000 }, (err, stdout, stderr) => {
-      if (err) {
-        this.#log.warn(`could not clear leftover sockets of an earlier primary on this host: ${err.message} ${stderr}`);
-        return;
-      }
-      const cleared = stdout.split('\n').filter((l) => l.trim() !== '').length;
-      if (cleared > 0) this.#log.info(`cleared ${cleared} leftover socket(s) of an earlier primary on ${address}:${this.#opts.servicePort}`);
-    });
+    thisHost.run(['ss', ...args], { timeoutMs: 5000 }).then(
+      ({ stdout }) => {
+        const cleared = stdout.split('\n').filter((l) => l.trim() !== '').length;
+        if (cleared > 0) this.#log.info(`cleared ${cleared} leftover socket(s) of an earlier primary on ${address}:${this.#opts.servicePort}`);
+      },
+      (err: Error) => this.#log.warn(`could not clear leftover sockets of an earlier primary on this host: ${err.message}`),
+    );
   }
 
   stats(): Record<string, unknown> {
