@@ -1,11 +1,8 @@
-/** Every error of the namespace lab, with a stable code and a message that says what to do. */
-export type LabErrorCode =
-  | 'LAB_UNSUPPORTED'
-  | 'LAB_COMMAND_FAILED'
-  | 'LAB_STATE'
-  | 'LAB_VIP'
-  | 'LAB_NOT_IN_LAB'
-  | 'LAB_NO_STATE_FILE';
+/**
+ * Every error of the namespace lab, with a stable code and a message that says what to do. A
+ * failed command is the host driver's HostCommandError (mcu/src/core/host-commands.ts).
+ */
+export type LabErrorCode = 'LAB_UNSUPPORTED' | 'LAB_STATE' | 'LAB_VIP' | 'LAB_FIREWALL' | 'LAB_NOT_IN_LAB' | 'LAB_NO_STATE_FILE';
 
 export class LabError extends Error {
   readonly code: LabErrorCode;
@@ -23,24 +20,6 @@ export class LabUnsupportedError extends LabError {
   }
 }
 
-/** A command (ip, nft, sysctl, ...) exited non-zero or could not start. */
-export class LabCommandError extends LabError {
-  readonly command: string[];
-  readonly exitCode: number | null;
-  readonly stderr: string;
-  constructor(command: string[], exitCode: number | null, stderr: string, options?: { cause?: unknown }) {
-    const shown = command.join(' ');
-    super(
-      'LAB_COMMAND_FAILED',
-      `\`${shown.length > 300 ? shown.slice(0, 300) + '...' : shown}\` failed (exit ${exitCode}): ${stderr.trim() || '(no stderr)'}`,
-      options,
-    );
-    this.command = command;
-    this.exitCode = exitCode;
-    this.stderr = stderr;
-  }
-}
-
 /** A method was called in a lifecycle state that does not allow it (e.g. exec before up()). */
 export class LabStateError extends LabError {
   constructor(message: string) {
@@ -52,6 +31,13 @@ export class LabStateError extends LabError {
 export class LabVipError extends LabError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('LAB_VIP', message, options);
+  }
+}
+
+/** Silencing a port did not leave the MCU's firewall set in the expected state. */
+export class LabFirewallError extends LabError {
+  constructor(message: string) {
+    super('LAB_FIREWALL', message);
   }
 }
 
