@@ -229,6 +229,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`${err instanceof McuError || err instanceof LabError ? `[${err.code}] ` : ''}${(err as Error)?.message ?? String(err)}\n`);
+  process.stderr.write(`${err instanceof McuError ? `[${err.code}] ` : ''}${(err as Error)?.message ?? String(err)}\n`);
   process.exitCode = 1;
 });

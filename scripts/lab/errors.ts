@@ -1,15 +1,16 @@
 /**
- * Every error of the namespace lab, with a stable code and a message that says what to do. A
- * failed command is the host driver's HostCommandError (mcu/src/core/host-commands.ts).
+ * Every error of the namespace lab, with a stable code and a message that says what to do. They
+ * are McuErrors (mcu/src/core/errors.ts); a failed command is the host driver's HostCommandError
+ * (mcu/src/core/host-commands.ts).
  */
-export type LabErrorCode = 'LAB_UNSUPPORTED' | 'LAB_STATE' | 'LAB_VIP' | 'LAB_FIREWALL' | 'LAB_NOT_IN_LAB' | 'LAB_NO_STATE_FILE';
+import { McuError, type ErrorCode } from '../../mcu/src/core/errors.ts';
 
-export class LabError extends Error {
-  readonly code: LabErrorCode;
+export type LabErrorCode = Extract<ErrorCode, `LAB_${string}`>;
+
+export class LabError extends McuError {
+  declare readonly code: LabErrorCode;
   constructor(code: LabErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
+    super(code, message, options);
   }
 }
 
@@ -45,6 +46,13 @@ export class LabFirewallError extends LabError {
 export class LabNotInLabError extends LabError {
   constructor(pid: number) {
     super('LAB_NOT_IN_LAB', `pid ${pid} does not run in a namespace of this lab: refusing to signal it`);
+  }
+}
+
+/** A lab process did not print the awaited event in time. */
+export class LabProcessTimeoutError extends LabError {
+  constructor(message: string) {
+    super('LAB_PROCESS_TIMEOUT', message);
   }
 }
 
