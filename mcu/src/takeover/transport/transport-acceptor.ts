@@ -24,7 +24,7 @@ import { createLogger, type Logger } from '../../core/logger.ts';
 import { preciseNow, safeEmit } from '../../replication/replication-link.ts';
 import type { TransportRecord } from './transport-record.ts';
 
-/** The mark the lab's nftables rule lets through (scripts/lab/README.md). */
+/** The mark the host firewall's FIN/RST rule lets through (mcu/src/takeover/fencing/host-firewall.ts). */
 export const DEFAULT_CLOSE_MARK = 0x4d43;
 
 /** `takeover`: the record is complete and a standby can rebuild the connection; `reconnect`: it cannot (clients reconnect). */
