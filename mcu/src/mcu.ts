@@ -12,6 +12,7 @@ import { ReplicationServer, type ReplicationStats } from './replication/replicat
 import { HeartbeatBeacon } from './detection/heartbeat-beacon.ts';
 import { TakeoverPrimary } from './takeover/primary.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
+import { HostSetup, hostSetupSettings } from './takeover/fencing/host-setup.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 
 /**
@@ -73,6 +74,12 @@ export interface McuOptions {
    * primary gone (default none).
    */
   onServing?: () => void;
+  /**
+   * The host's network setup (firewall, VIP) when someone else owns it (a promoting standby
+   * installed it at its start and removes it at its stop). Default: this MCU installs its own at
+   * start, raises the VIP, and removes it all on close().
+   */
+  hostSetup?: HostSetup;
 }
 
 /**
@@ -102,6 +109,9 @@ export class Mcu {
   #fencing: FencingGuard | null = null;
   readonly #vipInterface: string | null;
   readonly #lanInterface: string | null;
+  readonly #hostSetup: HostSetup;
+  /** This MCU installed the host setup (and removes it), rather than a standby that promoted into it. */
+  readonly #ownsHostSetup: boolean;
   readonly #fenced: Promise<FencedInfo>;
   #resolveFenced: (info: FencedInfo) => void = () => undefined;
   /** Relays the standby's warm spare path offers to the pages and their answers back. */
@@ -109,7 +119,9 @@ export class Mcu {
 
   constructor(opts: McuOptions) {
     this.config = opts.config;
-    this.#vipInterface = opts.config.takeover.vipInterface;
+    this.#ownsHostSetup = opts.hostSetup === undefined;
+    this.#hostSetup = opts.hostSetup ?? new HostSetup(hostSetupSettings(this.config));
+    this.#vipInterface = this.#hostSetup.vip?.interface ?? opts.config.takeover.vipInterface;
     this.#lanInterface = opts.config.takeover.lanInterface;
     this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
@@ -167,6 +179,7 @@ export class Mcu {
   /** Binds the HTTP/signaling port (and the replication port) and starts serving as the primary. */
   async start(): Promise<void> {
     if (this.#role === 'starting' && this.#bindRetryMs > 0) this.setRole('promoting');
+    if (this.#ownsHostSetup) await this.#setUpHost();
     await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
     // Serve at once: a promoted standby's clients are already knocking. Replication and
     // heartbeats only matter once a new standby comes, so they start after.
@@ -242,6 +255,20 @@ export class Mcu {
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
     });
+  }
+
+  /** The firewall and the VIP this host needs (host-setup.ts), then the VIP raised: this MCU serves it. */
+  async #setUpHost(): Promise<void> {
+    const host = this.#hostSetup;
+    await host.install();
+    if (!host.vip) return;
+    try {
+      const ms = await host.vip.raise();
+      this.#log.info('VIP raised', { interface: host.vip.interface, address: host.vip.address, ms: Math.round(ms * 10) / 10 });
+    } catch (err) {
+      await host.close();
+      throw err;
+    }
   }
 
   /**
@@ -403,6 +430,8 @@ export class Mcu {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
+    // Last: a deliberate stop leaves the host as it found it.
+    if (this.#ownsHostSetup) await this.#hostSetup.close();
     this.setRole('stopped');
   }
 }

@@ -208,7 +208,6 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
   };
   try {
     await lab.up();
-    await lab.raiseVip('primary');
     const secret = `false-takeover-${process.pid}-${startedAt}`;
     const common = { LOG_LEVEL: 'info', MCU_HEARTBEAT_MS: String(opts.heartbeatMs), MCU_MISSED_HEARTBEATS: String(opts.missed) };
     const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });

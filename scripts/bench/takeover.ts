@@ -97,7 +97,6 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
   const start = processes.start.bind(processes);
   try {
     await lab.up();
-    await lab.raiseVip('primary');
     const { vip } = lab.addresses;
     const secret = `bench-takeover-${process.pid}-${Math.random().toString(16).slice(2)}`;
     const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };

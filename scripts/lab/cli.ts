@@ -15,6 +15,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { McuError } from '../../mcu/src/core/errors.ts';
 import { LabError, LabNoStateFileError, LabStateError } from './errors.ts';
 import { startLabMcu, type LabMcuProcesses } from './start-mcu.ts';
 import { LAB_NAMESPACES, LAB_PREFIX_ROOT, LabTopology, projectRoot, SERVER_HOSTS, type LabDescriptor, type LabNamespace, type ServerHost } from './topology.ts';
@@ -28,9 +29,11 @@ interface CliState {
 }
 
 const USAGE = `usage: node --import tsx scripts/lab/cli.ts <command>
-  up [--start-mcu [--takeover]] [--no-vip] [--port N]   make the lab (primary raises the VIP unless --no-vip);
-                                           --start-mcu also starts mcu/src/main.ts (primary) and
-                                           standby/src/main.ts (standby) and checks /status via the VIP
+  up [--start-mcu [--takeover]] [--no-vip] [--port N]   make the lab; --start-mcu starts mcu/src/main.ts
+                                           (primary: it sets its host up and raises the VIP) and
+                                           standby/src/main.ts (standby) and checks /status via the VIP;
+                                           without it the MCU's host setup is installed in both server
+                                           hosts and the primary raises the VIP unless --no-vip
   down                                     remove the lab (idempotent; also stale labs of dead owners)
   status [--json]                          namespaces, NICs, VIP holder, silenced ports, firewall drops
   kill-primary [--pid N]                   SIGKILL the primary MCU (or pid N, which must run in the primary host)
@@ -89,9 +92,15 @@ async function up(args: string[]): Promise<void> {
   await lab.up();
   const state: CliState = { lab: lab.descriptor() };
   writeState(state);
-  if (!args.includes('--no-vip')) await lab.raiseVip('primary');
-  print(`lab ${lab.prefix} is up: client ${lab.addresses.client}, primary ${lab.addresses.primary}, standby ${lab.addresses.standby}, VIP ${lab.addresses.vip}:${lab.servicePort}${args.includes('--no-vip') ? ' (held by nobody)' : ' (held by the primary)'}`);
-  if (args.includes('--start-mcu')) {
+  const startMcu = args.includes('--start-mcu');
+  // With an MCU, each host is set up by the MCU in it; without, by the same product code from here.
+  if (!startMcu) {
+    for (const host of SERVER_HOSTS) await lab.installMcuHostSetup(host);
+    if (!args.includes('--no-vip')) await lab.raiseVip('primary');
+  }
+  const holder = startMcu ? ' (raised by the primary MCU)' : args.includes('--no-vip') ? ' (held by nobody)' : ' (held by the primary)';
+  print(`lab ${lab.prefix} is up: client ${lab.addresses.client}, primary ${lab.addresses.primary}, standby ${lab.addresses.standby}, VIP ${lab.addresses.vip}:${lab.servicePort}${holder}`);
+  if (startMcu) {
     try {
       const mcu = await startLabMcu(lab, { logDir: STATE_DIR, takeover: args.includes('--takeover') });
       const { status, ...rest } = mcu;
@@ -220,6 +229,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`${err instanceof LabError ? `[${err.code}] ` : ''}${(err as Error)?.message ?? String(err)}\n`);
+  process.stderr.write(`${err instanceof McuError ? `[${err.code}] ` : ''}${(err as Error)?.message ?? String(err)}\n`);
   process.exitCode = 1;
 });

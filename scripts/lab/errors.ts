@@ -1,18 +1,16 @@
-/** Every error of the namespace lab, with a stable code and a message that says what to do. */
-export type LabErrorCode =
-  | 'LAB_UNSUPPORTED'
-  | 'LAB_COMMAND_FAILED'
-  | 'LAB_STATE'
-  | 'LAB_VIP'
-  | 'LAB_NOT_IN_LAB'
-  | 'LAB_NO_STATE_FILE';
+/**
+ * Every error of the namespace lab, with a stable code and a message that says what to do. They
+ * are McuErrors (mcu/src/core/errors.ts); a failed command is the host driver's HostCommandError
+ * (mcu/src/core/host-commands.ts).
+ */
+import { McuError, type ErrorCode } from '../../mcu/src/core/errors.ts';
 
-export class LabError extends Error {
-  readonly code: LabErrorCode;
+export type LabErrorCode = Extract<ErrorCode, `LAB_${string}`>;
+
+export class LabError extends McuError {
+  declare readonly code: LabErrorCode;
   constructor(code: LabErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
+    super(code, message, options);
   }
 }
 
@@ -20,24 +18,6 @@ export class LabError extends Error {
 export class LabUnsupportedError extends LabError {
   constructor(reason: string) {
     super('LAB_UNSUPPORTED', `the namespace lab cannot run here: ${reason}`);
-  }
-}
-
-/** A command (ip, nft, sysctl, ...) exited non-zero or could not start. */
-export class LabCommandError extends LabError {
-  readonly command: string[];
-  readonly exitCode: number | null;
-  readonly stderr: string;
-  constructor(command: string[], exitCode: number | null, stderr: string, options?: { cause?: unknown }) {
-    const shown = command.join(' ');
-    super(
-      'LAB_COMMAND_FAILED',
-      `\`${shown.length > 300 ? shown.slice(0, 300) + '...' : shown}\` failed (exit ${exitCode}): ${stderr.trim() || '(no stderr)'}`,
-      options,
-    );
-    this.command = command;
-    this.exitCode = exitCode;
-    this.stderr = stderr;
   }
 }
 
@@ -55,10 +35,24 @@ export class LabVipError extends LabError {
   }
 }
 
+/** Silencing a port did not leave the MCU's firewall set in the expected state. */
+export class LabFirewallError extends LabError {
+  constructor(message: string) {
+    super('LAB_FIREWALL', message);
+  }
+}
+
 /** A fault was aimed at a process that does not run inside this lab: refused so a typo cannot hit the host. */
 export class LabNotInLabError extends LabError {
   constructor(pid: number) {
     super('LAB_NOT_IN_LAB', `pid ${pid} does not run in a namespace of this lab: refusing to signal it`);
+  }
+}
+
+/** A lab process did not print the awaited event in time. */
+export class LabProcessTimeoutError extends LabError {
+  constructor(message: string) {
+    super('LAB_PROCESS_TIMEOUT', message);
   }
 }
 

@@ -10,17 +10,10 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { LabProcessTimeoutError } from './errors.ts';
 import type { LabNamespace, LabTopology } from './topology.ts';
 
 export type LabEvent = Record<string, unknown> & { event?: string };
-
-export class LabProcessTimeoutError extends Error {
-  readonly code = 'LAB_PROCESS_TIMEOUT';
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
 
 export class LabProcess {
   readonly host: LabNamespace;

@@ -1,9 +1,8 @@
 /**
  * The `--start-mcu` hook: the real MCU in the primary host and the real standby
  * in the standby host, configured for the lab (service on the VIP, replication
- * between the hosts' own addresses). Until the takeover mode exists, a failover
- * here is the reconnecting kind; the hook is the place to add the takeover
- * settings to.
+ * between the hosts' own addresses). Each sets its host up itself at start
+ * (VIP interface, sysctls, and in takeover mode the firewall), as on a real host.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -41,8 +40,10 @@ export interface LabMcuProcesses {
  *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<its host's address>
  *   (where it accepts a new standby once promoted).
  * `role` defaults to the host's name; after a failover a standby runs in the primary host.
- * The standby raises the VIP itself when it promotes (the `vip` macvlan plus its policy route).
- * With `takeover`, both get MCU_TAKEOVER=1 and the standby captures on its LAN interface (eth0).
+ * Both get MCU_VIP_INTERFACE=vip and MCU_VIP_MAC (the lab's virtual MAC): each makes the `vip`
+ * macvlan on its LAN interface (eth0, the one holding its replication address) at start; the
+ * primary raises it, the standby when it promotes. With `takeover`, both get MCU_TAKEOVER=1:
+ * they install the firewall, and the standby captures on its LAN interface.
  * Warm spare paths are off unless `spares` (MCU_SPARE_PATHS): the lab's tests measure the media
  * restart on the same peer connection; with spares the standby offers them on its own address
  * (MCU_SPARE_ICE_ADDRESSES), the VIP not being on its host yet.
@@ -62,21 +63,17 @@ export function labMcuEnv(
     MCU_REPLICATION_SECRET: secret,
     MCU_REPLICATION_PORT: replicationPort,
     MCU_ROLE: role,
+    MCU_VIP_INTERFACE: 'vip',
+    MCU_VIP_MAC: lab.virtualMac,
     ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
     MCU_SPARE_PATHS: options.spares ? '1' : '0',
     ...(options.spares ? { MCU_SPARE_ICE_ADDRESSES: lab.addresses[host] } : {}),
   };
-  // Takeover mode: a fenced primary takes its own VIP down (mcu/src/takeover/fencing.ts).
-  if (role === 'primary') return { ...common, ...(options.takeover ? { MCU_VIP_INTERFACE: 'vip' } : {}), MCU_REPLICATION_HOST: lab.addresses[host] };
+  if (role === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses[host] };
   // A standby follows the primary on the other host (after a failover the roles alternate).
   const peer: ServerHost = host === 'primary' ? 'standby' : 'primary';
-  const { vip, network } = lab.addresses;
   return {
     ...common,
-    // Both modes: the standby raises the VIP when it promotes itself (reconnect mode: before it binds the service port).
-    MCU_VIP_INTERFACE: 'vip',
-    MCU_VIP_ROUTE: `${network} dev vip src ${vip} table 100`,
-    ...(options.takeover ? { MCU_CAPTURE_INTERFACE: 'eth0' } : {}),
     MCU_REPLICATION_HOST: lab.addresses[host],
     MCU_PRIMARY_REPLICATION_HOST: lab.addresses[peer],
     MCU_PRIMARY_REPLICATION_PORT: replicationPort,
@@ -115,7 +112,7 @@ async function waitForLogLine(path: string, predicate: (e: Record<string, unknow
  * standby host, detached (they outlive the CLI; down() kills them with the
  * namespaces), waits for the primary's `listening` and the standby's
  * `standby-started` lines, then fetches http://<vip>:<port>/status from the
- * client host. The primary must hold the VIP (raiseVip) for that last step.
+ * client host (the primary raised the VIP at its start).
  */
 export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Promise<LabMcuProcesses> {
   const secret = options.secret ?? randomBytes(16).toString('hex');

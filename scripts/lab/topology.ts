@@ -1,9 +1,14 @@
 /**
  * The network-namespace lab for connection-takeover tests: a client, a primary
- * host and a standby host on one LAN that floods like a hub, the service
- * address (VIP) on a macvlan with a fixed virtual MAC on both server hosts
- * (only the holder's is up), and the firewall that keeps a crashed primary
- * silent. See scripts/lab/README.md for the layout and the measured timings.
+ * host and a standby host on one LAN that floods like a hub, and the faults
+ * (process kill, freeze, host crash, VIP moves, silencing). It stands in for
+ * hardware only: what a server host needs (the service address on a macvlan
+ * with the virtual MAC, its routing and sysctls, the firewall that keeps a
+ * crashed MCU silent) is installed by the MCU itself at start, inside its host
+ * (mcu/src/takeover/fencing/host-setup.ts), as on a real host; tests that run
+ * stand-ins instead of an MCU install the same product code with
+ * installMcuHostSetup(). See scripts/lab/README.md for the layout and the
+ * measured timings.
  *
  * Every name starts with a prefix unique to the instance (`mculab-<6 hex>-`), so
  * parallel labs and leftovers of crashed runs never collide; every link lives
@@ -17,10 +22,13 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { HostCommandError, HostCommands, thisHost, type HostCommandOptions, type HostCommandResult, type ResidentCommand } from '../../mcu/src/core/host-commands.ts';
 import { createLogger, type Logger } from '../../mcu/src/core/logger.ts';
-import { LabCommandError, LabNotInLabError, LabStateError, LabUnsupportedError, LabVipError } from './errors.ts';
-import { ResidentCommand } from './resident-command.ts';
-import { runCommand, type RunOptions, type RunResult } from './run-command.ts';
+import { HostSetup } from '../../mcu/src/takeover/fencing/host-setup.ts';
+import { FIREWALL_TABLE, GUARDED_PORTS_SET, HostFirewall, parseSetElements, SILENCED_PORTS_SET, type FirewallCounters } from '../../mcu/src/takeover/fencing/host-firewall.ts';
+import { DEFAULT_VIP_ROUTE_TABLE, DEFAULT_VIRTUAL_MAC, ServiceAddress } from '../../mcu/src/takeover/fencing/vip.ts';
+import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport/transport-acceptor.ts';
+import { LabFirewallError, LabNotInLabError, LabStateError, LabUnsupportedError, LabVipError } from './errors.ts';
 
 /** The three machines of the lab. */
 export type LabHost = 'client' | 'primary' | 'standby';
@@ -45,18 +53,11 @@ const NETNS_DIR = '/run/netns';
 export const LabInterface = {
   /** Each host's NIC (veth end in the host namespace). */
   nic: 'eth0',
-  /** The service address's macvlan on a server host. */
+  /** The service address's macvlan on a server host (MCU_VIP_INTERFACE: the MCU makes it). */
   vip: 'vip',
   /** The LAN bridge (in the lan namespace). */
   bridge: 'br0',
 } as const;
-
-/** Policy-routing table that sends traffic from the VIP out of the macvlan (virtual MAC). */
-const VIP_ROUTE_TABLE = 100;
-const NFT_TABLE = 'mculab';
-const NFT_SILENCE_SET = 'silenced_ports';
-/** Ports whose orphaned sockets (their process is gone) are kept silent by the orphan guard. */
-const NFT_GUARD_SET = 'guarded_ports';
 
 export interface LabOptions {
   /** Prefix of every namespace name, ending in '-' (default `mculab-<6 random hex>-`). */
@@ -65,9 +66,9 @@ export interface LabOptions {
   subnet?: string;
   /** The service (signaling) port the firewall guards (default 3000). */
   servicePort?: number;
-  /** SO_MARK of a deliberate close: FIN/RST of sockets carrying it pass the firewall (default 0x4d43). */
+  /** SO_MARK of a deliberate close: FIN/RST of sockets carrying it pass the firewall (default: the MCU's, 0x4d43). */
   closeMark?: number;
-  /** MAC of the VIP's macvlan on both server hosts, VRRP style (default 00:00:5e:00:01:01). */
+  /** MAC of the VIP's macvlan on both server hosts, VRRP style (MCU_VIP_MAC; default 00:00:5e:00:01:01). */
   virtualMac?: string;
   /**
    * Keep an `ip -batch` and an `nft -i` process per server host so VIP and
@@ -86,12 +87,6 @@ export interface LabOptions {
    * e.g. '0' and '1'). Default: no pinning. See splitCpus().
    */
   cpus?: LabCpus;
-  /**
-   * 'takeover' (default): the server hosts drop unmarked FIN/RST from the service port and guard
-   * orphaned sockets, so a dead MCU looks like silence (connection-level takeover). 'plain': no
-   * such rules, a dead process's kernel closes its connections (reconnect mode).
-   */
-  firewall?: 'takeover' | 'plain';
 }
 
 /** CPU lists (taskset syntax) for the lab's server hosts and its client host. */
@@ -165,7 +160,7 @@ export interface LabFault {
   at: number;
 }
 
-export interface LabExecOptions extends Omit<RunOptions, 'cwd'> {
+export interface LabExecOptions extends Omit<HostCommandOptions, 'cwd'> {
   /** Working directory (default: the repository root). */
   cwd?: string;
 }
@@ -188,8 +183,8 @@ export interface LabStatus {
   hosts: Record<LabHost, { nicUp: boolean; vipUp?: boolean; silencedPorts?: number[] }>;
   /** Which server host has its VIP interface up (both: split brain). */
   vipHolders: ServerHost[];
-  /** Packets dropped by the firewall so far, per server host. */
-  firewall: Record<ServerHost, { finRstDropped: number; silencedDropped: number } | null>;
+  /** Packets dropped by the MCU's firewall so far, per server host (null: no firewall there). */
+  firewall: Record<ServerHost, FirewallCounters | null>;
   addresses: LabAddresses;
 }
 
@@ -243,7 +238,7 @@ function listNetns(): string[] {
 
 /** Pids of the processes whose network namespace is `name` (`ip netns pids`). */
 async function netnsPids(name: string): Promise<number[]> {
-  const r = await runCommand(['ip', 'netns', 'pids', name], { check: false, timeoutMs: 10_000 });
+  const r = await thisHost.run(['ip', 'netns', 'pids', name], { check: false, timeoutMs: 10_000 });
   return r.stdout
     .split(/\s+/)
     .filter((s) => s !== '')
@@ -297,8 +292,8 @@ async function removeNamespaces(names: string[]): Promise<Error[]> {
   const stuck = await waitGone(pids, 3000);
   if (stuck.length > 0) errors.push(new LabStateError(`processes ${stuck.join(', ')} did not exit after SIGKILL`));
   for (const name of present) {
-    const r = await runCommand(['ip', 'netns', 'delete', name], { check: false, timeoutMs: 10_000 });
-    if (r.code !== 0 && existsSync(`${NETNS_DIR}/${name}`)) errors.push(new LabCommandError(['ip', 'netns', 'delete', name], r.code, r.stderr));
+    const r = await thisHost.run(['ip', 'netns', 'delete', name], { check: false, timeoutMs: 10_000 });
+    if (r.code !== 0 && existsSync(`${NETNS_DIR}/${name}`)) errors.push(new HostCommandError(['ip', 'netns', 'delete', name], r.code, r.stderr));
   }
   return errors;
 }
@@ -311,15 +306,13 @@ export function labUnsupportedReason(): Promise<string | null> {
     if (process.platform !== 'linux') return `platform is ${process.platform}, not linux`;
     if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)';
     try {
-      const r = await runCommand(['ip', 'netns', 'list'], { check: false, timeoutMs: 5000 });
+      const r = await thisHost.run(['ip', 'netns', 'list'], { check: false, timeoutMs: 5000 });
       if (r.code !== 0) return `\`ip netns list\` failed: ${r.stderr.trim()}`;
-    } catch {
-      return '`ip` (iproute2) is not installed';
-    }
-    try {
-      await runCommand(['nft', '--version'], { timeoutMs: 5000 });
-    } catch {
-      return '`nft` is missing: apt-get install -y nftables';
+      // The MCU's firewall in the server hosts.
+      await thisHost.run(['nft', '--version'], { timeoutMs: 5000 });
+    } catch (err) {
+      // HostToolMissingError names the package to install.
+      return (err as Error).message;
     }
     return null;
   })();
@@ -335,7 +328,6 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   readonly virtualMac: string;
   readonly addresses: LabAddresses;
   readonly createdAt: string;
-  readonly #firewall: 'takeover' | 'plain';
   /** CPU pinning of the hosts' processes (LabOptions.cpus), null when none. */
   readonly cpus: LabCpus | null;
   /** Every timed change, oldest first (bounded). */
@@ -350,6 +342,8 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   readonly #children = new Set<ChildProcess>();
   readonly #ipHelpers = new Map<ServerHost, ResidentCommand>();
   readonly #nftHelpers = new Map<ServerHost, ResidentCommand>();
+  /** The host tools of each namespace (one driver: mcu/src/core/host-commands.ts). */
+  readonly #commands = new Map<LabNamespace, HostCommands>();
   #downPromise: Promise<void> | undefined;
 
   constructor(options: LabOptions = {}) {
@@ -361,12 +355,11 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     this.subnet = options.subnet ?? '10.213.0';
     if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(this.subnet)) throw new RangeError(`subnet "${this.subnet}" must be three octets, e.g. "10.213.0"`);
     this.servicePort = options.servicePort ?? 3000;
-    this.closeMark = options.closeMark ?? 0x4d43;
-    this.virtualMac = (options.virtualMac ?? '00:00:5e:00:01:01').toLowerCase();
+    this.closeMark = options.closeMark ?? DEFAULT_CLOSE_MARK;
+    this.virtualMac = (options.virtualMac ?? DEFAULT_VIRTUAL_MAC).toLowerCase();
     this.#residentHelpers = options.residentHelpers ?? true;
     this.#detached = options.detached ?? false;
     this.cpus = options.cpus ?? null;
-    this.#firewall = options.firewall ?? 'takeover';
     if (this.cpus && ![this.cpus.servers, this.cpus.clients].every((c) => /^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(c))) {
       throw new RangeError(`cpu lists must be in taskset syntax (e.g. "0" or "0-1,3"): ${JSON.stringify(this.cpus)}`);
     }
@@ -437,12 +430,12 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     // up() creates no link in the initial namespace; sweep any that carries the
     // prefix anyway (a manual experiment, an older version), in IFNAMSIZ form.
     const linkPrefix = prefix.slice(0, 15);
-    const links = await runCommand(['ip', '-o', 'link', 'show'], { check: false });
+    const links = await thisHost.run(['ip', '-o', 'link', 'show'], { check: false });
     for (const line of links.stdout.split('\n')) {
       const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1];
       if (name && name.startsWith(linkPrefix)) {
-        const r = await runCommand(['ip', 'link', 'delete', name], { check: false });
-        if (r.code !== 0) errors.push(new LabCommandError(['ip', 'link', 'delete', name], r.code, r.stderr));
+        const r = await thisHost.run(['ip', 'link', 'delete', name], { check: false });
+        if (r.code !== 0) errors.push(new HostCommandError(['ip', 'link', 'delete', name], r.code, r.stderr));
       }
     }
     if (errors.length > 0) throw new AggregateError(errors, `cleanupStale(${prefix}) left something behind: ${errors.map((e) => e.message).join('; ')}`);
@@ -475,8 +468,9 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   }
 
   /**
-   * Creates the namespaces, the LAN, addresses, the VIP interfaces (down),
-   * sysctls and the firewall. On any failure it tears down what it made and
+   * Creates the namespaces, the LAN and the hosts' addresses: the hardware. The
+   * server hosts' VIP interface and firewall come from the MCU started in them
+   * (or installMcuHostSetup()). On any failure it tears down what it made and
    * rethrows. Only from state 'new' (or 'down': a lab can be brought up again).
    */
   async up(): Promise<void> {
@@ -488,11 +482,10 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     this.#downPromise = undefined;
     try {
       this.#writeOwnerRecord();
-      for (const ns of LAB_NAMESPACES) await runCommand(['ip', 'netns', 'add', this.namespace(ns)]);
+      for (const ns of LAB_NAMESPACES) await thisHost.run(['ip', 'netns', 'add', this.namespace(ns)]);
       await this.#configureSysctls();
       await this.#buildLan();
       await Promise.all(LAB_HOSTS.map((host) => this.#configureHost(host)));
-      await Promise.all(SERVER_HOSTS.map((host) => this.#installFirewall(host)));
       if (this.#residentHelpers) await this.#startHelpers();
     } catch (err) {
       this.#log.warn('up() failed, tearing down', { error: (err as Error).message });
@@ -556,10 +549,37 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     }
   }
 
-  /** Runs a command inside a namespace (`ip netns exec`) to completion; throws LabCommandError on a non-zero exit unless check is false. */
-  exec(host: LabNamespace, cmd: string[], opts: LabExecOptions = {}): Promise<RunResult> {
+  /** Runs a command inside a namespace (`ip netns exec`) to completion; throws HostCommandError on a non-zero exit unless check is false. */
+  exec(host: LabNamespace, cmd: string[], opts: LabExecOptions = {}): Promise<HostCommandResult> {
     this.#assertUp('exec');
-    return runCommand(['ip', 'netns', 'exec', this.namespace(host), ...cmd], { cwd: projectRoot, ...opts });
+    return this.commands(host).run(cmd, { cwd: projectRoot, ...opts });
+  }
+
+  /** The host tools inside one of the lab's namespaces. */
+  commands(host: LabNamespace): HostCommands {
+    let commands = this.#commands.get(host);
+    if (!commands) this.#commands.set(host, (commands = new HostCommands({ netns: this.namespace(host) })));
+    return commands;
+  }
+
+  /**
+   * What an MCU installs in its host at start (the VIP's macvlan, down, with its routing and
+   * sysctls, and the takeover firewall), for tests that run stand-ins instead of an MCU: the
+   * same product code (HostSetup), run inside the host's namespace. Idempotent.
+   */
+  async installMcuHostSetup(host: ServerHost): Promise<HostSetup> {
+    this.#assertUp('installMcuHostSetup');
+    const setup = new HostSetup(
+      {
+        vip: this.#vipSettings(),
+        firewall: { servicePort: this.servicePort, closeMark: this.closeMark },
+        captureInterface: null,
+        tcpRepair: false,
+      },
+      { commands: this.commands(host) },
+    );
+    await setup.install();
+    return setup;
   }
 
   /**
@@ -570,7 +590,8 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
    */
   spawn(host: LabNamespace, cmd: string[], env: Record<string, string> = {}, options: LabSpawnOptions = {}): ChildProcess {
     this.#assertUp('spawn');
-    const child = spawnChild('ip', ['netns', 'exec', this.namespace(host), ...this.pinned(host, cmd)], {
+    const [command, ...args] = this.commands(host).argv(this.pinned(host, cmd));
+    const child = spawnChild(command!, args, {
       cwd: options.cwd ?? projectRoot,
       env: { ...process.env, ...env },
       stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
@@ -609,20 +630,21 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   }
 
   // ---------------------------------------------------------------------------
-  // The service address
+  // The service address (its interface is the MCU's: these act on it, as a VRRP agent would)
 
   /**
    * Brings the host's VIP interface up: it answers ARP for the VIP with the
    * virtual MAC and sends a gratuitous ARP from it (arp_notify), and traffic
-   * from the VIP leaves through it (policy route in table 100). Does not take
+   * from the VIP leaves through it (policy route). The MCU's own raise lines
+   * (ServiceAddress.raiseCommands), through the resident helper. Does not take
    * the VIP from the other server host: dropVip() that one first.
    */
   async raiseVip(host: ServerHost): Promise<LabTiming> {
     this.#assertUp('raiseVip');
-    const cmds = [`link set dev ${LabInterface.vip} up`, `route replace ${this.addresses.network} dev ${LabInterface.vip} src ${this.addresses.vip} table ${VIP_ROUTE_TABLE}`];
-    const { timing, shown } = await this.#ipChange('raiseVip', host, cmds, [`link show dev ${LabInterface.vip}`, `route show table ${VIP_ROUTE_TABLE}`]);
-    if (interfaceFlagUp(shown, LabInterface.vip) !== true || !shown.includes(`dev ${LabInterface.vip}`)) {
-      throw new LabVipError(`raiseVip(${host}): the VIP interface is not up with its route afterwards:\n${shown}`);
+    const vip = this.#vipOf(host);
+    const { timing, shown } = await this.#ipChange('raiseVip', host, vip.raiseCommands(), [`link show dev ${vip.interface}`, `route show table ${vip.routeTable}`]);
+    if (interfaceFlagUp(shown, vip.interface) !== true || !shown.includes(`dev ${vip.interface}`)) {
+      throw new LabVipError(`raiseVip(${host}): the VIP interface is not up with its route afterwards (is an MCU or installMcuHostSetup() there?):\n${shown}`);
     }
     return timing;
   }
@@ -630,15 +652,16 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   /** Takes the host's VIP interface down: it stops answering for the VIP, and traffic from the VIP is blackholed. */
   async dropVip(host: ServerHost): Promise<LabTiming> {
     this.#assertUp('dropVip');
-    const { timing, shown } = await this.#ipChange('dropVip', host, [`link set dev ${LabInterface.vip} down`], [`link show dev ${LabInterface.vip}`]);
-    if (interfaceFlagUp(shown, LabInterface.vip) !== false) throw new LabVipError(`dropVip(${host}): the VIP interface is still up:\n${shown}`);
+    const vip = this.#vipOf(host);
+    const { timing, shown } = await this.#ipChange('dropVip', host, vip.dropCommands(), [`link show dev ${vip.interface}`]);
+    if (interfaceFlagUp(shown, vip.interface) !== false) throw new LabVipError(`dropVip(${host}): the VIP interface is still up:\n${shown}`);
     return timing;
   }
 
   /** Sends another gratuitous ARP for the VIP from the virtual MAC (re-setting the MAC triggers arp_notify). No effect while the VIP is down. */
   async announceVip(host: ServerHost): Promise<LabTiming> {
     this.#assertUp('announceVip');
-    const { timing } = await this.#ipChange('announceVip', host, [`link set dev ${LabInterface.vip} address ${this.virtualMac}`], []);
+    const { timing } = await this.#ipChange('announceVip', host, this.#vipOf(host).announceCommands(), []);
     return timing;
   }
 
@@ -651,8 +674,17 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     return holders;
   }
 
+  /** The VIP settings the lab gives its MCUs (labMcuEnv) and installMcuHostSetup(). */
+  #vipSettings(): { address: string; interface: string; lanInterface: string; mac: string; routeTable: number; network: string } {
+    return { address: this.addresses.vip, interface: LabInterface.vip, lanInterface: LabInterface.nic, mac: this.virtualMac, routeTable: DEFAULT_VIP_ROUTE_TABLE, network: this.addresses.network };
+  }
+
+  #vipOf(host: ServerHost): ServiceAddress {
+    return new ServiceAddress({ ...this.#vipSettings(), commands: this.commands(host) });
+  }
+
   // ---------------------------------------------------------------------------
-  // The firewall
+  // The MCU's firewall (mcu/src/takeover/fencing/host-firewall.ts): its silence switch and counters
 
   /**
    * Drops every packet from the service port (or `port`) on the host at once,
@@ -663,8 +695,8 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
    */
   async silenceServicePort(host: ServerHost, port: number = this.servicePort): Promise<LabTiming> {
     this.#assertUp('silenceServicePort');
-    const { timing, elements } = await this.#nftChange('silenceServicePort', host, [`add element inet ${NFT_TABLE} ${NFT_SILENCE_SET} { ${port} }`]);
-    if (!elements.includes(port)) throw new LabCommandError(['nft', 'add element', String(port)], null, `port ${port} is not in the set afterwards (${elements.join(', ')})`);
+    const { timing, elements } = await this.#nftChange('silenceServicePort', host, [`add element inet ${FIREWALL_TABLE} ${SILENCED_PORTS_SET} { ${port} }`]);
+    if (!elements.includes(port)) throw new LabFirewallError(`silenceServicePort(${host}): port ${port} is not in the set afterwards (${elements.join(', ')})`);
     return timing;
   }
 
@@ -673,43 +705,39 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     this.#assertUp('unsilenceServicePort');
     // add + delete: deleting an absent element is an error, this pair never is.
     const { timing, elements } = await this.#nftChange('unsilenceServicePort', host, [
-      `add element inet ${NFT_TABLE} ${NFT_SILENCE_SET} { ${port} }`,
-      `delete element inet ${NFT_TABLE} ${NFT_SILENCE_SET} { ${port} }`,
+      `add element inet ${FIREWALL_TABLE} ${SILENCED_PORTS_SET} { ${port} }`,
+      `delete element inet ${FIREWALL_TABLE} ${SILENCED_PORTS_SET} { ${port} }`,
     ]);
-    if (elements.includes(port)) throw new LabCommandError(['nft', 'delete element', String(port)], null, `port ${port} is still in the set afterwards`);
+    if (elements.includes(port)) throw new LabFirewallError(`unsilenceServicePort(${host}): port ${port} is still in the set afterwards`);
     return timing;
   }
 
   /**
-   * Turns the host's orphan guard on the service port on or off (on from up()): with it, the
-   * sockets of a process that died send nothing more (see the firewall rules).
+   * Turns the host's orphan guard on the service port on or off (on from the MCU's install):
+   * with it, the sockets of a process that died send nothing more (see the firewall rules).
    */
   async guardOrphans(host: ServerHost, on: boolean): Promise<void> {
     this.#assertUp('guardOrphans');
     const element = `{ ${this.servicePort} }`;
     // add first: deleting an absent element is an error, add + delete never is.
-    await this.exec(host, ['nft', 'add', 'element', 'inet', NFT_TABLE, NFT_GUARD_SET, element]);
-    if (!on) await this.exec(host, ['nft', 'delete', 'element', 'inet', NFT_TABLE, NFT_GUARD_SET, element]);
+    await this.exec(host, ['nft', 'add', 'element', 'inet', FIREWALL_TABLE, GUARDED_PORTS_SET, element]);
+    if (!on) await this.exec(host, ['nft', 'delete', 'element', 'inet', FIREWALL_TABLE, GUARDED_PORTS_SET, element]);
   }
 
   /** Ports currently silenced on the host. */
   async silencedPorts(host: ServerHost): Promise<number[]> {
-    const r = await this.exec(host, ['nft', '-n', 'list', 'set', 'inet', NFT_TABLE, NFT_SILENCE_SET]);
-    return parseSetElements(r.stdout);
+    this.#assertUp('silencedPorts');
+    return this.#firewallOf(host).silencedPorts();
   }
 
   /** Packets the firewall dropped so far on the host (rule counters). */
-  async firewallCounters(host: ServerHost): Promise<{ finRstDropped: number; silencedDropped: number; orphanDropped: number }> {
-    const r = await this.exec(host, ['nft', '-j', 'list', 'chain', 'inet', NFT_TABLE, 'output']);
-    const out = { finRstDropped: 0, silencedDropped: 0, orphanDropped: 0 };
-    const doc = JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<{ counter?: { packets: number } }> } }> };
-    for (const item of doc.nftables) {
-      const packets = item.rule?.expr.find((e) => e.counter)?.counter?.packets ?? 0;
-      if (item.rule?.comment?.startsWith('silence')) out.silencedDropped = packets;
-      else if (item.rule?.comment?.startsWith('fin-rst')) out.finRstDropped = packets;
-      else if (item.rule?.comment?.startsWith('orphan')) out.orphanDropped = packets;
-    }
-    return out;
+  async firewallCounters(host: ServerHost): Promise<FirewallCounters> {
+    this.#assertUp('firewallCounters');
+    return this.#firewallOf(host).counters();
+  }
+
+  #firewallOf(host: ServerHost): HostFirewall {
+    return new HostFirewall({ servicePort: this.servicePort, closeMark: this.closeMark, commands: this.commands(host) });
   }
 
   // ---------------------------------------------------------------------------
@@ -755,14 +783,19 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   async restoreHost(host: LabHost): Promise<LabFault> {
     this.#assertUp('restoreHost');
     await this.#nicChange('restoreHost', host, 'up');
-    if (host !== 'client') await this.exec(host, ['nft', 'flush', 'set', 'inet', NFT_TABLE, NFT_SILENCE_SET]);
+    if (host !== 'client') {
+      // No table: no MCU firewall there (reconnect mode), nothing silenced.
+      const flush = ['nft', 'flush', 'set', 'inet', FIREWALL_TABLE, SILENCED_PORTS_SET];
+      const r = await this.exec(host, flush, { check: false });
+      if (r.code !== 0 && !/No such file or directory/.test(r.stderr)) throw new HostCommandError(this.commands(host).argv(flush), r.code, r.stderr);
+    }
     return this.#fault({ fault: 'restoreHost', host, at: Date.now() });
   }
 
   /**
    * GETs `url` from inside a host on a fresh connection (a short Node process: fetch with a
    * deadline) and parses the JSON, e.g. the MCU's /status through the VIP from the client
-   * host. Throws LabCommandError when the request fails or times out.
+   * host. Throws HostCommandError when the request fails or times out.
    */
   async fetchJson(host: LabHost, url: string, timeoutMs = 5000): Promise<unknown> {
     const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) }).then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })`;
@@ -802,34 +835,13 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   // Building
 
   async #configureSysctls(): Promise<void> {
-    // Before any link exists, so every new interface inherits the defaults.
-    const common = [
-      // No IPv6 on the lab's links: no router solicitations or DAD in captures and counters (lo keeps ::1).
-      'net.ipv6.conf.default.disable_ipv6=1',
-    ];
-    const server = [
-      // The host NIC must not answer ARP for the VIP (it sits on the macvlan), nor announce it with the NIC's MAC.
-      'net.ipv4.conf.all.arp_ignore=1',
-      'net.ipv4.conf.default.arp_ignore=1',
-      'net.ipv4.conf.all.arp_announce=2',
-      'net.ipv4.conf.default.arp_announce=2',
-      // Raising the VIP (and re-setting its MAC) sends a gratuitous ARP from the virtual MAC, no arping needed.
-      'net.ipv4.conf.default.arp_notify=1',
-      // Client traffic to the VIP arrives on the macvlan while the route back is via the NIC: strict rp_filter would drop it.
-      'net.ipv4.conf.all.rp_filter=0',
-      'net.ipv4.conf.default.rp_filter=0',
-      // Listeners (the standby's, repaired sockets) can bind the VIP while its interface is down.
-      'net.ipv4.ip_nonlocal_bind=1',
-    ];
-    await Promise.all(
-      LAB_NAMESPACES.map((ns) =>
-        runCommand(['ip', 'netns', 'exec', this.namespace(ns), 'sysctl', '-q', '-w', ...common, ...(ns === 'primary' || ns === 'standby' ? server : [])]),
-      ),
-    );
+    // Before any link exists, so every new interface inherits the default (the MCU's macvlan too).
+    // No IPv6 on the lab's links: no router solicitations or DAD in captures and counters (lo keeps ::1).
+    await Promise.all(LAB_NAMESPACES.map((ns) => this.commands(ns).run(['sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1'])));
   }
 
   async #buildLan(): Promise<void> {
-    const lan = this.namespace('lan');
+    const lan = this.commands('lan');
     // ageing_time 0: no MAC is remembered, so every unicast frame is flooded to
     // every port (a hub): the standby sees the client's frames to the VIP.
     const lines = ['link set dev lo up', `link add name ${LabInterface.bridge} type bridge ageing_time 0 stp_state 0 forward_delay 0 mcast_snooping 0`];
@@ -840,68 +852,33 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       lines.push(`link set dev p-${host} up`);
     }
     lines.push(`link set dev ${LabInterface.bridge} up`);
-    await runCommand(['ip', '-n', lan, '-batch', '-'], { input: lines.join('\n') + '\n' });
+    await lan.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n' });
     // Belt and braces for the hub: no learning, flooding of unknown unicast on every port.
     const bridgeLines = LAB_HOSTS.map((host) => `link set dev p-${host} learning off flood on mcast_flood on`);
-    await runCommand(['bridge', '-n', lan, '-batch', '-'], { input: bridgeLines.join('\n') + '\n' });
+    await lan.run(['bridge', '-batch', '-'], { input: bridgeLines.join('\n') + '\n' });
   }
 
   async #configureHost(host: LabHost): Promise<void> {
-    const { nic, vip } = LabInterface;
+    const { nic } = LabInterface;
     const lines = ['link set dev lo up', `address add ${this.addresses[host]}/24 dev ${nic}`, `link set dev ${nic} up`];
-    if (host !== 'client') {
-      const v = this.addresses.vip;
-      lines.push(
-        // Created down: only the holder brings it up. /32: no second connected route to the LAN.
-        `link add link ${nic} name ${vip} address ${this.virtualMac} type macvlan mode bridge`,
-        `address add ${v}/32 dev ${vip}`,
-        // Traffic from the VIP leaves through the macvlan (virtual MAC) while it is up; once it
-        // is down the table-100 route is flushed and the blackhole rule catches it (never via the NIC).
-        `rule add from ${v}/32 lookup ${VIP_ROUTE_TABLE} priority 100`,
-        `rule add from ${v}/32 blackhole priority 101`,
-      );
-    }
-    await runCommand(['ip', '-n', this.namespace(host), '-batch', '-'], { input: lines.join('\n') + '\n' });
-  }
-
-  async #installFirewall(host: ServerHost): Promise<void> {
-    const takeover = this.#firewall === 'takeover';
-    const ruleset = [
-      `table inet ${NFT_TABLE} {`,
-      `  set ${NFT_SILENCE_SET} { type inet_service; }`,
-      `  set ${NFT_GUARD_SET} { type inet_service; ${takeover ? `elements = { ${this.servicePort} }; ` : ''}}`,
-      '  chain output {',
-      '    type filter hook output priority filter; policy accept;',
-      `    tcp sport @${NFT_SILENCE_SET} counter drop comment "silence: everything from a silenced port (orphans' retransmissions)"`,
-      `    tcp sport ${this.servicePort} tcp flags & (fin | rst) != 0 meta mark != ${hex(this.closeMark)} ${takeover ? 'counter drop' : 'counter'} comment "fin-rst: a crash looks like silence unless the close was deliberate (marked)"`,
-      // The orphan guard: the moment the MCU process dies its sockets lose their owner (meta skuid
-      // then matches nothing), and whatever they would still send (retransmissions, window
-      // probes) is dropped, with no harness or agent involved. A deliberately closed socket is
-      // marked and finishes its close; SYN-ACKs come from request sockets, which have no owner.
-      `    tcp sport @${NFT_GUARD_SET} meta mark == ${hex(this.closeMark)} accept comment "guard-marked: a deliberate close finishes"`,
-      `    tcp sport @${NFT_GUARD_SET} meta skuid >= 0 accept comment "guard-owned: the socket of a living process"`,
-      `    tcp sport @${NFT_GUARD_SET} tcp flags & (syn | ack) == syn | ack accept comment "guard-handshake: SYN-ACK of a connection being accepted"`,
-      `    tcp sport @${NFT_GUARD_SET} counter drop comment "orphan: a socket whose process is gone stays silent"`,
-      '  }',
-      '}',
-    ].join('\n');
-    await runCommand(['ip', 'netns', 'exec', this.namespace(host), 'nft', '-f', '-'], { input: ruleset + '\n' });
+    await this.commands(host).run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n' });
   }
 
   async #startHelpers(): Promise<void> {
     for (const host of SERVER_HOSTS) {
-      const ip = new ResidentCommand(['ip', '-n', this.namespace(host), '-o', '-force', '-batch', '-']);
-      const nft = new ResidentCommand(['ip', 'netns', 'exec', this.namespace(host), 'nft', '-n', '-i']);
+      const ip = this.commands(host).resident(['ip', '-o', '-force', '-batch', '-']);
+      const nft = this.commands(host).resident(['nft', '-n', '-i']);
       ip.start();
       nft.start();
       this.#ipHelpers.set(host, ip);
       this.#nftHelpers.set(host, nft);
     }
     // One round trip each now, so the first real change does not pay for start-up and nft's cache.
+    // (`describe` always answers, with or without the MCU's table.)
     await Promise.all(
       SERVER_HOSTS.flatMap((host) => [
         this.#ipHelpers.get(host)!.run({ input: 'link show dev lo\n', isComplete: (out) => /^\d+: lo: /m.test(out), timeoutMs: 10_000 }),
-        this.#nftHelpers.get(host)!.run({ input: `list set inet ${NFT_TABLE} ${NFT_SILENCE_SET}\n`, isComplete: (out) => /^}\s*$/m.test(out), timeoutMs: 10_000 }),
+        this.#nftHelpers.get(host)!.run({ input: 'describe tcp dport\n', isComplete: (out) => /^payload expression/m.test(out), timeoutMs: 10_000 }),
       ]),
     );
   }
@@ -927,26 +904,27 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       // `link show dev lo` always prints one line: its answer closes the operation.
       const input = [...changes, ...queries, 'link show dev lo'].join('\n') + '\n';
       const r = await helper.run({ input, isComplete: (out) => /^\d+: lo: /m.test(out) });
-      if (r.stderr.trim() !== '') throw new LabCommandError(helper.argv, null, `${r.stderr.trim()} (while: ${changes.join('; ')})`);
+      if (r.stderr.trim() !== '') throw new HostCommandError(helper.argv, null, `${r.stderr.trim()} (while: ${changes.join('; ')})`);
       return { timing: this.#record({ op, host, method: 'resident', ms: r.ms, at: Date.now() }), shown: r.stdout };
     }
-    const r = await runCommand(['ip', '-n', this.namespace(host), '-batch', '-'], { input: changes.join('\n') + '\n' });
+    const commands = this.commands(host);
+    const r = await commands.run(['ip', '-batch', '-'], { input: changes.join('\n') + '\n' });
     const timing = this.#record({ op, host, method: 'spawn', ms: r.ms, at: Date.now() });
     let shown = '';
-    for (const q of queries) shown += (await runCommand(['ip', '-n', this.namespace(host), '-o', ...q.split(' ')])).stdout;
+    for (const q of queries) shown += (await commands.run(['ip', '-o', ...q.split(' ')])).stdout;
     return { timing, shown };
   }
 
   async #nftChange(op: LabTiming['op'], host: ServerHost, changes: string[]): Promise<{ timing: LabTiming; elements: number[] }> {
-    const list = `list set inet ${NFT_TABLE} ${NFT_SILENCE_SET}`;
+    const list = `list set inet ${FIREWALL_TABLE} ${SILENCED_PORTS_SET}`;
     const helper = this.#nftHelpers.get(host);
     if (helper && !helper.closed) {
       // nft prints nothing for most changes: the set's listing closes the operation and proves the result.
       const r = await helper.run({ input: [...changes, list].join('\n') + '\n', isComplete: (out) => /^}\s*$/m.test(out) });
-      if (r.stderr.trim() !== '') throw new LabCommandError(helper.argv, null, `${r.stderr.trim()} (while: ${changes.join('; ')})`);
+      if (r.stderr.trim() !== '') throw new HostCommandError(helper.argv, null, `${r.stderr.trim()} (while: ${changes.join('; ')})`);
       return { timing: this.#record({ op, host, method: 'resident', ms: r.ms, at: Date.now() }), elements: parseSetElements(r.stdout) };
     }
-    const r = await runCommand(['ip', 'netns', 'exec', this.namespace(host), 'nft', '-f', '-'], { input: changes.join('\n') + '\n' });
+    const r = await this.commands(host).run(['nft', '-f', '-'], { input: changes.join('\n') + '\n' });
     const timing = this.#record({ op, host, method: 'spawn', ms: r.ms, at: Date.now() });
     return { timing, elements: await this.silencedPorts(host) };
   }
@@ -956,16 +934,16 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     const helper = host === 'client' ? undefined : this.#ipHelpers.get(host);
     if (helper && !helper.closed) {
       const r = await helper.run({ input: `${change}\nlink show dev lo\n`, isComplete: (out) => /^\d+: lo: /m.test(out) });
-      if (r.stderr.trim() !== '') throw new LabCommandError(helper.argv, null, r.stderr.trim());
+      if (r.stderr.trim() !== '') throw new HostCommandError(helper.argv, null, r.stderr.trim());
       this.#record({ op, host, method: 'resident', ms: r.ms, at: Date.now() });
       return;
     }
-    const r = await runCommand(['ip', '-n', this.namespace(host), ...change.split(' ')]);
+    const r = await this.commands(host).run(['ip', ...change.split(' ')]);
     this.#record({ op, host, method: 'spawn', ms: r.ms, at: Date.now() });
   }
 
   async #linkUp(host: LabHost, ifname: string): Promise<boolean> {
-    const r = await runCommand(['ip', '-n', this.namespace(host), '-o', 'link', 'show', 'dev', ifname], { check: false });
+    const r = await this.commands(host).run(['ip', '-o', 'link', 'show', 'dev', ifname], { check: false });
     return r.code === 0 && interfaceFlagUp(r.stdout, ifname) === true;
   }
 
@@ -1015,10 +993,6 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   }
 }
 
-function hex(n: number): string {
-  return `0x${n.toString(16).padStart(8, '0')}`;
-}
-
 /** Whether `ip -o link show` output lists the interface with the UP flag; null when it is not listed. */
 function interfaceFlagUp(output: string, ifname: string): boolean | null {
   for (const line of output.split('\n')) {
@@ -1026,14 +1000,4 @@ function interfaceFlagUp(output: string, ifname: string): boolean | null {
     if (m && m[1] === ifname) return m[2].split(',').includes('UP');
   }
   return null;
-}
-
-/** The elements of an `nft -n list set` output. */
-function parseSetElements(listing: string): number[] {
-  const m = /elements = \{([^}]*)\}/.exec(listing);
-  if (!m) return [];
-  return m[1]
-    .split(',')
-    .map((s) => Number(s.trim()))
-    .filter((n) => Number.isInteger(n));
 }

@@ -14,7 +14,8 @@ import { HeartbeatMonitor, type HeartbeatMonitorOptions, type HeartbeatVerdict }
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from '../../mcu/src/takeover/standby.ts';
-import { raiseVip } from '../../mcu/src/takeover/fencing/vip.ts';
+import { raiseVipAtPromotion } from '../../mcu/src/takeover/fencing/vip.ts';
+import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -54,10 +55,12 @@ export interface StandbyOptions {
   statusPort: number;
   statusHost?: string;
   /**
-   * Connection-level takeover (used when config.takeover.enabled): where to capture and how to
-   * raise the VIP. Default: config.takeover (captureInterface, vipInterface, vipRoute).
+   * Connection-level takeover (used when config.takeover.enabled): where to capture. Default: the
+   * host setup's (config.takeover.captureInterface, else the LAN interface).
    */
-  takeover?: Partial<Pick<TakeoverEngineOptions, 'captureInterface' | 'vipInterface' | 'vipRoute' | 'closeMark'>>;
+  takeover?: Partial<Pick<TakeoverEngineOptions, 'captureInterface' | 'closeMark'>>;
+  /** The host's network setup (firewall, VIP), installed at start and removed at stop. Default: from the config and environment (host-setup.ts). */
+  hostSetup?: HostSetup;
 }
 
 /**
@@ -71,8 +74,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #monitor: HeartbeatMonitor | null = null;
   #probeTimer: NodeJS.Timeout | null = null;
   readonly #opts: StandbyOptionsResolved;
-  /** The service address's interface and route, raised at a promotion (MCU_VIP_INTERFACE, MCU_VIP_ROUTE). */
-  readonly #vip: { ifname: string | null; route: string | null };
+  /** Firewall and VIP of this host (MCU_VIP_INTERFACE...): installed at start, the VIP raised at a promotion. */
+  readonly #host: HostSetup;
   /** Host probe settings for the heartbeat monitor (MCU_HOST_PROBE_MS, MCU_HOST_PROBE_PORT). */
   readonly #hostProbe: Pick<HeartbeatMonitorOptions, 'hostProbeTimeoutMs' | 'hostProbePort'>;
   readonly #log = createLogger('standby');
@@ -92,15 +95,14 @@ export class Standby extends EventEmitter<StandbyEvents> {
     if (!repl) throw new ConfigError('a standby needs MCU_REPLICATION_SECRET (the same as the primary\'s)');
     this.#opts = { ...opts, repl };
     const { takeover, detection } = opts.config;
-    this.#vip = { ifname: opts.takeover?.vipInterface ?? takeover.vipInterface, route: opts.takeover?.vipRoute ?? takeover.vipRoute };
+    this.#host = opts.hostSetup ?? new HostSetup(hostSetupSettings(opts.config));
     this.#hostProbe = { hostProbeTimeoutMs: detection.hostProbeMs, hostProbePort: detection.hostProbePort };
     this.takeover = takeover.enabled
       ? new TakeoverEngine({
           serviceAddress: opts.config.server.host,
           servicePort: opts.config.server.port,
-          captureInterface: opts.takeover?.captureInterface ?? takeover.captureInterface,
-          vipInterface: this.#vip.ifname,
-          vipRoute: this.#vip.route,
+          captureInterface: opts.takeover?.captureInterface ?? this.#host.settings.captureInterface,
+          vip: this.#host.vip,
           ...(opts.takeover?.closeMark !== undefined ? { closeMark: opts.takeover.closeMark } : {}),
         })
       : null;
@@ -239,6 +241,9 @@ export class Standby extends EventEmitter<StandbyEvents> {
 
   async start(): Promise<void> {
     setLogRole('standby');
+    await this.#host.install();
+    // A standby never holds the VIP (a primary that died on this host may have left it up).
+    await this.#host.vip?.drop();
     await new Promise<void>((resolve, reject) => {
       this.#statusServer.once('error', reject);
       this.#statusServer.listen(this.#opts.statusPort, this.#opts.statusHost ?? '127.0.0.1', () => resolve());
@@ -324,7 +329,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       }
     };
     const t1 = performance.now();
-    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, ...(this.takeover ? {} : { onServing: startSpares }) });
+    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, hostSetup: this.#host, ...(this.takeover ? {} : { onServing: startSpares }) });
     this.#mcu = mcu;
     const t2 = performance.now();
     // Participants with a connected spare path adopt it; the mix goes on it (see startSpares above).
@@ -380,7 +385,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         await starting;
       } else {
         // Reconnect mode on a service address of its own (MCU_VIP_INTERFACE): ours now, before the bind.
-        await raiseVip(this.#vip.ifname, this.#vip.route, log);
+        await raiseVipAtPromotion(this.#host.vip, log);
         await mcu.start();
       }
     } catch (err) {
@@ -427,6 +432,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     await this.#monitor?.close();
     await this.#mcu?.close();
     await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));
+    await this.#host.close();
     this.#setState('stopped');
   }
 }

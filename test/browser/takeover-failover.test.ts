@@ -67,7 +67,6 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
     await LabTopology.cleanupStale();
     lab = new LabTopology();
     await lab.up();
-    await lab.raiseVip('primary');
     const secret = `takeover-browser-${process.pid}-${Date.now()}`;
     const group = new LabProcessGroup(lab);
     processes = group;

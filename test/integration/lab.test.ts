@@ -1,6 +1,8 @@
 /**
  * The namespace lab for takeover tests (scripts/lab/topology.ts), checked with
- * real processes inside its hosts: the VIP reaches the primary only once it is
+ * real processes inside its hosts, the server hosts set up by the MCU's own host
+ * setup (installMcuHostSetup: what an MCU installs at start, here without an MCU
+ * so plain TCP peers can stand in for it): the VIP reaches the primary only once it is
  * raised; the LAN floods like a hub (the standby's capture sees the client's
  * bytes to the VIP); the primary's firewall swallows the FIN/RST of a killed
  * process but lets a marked close through; silencing the service port (or
@@ -14,9 +16,8 @@ import { after, afterEach, before, describe, it, type TestContext } from 'node:t
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
-import { LabCommandError } from '../../scripts/lab/errors.ts';
+import { HostCommandError, thisHost } from '../../mcu/src/core/host-commands.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { runCommand } from '../../scripts/lab/run-command.ts';
 import { labUnsupportedReason, LabTopology, type LabTiming } from '../../scripts/lab/topology.ts';
 
 const PEER = 'scripts/lab/fixtures/tcp-peer.ts';
@@ -32,10 +33,10 @@ const skipReason = (await labUnsupportedReason()) ?? (nativeAddonAvailable() ? n
 /** Names of the lab's leftovers visible from the initial namespace: namespaces and links. */
 async function leftovers(prefix: string): Promise<string[]> {
   const found: string[] = [];
-  const netns = await runCommand(['ip', 'netns', 'list']);
+  const netns = await thisHost.run(['ip', 'netns', 'list']);
   for (const line of netns.stdout.split('\n')) if (line.startsWith(prefix)) found.push(`netns ${line.split(' ')[0]}`);
   if (existsSync('/run/netns')) for (const f of readdirSync('/run/netns')) if (f.startsWith(prefix)) found.push(`/run/netns/${f}`);
-  const links = await runCommand(['ip', '-o', 'link', 'show']);
+  const links = await thisHost.run(['ip', '-o', 'link', 'show']);
   for (const line of links.stdout.split('\n')) if (line.includes(prefix) || line.includes(prefix.slice(0, 15))) found.push(`link ${line.slice(0, 60)}`);
   return found;
 }
@@ -92,6 +93,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     await LabTopology.cleanupStale();
     lab = new LabTopology();
     await lab.up();
+    for (const host of ['primary', 'standby'] as const) await lab.installMcuHostSetup(host);
   });
 
   afterEach(async () => {
@@ -377,8 +379,8 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     assert.deepEqual(await leftovers(second.prefix), []);
     assert.equal(existsSync(`/run/netns/${lab.namespace('lan')}`), true, 'the first lab is untouched');
 
-    const broken = new LabTopology({ virtualMac: '00:00:5e:00:01' }); // not a MAC: the macvlan cannot be made
-    await assert.rejects(() => broken.up(), LabCommandError);
+    const broken = new LabTopology({ subnet: '10.213.300' }); // not an address: the hosts' addresses cannot be set
+    await assert.rejects(() => broken.up(), HostCommandError);
     assert.equal(broken.state, 'down');
     assert.deepEqual(await leftovers(broken.prefix), []);
     await broken.close();

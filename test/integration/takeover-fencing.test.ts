@@ -60,7 +60,6 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
   let hostDown = false;
   try {
     await lab.up();
-    await lab.raiseVip('primary');
     const { vip } = lab.addresses;
     const port = lab.servicePort;
     const secret = `fencing-test-secret-${fault}-${process.pid}`;

@@ -6,7 +6,7 @@
  * TransportRecord, its output log (output commit) and its consumed offset to the
  * standby fixture over a side channel. The standby fixture captures the LAN
  * (ConnectionTracker), from the SYN on even trials and from mid-stream on odd ones
- * (as after a re-protection). Then the primary is SIGKILLed (the lab's nft rule keeps
+ * (as after a re-protection). Then the primary is SIGKILLed (the MCU's nft rules keep
  * its kernel silent; the port is silenced at once for the orphans' retransmissions),
  * the VIP moves to the standby, and the standby plans and rebuilds the connection in
  * its own namespace (planRepair + repairConnection), writes writeAfterRepair, feeds
@@ -103,6 +103,8 @@ describe('standby transport takeover: capture, plan and TCP_REPAIR rebuild in th
     const results: TrialResult[] = [];
     try {
       await lab.up();
+      // The stand-ins run no MCU: the MCU's own host setup (VIP interface, firewall), installed from here.
+      for (const host of ['primary', 'standby'] as const) await lab.installMcuHostSetup(host);
       const { vip, standby: standbyAddress } = lab.addresses;
       const port = lab.servicePort;
       const standby = start('standby', STANDBY, [vip, port, standbyAddress, REPLICATION_PORT, 'eth0', INTERVAL_MS, lab.closeMark]);

@@ -79,7 +79,6 @@ async function failover(
   let failed = true;
   try {
     await lab.up();
-    await lab.raiseVip('primary');
     const { vip } = lab.addresses;
     const port = lab.servicePort;
     const secret = `takeover-scale-secret-${opts.label}-${process.pid}`;

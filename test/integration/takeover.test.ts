@@ -56,7 +56,6 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
     let failed = true;
     try {
       await lab.up();
-      await lab.raiseVip('primary');
       const { vip } = lab.addresses;
       const port = lab.servicePort;
       const secret = `takeover-test-secret-${process.pid}`;

@@ -99,8 +99,10 @@ export const settingsSchema = z
       captureInterface: setting('MCU_CAPTURE_INTERFACE', interfaceName().default(null)),
       /** The interface carrying the service address: raised by a promoting standby, taken down by a fenced primary (default null; MCU_VIP_INTERFACE). */
       vipInterface: setting('MCU_VIP_INTERFACE', interfaceName().default(null)),
-      /** Policy route added with the service address, `ip route` arguments (default null; MCU_VIP_ROUTE). */
-      vipRoute: setting('MCU_VIP_ROUTE', interfaceName().default(null)),
+      /** The virtual MAC of the service address's interface, moved with it at a takeover (default 00:00:5e:00:01:01; MCU_VIP_MAC). */
+      vipMac: setting('MCU_VIP_MAC', z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'expected a MAC address like 00:00:5e:00:01:01').nullable().default(null), { defaultText: '00:00:5e:00:01:01' }),
+      /** Policy-routing table of the service address's replies, so they leave by its interface (default 100; MCU_VIP_ROUTE_TABLE). */
+      vipRouteTable: setting('MCU_VIP_ROUTE_TABLE', int(1, 252).default(100)),
       /** Primary, takeover mode: the LAN interface whose carrier tells it was cut off; null = the one holding replication.host (default null; MCU_LAN_INTERFACE). */
       lanInterface: setting('MCU_LAN_INTERFACE', interfaceName().default(null)),
     }),

@@ -69,11 +69,17 @@ export const ERROR_CODES = {
   PROCESS_EXITED: 'process',
   PROCESS_TIMEOUT: 'process',
   SUPERVISOR_CLOSED: 'process',
+  // The host's network setup (mcu/src/takeover/fencing/host-setup.ts, mcu/src/core/host-commands.ts).
+  HOST_NOT_PRIVILEGED: 'host',
+  HOST_TOOL_MISSING: 'host',
+  HOST_INTERFACE_MISSING: 'host',
+  HOST_TCP_REPAIR_UNAVAILABLE: 'host',
+  HOST_COMMAND_FAILED: 'host',
   // The network-namespace lab (scripts/lab).
   LAB_UNSUPPORTED: 'lab',
-  LAB_COMMAND_FAILED: 'lab',
   LAB_STATE: 'lab',
   LAB_VIP: 'lab',
+  LAB_FIREWALL: 'lab',
   LAB_NOT_IN_LAB: 'lab',
   LAB_NO_STATE_FILE: 'lab',
   LAB_PROCESS_TIMEOUT: 'lab',

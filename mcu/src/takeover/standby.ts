@@ -13,11 +13,11 @@
  *   reason; when it has a socket it is closed cleanly (WebSocket close 1012, marked FIN) so its
  *   client reconnects at once.
  */
-import { execFile } from 'node:child_process';
-import { raiseVip } from './fencing/vip.ts';
+import { raiseVipAtPromotion, type ServiceAddress } from './fencing/vip.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
 import { adoptFd, closeFd, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
+import { thisHost } from '../core/host-commands.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { safeEmit } from '../core/events.ts';
 import { closeUnattachedSocket, reattach } from './session/session-reattacher.ts';
@@ -41,10 +41,8 @@ export interface TakeoverEngineOptions {
   servicePort: number;
   /** LAN interface to capture the clients' segments on (MCU_CAPTURE_INTERFACE); null: no capture, no takeover. */
   captureInterface: string | null;
-  /** Interface carrying the VIP, brought up at promotion (MCU_VIP_INTERFACE); null: the VIP is raised by someone else. */
-  vipInterface: string | null;
-  /** `ip route replace` arguments run right after the VIP is up (MCU_VIP_ROUTE), e.g. a policy-routing table entry; null: none. */
-  vipRoute: string | null;
+  /** The VIP on this host, raised at promotion (MCU_VIP_INTERFACE, see fencing/vip.ts); null: the VIP is raised by someone else. */
+  vip: ServiceAddress | null;
   /** SO_MARK letting a deliberate close's FIN through the firewall (default 0x4d43). */
   closeMark?: number;
   /** Interval of the capture/log pruning, ms (default 20). */
@@ -206,14 +204,13 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     const address = this.#opts.serviceAddress;
     if (!address || address === '0.0.0.0' || address === '::') return;
     const args = ['-tnHK', 'state', 'connected', 'src', address, 'sport', '=', `:${this.#opts.servicePort}`];
-    execFile('ss', args, { timeout: 5000 }, (err, stdout, stderr) => {
-      if (err) {
-        this.#log.warn(`could not clear leftover sockets of an earlier primary on this host: ${err.message} ${stderr}`);
-        return;
-      }
-      const cleared = stdout.split('\n').filter((l) => l.trim() !== '').length;
-      if (cleared > 0) this.#log.info(`cleared ${cleared} leftover socket(s) of an earlier primary on ${address}:${this.#opts.servicePort}`);
-    });
+    thisHost.run(['ss', ...args], { timeoutMs: 5000 }).then(
+      ({ stdout }) => {
+        const cleared = stdout.split('\n').filter((l) => l.trim() !== '').length;
+        if (cleared > 0) this.#log.info(`cleared ${cleared} leftover socket(s) of an earlier primary on ${address}:${this.#opts.servicePort}`);
+      },
+      (err: Error) => this.#log.warn(`could not clear leftover sockets of an earlier primary on this host: ${err.message}`),
+    );
   }
 
   stats(): Record<string, unknown> {
@@ -500,9 +497,9 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     this.#capture = null;
   }
 
-  /** Fencing, our half: the VIP moves here (one `ip -batch` process: link up, then the optional route). */
+  /** Fencing, our half: the VIP moves here (one `ip -batch` process: link up, then its route). */
   #raiseVip(): Promise<void> {
-    return raiseVip(this.#opts.vipInterface, this.#opts.vipRoute, this.#log);
+    return raiseVipAtPromotion(this.#opts.vip, this.#log);
   }
 }
 

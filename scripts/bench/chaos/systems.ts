@@ -213,7 +213,7 @@ export class LabSystem implements SystemUnderTest {
 
   static async start(options: { spares: boolean; takeover: boolean }): Promise<LabSystem> {
     // The server hosts and the client host on their own CPUs, as on separate machines.
-    const lab = new LabTopology({ cpus: LAB_CPUS ?? undefined, firewall: options.takeover ? 'takeover' : 'plain' });
+    const lab = new LabTopology({ cpus: LAB_CPUS ?? undefined });
     const processes: LabProcess[] = [];
     let browser: Browser | null = null;
     // Until the system exists, a Ctrl-C must still take the lab down.
@@ -223,7 +223,6 @@ export class LabSystem implements SystemUnderTest {
     });
     try {
       await lab.up();
-      await lab.raiseVip('primary');
       const secret = `bench-chaos-${process.pid}-${Math.random().toString(16).slice(2)}`;
       const start = (host: ServerHost, entry: string): LabProcess => {
         const env = {

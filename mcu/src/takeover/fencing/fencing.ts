@@ -29,12 +29,12 @@
  * FENCED_EXIT_CODE (a supervisor must not start it again as a primary). Every step is logged
  * with a `failover` field (scripts/failover-timeline.ts).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createLogger, type Logger } from '../../core/logger.ts';
+import { thisHost, type ResidentCommand } from '../../core/host-commands.ts';
 import type { Secret } from '../../wire/frame-codec.ts';
 import { BlobKind, type FenceCheckBlob } from '../../wire/index.ts';
 import { parsePrimaryMessage, type PrimaryMessage, type StandbyMessage } from '../../wire/messages.ts';
@@ -176,7 +176,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
   #fenced: FencedInfo | null = null;
   #closed = false;
   /** `ip -batch -` started in advance: taking the VIP down is then one line on its stdin, not a process start. */
-  #ip: ResidentIp | null = null;
+  #ip: ResidentCommand | null = null;
 
   constructor(options: FencingGuardOptions) {
     super();
@@ -199,7 +199,10 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
       replication.off('superseded', onSuperseded);
       replication.off('acked', onAcked);
     };
-    if (options.vipInterface) this.#ip = new ResidentIp(this.#log);
+    if (options.vipInterface) {
+      this.#ip = thisHost.resident(['ip', '-o', '-force', '-batch', '-']);
+      this.#ip.start();
+    }
     this.#stallTimer = setInterval(() => this.#checkStall(), this.#tickMs);
     this.#stallTimer.unref();
     this.#log.info('fencing armed', {
@@ -251,7 +254,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     if (vip) {
       const t0 = performance.now();
       try {
-        await (this.#ip ? this.#ip.run(`link set dev ${vip} down`, `link show dev ${vip}`) : runIp(['link', 'set', 'dev', vip, 'down']));
+        await this.#dropVip(vip);
         info.vipDroppedAt = Date.now();
         this.#log.warn('failover step: VIP dropped on the fenced primary', {
           failover: 'fence-vip-dropped',
@@ -274,6 +277,21 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     this.#unhook();
     this.#ip?.close();
     this.#ip = null;
+  }
+
+  /** Through the resident `ip` (its `link show` answer marks completion), else a one-off `ip`. */
+  async #dropVip(vip: string): Promise<void> {
+    const ip = this.#ip;
+    try {
+      if (ip && !ip.closed) {
+        const r = await ip.run({ input: `link set dev ${vip} down\nlink show dev ${vip}\n`, isComplete: (out) => out.includes(`: ${vip}`), timeoutMs: 2000 });
+        if (r.stderr.trim() !== '') throw new Error(`ip link set dev ${vip} down: ${r.stderr.trim()}`);
+        return;
+      }
+      await thisHost.run(['ip', 'link', 'set', 'dev', vip, 'down'], { timeoutMs: 2000 });
+    } catch (err) {
+      throw new FenceActionError((err as Error).message);
+    }
   }
 
   // ---- standby loss ----
@@ -596,95 +614,6 @@ function describeProbe(p: ProbeOutcome): string {
     case 'no-answer':
       return `no answer (${p.code})`;
   }
-}
-
-/**
- * One `ip -o -force -batch -` kept running: a change is a line on its stdin (the kernel's work,
- * no process start, which costs tens to hundreds of ms on a loaded host). `ip` prints nothing
- * for a successful change, so each change is followed by a query whose answer marks completion.
- * Falls back to a one-off `ip` when the resident one is gone.
- */
-class ResidentIp {
-  readonly #log: Logger;
-  #child: ChildProcess | null;
-  #waiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
-  #stderr = '';
-
-  constructor(log: Logger) {
-    this.#log = log;
-    let child: ChildProcess | null = null;
-    try {
-      child = spawn('ip', ['-o', '-force', '-batch', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    } catch (err) {
-      log.warn(`no resident ip (${(err as Error).message}): fencing will start one`);
-    }
-    this.#child = child;
-    if (!child) return;
-    child.unref();
-    for (const stream of [child.stdout, child.stderr, child.stdin]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
-    child.on('error', (err) => this.#gone(`resident ip failed: ${err.message}`));
-    child.on('exit', () => this.#gone('resident ip exited'));
-    child.stdin?.on('error', () => undefined);
-    child.stdout?.on('data', () => {
-      const waiter = this.#waiter;
-      this.#waiter = null;
-      waiter?.resolve();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      this.#stderr += chunk.toString();
-    });
-  }
-
-  /** Runs `change`, resolved once `query` answered (the change is done: ip runs lines in order). */
-  run(change: string, query: string): Promise<void> {
-    const child = this.#child;
-    if (!child?.stdin?.writable || this.#waiter) return runIp(change.split(' '));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiter = null;
-        reject(new FenceActionError(`ip did not confirm "${change}" within 2000 ms ${this.#stderr.trim()}`));
-      }, 2000);
-      this.#waiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          const err = this.#stderr.trim();
-          this.#stderr = '';
-          if (err) reject(new FenceActionError(`ip ${change}: ${err}`));
-          else resolve();
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      child.stdin!.write(`${change}\n${query}\n`);
-    });
-  }
-
-  close(): void {
-    const child = this.#child;
-    this.#child = null;
-    child?.stdin?.end();
-    child?.kill();
-  }
-
-  #gone(why: string): void {
-    if (!this.#child) return;
-    this.#child = null;
-    this.#log.warn(why);
-    const waiter = this.#waiter;
-    this.#waiter = null;
-    waiter?.reject(new FenceActionError(why));
-  }
-}
-
-function runIp(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: 2000 }, (err, _stdout, stderr) => {
-      if (err) reject(new FenceActionError(`ip ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`));
-      else resolve();
-    });
-  });
 }
 
 function iso(ms: number): string {

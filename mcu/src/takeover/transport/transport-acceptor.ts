@@ -26,7 +26,7 @@ import { safeEmit } from '../../core/events.ts';
 import { TransportAcceptorStateError } from '../errors.ts';
 import type { TransportRecord } from './transport-record.ts';
 
-/** The mark the lab's nftables rule lets through (scripts/lab/README.md). */
+/** The mark the host firewall's FIN/RST rule lets through (mcu/src/takeover/fencing/host-firewall.ts). */
 export const DEFAULT_CLOSE_MARK = 0x4d43;
 
 /** `takeover`: the record is complete and a standby can rebuild the connection; `reconnect`: it cannot (clients reconnect). */
