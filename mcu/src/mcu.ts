@@ -13,6 +13,7 @@ import { HeartbeatBeacon } from './detection/heartbeat-beacon.ts';
 import { TakeoverPrimary } from './takeover/primary.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
+import { FailoverStep } from './wire/failover-steps.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
@@ -181,7 +182,7 @@ export class Mcu {
     if (this.#lastFailover) {
       this.#lastFailover.promotedAt = Date.now();
       this.#log.info('failover step: serving as primary', {
-        failover: 'serving',
+        failover: FailoverStep.Serving,
         epoch: this.#epoch,
         sinceDetectedMs: Math.round(this.#lastFailover.promotedAt - this.#lastFailover.detectedAt),
       });

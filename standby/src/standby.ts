@@ -15,6 +15,7 @@ import { ReplicationClient } from '../../mcu/src/replication/replication-client.
 import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from '../../mcu/src/takeover/standby.ts';
 import { raiseVip } from '../../mcu/src/takeover/fencing/vip.ts';
+import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -154,7 +155,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         this.#monitor = null;
         return;
       }
-      this.#log.warn('failover step: replication stream lost, probing the primary', { failover: 'suspected', reason: info.reason });
+      this.#log.warn('failover step: replication stream lost, probing the primary', { failover: FailoverStep.Suspected, reason: info.reason });
       this.#monitor?.probe();
       // Still beating after a while: the primary lives and only the stream broke. Reconnect.
       if (this.#probeTimer) clearTimeout(this.#probeTimer);
@@ -289,7 +290,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#setState('promoting');
     const log = this.#log;
     log.info('failover step: primary confirmed dead', {
-      failover: 'confirmed-dead',
+      failover: FailoverStep.ConfirmedDead,
       reason: death.reason,
       detectedAt: new Date(death.detectedAt).toISOString(),
       lastHeartbeatAt: death.lastHeartbeatAt === null ? null : new Date(death.lastHeartbeatAt).toISOString(),
@@ -317,7 +318,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         void started.then(
           () =>
             log.info('failover step: mixing onto the spare path', {
-              failover: 'mixing-on-spare',
+              failover: FailoverStep.MixingOnSpare,
               participant: participantId,
               pathId,
               sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
@@ -338,7 +339,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     const participantsRestored = restored.participants;
     const restoredAt = Date.now();
     log.info('failover step: session restored from checkpoint', {
-      failover: 'restored',
+      failover: FailoverStep.Restored,
       epoch,
       rooms: state.rooms().length,
       participants: participantsRestored,
@@ -347,10 +348,10 @@ export class Standby extends EventEmitter<StandbyEvents> {
       tookMs: { state: round1(t1 - t0), mcu: round1(t2 - t1), rooms: round1(performance.now() - t2) },
     });
     mcu.conference.on('media-restarted', (participant, tookMs) =>
-      log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
+      log.info('failover step: media restarted', { failover: FailoverStep.MediaRestarted, participant, sincePreparedMs: tookMs }),
     );
     mcu.conference.once('participant-resumed', () =>
-      log.info('failover step: first client resumed', { failover: 'first-client', sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }),
+      log.info('failover step: first client resumed', { failover: FailoverStep.FirstClient, sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }),
     );
     try {
       mcu.noteFailover({
@@ -408,7 +409,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       ...(this.takeover?.report ? { takeover: this.takeover.report } : {}),
     };
     log.info('failover step: promotion complete (replication and heartbeats ready for the next standby)', {
-      failover: 'promotion-complete',
+      failover: FailoverStep.PromotionComplete,
       epoch,
       port: mcu.port,
       promotionMs: servingAt - promotionStartedAt,

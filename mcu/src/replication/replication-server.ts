@@ -6,6 +6,7 @@ import type { SessionDelta, SessionState } from '../conference/session-state.ts'
 import type { Secret } from '../wire/frame-codec.ts';
 import { parseStandbyMessage, type PrimaryMessage, type StandbyHelloMessage, type StandbyMessage } from '../wire/messages.ts';
 import { ReplicationLink, preciseNow, safeEmit, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
+import { FailoverStep } from '../wire/failover-steps.ts';
 
 export type ReplicationServerState = 'idle' | 'listening' | 'closing' | 'closed';
 /** `shutdown`: the standby (or we) stopped on purpose; `died`: it crashed, went silent or broke the protocol. */
@@ -499,7 +500,7 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
       return;
     }
     this.#log.error(`standby ${standby.standbyId} is promoting itself with epoch ${epoch}: this primary (epoch ${this.#epoch}) is superseded`, {
-      failover: 'superseded-received',
+      failover: FailoverStep.SupersededReceived,
       newEpoch: epoch,
     });
     safeEmit(this, this.#log, 'superseded', { ...infoOf(standby), epoch, at });

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import type { Logger } from '../../core/logger.ts';
+import { FailoverStep } from '../../wire/failover-steps.ts';
 
 /**
  * Brings the service address (VIP) up on this host: its interface (a macvlan with the
@@ -15,7 +16,7 @@ export function raiseVip(ifname: string | null, route: string | null, log: Logge
   return new Promise<void>((resolve) => {
     const child = execFile('ip', ['-batch', '-'], { timeout: 2000 }, (err, _stdout, stderr) => {
       if (err) log.error(`raising the VIP on ${ifname} failed: ${err.message} ${stderr}`);
-      else log.info('failover step: VIP raised', { failover: 'vip-raised', interface: ifname });
+      else log.info('failover step: VIP raised', { failover: FailoverStep.VipRaised, interface: ifname });
       resolve();
     });
     child.stdin?.end(lines.join('\n') + '\n');
