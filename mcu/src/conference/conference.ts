@@ -33,6 +33,18 @@ export interface JoinOutcome {
   resumed: boolean;
 }
 
+export interface RestoreOutcome {
+  participants: number;
+  onSpares: number;
+}
+
+/** The mix starting on one participant's adopted spare path. */
+export interface SpareStart {
+  participantId: string;
+  pathId: string;
+  started: Promise<void>;
+}
+
 export interface ConferenceStatus {
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
@@ -127,7 +139,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
    */
   restore(
     options: { prepareMedia?: boolean; spares?: (participantId: string) => SpareHandoff | null } = {},
-  ): { participants: number; onSpares: number } {
+  ): RestoreOutcome {
     let participants = 0;
     let onSpares = 0;
     for (const roomRecord of this.#state.rooms()) {
@@ -156,8 +168,8 @@ export class Conference extends EventEmitter<ConferenceEvents> {
    * Starts the mix on every adopted spare path (the promoted standby serves: the dead primary's
    * port was free, so it really is dead). Returns each participant's start.
    */
-  startSpares(): Array<{ participantId: string; pathId: string; started: Promise<void> }> {
-    const starts: Array<{ participantId: string; pathId: string; started: Promise<void> }> = [];
+  startSpares(): SpareStart[] {
+    const starts: SpareStart[] = [];
     for (const room of this.#rooms.values()) {
       for (const participant of room.participants()) {
         const pathId = participant.adoptedSpare?.pathId;
