@@ -7,14 +7,15 @@
  *   node --import tsx scripts/failover-timeline.ts primary.log standby.log [--json] [--explain]
  *   ... | node --import tsx scripts/failover-timeline.ts -
  *
- * Fencing of a wrongly suspected primary (takeover mode, mcu/src/takeover/fencing.ts) shows as
- * steps too: superseded-sent (standby), superseded-received, fence-stall / fence-verified (a
- * pause verified with the standby), fence-deciding / fence-probe / fence-decided or
- * fence-released (a lost standby judged), fenced, fence-vip-dropped, and the role change to
- * `fenced`.
+ * The steps and what they mean: mcu/src/wire/failover-steps.ts. Fencing of a wrongly suspected
+ * primary (takeover mode, mcu/src/takeover/fencing/fencing.ts) shows as steps too: superseded-sent
+ * (standby), superseded-received, fence-stall / fence-verified (a pause verified with the
+ * standby), fence-deciding / fence-probe / fence-decided or fence-released (a lost standby
+ * judged), fenced, fence-vip-dropped, and the role change to `fenced`.
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { FAILOVER_STEP_DESCRIPTIONS, isFailoverStep } from '../mcu/src/wire/failover-steps.ts';
 
 export interface TimelineEntry {
   at: number;
@@ -26,38 +27,10 @@ export interface TimelineEntry {
   detail: Record<string, unknown>;
 }
 
-/**
- * The failover steps the MCU and the standby log (their `failover` field), in their usual
- * order, and what each one means. Steps not listed here are still shown.
- */
-export const FAILOVER_STEPS: Readonly<Record<string, string>> = {
-  suspected: 'standby: the replication stream ended, asking the heartbeat thread',
-  'confirmed-dead': 'standby: the heartbeat thread confirmed the death',
-  'vip-raised': 'standby (takeover): service address raised',
-  'connections-rebuilt': 'standby (takeover): signaling connections rebuilt',
-  restored: 'standby: rooms and participants rebuilt; connected spare paths adopted (onSpares)',
-  'mixing-on-spare': 'standby: the mix runs on a participant\'s warm spare path',
-  serving: 'new primary: service port bound, serving',
-  'sessions-reattached': 'new primary (takeover): socket.io sessions re-attached',
-  'first-client': 'new primary: the first client resumed',
-  reattached: 'new primary (takeover): a participant re-attached',
-  'spare-activate-sent': 'new primary: told a resumed page to switch to its spare path',
-  'spare-switched': 'new primary: the page confirmed it is on the spare path (trigger: silence or server)',
-  'spare-refused': 'new primary: the page had no such spare path; restart offer instead',
-  'restart-offer-sent': 'new primary: server-initiated restart offer sent (no spare path)',
-  'media-restarted': 'new primary: the page answered the restart offer',
-  'promotion-complete': 'new primary: replication and heartbeats ready for the next standby',
-  'superseded-sent': 'standby (takeover): told the old primary it is superseded before promoting',
-  'superseded-received': 'old primary (takeover): a standby says it is promoting',
-  'fence-stall': 'primary (takeover): its heartbeats paused; output held while it verifies',
-  'fence-deciding': 'primary (takeover): standby lost; output held until it is known whether it took over',
-  'fence-probe': 'primary (takeover): probed the lost standby\'s replication port',
-  fenced: 'old primary (takeover): fenced, stops serving',
-  'fence-vip-dropped': 'old primary (takeover): VIP dropped',
-  'fence-vip-failed': 'old primary (takeover): could not drop the VIP',
-  'fence-lan-down': 'primary (takeover): its LAN interface lost its carrier',
-  'fence-lan-up': 'primary (takeover): its LAN interface is back',
-};
+/** What a step means (`--explain`), null for a role change or a step this version does not know. */
+export function describeStep(step: string): string | null {
+  return isFailoverStep(step) ? FAILOVER_STEP_DESCRIPTIONS[step] : null;
+}
 
 const DEV_LINE = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(\w+)\s+\[([^\]]+)\]\s+(.*?)(\s+(\{.*\}))?$/;
 
@@ -142,7 +115,8 @@ async function main(): Promise<void> {
   for (const e of timeline) {
     const offset = `+${String(e.at - t0).padStart(6)} ms`;
     const participant = typeof e.detail.participant === 'string' ? ` [${e.detail.participant.slice(0, 8)}]` : '';
-    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(24)} ${e.message}${participant}${explain && FAILOVER_STEPS[e.step] ? `  (${FAILOVER_STEPS[e.step]})` : ''}\n`);
+    const meaning = explain ? describeStep(e.step) : null;
+    process.stdout.write(`${offset}  ${e.iso}  pid ${String(e.pid ?? '?').padEnd(7)} ${e.step.padEnd(24)} ${e.message}${participant}${meaning ? `  (${meaning})` : ''}\n`);
   }
 }
 

@@ -1,6 +1,7 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Conference } from './conference/conference.ts';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
+import { Conference, type RestoreOutcome, type SpareStart } from './conference/conference.ts';
 import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
@@ -11,9 +12,13 @@ import { SignalingServer } from './signaling/signaling-server.ts';
 import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
 import { HeartbeatBeacon } from './detection/heartbeat-beacon.ts';
 import { TakeoverPrimary } from './takeover/primary.ts';
+import type { TakeoverEngine, TakeoverReport } from './takeover/standby.ts';
+import type { TransportRecord } from './takeover/transport/transport-record.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
 import { HostSetup, hostSetupSettings } from './takeover/fencing/host-setup.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
+import type { SpareHandoff } from './spare/spare-paths.ts';
+import { FailoverStep } from './wire/failover-steps.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
@@ -69,12 +74,6 @@ export interface McuOptions {
   /** Set when a standby promotes itself: keep trying to bind the ports the dead primary's kernel is releasing. */
   bindRetryMs?: number;
   /**
-   * Called the moment the service port is bound and the MCU serves (before replication starts):
-   * a promoted standby puts the mix on the warm spare paths here, once the port proved the old
-   * primary gone (default none).
-   */
-  onServing?: () => void;
-  /**
    * The host's network setup (firewall, VIP) when someone else owns it (a promoting standby
    * installed it at its start and removes it at its stop). Default: this MCU installs its own at
    * start, raises the VIP, and removes it all on close().
@@ -82,12 +81,19 @@ export interface McuOptions {
   hostSetup?: HostSetup;
 }
 
+export type McuEvents = {
+  /** A participant's client came back and resumed its session (or was re-attached). */
+  'participant-resumed': [participantId: string];
+  /** A participant's media path is up again after a takeover (its answer to the restart offer was applied). */
+  'media-restarted': [participantId: string, tookMs: number];
+};
+
 /**
  * One MCU process: the demo page and /status over HTTP, socket.io signaling, and the
  * conference (rooms, peer connections, mixers). Close order on shutdown: stop
  * accepting, close the rooms, then signaling, then HTTP.
  */
-export class Mcu {
+export class Mcu extends EventEmitter<McuEvents> {
   readonly config: McuConfig;
   readonly state: SessionState;
   readonly conference: Conference;
@@ -100,7 +106,12 @@ export class Mcu {
   #epoch: number;
   #closing: Promise<void> | null = null;
   readonly #bindRetryMs: number;
-  readonly #onServing: (() => void) | undefined;
+  /**
+   * Resolves the moment this MCU serves signaling (role `primary`), before replication and
+   * heartbeats for a next standby start; rejects when start() fails before that.
+   */
+  readonly serving: Promise<void>;
+  #servingSettled: { resolve: () => void; reject: (err: Error) => void } = { resolve: () => undefined, reject: () => undefined };
   replication: ReplicationServer | null = null;
   #beacon: HeartbeatBeacon | null = null;
   #lastFailover: FailoverRecord | null = null;
@@ -118,6 +129,7 @@ export class Mcu {
   readonly spares: SpareRelay;
 
   constructor(opts: McuOptions) {
+    super();
     this.config = opts.config;
     this.#ownsHostSetup = opts.hostSetup === undefined;
     this.#hostSetup = opts.hostSetup ?? new HostSetup(hostSetupSettings(this.config));
@@ -125,10 +137,14 @@ export class Mcu {
     this.#lanInterface = opts.config.takeover.lanInterface;
     this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
-    this.#onServing = opts.onServing;
+    this.serving = new Promise((resolve, reject) => (this.#servingSettled = { resolve, reject }));
+    // A plain primary awaits start() only, which rejects with the same error.
+    this.serving.catch(() => undefined);
     this.#epoch = opts.epoch ?? 1;
     this.state = opts.state ?? new SessionState();
     this.conference = new Conference(this.config, this.state);
+    this.conference.on('participant-resumed', (participantId) => this.emit('participant-resumed', participantId));
+    this.conference.on('media-restarted', (participantId, tookMs) => this.emit('media-restarted', participantId, tookMs));
     this.http = createServer((req, res) => {
       void this.#route(req.method ?? 'GET', new URL(req.url ?? '/', 'http://localhost').pathname, res);
     });
@@ -179,20 +195,23 @@ export class Mcu {
   /** Binds the HTTP/signaling port (and the replication port) and starts serving as the primary. */
   async start(): Promise<void> {
     if (this.#role === 'starting' && this.#bindRetryMs > 0) this.setRole('promoting');
-    if (this.#ownsHostSetup) await this.#setUpHost();
-    await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
+    try {
+      if (this.#ownsHostSetup) await this.#setUpHost();
+      await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
+    } catch (err) {
+      this.#servingSettled.reject(err as Error);
+      throw err;
+    }
     // Serve at once: a promoted standby's clients are already knocking. Replication and
     // heartbeats only matter once a new standby comes, so they start after.
     this.setRole('primary');
-    try {
-      this.#onServing?.();
-    } catch (err) {
-      this.#log.error('onServing hook threw', { error: (err as Error).stack });
-    }
+    this.#servingSettled.resolve();
+    // Whoever awaits `serving` goes first: a promoted standby's media and sessions before replication.
+    await Promise.resolve();
     if (this.#lastFailover) {
       this.#lastFailover.promotedAt = Date.now();
       this.#log.info('failover step: serving as primary', {
-        failover: 'serving',
+        failover: FailoverStep.Serving,
         epoch: this.#epoch,
         sinceDetectedMs: Math.round(this.#lastFailover.promotedAt - this.#lastFailover.detectedAt),
       });
@@ -321,6 +340,38 @@ export class Mcu {
 
   get lastFailover(): FailoverRecord | null {
     return this.#lastFailover;
+  }
+
+  // ---- A standby's promotion into this MCU (standby/src/promotion.ts), step by step ----
+
+  /**
+   * Rebuilds the rooms and participants of the session state this MCU was built with (the
+   * standby's checkpoint); a participant with a connected warm spare path (`spareOf`) adopts it.
+   * The others' restart offers wait for prepareMediaRestarts().
+   */
+  restoreFromCheckpoint(spareOf: (participantId: string) => SpareHandoff | null): RestoreOutcome {
+    return this.conference.restore({ prepareMedia: false, spares: spareOf });
+  }
+
+  /** Starts the mix on every adopted spare path; each participant's start. */
+  startSpareMedia(): SpareStart[] {
+    return this.conference.startSpares();
+  }
+
+  /** Prepares the restart offer of every participant without a media path (takeover mode: once the VIP is up). */
+  prepareMediaRestarts(): number {
+    return this.conference.prepareRestarts();
+  }
+
+  /** Takeover mode: a connection the standby's takeover engine rebuilt is protected here like an accepted one. */
+  adoptConnection(record: TransportRecord, socket: NetSocket): void {
+    if (!this.takeover) throw new ConfigError('adopting a rebuilt connection needs takeover mode (MCU_TAKEOVER=1)');
+    this.takeover.adopt(record, socket);
+  }
+
+  /** Takeover mode, once serving: re-attaches the rebuilt connections' socket.io sessions to this MCU's signaling. */
+  reattachSessions(engine: TakeoverEngine): Promise<TakeoverReport> {
+    return engine.reattachAll(this.signaling.io);
   }
 
   #listenHttp(): Promise<void> {

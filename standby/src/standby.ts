@@ -5,41 +5,20 @@ import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
 import { ConfigError } from '../../mcu/src/core/errors.ts';
 import { sendJson } from '../../mcu/src/http/http-routes.ts';
 import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
-import { LoopStallRecorder } from '../../mcu/src/core/loop-stalls.ts';
-import { Mcu } from '../../mcu/src/mcu.ts';
+import type { Mcu } from '../../mcu/src/mcu.ts';
 import { Room } from '../../mcu/src/conference/room.ts';
 import { SessionState } from '../../mcu/src/conference/session-state.ts';
 import { CheckpointStore } from '../../mcu/src/replication/checkpoint-store.ts';
 import { HeartbeatMonitor, type HeartbeatMonitorOptions, type HeartbeatVerdict } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
-import { TakeoverEngine, type TakeoverEngineOptions, type TakeoverReport } from '../../mcu/src/takeover/standby.ts';
-import { raiseVipAtPromotion } from '../../mcu/src/takeover/fencing/vip.ts';
+import { TakeoverEngine, type TakeoverEngineOptions } from '../../mcu/src/takeover/standby.ts';
 import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
-
-/** Why the standby judged the primary dead. */
-export type DeathReason = HeartbeatVerdict['reason'];
+import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
+import { Promotion, type PromotionTimeline } from './promotion.ts';
 
 /** The life of a hot standby. `active`: it promoted itself and now runs the primary MCU. */
 export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'active' | 'stopped' | 'failed';
-
-export interface PromotionTimeline {
-  /** Epoch-ms timestamps of each failover step on this host. */
-  lastHeartbeatAt: number | null;
-  detectedAt: number;
-  reason: DeathReason;
-  promotionStartedAt: number;
-  restoredAt: number;
-  servingAt: number;
-  previousEpoch: number;
-  epoch: number;
-  participantsRestored: number;
-  /** Participants whose connected warm spare path became their media session (mixed onto at once). */
-  participantsOnSpares: number;
-  roomsRestored: number;
-  /** Connection-level takeover (takeover mode only): connections rebuilt and re-attached, and the others. */
-  takeover?: TakeoverReport;
-}
 
 export type StandbyEvents = {
   state: [to: StandbyState, from: StandbyState];
@@ -82,8 +61,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
   readonly #statusServer: HttpServer;
   readonly #startedAt = Date.now();
   #state: StandbyState = 'syncing';
-  #mcu: Mcu | null = null;
-  #timeline: PromotionTimeline | null = null;
+  #promotion: Promotion | null = null;
   /** Connection-level takeover (config.takeover), null in reconnect mode. */
   readonly takeover: TakeoverEngine | null;
   /** Warm spare paths with every participant's page (config.spare.enabled), handed to the media sessions at promotion. */
@@ -152,7 +130,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
         this.#monitor = null;
         return;
       }
-      this.#log.warn('failover step: replication stream lost, probing the primary', { failover: 'suspected', reason: info.reason });
+      this.#log.warn('failover step: replication stream lost, probing the primary', { failover: FailoverStep.Suspected, reason: info.reason });
       this.#monitor?.channelClosed(false);
       // Still beating after a while: the primary lives and only the stream broke. Reconnect.
       if (this.#probeTimer) clearTimeout(this.#probeTimer);
@@ -219,12 +197,13 @@ export class Standby extends EventEmitter<StandbyEvents> {
     return this.#state;
   }
 
+  /** The promoted MCU, from the moment the promotion builds it. */
   get mcu(): Mcu | null {
-    return this.#mcu;
+    return this.#promotion?.mcu ?? null;
   }
 
   get timeline(): PromotionTimeline | null {
-    return this.#timeline;
+    return this.#promotion?.timeline ?? null;
   }
 
   get statusPort(): number {
@@ -271,155 +250,49 @@ export class Standby extends EventEmitter<StandbyEvents> {
       mode: this.takeover ? 'takeover' : 'reconnect',
       spares: { enabled: this.#opts.config.spare.enabled, connected: this.spares.connectedCount, paths: this.spares.status() },
       takeover: this.takeover?.stats() ?? null,
-      promotion: this.#timeline,
-      mcu: this.#mcu?.status() ?? null,
+      promotion: this.timeline,
+      mcu: this.mcu?.status() ?? null,
       config: redactConfig(this.#opts.config),
     };
   }
 
-  /** The primary is dead: become the primary from the checkpoint. */
+  /** The primary is dead: become the primary from the checkpoint (promotion.ts). */
   async #promote(death: HeartbeatVerdict): Promise<void> {
     if (this.#state !== 'ready' && this.#state !== 'syncing') return;
-    const store = this.store;
-    if (!store.hasSnapshot) {
+    if (!this.store.hasSnapshot) {
       this.#log.error('primary died before this standby had a checkpoint: cannot take over');
       this.#setState('failed');
       return;
     }
-    const promotionStartedAt = Date.now();
-    const loopStalls = new LoopStallRecorder().start();
+    const promotion = new Promotion({
+      config: this.#opts.config,
+      bindRetryMs: this.#opts.repl.bindRetryMs,
+      store: this.store,
+      spares: this.spares,
+      takeover: this.takeover,
+      vip: this.#host.vip,
+      hostSetup: this.#host,
+      supersede: (epoch) => this.#stopFollowing(epoch),
+    });
+    this.#promotion = promotion;
     this.#setState('promoting');
-    const log = this.#log;
-    log.info('failover step: primary confirmed dead', {
-      failover: 'confirmed-dead',
-      reason: death.reason,
-      detectedAt: new Date(death.detectedAt).toISOString(),
-      lastHeartbeatAt: death.lastHeartbeatAt === null ? null : new Date(death.lastHeartbeatAt).toISOString(),
-      sinceLastHeartbeatMs: death.lastHeartbeatAt === null ? null : Math.round(death.detectedAt - death.lastHeartbeatAt),
-    });
-    if (this.#probeTimer) clearTimeout(this.#probeTimer);
-    // Before we stop following: a primary that was only frozen or cut off reads this and fences itself.
-    this.#client.supersede(store.epoch + 1);
-    this.#client.close('promoting');
-    void this.#monitor?.close();
-    this.#monitor = null;
-    const previousEpoch = store.epoch;
-    const epoch = previousEpoch + 1;
-    const t0 = performance.now();
-    const state = SessionState.fromSnapshot(store.snapshot());
-    // The mix goes onto the adopted spare paths. Reconnect mode: once the service port is ours (on
-    // one host that proves the old primary dead, so a standby that judged wrongly never sends on
-    // them). Takeover mode: at once, as the old primary was told it is superseded; a page leaves
-    // its primary path only once that fell silent (or when told), so media on a spare path of a
-    // wrongly suspected primary's page is never played.
-    const spareStarts: Array<Promise<void>> = [];
-    const startSpares = (): void => {
-      for (const { participantId, pathId, started } of mcu.conference.startSpares()) {
-        spareStarts.push(started.catch(() => undefined));
-        void started.then(
-          () =>
-            log.info('failover step: mixing onto the spare path', {
-              failover: 'mixing-on-spare',
-              participant: participantId,
-              pathId,
-              sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
-            }),
-          () => undefined,
-        );
-      }
-    };
-    const t1 = performance.now();
-    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.repl.bindRetryMs, hostSetup: this.#host, ...(this.takeover ? {} : { onServing: startSpares }) });
-    this.#mcu = mcu;
-    const t2 = performance.now();
-    // Participants with a connected spare path adopt it; the mix goes on it (see startSpares above).
-    // Takeover mode: the restart offers wait for the VIP (see Conference.prepareRestarts).
-    const restored = mcu.conference.restore({ prepareMedia: this.takeover === null, spares: (participantId) => this.spares.handOff(participantId) });
-    this.spares.close();
-    if (this.takeover) startSpares();
-    const participantsRestored = restored.participants;
-    const restoredAt = Date.now();
-    log.info('failover step: session restored from checkpoint', {
-      failover: 'restored',
-      epoch,
-      rooms: state.rooms().length,
-      participants: participantsRestored,
-      onSpares: restored.onSpares,
-      // Where promotion time goes before the port is tried (ms): checkpoint copy, MCU objects, rooms.
-      tookMs: { state: round1(t1 - t0), mcu: round1(t2 - t1), rooms: round1(performance.now() - t2) },
-    });
-    mcu.conference.on('media-restarted', (participant, tookMs) =>
-      log.info('failover step: media restarted', { failover: 'media-restarted', participant, sincePreparedMs: tookMs }),
-    );
-    mcu.conference.once('participant-resumed', () =>
-      log.info('failover step: first client resumed', { failover: 'first-client', sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }),
-    );
-    try {
-      mcu.noteFailover({
-        previousEpoch,
-        lastHeartbeatAt: death.lastHeartbeatAt,
-        detectedAt: death.detectedAt,
-        reason: death.reason,
-        participantsRestored,
-      });
-      // Takeover mode: the VIP comes here and every connection is rebuilt before the MCU listens
-      // beside them; sessions are re-attached once it serves (its signaling refuses requests before).
-      if (this.takeover) {
-        // Media first: the mix on the spare paths gets its first frames out (the pages switch on
-        // them) before the signaling takeover below keeps this thread busy for tens of ms.
-        if (spareStarts.length > 0) {
-          await Promise.all(spareStarts);
-          await new Promise((resolve) => setTimeout(resolve, SPARE_HEAD_START_MS));
-        }
-        const primarySide = mcu.takeover;
-        await this.takeover.prepare(primarySide ? (record, socket) => primarySide.adopt(record, socket) : undefined);
-        mcu.conference.prepareRestarts();
-      }
-      if (this.takeover) {
-        // Re-attach as soon as the MCU serves signaling (role primary): its replication and
-        // heartbeat thread for the next standby may still be starting.
-        let settled = false;
-        const starting = mcu.start().finally(() => (settled = true));
-        while (!settled && mcu.role !== 'primary') await new Promise((resolve) => setTimeout(resolve, 1));
-        if (mcu.role === 'primary') await this.takeover.reattachAll(mcu.signaling.io);
-        await starting;
-      } else {
-        // Reconnect mode on a service address of its own (MCU_VIP_INTERFACE): ours now, before the bind.
-        await raiseVipAtPromotion(this.#host.vip, log);
-        await mcu.start();
-      }
-    } catch (err) {
-      loopStalls.stop(death.detectedAt);
-      log.error('promotion failed', { error: (err as Error).message });
+    const promoted = await promotion.run(death);
+    if (!promoted) {
       this.#setState('failed');
       return;
     }
-    const servingAt = Date.now();
-    this.#timeline = {
-      lastHeartbeatAt: death.lastHeartbeatAt,
-      detectedAt: death.detectedAt,
-      reason: death.reason,
-      promotionStartedAt,
-      restoredAt,
-      servingAt,
-      previousEpoch,
-      epoch,
-      participantsRestored,
-      participantsOnSpares: restored.onSpares,
-      roomsRestored: state.rooms().length,
-      ...(this.takeover?.report ? { takeover: this.takeover.report } : {}),
-    };
-    log.info('failover step: promotion complete (replication and heartbeats ready for the next standby)', {
-      failover: 'promotion-complete',
-      epoch,
-      port: mcu.port,
-      promotionMs: servingAt - promotionStartedAt,
-      sinceDetectedMs: Math.round(servingAt - death.detectedAt),
-      // Event-loop blocks during the promotion, no mixing then: [start after detection, length, ran, waited for a CPU] ms.
-      loopStalls: loopStalls.stop(death.detectedAt),
-    });
     this.#setState('active');
-    this.emit('promoted', this.#timeline, mcu);
+    this.emit('promoted', promoted.timeline, promoted.mcu);
+  }
+
+  /** Promotion, fencing: the old primary learns it is superseded by `epoch`, then we stop following it. */
+  #stopFollowing(epoch: number): void {
+    if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    // Before we stop following: a primary that was only frozen or cut off reads this and fences itself.
+    this.#client.supersede(epoch);
+    this.#client.close('promoting');
+    void this.#monitor?.close();
+    this.#monitor = null;
   }
 
   /** Deliberate stop (never a failover). Idempotent. */
@@ -430,22 +303,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.spares.close();
     this.takeover?.close();
     await this.#monitor?.close();
-    await this.#mcu?.close();
+    await this.mcu?.close();
     await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));
     await this.#host.close();
     this.#setState('stopped');
   }
-}
-
-/**
- * Takeover mode with spare paths: how long the mix runs on the spares before the connection
- * takeover starts. Two audio frames (20 ms) make the first Opus packet; the connection takeover
- * then blocks the event loop (the mixer's clock) for tens of ms.
- */
-const SPARE_HEAD_START_MS = 25;
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }
 
 type StandbyOptionsResolved = StandbyOptions & { repl: NonNullable<McuConfig['replication']> };

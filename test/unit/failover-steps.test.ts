@@ -1,27 +1,29 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { FAILOVER_STEPS } from '../../scripts/failover-timeline.ts';
+import { FAILOVER_STEP_DESCRIPTIONS, FailoverStep, isFailoverStep } from '../../mcu/src/wire/failover-steps.ts';
+import { describeStep, parseLogLine } from '../../scripts/failover-timeline.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
-  });
-}
+const steps = Object.values(FailoverStep);
 
 describe('failover steps', () => {
-  it('every step the MCU and the standby log is described for the timeline', () => {
-    const logged = new Set<string>();
-    for (const file of [...sources(join(root, 'mcu/src')), ...sources(join(root, 'standby/src'))]) {
-      for (const m of readFileSync(file, 'utf8').matchAll(/failover: '([a-z-]+)'/g)) logged.add(m[1]!);
+  it('names every step once', () => {
+    assert.equal(new Set(steps).size, steps.length, 'two keys of FailoverStep share a name');
+    for (const step of steps) assert.match(step, /^[a-z]+(-[a-z]+)*$/, `"${step}" is not a kebab-case name`);
+    assert.ok(steps.includes('mixing-on-spare') && steps.includes('spare-switched'), 'the spare path steps are listed');
+  });
+
+  it('describes every step, and nothing else', () => {
+    for (const step of steps) assert.ok(FAILOVER_STEP_DESCRIPTIONS[step]?.trim(), `no description for "${step}"`);
+    assert.deepEqual(Object.keys(FAILOVER_STEP_DESCRIPTIONS).sort(), [...steps].sort());
+    assert.equal(isFailoverStep('primary -> fenced'), false);
+  });
+
+  it('the timeline parser reads and explains every step', () => {
+    for (const step of steps) {
+      const line = JSON.stringify({ timestamp: '2026-11-23T17:23:13.453Z', level: 'info', module: 'standby', message: 'a step', failover: step, pid: 7 });
+      assert.equal(parseLogLine(line)?.step, step);
+      assert.equal(describeStep(step), FAILOVER_STEP_DESCRIPTIONS[step]);
     }
-    assert.ok(logged.has('mixing-on-spare') && logged.has('spare-switched'), 'the spare path steps are logged');
-    const missing = [...logged].filter((step) => !(step in FAILOVER_STEPS));
-    assert.deepEqual(missing, [], 'add these to FAILOVER_STEPS in scripts/failover-timeline.ts');
+    assert.equal(describeStep('promoting -> primary'), null);
   });
 });

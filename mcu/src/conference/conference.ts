@@ -39,6 +39,18 @@ export interface MixerTotals {
   videoFrames: number;
 }
 
+export interface RestoreOutcome {
+  participants: number;
+  onSpares: number;
+}
+
+/** The mix starting on one participant's adopted spare path. */
+export interface SpareStart {
+  participantId: string;
+  pathId: string;
+  started: Promise<void>;
+}
+
 export interface ConferenceStatus {
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
@@ -135,7 +147,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
    */
   restore(
     options: { prepareMedia?: boolean; spares?: (participantId: string) => SpareHandoff | null } = {},
-  ): { participants: number; onSpares: number } {
+  ): RestoreOutcome {
     let participants = 0;
     let onSpares = 0;
     for (const roomRecord of this.#state.rooms()) {
@@ -164,8 +176,8 @@ export class Conference extends EventEmitter<ConferenceEvents> {
    * Starts the mix on every adopted spare path (the promoted standby serves: the dead primary's
    * port was free, so it really is dead). Returns each participant's start.
    */
-  startSpares(): Array<{ participantId: string; pathId: string; started: Promise<void> }> {
-    const starts: Array<{ participantId: string; pathId: string; started: Promise<void> }> = [];
+  startSpares(): SpareStart[] {
+    const starts: SpareStart[] = [];
     for (const room of this.#rooms.values()) {
       for (const participant of room.participants()) {
         const pathId = participant.adoptedSpare?.pathId;

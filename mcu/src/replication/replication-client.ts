@@ -9,6 +9,7 @@ import { preciseNow } from '../core/clock.ts';
 import { safeEmit } from '../core/events.ts';
 import { SessionStateError } from '../conference/session-state.ts';
 import { CheckpointStore } from './checkpoint-store.ts';
+import { FailoverStep } from '../wire/failover-steps.ts';
 
 /**
  * idle -> connecting -> syncing (hello received) -> synced (first snapshot applied)
@@ -152,7 +153,7 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
     if (!link || link.closed) return false;
     try {
       link.send({ type: 'superseded', epoch, standbyId: this.standbyId });
-      this.#log.info(`told the primary it is superseded by epoch ${epoch}`, { failover: 'superseded-sent', epoch });
+      this.#log.info(`told the primary it is superseded by epoch ${epoch}`, { failover: FailoverStep.SupersededSent, epoch });
       return true;
     } catch (err) {
       this.#log.warn(`could not tell the primary it is superseded: ${err instanceof Error ? err.message : String(err)}`);

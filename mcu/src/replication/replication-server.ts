@@ -8,6 +8,7 @@ import { parseStandbyMessage, type PrimaryMessage, type StandbyHelloMessage, typ
 import { ReplicationLink, type FrameMeta, type LinkCloseInfo } from './replication-link.ts';
 import { preciseNow } from '../core/clock.ts';
 import { safeEmit } from '../core/events.ts';
+import { FailoverStep } from '../wire/failover-steps.ts';
 
 export type ReplicationServerState = 'idle' | 'listening' | 'closing' | 'closed';
 /** `shutdown`: the standby (or we) stopped on purpose; `died`: it crashed, went silent or broke the protocol. */
@@ -501,7 +502,7 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
       return;
     }
     this.#log.error(`standby ${standby.standbyId} is promoting itself with epoch ${epoch}: this primary (epoch ${this.#epoch}) is superseded`, {
-      failover: 'superseded-received',
+      failover: FailoverStep.SupersededReceived,
       newEpoch: epoch,
     });
     safeEmit(this, this.#log, 'superseded', { ...infoOf(standby), epoch, at });

@@ -7,6 +7,7 @@ import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { checkMessageSize, validate } from './validation.ts';
 import { takeoverServerOptions } from '../takeover/session/takeover-adapter.ts';
+import { FailoverStep } from '../wire/failover-steps.ts';
 
 /** Per-connection data kept by socket.io (and checkpointed with the connection later). */
 export interface SocketData {
@@ -121,7 +122,7 @@ export class SignalingServer {
       socket.data.room = null;
       return;
     }
-    this.#log.info('failover step: participant re-attached on its own connection', { failover: 'reattached', socket: socket.id, participant: id });
+    this.#log.info('failover step: participant re-attached on its own connection', { failover: FailoverStep.Reattached, socket: socket.id, participant: id });
     if (this.#conference.participant(id)?.adoptedSpare) {
       void this.#activateSpare(socket, id).catch((err: unknown) =>
         this.#log.error('spare activation after re-attachment failed', { participant: id, error: (err as Error)?.message ?? String(err) }),
@@ -195,7 +196,7 @@ export class SignalingServer {
     const offer = await this.#conference.restartOffer(participantId);
     if (offer && socket.connected) {
       socket.emit('offer', offer);
-      this.#log.info('failover step: restart offer sent', { failover: 'restart-offer-sent', participant: participantId, offerId: offer.offerId });
+      this.#log.info('failover step: restart offer sent', { failover: FailoverStep.RestartOfferSent, participant: participantId, offerId: offer.offerId });
     }
   }
 
@@ -207,7 +208,7 @@ export class SignalingServer {
     const adopted = this.#conference.participant(participantId)?.adoptedSpare;
     if (!adopted) return;
     const { pathId } = adopted;
-    this.#log.info('failover step: spare activation sent', { failover: 'spare-activate-sent', participant: participantId, pathId });
+    this.#log.info('failover step: spare activation sent', { failover: FailoverStep.SpareActivateSent, participant: participantId, pathId });
     let refusal: string;
     try {
       const raw: unknown = await socket.timeout(5000).emitWithAck('spare-activate', { pathId });
@@ -215,7 +216,7 @@ export class SignalingServer {
       if (reply.ok && reply.pathId === pathId) {
         this.#conference.spareSwitched(participantId, reply);
         this.#log.info('failover step: page on the spare path', {
-          failover: 'spare-switched',
+          failover: FailoverStep.SpareSwitched,
           participant: participantId,
           pathId,
           trigger: reply.trigger,
@@ -228,7 +229,7 @@ export class SignalingServer {
       refusal = err instanceof McuError ? err.message : `no reply: ${(err as Error).message}`;
     }
     this.#log.warn('failover step: the page did not take the spare path, restarting media instead', {
-      failover: 'spare-refused',
+      failover: FailoverStep.SpareRefused,
       participant: participantId,
       pathId,
       reason: refusal,

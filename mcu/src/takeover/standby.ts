@@ -31,6 +31,7 @@ import { ConnectionTracker, recordConnectionKey } from './transport/connection-t
 import { OutputLog } from './transport/output-log.ts';
 import { planRepair } from './transport/repair-plan.ts';
 import { advanceSessionRecord } from './session/session-advance.ts';
+import { FailoverStep } from '../wire/failover-steps.ts';
 
 /** Session records kept per connection (the one matching the takeover offsets is picked). */
 const SESSIONS_KEPT = 64;
@@ -248,7 +249,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     // This host's own segments are of no interest from here on.
     this.#stopCapture();
     this.#log.info('failover step: connections rebuilt', {
-      failover: 'connections-rebuilt',
+      failover: FailoverStep.ConnectionsRebuilt,
       connections: report.connections,
       rebuilt: report.rebuilt,
       fallbacks: report.fallbacks.length,
@@ -281,7 +282,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     }
     report.reattachMs = performance.now() - this.#startedAt;
     this.#log.info('failover step: sessions re-attached', {
-      failover: 'sessions-reattached',
+      failover: FailoverStep.SessionsReattached,
       connections: report.connections,
       reattached: report.reattached,
       fallbacks: report.fallbacks.length,

@@ -44,6 +44,7 @@ import type { BeaconPauses } from '../../detection/heartbeat-beacon.ts';
 import type { ReplicationServer } from '../../replication/replication-server.ts';
 import { FenceActionError } from '../errors.ts';
 import type { OutputCommitter, StandbyLoss, StandbyLossDecision } from '../transport/output-commit.ts';
+import { FailoverStep } from '../../wire/failover-steps.ts';
 
 /** Exit code of a primary that fenced itself: another primary serves its clients; never restart it as a primary. */
 export const FENCED_EXIT_CODE = 4;
@@ -249,7 +250,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     this.#stopTimers();
     const info: FencedInfo = { reason, fencedAt, vipDroppedAt: null, epoch: this.#opts.epoch() };
     this.#fenced = info;
-    this.#log.error(`failover step: fenced, this primary stops serving: ${reason}`, { failover: 'fenced', reason, epoch: info.epoch, at: iso(fencedAt) });
+    this.#log.error(`failover step: fenced, this primary stops serving: ${reason}`, { failover: FailoverStep.Fenced, reason, epoch: info.epoch, at: iso(fencedAt) });
     const vip = this.#opts.vipInterface;
     if (vip) {
       const t0 = performance.now();
@@ -257,13 +258,13 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
         await this.#dropVip(vip);
         info.vipDroppedAt = Date.now();
         this.#log.warn('failover step: VIP dropped on the fenced primary', {
-          failover: 'fence-vip-dropped',
+          failover: FailoverStep.FenceVipDropped,
           interface: vip,
           ms: round(performance.now() - t0),
           sinceFencedMs: info.vipDroppedAt - fencedAt,
         });
       } catch (err) {
-        this.#log.error(`could not take the VIP interface ${vip} down: ${(err as Error).message}`, { failover: 'fence-vip-failed' });
+        this.#log.error(`could not take the VIP interface ${vip} down: ${(err as Error).message}`, { failover: FailoverStep.FenceVipFailed });
       }
     }
     safeEmit(this, this.#log, 'fenced', info);
@@ -314,7 +315,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     const trigger = `standby ${loss.standbyId} at ${loss.remote} lost without a goodbye: ${loss.detail}`;
     this.#setState('deciding', trigger);
     this.#log.warn(`failover step: standby lost, output held until it is known whether it took over`, {
-      failover: 'fence-deciding',
+      failover: FailoverStep.FenceDeciding,
       standby: loss.standbyId,
       remote: loss.remote,
       detail: loss.detail,
@@ -326,7 +327,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
       : ({ kind: 'no-answer', code: 'unknown standby address' } as const);
     if (this.#state !== 'deciding') return; // fenced meanwhile (superseded arrived), or closed
     this.#log.warn(`failover step: probe of the lost standby's replication port: ${describeProbe(probe)}`, {
-      failover: 'fence-probe',
+      failover: FailoverStep.FenceProbe,
       probe: probe.kind,
       ms: Date.now() - startedAt,
     });
@@ -374,7 +375,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     const decision: FenceDecision = { startedAt, decidedAt: Date.now(), trigger, outcome, reason, probe, lan, vip };
     this.#lastDecision = decision;
     this.#log.warn(`failover step: standby loss judged: ${outcome}: ${reason}`, {
-      failover: outcome === 'fenced' ? 'fence-decided' : 'fence-released',
+      failover: outcome === 'fenced' ? FailoverStep.FenceDecided : FailoverStep.FenceReleased,
       ms: decision.decidedAt - startedAt,
     });
     safeEmit(this, this.#log, 'decision', decision);
@@ -447,7 +448,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     this.#verifyStartedAt = performance.now();
     this.#setState('verifying', `paused ${round(gap)} ms`);
     this.#log.warn(`failover step: heartbeats paused ${round(gap)} ms (standby may have judged us dead after ${this.#opts.stallMs} ms): output held, verifying`, {
-      failover: 'fence-stall',
+      failover: FailoverStep.FenceStall,
       pausedMs: round(gap),
       checkSeq: seq,
     });
@@ -466,7 +467,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     if (!up) {
       if (this.#lanDownAt === null) {
         this.#lanDownAt = now;
-        this.#log.warn(`failover step: our LAN interface ${name} lost its carrier`, { failover: 'fence-lan-down', interface: name });
+        this.#log.warn(`failover step: our LAN interface ${name} lost its carrier`, { failover: FailoverStep.FenceLanDown, interface: name });
       }
       return null;
     }
@@ -475,7 +476,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     this.#lanDownAt = null;
     this.#lastOutage = outage;
     this.#log.warn(`failover step: our LAN interface ${name} is back after ${outage.to - outage.from} ms`, {
-      failover: 'fence-lan-up',
+      failover: FailoverStep.FenceLanUp,
       interface: name,
       outageMs: outage.to - outage.from,
     });
@@ -491,7 +492,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
   #endVerification(reason: string, how: 'verified' | 'released'): void {
     this.#checkSeq = null;
     this.#setState('serving', reason);
-    this.#log.info(`failover step: ${how}: ${reason}`, { failover: how === 'verified' ? 'fence-verified' : 'fence-released' });
+    this.#log.info(`failover step: ${how}: ${reason}`, { failover: how === 'verified' ? FailoverStep.FenceVerified : FailoverStep.FenceReleased });
     this.#opts.committer.releaseHeld(reason);
   }
 

@@ -20,6 +20,7 @@
 import { thisHost, type HostCommands, type HostCommandResult } from '../../core/host-commands.ts';
 import { ConfigError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { FailoverStep } from '../../wire/failover-steps.ts';
 
 /** The VRRP virtual MAC of router id 1. */
 export const DEFAULT_VIRTUAL_MAC = '00:00:5e:00:01:01';
@@ -210,7 +211,7 @@ export async function raiseVipAtPromotion(vip: ServiceAddress | null, log: Logge
   if (!vip) return;
   try {
     await vip.raise();
-    log.info('failover step: VIP raised', { failover: 'vip-raised', interface: vip.interface });
+    log.info('failover step: VIP raised', { failover: FailoverStep.VipRaised, interface: vip.interface });
   } catch (err) {
     log.error(`raising the VIP on ${vip.interface} failed: ${(err as Error).message}`);
   }

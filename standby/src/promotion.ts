@@ -1,0 +1,237 @@
+/**
+ * A hot standby's promotion into the primary MCU, in the order the failover runs: the verdict,
+ * fencing the old primary, the session state rebuilt from the checkpoint, media on the warm
+ * spare paths, the service address (VIP), the signaling connections rebuilt in place (takeover
+ * mode), serving, the sessions re-attached, media restarts for the participants without a
+ * spare path, and protection again (replication and heartbeats for the next standby).
+ * Each step logs its FailoverStep (scripts/failover-timeline.ts reads them back).
+ */
+import type { McuConfig } from '../../mcu/src/core/config.ts';
+import { createLogger } from '../../mcu/src/core/logger.ts';
+import { LoopStallRecorder } from '../../mcu/src/core/loop-stalls.ts';
+import { Mcu } from '../../mcu/src/mcu.ts';
+import { SessionState } from '../../mcu/src/conference/session-state.ts';
+import type { CheckpointStore } from '../../mcu/src/replication/checkpoint-store.ts';
+import type { HeartbeatVerdict } from '../../mcu/src/detection/heartbeat-monitor.ts';
+import type { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
+import type { TakeoverEngine, TakeoverReport } from '../../mcu/src/takeover/standby.ts';
+import { raiseVipAtPromotion, type ServiceAddress } from '../../mcu/src/takeover/fencing/vip.ts';
+import type { HostSetup } from '../../mcu/src/takeover/fencing/host-setup.ts';
+import { FailoverStep, logStep } from '../../mcu/src/wire/failover-steps.ts';
+
+/** Why the standby judged the primary dead. */
+export type DeathReason = HeartbeatVerdict['reason'];
+
+export interface PromotionTimeline {
+  /** Epoch-ms timestamps of each failover step on this host. */
+  lastHeartbeatAt: number | null;
+  detectedAt: number;
+  reason: DeathReason;
+  promotionStartedAt: number;
+  restoredAt: number;
+  servingAt: number;
+  previousEpoch: number;
+  epoch: number;
+  participantsRestored: number;
+  /** Participants whose connected warm spare path became their media session (mixed onto at once). */
+  participantsOnSpares: number;
+  roomsRestored: number;
+  /** Connection-level takeover (takeover mode only): connections rebuilt and re-attached, and the others. */
+  takeover?: TakeoverReport;
+}
+
+export interface PromotionOptions {
+  /** The configuration the promoted MCU serves with (the primary's service address and port). */
+  config: McuConfig;
+  /** How long to keep trying to bind the ports the dead primary's kernel is releasing (ms). */
+  bindRetryMs: number;
+  /** The checkpoint of the dead primary's session state. */
+  store: CheckpointStore;
+  /** Warm spare paths: each connected one becomes its participant's media session. */
+  spares: SparePathManager;
+  /** Connection-level takeover (config.takeover); null in reconnect mode. */
+  takeover: TakeoverEngine | null;
+  /** Reconnect mode: the service address (VIP) on this host, raised before the bind (takeover mode: the engine raises it); null: none. */
+  vip: ServiceAddress | null;
+  /** The host's network setup the standby installed at its start; the promoted MCU keeps it (and does not remove it on close). */
+  hostSetup: HostSetup;
+  /**
+   * Fencing, our half: tells the old primary a standby of `epoch` takes over (one that was only
+   * frozen or cut off reads it and fences itself), then stops following it.
+   */
+  supersede: (epoch: number) => void;
+}
+
+export interface Promoted {
+  timeline: PromotionTimeline;
+  mcu: Mcu;
+}
+
+/**
+ * Takeover mode with spare paths: how long the mix runs on the spares before the connection
+ * takeover starts. Two audio frames (20 ms) make the first Opus packet; the connection takeover
+ * then blocks the event loop (the mixer's clock) for tens of ms.
+ */
+const SPARE_HEAD_START_MS = 25;
+
+/** One promotion of a standby whose primary died (run once). */
+export class Promotion {
+  readonly #opts: PromotionOptions;
+  readonly #log = createLogger('standby');
+  #mcu: Mcu | null = null;
+  #timeline: PromotionTimeline | null = null;
+
+  constructor(options: PromotionOptions) {
+    this.#opts = options;
+  }
+
+  /** The MCU being promoted, from the moment it is built. */
+  get mcu(): Mcu | null {
+    return this.#mcu;
+  }
+
+  /** Set once the promotion completed. */
+  get timeline(): PromotionTimeline | null {
+    return this.#timeline;
+  }
+
+  /** The failover, top to bottom. Null when it failed (logged): the standby is of no further use. */
+  async run(death: HeartbeatVerdict): Promise<Promoted | null> {
+    const { store, takeover, spares } = this.#opts;
+    const log = this.#log;
+    const promotionStartedAt = Date.now();
+    const loopStalls = new LoopStallRecorder().start();
+
+    // Verdict.
+    logStep(log, FailoverStep.ConfirmedDead, 'failover step: primary confirmed dead', {
+      reason: death.reason,
+      detectedAt: new Date(death.detectedAt).toISOString(),
+      lastHeartbeatAt: death.lastHeartbeatAt === null ? null : new Date(death.lastHeartbeatAt).toISOString(),
+      sinceLastHeartbeatMs: death.lastHeartbeatAt === null ? null : Math.round(death.detectedAt - death.lastHeartbeatAt),
+    });
+
+    // Fence: the old primary is superseded by a higher epoch.
+    const previousEpoch = store.epoch;
+    const epoch = previousEpoch + 1;
+    this.#opts.supersede(epoch);
+
+    // Session state from the checkpoint: the MCU and its rooms; participants with a connected
+    // spare path adopt it. Reconnect mode prepares the restart offers of the others at once;
+    // takeover mode once the VIP is up (see Conference.prepareRestarts).
+    const t0 = performance.now();
+    const state = SessionState.fromSnapshot(store.snapshot());
+    const t1 = performance.now();
+    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.bindRetryMs, hostSetup: this.#opts.hostSetup });
+    this.#mcu = mcu;
+    const t2 = performance.now();
+    const restored = mcu.restoreFromCheckpoint((participantId) => spares.handOff(participantId));
+    if (!takeover) mcu.prepareMediaRestarts();
+    spares.close();
+
+    // Media on the spare paths. Reconnect mode: once the service port is ours (on one host that
+    // proves the old primary dead, so a standby that judged wrongly never sends on them).
+    // Takeover mode: at once, as the old primary was told it is superseded; a page leaves its
+    // primary path only once that fell silent (or when told), so media on a spare path of a
+    // wrongly suspected primary's page is never played.
+    const spareStarts = takeover ? this.#startSpareMedia(mcu, death) : [];
+    const restoredAt = Date.now();
+    logStep(log, FailoverStep.Restored, 'failover step: session restored from checkpoint', {
+      epoch,
+      rooms: state.rooms().length,
+      participants: restored.participants,
+      onSpares: restored.onSpares,
+      // Where promotion time goes before the port is tried (ms): checkpoint copy, MCU objects, rooms.
+      tookMs: { state: round1(t1 - t0), mcu: round1(t2 - t1), rooms: round1(performance.now() - t2) },
+    });
+    mcu.on('media-restarted', (participant, tookMs) =>
+      logStep(log, FailoverStep.MediaRestarted, 'failover step: media restarted', { participant, sincePreparedMs: tookMs }),
+    );
+    mcu.once('participant-resumed', () =>
+      logStep(log, FailoverStep.FirstClient, 'failover step: first client resumed', { sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }),
+    );
+
+    try {
+      mcu.noteFailover({
+        previousEpoch,
+        lastHeartbeatAt: death.lastHeartbeatAt,
+        detectedAt: death.detectedAt,
+        reason: death.reason,
+        participantsRestored: restored.participants,
+      });
+      if (takeover) {
+        // Media first: the mix on the spare paths gets its first frames out (the pages switch on
+        // them) before the connection takeover keeps this thread busy for tens of ms.
+        if (spareStarts.length > 0) {
+          await Promise.all(spareStarts);
+          await new Promise((resolve) => setTimeout(resolve, SPARE_HEAD_START_MS));
+        }
+        // VIP, then every signaling connection rebuilt in place (TCP_REPAIR) before the MCU
+        // listens beside them, each handed to it to be protected again.
+        await takeover.prepare((record, socket) => mcu.adoptConnection(record, socket));
+        // Media restart for the participants without a spare path: their offers gather on the VIP.
+        mcu.prepareMediaRestarts();
+        // Serve; re-attach the sessions the moment it serves (its signaling refuses requests
+        // before) while replication and heartbeats for the next standby still start.
+        await Promise.all([mcu.start(), mcu.serving.then(() => mcu.reattachSessions(takeover))]);
+      } else {
+        // VIP (MCU_VIP_INTERFACE, a service address of its own): ours now, before the bind.
+        await raiseVipAtPromotion(this.#opts.vip, log);
+        // Serve; media onto the spare paths the moment it serves, while replication and
+        // heartbeats for the next standby still start. The clients reconnect and resume.
+        await Promise.all([mcu.start(), mcu.serving.then(() => this.#startSpareMedia(mcu, death))]);
+      }
+    } catch (err) {
+      loopStalls.stop(death.detectedAt);
+      log.error('promotion failed', { error: (err as Error).message });
+      return null;
+    }
+
+    // Protected again: replication and heartbeats ready for the next standby.
+    const servingAt = Date.now();
+    const timeline: PromotionTimeline = {
+      lastHeartbeatAt: death.lastHeartbeatAt,
+      detectedAt: death.detectedAt,
+      reason: death.reason,
+      promotionStartedAt,
+      restoredAt,
+      servingAt,
+      previousEpoch,
+      epoch,
+      participantsRestored: restored.participants,
+      participantsOnSpares: restored.onSpares,
+      roomsRestored: state.rooms().length,
+      ...(takeover?.report ? { takeover: takeover.report } : {}),
+    };
+    this.#timeline = timeline;
+    logStep(log, FailoverStep.PromotionComplete, 'failover step: promotion complete (replication and heartbeats ready for the next standby)', {
+      epoch,
+      port: mcu.port,
+      promotionMs: servingAt - promotionStartedAt,
+      sinceDetectedMs: Math.round(servingAt - death.detectedAt),
+      // Event-loop blocks during the promotion, no mixing then: [start after detection, length, ran, waited for a CPU] ms.
+      loopStalls: loopStalls.stop(death.detectedAt),
+    });
+    return { timeline, mcu };
+  }
+
+  /** Starts the mix on every adopted spare path; resolves each start, failed ones too. */
+  #startSpareMedia(mcu: Mcu, death: HeartbeatVerdict): Array<Promise<void>> {
+    return mcu.startSpareMedia().map(({ participantId, pathId, started }) => {
+      const settled = started.catch(() => undefined);
+      void started.then(
+        () =>
+          logStep(this.#log, FailoverStep.MixingOnSpare, 'failover step: mixing onto the spare path', {
+            participant: participantId,
+            pathId,
+            sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
+          }),
+        () => undefined,
+      );
+      return settled;
+    });
+  }
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
