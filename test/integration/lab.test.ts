@@ -13,9 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
+import { ManagedProcess } from '../../mcu/src/core/child-process.ts';
 import { HostCommandError, thisHost } from '../../mcu/src/core/host-commands.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labUnsupportedReason, LabTopology, type LabTiming } from '../../scripts/lab/topology.ts';
@@ -79,7 +79,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
   /** Everything the kernel already holds for the capture is delivered before this resolves. */
   async function drained(cap: LabProcess): Promise<void> {
     const from = cap.mark();
-    cap.sendLine('drain');
+    cap.writeLine('drain');
     await cap.waitForEvent('drained', { from });
   }
 
@@ -388,8 +388,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
 
   it('cleanupStale removes the lab of a SIGKILLed owner (and what still runs in it), not live labs', async () => {
     // The owner runs in the initial namespace (it makes namespaces), like a test process would.
-    const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_OWNER], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const crashed = new LabProcess('client', 'crashing-owner', child); // host: only a label here
+    const crashed = ManagedProcess.spawn(process.execPath, ['--import', 'tsx', CRASHING_OWNER], { label: 'crashing-owner' });
     let prefix: string | undefined;
     try {
       const up = await crashed.waitForEvent('up', { timeoutMs: 20_000 });

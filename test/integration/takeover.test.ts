@@ -92,7 +92,7 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
           await lab.dropVip(dead);
           await lab.restoreHost(dead);
         }
-        await primary.close(500).catch(() => undefined);
+        await primary.close({ graceMs: 500 }).catch(() => undefined);
         primary = standby;
         primaryHost = other(dead);
         const where = await client.request({ op: 'where' }, 10_000);
