@@ -18,6 +18,7 @@ import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { ManagedProcess } from '../../mcu/src/core/child-process.ts';
 import { HostCommandError, thisHost } from '../../mcu/src/core/host-commands.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { until } from '../../scripts/common/wait-for.ts';
 import { labUnsupportedReason, LabTopology, type LabTiming } from '../../scripts/lab/topology.ts';
 
 const PEER = 'scripts/lab/fixtures/tcp-peer.ts';
@@ -309,9 +310,9 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     const srv = await server('primary', 'x\n');
     lab.freeze(srv.pid);
     const state = (): string => processState(srv.pid);
-    await waitUntil(() => state() === 'T', 2000);
+    await until('the frozen process to stop', () => state() === 'T', { timeoutMs: 2000, intervalMs: 10 });
     lab.thaw(srv.pid);
-    await waitUntil(() => state() !== 'T', 2000);
+    await until('the thawed process to run', () => state() !== 'T', { timeoutMs: 2000, intervalMs: 10 });
     assert.throws(() => lab.killPrimaryProcess(process.pid), { code: 'LAB_NOT_IN_LAB' });
     assert.throws(() => lab.killProcess(srv.pid, 'standby'), { code: 'LAB_NOT_IN_LAB' });
   });
@@ -420,13 +421,5 @@ function processState(pid: number): string {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
     return '';
-  }
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
