@@ -84,30 +84,9 @@ function handOver(from: FixtureProcess, to: FixtureProcess, options: { afterPing
   return relayed;
 }
 
-/** Server-to-client WebSocket frames (unmasked) in a byte stream: their text payloads. */
-function serverFrames(bytes: Buffer): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while (i + 2 <= bytes.length) {
-    let len = bytes[i + 1]! & 0x7f;
-    let off = i + 2;
-    if (len === 126) {
-      len = bytes.readUInt16BE(off);
-      off += 2;
-    } else if (len === 127) {
-      len = Number(bytes.readBigUInt64BE(off));
-      off += 8;
-    }
-    out.push(bytes.subarray(off, off + len).toString('latin1'));
-    i = off + len;
-  }
-  assert.equal(i, bytes.length, 'written bytes end on a frame boundary');
-  return out;
-}
-
-/** Client-to-server frames (masked): payloads unmasked, so two captures compare despite random masks. */
-function clientFrames(bytes: Buffer): string[] {
-  const out: string[] = [];
+/** The WebSocket frames in a byte stream, payloads unmasked; `end`: where the last frame ends. */
+function parseFrames(bytes: Buffer): { frames: Array<{ opcode: number; payload: Buffer }>; end: number } {
+  const frames: Array<{ opcode: number; payload: Buffer }> = [];
   let i = 0;
   while (i + 2 <= bytes.length) {
     const masked = (bytes[i + 1]! & 0x80) !== 0;
@@ -124,10 +103,22 @@ function clientFrames(bytes: Buffer): string[] {
     if (masked) off += 4;
     const payload = Buffer.from(bytes.subarray(off, off + len));
     if (mask) for (let j = 0; j < payload.length; j++) payload[j] = payload[j]! ^ mask[j % 4]!;
-    out.push(`${(bytes[i]! & 0x0f).toString(16)}:${payload.toString('latin1')}`);
+    frames.push({ opcode: bytes[i]! & 0x0f, payload });
     i = off + len;
   }
-  return out;
+  return { frames, end: i };
+}
+
+/** Server-to-client frames (unmasked): their text payloads. */
+function serverFrames(bytes: Buffer): string[] {
+  const { frames, end } = parseFrames(bytes);
+  assert.equal(end, bytes.length, 'written bytes end on a frame boundary');
+  return frames.map((f) => f.payload.toString('latin1'));
+}
+
+/** Client-to-server frames (masked): opcode and unmasked payload, so two captures compare despite random masks. */
+function clientFrames(bytes: Buffer): string[] {
+  return parseFrames(bytes).frames.map((f) => `${f.opcode.toString(16)}:${f.payload.toString('latin1')}`);
 }
 
 /** A stock client's session on the first of a few reattach-server processes, as each test starts it. */
