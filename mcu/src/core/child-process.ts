@@ -35,8 +35,8 @@ export interface WaitForOptions {
 
 export interface SpawnOptions extends ManagedProcessOptions {
   cwd?: string;
-  /** On top of this process's environment. */
-  env?: Record<string, string>;
+  /** On top of this process's environment; a key set to undefined is left out. */
+  env?: Record<string, string | undefined>;
   /** 'pipe' to write lines to the process (writeLine) and to end its input at close() (default 'ignore'). */
   stdin?: 'ignore' | 'pipe';
   /** 'events' (default): stdout lines become `events`; 'inherit': they go to our stdout. */
