@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess, type ProcessEvent, type ProcessExit } from '../../mcu/src/core/child-process.ts';
+import { labMcuEnv } from './start-mcu.ts';
 import type { LabNamespace, LabTopology } from './topology.ts';
 
 /** One JSON line a lab process printed (`{ line }` for anything else). */
@@ -65,6 +66,21 @@ export class LabProcessGroup {
     const p = LabProcess.startNode(this.#lab, host, entry, args, env);
     this.all.push(p);
     return p;
+  }
+
+  /**
+   * The MCU in the primary host, then a standby in the standby host (labMcuEnv, `env` on top),
+   * each awaited within `timeoutMs` (default 30000): the primary listening, the standby ready,
+   * i.e. protecting it (in takeover mode, capturing: it learns each connection from its SYN).
+   */
+  async startMcuPair(secret: string, options: { takeover?: boolean; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ primary: LabProcess; standby: LabProcess }> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const env = (host: 'primary' | 'standby'): Record<string, string> => ({ ...labMcuEnv(this.#lab, host, secret, { takeover: options.takeover }), ...options.env });
+    const primary = this.start('primary', 'mcu/src/main.ts', [], env('primary'));
+    await primary.waitForEvent('listening', { timeoutMs });
+    const standby = this.start('standby', 'standby/src/main.ts', [], env('standby'));
+    await standby.waitForEvent('standby-ready', { timeoutMs });
+    return { primary, standby };
   }
 
   /** Closes every process (the last started first), each with `graceMs` before SIGKILL; never throws. */
