@@ -84,8 +84,9 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
         assert.equal(promoted.event, 'promoted', `failover ${n}: standby did not promote`);
         const takeover = (promoted.timeline as { takeover?: TakeoverSummary } | undefined)?.takeover;
         if (fault === 'crash') {
-          // The crashed host's processes die with it; it comes back with its VIP down.
-          lab.killProcess(primary.pid, dead);
+          // The crashed host's processes die with it (the cut-off primary may have fenced itself
+          // and exited already); it comes back with its VIP down.
+          await primary.kill('SIGKILL');
           await lab.dropVip(dead);
           await lab.restoreHost(dead);
         }
