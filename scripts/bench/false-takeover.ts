@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
-import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
+import { LabProcessGroup, type LabEvent } from '../lab/lab-process.ts';
 import { labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
@@ -213,7 +213,7 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
     await primary.waitForEvent('listening', { timeoutMs: 60_000 });
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
-    countLines(standby, (line) => {
+    standby.on('stderr', (line) => {
       if (!counting) return;
       if (line.includes('failover step: primary confirmed dead')) {
         result.deathVerdicts++;
@@ -225,7 +225,7 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
       const near = /"nearMissMs":(\d+)/.exec(line);
       if (near) result.nearMisses.push(Number(near[1]));
     });
-    countLines(primary, (line) => {
+    primary.on('stderr', (line) => {
       if (!counting) return;
       if (line.includes('"failover":"fence-stall"')) result.fenceStalls++;
     });
@@ -266,13 +266,4 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     await lab.down();
   }
   return result;
-}
-
-function countLines(p: LabProcess, onLine: (line: string) => void): void {
-  let rest = '';
-  p.child.stderr?.on('data', (chunk: Buffer) => {
-    const lines = (rest + chunk.toString()).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) onLine(line);
-  });
 }

@@ -185,7 +185,7 @@ async function startBenchMcu(maxPeers: number): Promise<BenchMcu> {
     MCU_MAX_PARTICIPANTS_PER_ROOM: String(Math.max(16, maxPeers)),
   });
   try {
-    const listening = await proc.waitFor((e) => e.event === 'listening', 30000);
+    const listening = await proc.waitFor((e) => e.event === 'listening', { timeoutMs: 30000 });
     return {
       process: proc,
       url: `http://127.0.0.1:${Number(listening.port)}`,
@@ -204,7 +204,7 @@ let probeSeq = 0;
 async function probe(mcu: BenchMcu): Promise<MixerProbeReport> {
   const after = probeSeq;
   mcu.process.child.kill('SIGUSR2');
-  const event = (await mcu.process.waitFor((e) => e.event === 'mixer-stats' && Number(e.seq) > after, 5000)) as unknown as MixerProbeReport;
+  const event = (await mcu.process.waitFor((e) => e.event === 'mixer-stats' && Number(e.seq) > after, { timeoutMs: 5000 })) as unknown as MixerProbeReport;
   probeSeq = event.seq;
   return event;
 }

@@ -608,16 +608,13 @@ class SendClock {
   }
 }
 
-function freshCounters(): {
-  since: number;
-  framesReceived: number;
-  audioFramesReceived: number;
-  audioMsReceived: number;
-  longestAudioGapMs: number;
-  longestVideoGapMs: number;
-  audioFramesSent: number;
-  videoFramesSent: number;
-} {
+/** The stats a peer counts itself, and when it started counting. */
+type PeerCounters = Pick<
+  SyntheticPeerStats,
+  'framesReceived' | 'audioFramesReceived' | 'audioMsReceived' | 'longestAudioGapMs' | 'longestVideoGapMs' | 'audioFramesSent' | 'videoFramesSent'
+> & { since: number };
+
+function freshCounters(): PeerCounters {
   return {
     since: performance.now(),
     framesReceived: 0,

@@ -49,13 +49,6 @@ export class LabNotInLabError extends LabError {
   }
 }
 
-/** A lab process did not print the awaited event in time. */
-export class LabProcessTimeoutError extends LabError {
-  constructor(message: string) {
-    super('LAB_PROCESS_TIMEOUT', message);
-  }
-}
-
 /** The CLI found no `.lab/state.json`: run `up` first. */
 export class LabNoStateFileError extends LabError {
   constructor(path: string) {

@@ -7,19 +7,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { CONFIG_EXIT_CODE } from '../../mcu/src/core/config.ts';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { freePort } from '../../scripts/common/ports.ts';
 import { startNode } from '../../scripts/common/processes.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcu-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 function configFile(name: string, content: unknown): string {
   const file = join(dir, name);

@@ -5,27 +5,19 @@
  * monitor checks at once. The verdict's reason tells how the death was seen.
  */
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { HeartbeatMonitor, type HeartbeatVerdict } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { ReplicationClient } from '../../mcu/src/replication/replication-client.ts';
 import { FixtureProcess } from '../../scripts/common/child-process.ts';
 import { waitFor } from '../../scripts/common/wait-for.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const SECRET = 'detection-test-secret-9b2e71';
 /** Default settings: 10 ms beats, 3 missed, a 90 ms confirm window. */
 const TIMEOUT_MS = 30;
 const CONFIRM_MS = 90;
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (err) {
-      console.error('cleanup failed:', err);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach();
 
 /** A primary with a beacon, and a client and monitor following it, both hearing it. */
 async function watchedPrimary(): Promise<{ primary: FixtureProcess; client: ReplicationClient; monitor: HeartbeatMonitor; verdicts: HeartbeatVerdict[] }> {

@@ -13,11 +13,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
+import { ManagedProcess } from '../../mcu/src/core/child-process.ts';
 import { HostCommandError, thisHost } from '../../mcu/src/core/host-commands.ts';
 import { LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { until } from '../../scripts/common/wait-for.ts';
 import { labUnsupportedReason, LabTopology, type LabTiming } from '../../scripts/lab/topology.ts';
 
 const PEER = 'scripts/lab/fixtures/tcp-peer.ts';
@@ -79,7 +80,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
   /** Everything the kernel already holds for the capture is delivered before this resolves. */
   async function drained(cap: LabProcess): Promise<void> {
     const from = cap.mark();
-    cap.sendLine('drain');
+    cap.writeLine('drain');
     await cap.waitForEvent('drained', { from });
   }
 
@@ -309,9 +310,9 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
     const srv = await server('primary', 'x\n');
     lab.freeze(srv.pid);
     const state = (): string => processState(srv.pid);
-    await waitUntil(() => state() === 'T', 2000);
+    await until('the frozen process to stop', () => state() === 'T', { timeoutMs: 2000, intervalMs: 10 });
     lab.thaw(srv.pid);
-    await waitUntil(() => state() !== 'T', 2000);
+    await until('the thawed process to run', () => state() !== 'T', { timeoutMs: 2000, intervalMs: 10 });
     assert.throws(() => lab.killPrimaryProcess(process.pid), { code: 'LAB_NOT_IN_LAB' });
     assert.throws(() => lab.killProcess(srv.pid, 'standby'), { code: 'LAB_NOT_IN_LAB' });
   });
@@ -388,8 +389,7 @@ describe('lab topology (network namespaces)', { skip: skipReason ?? false }, () 
 
   it('cleanupStale removes the lab of a SIGKILLed owner (and what still runs in it), not live labs', async () => {
     // The owner runs in the initial namespace (it makes namespaces), like a test process would.
-    const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_OWNER], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const crashed = new LabProcess('client', 'crashing-owner', child); // host: only a label here
+    const crashed = ManagedProcess.spawn(process.execPath, ['--import', 'tsx', CRASHING_OWNER], { label: 'crashing-owner' });
     let prefix: string | undefined;
     try {
       const up = await crashed.waitForEvent('up', { timeoutMs: 20_000 });
@@ -421,13 +421,5 @@ function processState(pid: number): string {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
     return '';
-  }
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }

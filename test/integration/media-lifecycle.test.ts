@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { gridLayout } from '../../mcu/src/media/video-layout.ts';
 import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { SyntheticPeer, type Rgb, type SyntheticPeerOptions } from '../../scripts/common/synthetic-peer.ts';
+import { until } from '../../scripts/common/wait-for.ts';
 
 /** A tone is "heard" above this level and "absent" below the other (dBFS); tones are sent at -30. */
 const HEARD_DBFS = -45;
@@ -45,14 +46,8 @@ function sampleProcess(pid: number): ProcessSample {
   return { rssKb: field('VmRSS'), threads: field('Threads'), sockets };
 }
 
-/** Polls `check` until it returns true (media has no event for "the tone is audible now"). */
-async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** Media has no event for "the tone is audible now": the checks poll, this often. */
+const POLL = { intervalMs: 50 };
 
 function closeTo(actual: readonly number[], expected: Rgb, tolerance: number): boolean {
   return actual.every((c, i) => Math.abs(c - expected[i]!) <= tolerance);
@@ -92,7 +87,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
 
     const separated = (p: SyntheticPeer, self: number): boolean =>
       p.toneLevels(freqs).every((level, j) => (j === self ? level < ABSENT_DBFS : level > HEARD_DBFS));
-    await until('every peer to hear exactly the two others', 15_000, () => trio.every((p, i) => separated(p, i))).catch(() => undefined);
+    await until('every peer to hear exactly the two others', () => trio.every((p, i) => separated(p, i)), { ...POLL, timeoutMs: 15_000 }).catch(() => undefined);
     for (const [i, p] of trio.entries()) {
       const levels = p.toneLevels(freqs);
       const shown = levels.map((l, j) => `${freqs[j]} Hz ${l.toFixed(1)}`).join(', ');
@@ -112,7 +107,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
         const s = p.sampleColour(c.x, c.y);
         return s !== null && closeTo([s.r, s.g, s.b], TRIO[k]!.colour, COLOUR_TOLERANCE);
       });
-    await until('every peer to see the three tiles', 15_000, () => trio.every(tilesRight)).catch(() => undefined);
+    await until('every peer to see the three tiles', () => trio.every(tilesRight), { ...POLL, timeoutMs: 15_000 }).catch(() => undefined);
     for (const [i, p] of trio.entries()) {
       const stats = p.stats();
       assert.ok(stats.framesReceived > 0, `${TRIO[i]!.name} received no composite frame`);
@@ -130,7 +125,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
       await p.leave();
       p.close();
     }
-    await until('the trio room to close', 5000, async () => !(await status()).rooms.some((r) => r.name === 'trio'));
+    await until('the trio room to close', async () => !(await status()).rooms.some((r) => r.name === 'trio'), { ...POLL, timeoutMs: 5000 });
   });
 
   it('40 join/leave cycles while two stay: counts right, the two still hear each other, no leak', { timeout: 180_000 }, async () => {
@@ -152,7 +147,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
       const visitor = peer({ room: 'stay', name: `Visitor ${i}`, toneHz: STAY_FREQS[2]!, colour: [200, 40, 200] });
       await visitor.join();
       // Wait until the visitor is really in the mix: its peer connection carries the grid.
-      await until(`visitor ${i} to receive a composite frame`, 10_000, () => visitor.stats().framesReceived > 0);
+      await until(`visitor ${i} to receive a composite frame`, () => visitor.stats().framesReceived > 0, { ...POLL, timeoutMs: 10_000 });
       await visitor.leave();
       visitor.close();
       peers.delete(visitor);
@@ -160,10 +155,14 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
     }
     const elapsed = Date.now() - started;
 
-    await until('the MCU to count only the two who stayed', 5000, async () => {
-      const s = await status();
-      return s.participants === 2 && s.rooms.length === 1;
-    });
+    await until(
+      'the MCU to count only the two who stayed',
+      async () => {
+        const s = await status();
+        return s.participants === 2 && s.rooms.length === 1;
+      },
+      { ...POLL, timeoutMs: 5000 },
+    );
     const s = await status();
     assert.deepEqual(s.rooms, [{ name: 'stay', participants: 2, connected: 2 }]);
     const end = sampleProcess(pid);
@@ -171,7 +170,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
     // The last visitor's tone leaves the analysis window; then each of the two hears only the other.
     const hearsOnlyTheOther = ([a, b]: number[][]): boolean =>
       a![1]! > HEARD_DBFS && a![0]! < ABSENT_DBFS && a![2]! < ABSENT_DBFS && b![0]! > HEARD_DBFS && b![1]! < ABSENT_DBFS && b![2]! < ABSENT_DBFS;
-    await until('each of the two to hear only the other', 10_000, () => hearsOnlyTheOther(stay.map((p) => p.toneLevels(STAY_FREQS)))).catch(() => undefined);
+    await until('each of the two to hear only the other', () => hearsOnlyTheOther(stay.map((p) => p.toneLevels(STAY_FREQS))), { ...POLL, timeoutMs: 10_000 }).catch(() => undefined);
     const levels = stay.map((p) => p.toneLevels(STAY_FREQS));
 
     const mb = (kb: number): string => (kb / 1024).toFixed(1);

@@ -5,11 +5,12 @@
  * promoted standby counts its failover.
  */
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually } from '../../scripts/common/browser.ts';
 import { freePort } from '../../scripts/common/ports.ts';
 import { TestSignalingClient } from '../helpers/signaling-client.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 interface Scrape {
   types: Map<string, string>;
@@ -66,10 +67,7 @@ function assertTypes(s: Scrape): void {
   }
 }
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function startPair(): Promise<{ supervisor: Supervisor; url: string }> {
   const port = await freePort();

@@ -4,33 +4,27 @@
 // survives its interface going down and up (ENETDOWN is reported, not fatal).
 //
 // Under node --test the file creates the namespaces and re-runs itself inside
-// namespace A (TKT_NATIVE_CAPTURE_INNER=1), which prints one JSON line.
+// namespace A (test/helpers/namespace-scenario.ts), which prints its result.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { nativeAddonAvailable, PacketCapture, PacketType, TcpFlag, type TcpSegment } from '../../native/src/index.ts';
+import { HostCommands, thisHost } from '../../mcu/src/core/host-commands.ts';
+import { PacketCapture, PacketType, TcpFlag, type TcpSegment } from '../../native/src/index.ts';
+import { until } from '../../scripts/common/wait-for.ts';
+import { isInnerRun, nativeSkipReason, playScenario, runSelfInNamespace } from '../helpers/namespace-scenario.ts';
 
 const thisFile = fileURLToPath(import.meta.url);
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const ADDR_A = '10.231.0.1';
 const ADDR_B = '10.231.0.2';
 /** An address B sends to through a MAC nobody owns: A sees those frames as "other host". */
 const ADDR_ELSEWHERE = '10.231.0.3';
 const MAC_ELSEWHERE = '02:00:00:00:e1:5e';
 
-function run(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.error?.message}`);
-}
-
-/** Runs a Node one-liner in namespace B (the client side). */
-function inB(nsB: string, script: string, ...args: string[]): Promise<number | null> {
-  const child = spawn('ip', ['netns', 'exec', nsB, process.execPath, '-e', script, ...args], { stdio: 'inherit' });
-  return once(child, 'exit').then(([code]) => code as number | null);
+/** Runs a Node one-liner in namespace B (the client side); resolves with its exit code. */
+async function inB(nsB: string, script: string, ...args: string[]): Promise<number | null> {
+  return (await new HostCommands({ netns: nsB }).run([process.execPath, '-e', script, ...args], { check: false })).code;
 }
 
 const SEND_JS = `
@@ -56,14 +50,6 @@ interface InnerResult {
   stats: { packets: number; drops: number; truncated: number; unparsed: number };
 }
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 async function runInner(nsB: string): Promise<InnerResult> {
   const server = net.createServer((s) => s.resume());
   let capture: PacketCapture | undefined;
@@ -80,22 +66,22 @@ async function runInner(nsB: string): Promise<InnerResult> {
       Buffer.concat(segments.filter((s) => s.dstIp === dst && s.dstPort === port).map((s) => s.payload)).toString();
 
     assert.equal(await inB(nsB, SEND_JS, ADDR_A, String(port), 'hello-veth'), 0);
-    await waitFor(() => payloadTo(ADDR_A).includes('hello-veth'), 'the first payload');
+    await until('the first payload', () => payloadTo(ADDR_A).includes('hello-veth'));
     const payloadBefore = payloadTo(ADDR_A);
 
     await inB(nsB, SYN_ONLY_JS, ADDR_ELSEWHERE, String(port));
-    await waitFor(() => segments.some((s) => s.dstIp === ADDR_ELSEWHERE), 'frames for another host');
+    await until('frames for another host', () => segments.some((s) => s.dstIp === ADDR_ELSEWHERE));
     const elsewhere = segments.filter((s) => s.dstIp === ADDR_ELSEWHERE && s.flags === TcpFlag.SYN);
 
-    run('ip', ['link', 'set', 'va', 'down']);
-    await waitFor(() => errors.length > 0, 'ENETDOWN');
-    run('ip', ['link', 'set', 'va', 'up']);
-    await waitFor(() => /state UP/.test(spawnSync('ip', ['link', 'show', 'va'], { encoding: 'utf8' }).stdout), 'va up');
+    await thisHost.run(['ip', 'link', 'set', 'va', 'down']);
+    await until('ENETDOWN', () => errors.length > 0);
+    await thisHost.run(['ip', 'link', 'set', 'va', 'up']);
+    await until('va up', async () => /state UP/.test((await thisHost.run(['ip', 'link', 'show', 'va'])).stdout));
     segments.length = 0;
     // The first connect may race the link coming up: retry a few times.
     for (let i = 0; i < 20 && !payloadTo(ADDR_A).includes('after-up'); i++) {
       await inB(nsB, SEND_JS, ADDR_A, String(port), 'after-up');
-      await waitFor(() => payloadTo(ADDR_A).includes('after-up'), 'the payload after down/up', 500).catch(() => {});
+      await until('the payload after down/up', () => payloadTo(ADDR_A).includes('after-up'), { timeoutMs: 500 }).catch(() => {});
     }
     return {
       payloadBefore,
@@ -112,60 +98,31 @@ async function runInner(nsB: string): Promise<InnerResult> {
   }
 }
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (!nativeAddonAvailable()) return 'addon not built (bash scripts/build-native.sh)';
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-  const caps = capEff ? BigInt(`0x${capEff}`) : 0n;
-  if ((caps & (1n << 12n)) === 0n || (caps & (1n << 13n)) === 0n || (caps & (1n << 21n)) === 0n) {
-    return 'needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN for network namespaces)';
-  }
-  if (spawnSync('ip', ['-V']).error) return 'ip not installed (apt-get install iproute2)';
-  return false;
-}
-
-if (process.env.TKT_NATIVE_CAPTURE_INNER === '1') {
-  setTimeout(() => {
-    console.error('inner capture scenario timed out after 60 s');
-    process.exit(2);
-  }, 60_000).unref();
-  const result = await runInner(process.env.TKT_NATIVE_CAPTURE_NS_B ?? '');
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(0);
+if (isInnerRun()) {
+  await playScenario(() => runInner(process.env.TKT_NATIVE_CAPTURE_NS_B ?? ''), 60_000);
 } else {
-  describe('PacketCapture on a veth link (network namespaces)', { skip: skipReason() }, () => {
+  const skip = await nativeSkipReason(['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN'], ['ip']);
+  describe('PacketCapture on a veth link (network namespaces)', { skip }, () => {
     it('sees frames for other hosts and survives its interface going down and up', { timeout: 90_000 }, async () => {
       const nsA = `tkt-${process.pid}-capa`;
       const nsB = `tkt-${process.pid}-capb`;
-      let inner: ChildProcess | undefined;
       try {
-        run('ip', ['netns', 'add', nsA]);
-        run('ip', ['netns', 'add', nsB]);
-        run('ip', ['link', 'add', 'va', 'netns', nsA, 'type', 'veth', 'peer', 'name', 'vb', 'netns', nsB]);
-        run('ip', ['-n', nsA, 'addr', 'add', `${ADDR_A}/24`, 'dev', 'va']);
-        run('ip', ['-n', nsB, 'addr', 'add', `${ADDR_B}/24`, 'dev', 'vb']);
+        await thisHost.run(['ip', 'netns', 'add', nsA]);
+        await thisHost.run(['ip', 'netns', 'add', nsB]);
+        await thisHost.run(['ip', 'link', 'add', 'va', 'netns', nsA, 'type', 'veth', 'peer', 'name', 'vb', 'netns', nsB]);
+        await thisHost.run(['ip', '-n', nsA, 'addr', 'add', `${ADDR_A}/24`, 'dev', 'va']);
+        await thisHost.run(['ip', '-n', nsB, 'addr', 'add', `${ADDR_B}/24`, 'dev', 'vb']);
         for (const [ns, dev] of [
           [nsA, 'va'],
           [nsB, 'vb'],
           [nsA, 'lo'],
           [nsB, 'lo'],
         ]) {
-          run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+          await thisHost.run(['ip', '-n', ns, 'link', 'set', dev, 'up']);
         }
-        run('ip', ['-n', nsB, 'neigh', 'add', ADDR_ELSEWHERE, 'lladdr', MAC_ELSEWHERE, 'dev', 'vb', 'nud', 'permanent']);
+        await thisHost.run(['ip', '-n', nsB, 'neigh', 'add', ADDR_ELSEWHERE, 'lladdr', MAC_ELSEWHERE, 'dev', 'vb', 'nud', 'permanent']);
 
-        const env: NodeJS.ProcessEnv = { ...process.env, TKT_NATIVE_CAPTURE_INNER: '1', TKT_NATIVE_CAPTURE_NS_B: nsB };
-        delete env.NODE_TEST_CONTEXT;
-        inner = spawn('ip', ['netns', 'exec', nsA, process.execPath, '--import', 'tsx', thisFile], {
-          cwd: repoRoot,
-          env,
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        let out = '';
-        inner.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-        const [code] = (await once(inner, 'exit')) as [number | null];
-        assert.equal(code, 0, 'inner scenario exited cleanly');
-        const result = JSON.parse(out.trim().split('\n').pop() ?? '{}') as InnerResult;
+        const result = await runSelfInNamespace<InnerResult>(thisFile, nsA, 80_000, { TKT_NATIVE_CAPTURE_NS_B: nsB });
         console.log(`capture on veth: ${JSON.stringify(result)}`);
 
         assert.equal(result.payloadBefore, 'hello-veth');
@@ -176,9 +133,8 @@ if (process.env.TKT_NATIVE_CAPTURE_INNER === '1') {
         assert.ok(result.payloadAfter.includes('after-up'), 'capturing resumed after the link came back');
         assert.equal(result.stats.drops, 0);
       } finally {
-        if (inner && inner.exitCode === null) inner.kill('SIGKILL');
-        spawnSync('ip', ['netns', 'del', nsA]);
-        spawnSync('ip', ['netns', 'del', nsB]);
+        await thisHost.run(['ip', 'netns', 'del', nsA], { check: false });
+        await thisHost.run(['ip', 'netns', 'del', nsB], { check: false });
       }
     });
   });

@@ -8,18 +8,17 @@
 // normally). The client must see no loss, duplicate or EOF.
 //
 // The file runs twice: under node --test it creates the namespace and re-runs
-// itself inside it (TKT_NATIVE_REPAIR_INNER=1), where the scenario runs and
-// prints one JSON line.
+// itself inside it (test/helpers/namespace-scenario.ts), where the scenario
+// runs and prints its result.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { ManagedProcess } from '../../mcu/src/core/child-process.ts';
+import { thisHost } from '../../mcu/src/core/host-commands.ts';
 import {
   adoptFd,
-  nativeAddonAvailable,
   PacketCapture,
   readSequenceNumbers,
   repairConnection,
@@ -35,6 +34,7 @@ import {
   type RepairState,
   type TcpSegment,
 } from '../../native/src/index.ts';
+import { isInnerRun, nativeSkipReason, playScenario, runSelfInNamespace } from '../helpers/namespace-scenario.ts';
 
 const ITERATIONS = 20;
 /** Traffic between two takeovers. */
@@ -50,7 +50,6 @@ const SETTLE_TIMEOUT_MS = 15_000;
 const CLOSE_MARK = 0x7a11;
 
 const thisFile = fileURLToPath(import.meta.url);
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 // ---------------------------------------------------------------------------
 // The client: a separate, stock Node process that knows nothing of takeovers.
@@ -359,11 +358,6 @@ async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promi
   }
 }
 
-function run(cmd: string, args: string[], input?: string): void {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.error?.message}`);
-}
-
 /** process.hrtime.bigint() in ms at performance's time origin, to turn hrtime stamps into epoch ms. */
 const hrtimeOriginMs = Number(process.hrtime.bigint()) / 1e6 - performance.now();
 
@@ -372,7 +366,7 @@ async function runInner(): Promise<InnerResult> {
   const table = `tkt_${process.pid}`;
   const server = net.createServer({ pauseOnConnect: false });
   let capture: PacketCapture | undefined;
-  let client: ChildProcess | undefined;
+  let client: ManagedProcess | undefined;
   let current: net.Socket | undefined;
   let nftInstalled = false;
   try {
@@ -383,13 +377,15 @@ async function runInner(): Promise<InnerResult> {
     // The primary host's rule (design notes 4): no FIN/RST leaves the service
     // port unless the socket carries the deliberate-close mark. Here it also
     // drops the listener's RST to a client segment that lands mid-takeover.
-    run('nft', ['-f', '-'], `table inet ${table} {
+    await thisHost.run(['nft', '-f', '-'], {
+      input: `table inet ${table} {
   chain out {
     type filter hook output priority 0; policy accept;
     tcp sport ${port} tcp flags & (fin | rst) != 0 meta mark != ${CLOSE_MARK} drop
   }
 }
-`);
+`,
+    });
     nftInstalled = true;
 
     const observer = new ConnectionObserver(port);
@@ -398,12 +394,7 @@ async function runInner(): Promise<InnerResult> {
 
     const app = new LineApp();
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    client = spawn(process.execPath, ['-e', CLIENT_JS, String(port), String(LINE_INTERVAL_MS)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    let clientOut = '';
-    client.stdout!.on('data', (d: Buffer) => (clientOut += d.toString()));
-    const clientExited = once(client, 'exit');
+    client = ManagedProcess.spawn(process.execPath, ['-e', CLIENT_JS, String(port), String(LINE_INTERVAL_MS)], { label: 'line client', stdin: 'pipe', echoStderr: '' });
 
     current = await accepted;
     current.setNoDelay(true);
@@ -475,8 +466,8 @@ async function runInner(): Promise<InnerResult> {
     // Deliberate close: the mark lets the FIN through the firewall.
     setMark(socketFd(current), CLOSE_MARK);
     current.end();
-    await withTimeout(clientExited, SETTLE_TIMEOUT_MS, 'the client did not see the deliberate close');
-    const clientReport = JSON.parse(clientOut.trim().split('\n').pop() ?? '{}') as InnerResult['client'];
+    await withTimeout(client.exited, SETTLE_TIMEOUT_MS, 'the client did not see the deliberate close');
+    const clientReport = (await client.waitFor((e) => 'firstEvent' in e)) as unknown as InnerResult['client'];
     capture.drain();
     const stats = capture.stats();
     return {
@@ -494,62 +485,30 @@ async function runInner(): Promise<InnerResult> {
   } finally {
     capture?.close();
     current?.destroy();
-    if (client && client.exitCode === null) client.kill('SIGKILL');
+    await client?.kill();
     server.close();
-    if (nftInstalled) spawnSync('nft', ['delete', 'table', 'inet', table]);
+    if (nftInstalled) await thisHost.run(['nft', 'delete', 'table', 'inet', table], { check: false });
   }
 }
 
 // ---------------------------------------------------------------------------
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (!nativeAddonAvailable()) return 'addon not built (bash scripts/build-native.sh)';
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-  const caps = capEff ? BigInt(`0x${capEff}`) : 0n;
-  if ((caps & (1n << 12n)) === 0n || (caps & (1n << 13n)) === 0n || (caps & (1n << 21n)) === 0n) {
-    return 'needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN for network namespaces)';
-  }
-  for (const tool of ['ip', 'nft']) {
-    if (spawnSync(tool, ['--version']).error) return `${tool} not installed (apt-get install iproute2 nftables)`;
-  }
-  return false;
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-if (process.env.TKT_NATIVE_REPAIR_INNER === '1') {
+if (isInnerRun()) {
   // The outer test kills us on its own timeout; this bounds a hang before the settle timeouts apply.
-  setTimeout(() => {
-    console.error('inner scenario timed out after 90 s');
-    process.exit(2);
-  }, 90_000).unref();
-  const result = await runInner();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(0);
+  await playScenario(runInner, 90_000);
 } else {
-  const skip = skipReason();
+  const skip = await nativeSkipReason(['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN'], ['ip', 'nft']);
   describe('TCP_REPAIR takeover of a live connection (network namespace, loopback)', { skip }, () => {
     it(`survives ${ITERATIONS} silent kills of the server socket with no loss, duplicate or EOF`, { timeout: 120_000 }, async () => {
       const ns = `tkt-${process.pid}-repair`;
-      run('ip', ['netns', 'add', ns]);
-      let inner: ChildProcess | undefined;
+      await thisHost.run(['ip', 'netns', 'add', ns]);
       try {
-        run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-        const env: NodeJS.ProcessEnv = { ...process.env, TKT_NATIVE_REPAIR_INNER: '1' };
-        delete env.NODE_TEST_CONTEXT;
-        inner = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', thisFile], {
-          cwd: repoRoot,
-          env,
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        let out = '';
-        inner.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-        const [code] = (await once(inner, 'exit')) as [number | null];
-        assert.equal(code, 0, 'inner scenario exited cleanly');
-        const result = JSON.parse(out.trim().split('\n').pop() ?? '{}') as InnerResult;
+        await thisHost.run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+        const result = await runSelfInNamespace<InnerResult>(thisFile, ns, 110_000);
 
         const rebuild = result.iterations.map((t) => t.rebuildUs).sort((a, b) => a - b);
         const takeover = result.iterations.map((t) => t.takeoverUs).sort((a, b) => a - b);
@@ -588,8 +547,7 @@ if (process.env.TKT_NATIVE_REPAIR_INNER === '1') {
         assert.equal(result.capture.drops, 0);
         assert.ok(result.client.received > ITERATIONS * 5, 'traffic flowed between takeovers');
       } finally {
-        if (inner && inner.exitCode === null) inner.kill('SIGKILL');
-        spawnSync('ip', ['netns', 'del', ns]);
+        await thisHost.run(['ip', 'netns', 'del', ns], { check: false });
       }
     });
   });

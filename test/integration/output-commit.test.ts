@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import http, { type ClientRequestArgs } from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { computeClientIsn, computeServerIsn, getMark, nativeAddonAvailable, readSequenceNumbers, socketFd } from '../../native/src/index.ts';
 import { preciseNow } from '../../mcu/src/core/clock.ts';
@@ -26,32 +26,16 @@ import { SnapshotExtraKey, encodeOutputChunk, type TransportBlob } from '../../m
 import { TransportStore, type TransportStoreSnapshotEntry } from '../../mcu/src/takeover/transport/transport-store.ts';
 import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
 import { startOutputCommitService, type OutputCommitService } from '../../scripts/fixtures/output-commit-service.ts';
-import { waitFor } from '../../scripts/common/wait-for.ts';
+import { until, waitFor } from '../../scripts/common/wait-for.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const SECRET = 'output-commit-test-secret-91ab';
 const ACK_DELAY_MS = 50;
 const ROOT = process.getuid?.() === 0;
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (err) {
-      console.error('cleanup failed:', err);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach();
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** An http.Agent that keeps the client's TCP socket: every byte received (with its arrival time) and the ISNs. */
 class CapturingAgent extends http.Agent {
@@ -169,7 +153,7 @@ function onlyConnection(service: OutputCommitService): { record: TransportRecord
 
 /** Waits until nothing waits for a commit and the client has every byte the server wrote. */
 async function quiescent(service: OutputCommitService, client: Client, serverSocket: net.Socket): Promise<void> {
-  await until('output to settle', () => service.committer!.stats().inFlight === 0 && client.agent.bytes === (serverSocket.bytesWritten ?? -1), 10_000).catch((err: Error) => {
+  await until('output to settle', () => service.committer!.stats().inFlight === 0 && client.agent.bytes === (serverSocket.bytesWritten ?? -1), { timeoutMs: 10_000 }).catch((err: Error) => {
     throw new Error(`${err.message}: in flight ${service.committer!.stats().inFlight}, client has ${client.agent.bytes} bytes, server wrote ${serverSocket.bytesWritten}`);
   });
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ReplicationAuthError, ReplicationClosedError, ReplicationMalformedError, StaleEpochError } from '../../mcu/src/core/errors.ts';
 import { FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
 import type { PrimaryMessage, StandbyMessage } from '../../mcu/src/wire/messages.ts';
@@ -13,20 +13,11 @@ import { ReplicationClient, type ReplicationClientOptions } from '../../mcu/src/
 import { FixtureProcess } from '../../scripts/common/child-process.ts';
 import { DeltaGenerator } from '../../scripts/fixtures/random-deltas.ts';
 import { waitFor } from '../../scripts/common/wait-for.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const SECRET = 'integration-test-secret-4f1c9a';
 
-/** Cleanups run after each test, even when it failed. */
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (err) {
-      console.error('cleanup failed:', err);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach();
 
 async function startServer(state: SessionState, options: { epoch?: number; secret?: string } = {}): Promise<{ server: ReplicationServer; port: number }> {
   const server = new ReplicationServer({ state, epoch: options.epoch ?? 1, secret: options.secret ?? SECRET, primaryId: 'test-primary' });

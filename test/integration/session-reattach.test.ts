@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo, type Server as TcpServer, type Socket as NetSocket } from 'node:net';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Server, type ServerOptions } from 'socket.io';
 import { Manager, type Socket as ClientSocket } from 'socket.io-client';
 import { FixtureProcess, type FixtureMessage } from '../../scripts/common/child-process.ts';
@@ -21,6 +21,8 @@ import { SessionRecordInvalidError } from '../../mcu/src/takeover/errors.ts';
 import { TakeoverAdapter, takeoverServerOptions } from '../../mcu/src/takeover/session/takeover-adapter.ts';
 import { FRAME_TOO_LARGE, FrameSplitter } from '../../mcu/src/takeover/session/frame-splitter.ts';
 import { peekPacket } from '../../mcu/src/takeover/session/internals.ts';
+import { cleanupsAfterEach, type Cleanups } from '../helpers/cleanups.ts';
+import { until } from '../../scripts/common/wait-for.ts';
 
 const PING_INTERVAL = 300;
 const PING_TIMEOUT = 1000;
@@ -29,14 +31,6 @@ const NAMESPACES = ['/', '/chat'] as const;
 type Nsp = (typeof NAMESPACES)[number];
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** The next message of one of `types` from a fixture process. */
 function nextOf(p: FixtureProcess, types: string[], timeoutMs = 10_000): Promise<FixtureMessage> {
@@ -90,30 +84,9 @@ function handOver(from: FixtureProcess, to: FixtureProcess, options: { afterPing
   return relayed;
 }
 
-/** Server-to-client WebSocket frames (unmasked) in a byte stream: their text payloads. */
-function serverFrames(bytes: Buffer): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while (i + 2 <= bytes.length) {
-    let len = bytes[i + 1]! & 0x7f;
-    let off = i + 2;
-    if (len === 126) {
-      len = bytes.readUInt16BE(off);
-      off += 2;
-    } else if (len === 127) {
-      len = Number(bytes.readBigUInt64BE(off));
-      off += 8;
-    }
-    out.push(bytes.subarray(off, off + len).toString('latin1'));
-    i = off + len;
-  }
-  assert.equal(i, bytes.length, 'written bytes end on a frame boundary');
-  return out;
-}
-
-/** Client-to-server frames (masked): payloads unmasked, so two captures compare despite random masks. */
-function clientFrames(bytes: Buffer): string[] {
-  const out: string[] = [];
+/** The WebSocket frames in a byte stream, payloads unmasked; `end`: where the last frame ends. */
+function parseFrames(bytes: Buffer): { frames: Array<{ opcode: number; payload: Buffer }>; end: number } {
+  const frames: Array<{ opcode: number; payload: Buffer }> = [];
   let i = 0;
   while (i + 2 <= bytes.length) {
     const masked = (bytes[i + 1]! & 0x80) !== 0;
@@ -130,10 +103,22 @@ function clientFrames(bytes: Buffer): string[] {
     if (masked) off += 4;
     const payload = Buffer.from(bytes.subarray(off, off + len));
     if (mask) for (let j = 0; j < payload.length; j++) payload[j] = payload[j]! ^ mask[j % 4]!;
-    out.push(`${(bytes[i]! & 0x0f).toString(16)}:${payload.toString('latin1')}`);
+    frames.push({ opcode: bytes[i]! & 0x0f, payload });
     i = off + len;
   }
-  return out;
+  return { frames, end: i };
+}
+
+/** Server-to-client frames (unmasked): their text payloads. */
+function serverFrames(bytes: Buffer): string[] {
+  const { frames, end } = parseFrames(bytes);
+  assert.equal(end, bytes.length, 'written bytes end on a frame boundary');
+  return frames.map((f) => f.payload.toString('latin1'));
+}
+
+/** Client-to-server frames (masked): opcode and unmasked payload, so two captures compare despite random masks. */
+function clientFrames(bytes: Buffer): string[] {
+  return parseFrames(bytes).frames.map((f) => `${f.opcode.toString(16)}:${f.payload.toString('latin1')}`);
 }
 
 /** A stock client's session on the first of a few reattach-server processes, as each test starts it. */
@@ -154,7 +139,7 @@ interface LiveSession {
  * Starts `names.length` server processes and connects a client to the first on both
  * namespaces; `cleanups` gets what closes them. The servers send nothing until told `start`.
  */
-async function openSession(names: string[], cleanups: Array<() => Promise<void>>): Promise<LiveSession> {
+async function openSession(names: string[], cleanups: Cleanups): Promise<LiveSession> {
   const env = { REATTACH_PING_INTERVAL: String(PING_INTERVAL), REATTACH_PING_TIMEOUT: String(PING_TIMEOUT), LOG_LEVEL: 'warn' };
   const procs = names.map((name, i) => new FixtureProcess('test/fixtures/reattach-server.ts', { ...env, REATTACH_NAME: name, REATTACH_LISTEN: i === 0 ? '1' : '0' }));
   cleanups.push(async () => {
@@ -188,10 +173,7 @@ async function openSession(names: string[], cleanups: Array<() => Promise<void>>
 
 describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAIR)', () => {
   // Each test starts its own processes and client, and closes them whatever happens.
-  const cleanups: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    while (cleanups.length > 0) await cleanups.pop()!();
-  });
+  const cleanups = cleanupsAfterEach();
 
   it(`moves a live session ${MOVES} times without the client noticing`, async () => {
     const { procs, manager, sockets, clientTcp, connects, clientEvents } = await openSession(['A', 'B', 'C'], cleanups);
@@ -280,7 +262,7 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
         const kind = (['after-ping', 'late-in-cycle', 'random'] as const)[move % 3]!;
         if (kind === 'late-in-cycle') {
           const pingsSoFar = pings.length;
-          await until('a ping', () => pings.length > pingsSoFar, 2 * PING_INTERVAL);
+          await until('a ping', () => pings.length > pingsSoFar, { timeoutMs: 2 * PING_INTERVAL });
           await sleep(PING_INTERVAL * (0.55 + Math.random() * 0.3));
         }
         const afterPing = kind === 'after-ping';
@@ -317,7 +299,7 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
           assert.equal(who.issued, initial[nsp].issued, `move ${move}: ${nsp} handshake.issued`);
           assert.equal((who.data as { user: string }).user, 'alice');
         }
-        await until(`room broadcast of move ${move}`, () => roomTags['/'].has(move) && roomTags['/chat'].has(move), 3000);
+        await until(`room broadcast of move ${move}`, () => roomTags['/'].has(move) && roomTags['/chat'].has(move), { timeoutMs: 3000 });
       }
 
       // A few more heartbeats on the last process.
@@ -328,11 +310,7 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
       const last = procs[holder]!;
       last.send({ type: 'stop' });
       await last.next('stopped');
-      await until(
-        'every client request answered',
-        () => NAMESPACES.every((nsp) => creqAnswers[nsp].size === creqSent[nsp]),
-        5000,
-      );
+      await until('every client request answered', () => NAMESPACES.every((nsp) => creqAnswers[nsp].size === creqSent[nsp]));
       await sleep(200);
       last.send({ type: 'state' });
       const final = await last.next('state');
@@ -430,17 +408,14 @@ describe('session re-attachment on the same TCP socket (IPC handle, no TCP_REPAI
     assert.equal(result.code, 'TAKEOVER_SETTINGS_MISMATCH', String(result.message));
     assert.deepEqual(await disconnected, ['transport close', 'transport close'], 'the client saw the connection close and would reconnect');
     // Nothing but the WebSocket close frame (1012 "service restart": 4 + 15 bytes) after what the old process wrote.
-    await until('the close frame arrived', () => clientTcp.bytesRead >= record.bytes.written + 19, 2000);
+    await until('the close frame arrived', () => clientTcp.bytesRead >= record.bytes.written + 19, { timeoutMs: 2000 });
     assert.equal(clientTcp.bytesRead, record.bytes.written + 19);
     assert.deepEqual(clientEvents.filter((e) => !e.includes('disconnect') && !e.includes('close')), []);
   });
 });
 
 describe('takeover options do not change the wire format', () => {
-  const closers: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    while (closers.length > 0) await closers.pop()!();
-  });
+  const closers = cleanupsAfterEach();
 
   /** Runs one scripted session through a capturing TCP proxy; returns the normalized bytes both ways. */
   async function capture(options: Partial<ServerOptions>, withRecorder: boolean): Promise<{ down: string; up: string[] }> {

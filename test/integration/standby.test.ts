@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { encodeHeartbeat } from '../../mcu/src/wire/heartbeat-wire.ts';
 import { Supervisor } from '../../standby/src/supervisor/supervisor.ts';
 import { eventually } from '../../scripts/common/browser.ts';
 import { freePort } from '../../scripts/common/ports.ts';
 import { TestSignalingClient } from '../helpers/signaling-client.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 interface Status {
   role: string;
@@ -22,10 +23,7 @@ interface Status {
   lastFailover: { reason: string; detectedAt: number } | null;
 }
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function startPair(env: Record<string, string> = {}): Promise<{ supervisor: Supervisor; url: string; replicationPort: number }> {
   const port = await freePort();

@@ -23,7 +23,6 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
@@ -66,10 +65,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
     // 5 missed beats (+ the confirm window): a false takeover under this shared machine's load
     // (seen at 3, bench-false-takeover.ts) is not what these scenarios test.
     const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '5' };
-    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
-    await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
-    await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+    const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
     const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
     const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });

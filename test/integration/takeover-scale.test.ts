@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
@@ -83,10 +82,7 @@ async function failover(
     const port = lab.servicePort;
     const secret = `takeover-scale-secret-${opts.label}-${process.pid}`;
     const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
-    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
-    await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
-    await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+    const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
     const c0 = performance.now();
     const clients = start('client', CLIENTS, [`http://${vip}:${port}`, String(opts.rooms), String(opts.perRoom), String(opts.intervalMs), String(opts.maxRequests)]);

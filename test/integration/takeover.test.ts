@@ -61,10 +61,7 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       const secret = `takeover-test-secret-${process.pid}`;
       const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
       let primaryHost: ServerHost = 'primary';
-      let primary = start(primaryHost, 'mcu/src/main.ts', [], { ...labMcuEnv(lab, primaryHost, secret, { takeover: true }), ...common });
-      await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-      let standby = start(other(primaryHost), 'standby/src/main.ts', [], { ...labMcuEnv(lab, other(primaryHost), secret, { takeover: true, role: 'standby' }), ...common });
-      await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
+      let { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
       const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
       const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
@@ -87,12 +84,13 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
         assert.equal(promoted.event, 'promoted', `failover ${n}: standby did not promote`);
         const takeover = (promoted.timeline as { takeover?: TakeoverSummary } | undefined)?.takeover;
         if (fault === 'crash') {
-          // The crashed host's processes die with it; it comes back with its VIP down.
-          lab.killProcess(primary.pid, dead);
+          // The crashed host's processes die with it (the cut-off primary may have fenced itself
+          // and exited already); it comes back with its VIP down.
+          await primary.kill('SIGKILL');
           await lab.dropVip(dead);
           await lab.restoreHost(dead);
         }
-        await primary.close(500).catch(() => undefined);
+        await primary.close({ graceMs: 500 }).catch(() => undefined);
         primary = standby;
         primaryHost = other(dead);
         const where = await client.request({ op: 'where' }, 10_000);

@@ -2,15 +2,13 @@
 // CAP_NET_ADMIN and CAP_NET_RAW (run as root). Skipped otherwise, with the reason.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import {
   adoptFd,
   closeFd,
   destroySilently,
   getMark,
-  nativeAddonAvailable,
   NativeInvalidArgumentError,
   NativeNoFdError,
   NativeSyscallError,
@@ -25,18 +23,14 @@ import {
   socketFd,
   tcpInfo,
   TcpFlag,
+  type RepairState,
+  type SequenceNumbers,
   type TcpSegment,
 } from '../../native/src/index.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
+import { nativeSkipReason } from '../helpers/namespace-scenario.ts';
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (!nativeAddonAvailable()) return 'addon not built (bash scripts/build-native.sh)';
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-  const caps = capEff ? BigInt(`0x${capEff}`) : 0n;
-  if ((caps & (1n << 12n)) === 0n || (caps & (1n << 13n)) === 0n) return 'needs CAP_NET_ADMIN and CAP_NET_RAW (root)';
-  return false;
-}
-const skip = skipReason();
+const skip = await nativeSkipReason(['NET_ADMIN', 'NET_RAW']);
 
 interface Pair {
   server: net.Server;
@@ -45,19 +39,20 @@ interface Pair {
   port: number;
 }
 
-const cleanups: Array<() => void> = [];
-function cleanup(fn: () => void): void {
-  cleanups.push(fn);
-}
+/** What each test opened: closed after it. */
+const cleanups = cleanupsAfterEach();
 
-/** A loopback listener and one connection, accepted; everything is destroyed in after(). */
-async function connectPair(host = '127.0.0.1', onAccept?: (s: net.Socket) => void, pauseOnConnect = false): Promise<Pair> {
-  // pauseOnConnect: Node does not read the accepted socket, so bytes stay in the kernel (inq).
+/** A listener on `host`, port 0. pauseOnConnect: Node does not read accepted sockets, so bytes stay in the kernel (inq). */
+async function listen(host = '127.0.0.1', pauseOnConnect = false): Promise<{ server: net.Server; port: number }> {
   const server = net.createServer({ pauseOnConnect });
-  cleanup(() => server.close());
+  cleanups.push(() => server.close());
   server.listen(0, host);
   await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** One connection to `server`, accepted; `onAccept` sees the accepted socket first (e.g. to read its ISNs at accept). */
+async function connectTo(server: net.Server, port: number, host = '127.0.0.1', onAccept?: (s: net.Socket) => void): Promise<{ client: net.Socket; accepted: net.Socket }> {
   const acceptedP = new Promise<net.Socket>((resolve) =>
     server.once('connection', (s: net.Socket) => {
       onAccept?.(s);
@@ -65,11 +60,60 @@ async function connectPair(host = '127.0.0.1', onAccept?: (s: net.Socket) => voi
     }),
   );
   const client = net.connect(port, host);
-  cleanup(() => client.destroy());
+  cleanups.push(() => client.destroy());
   await once(client, 'connect');
   const accepted = await acceptedP;
-  cleanup(() => accepted.destroy());
-  return { server, client, accepted, port };
+  cleanups.push(() => accepted.destroy());
+  return { client, accepted };
+}
+
+/** A loopback listener and one connection, accepted. */
+async function connectPair(host = '127.0.0.1', onAccept?: (s: net.Socket) => void, pauseOnConnect = false): Promise<Pair> {
+  const { server, port } = await listen(host, pauseOnConnect);
+  return { server, port, ...(await connectTo(server, port, host, onAccept)) };
+}
+
+/** A capture on lo for `port`, its segments collected (drain() delivers the queued ones at once). */
+function captureLoopback(port: number): { capture: PacketCapture; segments: TcpSegment[] } {
+  const capture = new PacketCapture({ interface: 'lo', port });
+  cleanups.push(() => capture.close());
+  const segments: TcpSegment[] = [];
+  capture.on('segments', (batch) => segments.push(...batch));
+  return { capture, segments };
+}
+
+/** The socket's sequence numbers once `bytes` sent to it wait unread in its receive queue. */
+async function unreadInput(fd: number, bytes: number): Promise<SequenceNumbers> {
+  let seqs = readSequenceNumbers(fd);
+  for (let i = 0; seqs.inq < bytes && i < 200; i++) {
+    await new Promise((r) => setImmediate(r));
+    seqs = readSequenceNumbers(fd);
+  }
+  assert.equal(seqs.inq, bytes);
+  return seqs;
+}
+
+/** The repair state of the accepted end of a pair as its kernel has it (read it before destroying that end). */
+function kernelRepairState(pair: Pair, host = '127.0.0.1'): RepairState & Required<Pick<RepairState, 'tsVal'>> {
+  const fd = socketFd(pair.accepted);
+  const seqs = readSequenceNumbers(fd);
+  const window = readRepairWindow(fd);
+  const info = tcpInfo(fd);
+  return {
+    localAddress: host,
+    localPort: pair.port,
+    remoteAddress: host,
+    remotePort: pair.client.localPort!,
+    sendSeq: seqs.sendSeq,
+    recvSeq: seqs.recvSeq,
+    mss: info.advmss,
+    sndWscale: info.sndWscale,
+    rcvWscale: info.rcvWscale,
+    sackPermitted: info.sack,
+    timestamps: info.timestamps,
+    tsVal: info.tsVal,
+    window,
+  };
 }
 
 /** Reads exactly n bytes from a socket. */
@@ -94,16 +138,6 @@ function readBytes(socket: net.Socket, n: number): Promise<Buffer> {
 }
 
 describe('native addon on loopback', { skip }, () => {
-  after(() => {
-    for (const fn of cleanups.reverse()) {
-      try {
-        fn();
-      } catch {
-        // best effort: the next cleanup must still run
-      }
-    }
-  });
-
   it('readSequenceNumbers matches the client view, at accept and after an exchange', async () => {
     let isn: ReturnType<typeof readInitialSequenceNumbers> | undefined;
     const { client, accepted } = await connectPair('127.0.0.1', (s) => {
@@ -138,12 +172,7 @@ describe('native addon on loopback', { skip }, () => {
     const pausedFd = socketFd(paused.accepted);
     const isnBefore = readInitialSequenceNumbers(pausedFd);
     paused.client.write('abc');
-    let unread = readSequenceNumbers(pausedFd);
-    for (let i = 0; unread.inq < 3 && i < 200; i++) {
-      await new Promise((r) => setImmediate(r));
-      unread = readSequenceNumbers(pausedFd);
-    }
-    assert.equal(unread.inq, 3);
+    await unreadInput(pausedFd, 3);
     assert.deepEqual(readInitialSequenceNumbers(pausedFd).clientIsn, isnBefore.clientIsn, 'ISN accounts for unread bytes');
     assert.equal((await readBytes(paused.accepted, 3)).toString(), 'abc');
   });
@@ -178,10 +207,7 @@ describe('native addon on loopback', { skip }, () => {
   });
 
   it('names failing steps and bad arguments', async () => {
-    const server = net.createServer();
-    cleanup(() => server.close());
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const { server } = await listen();
     const listenerFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
     assert.throws(
       () => readSequenceNumbers(listenerFd),
@@ -228,35 +254,19 @@ describe('native addon on loopback', { skip }, () => {
         t.skip('no IPv6 loopback');
         return;
       }
-      const { client, accepted, port } = await connectPair(host);
+      const pair = await connectPair(host);
+      const { client, accepted, port } = pair;
       client.write('before');
       assert.equal((await readBytes(accepted, 6)).toString(), 'before');
-      const fd = socketFd(accepted);
-      const seqs = readSequenceNumbers(fd);
-      const window = readRepairWindow(fd);
-      const info = tcpInfo(fd);
+      const state = kernelRepairState(pair, host);
       let clientEnded = false;
       client.on('end', () => (clientEnded = true));
       client.on('close', () => (clientEnded = true));
       destroySilently(accepted);
 
-      const rebuilt = repairConnection({
-        localAddress: host,
-        localPort: port,
-        remoteAddress: host,
-        remotePort: client.localPort!,
-        sendSeq: seqs.sendSeq,
-        recvSeq: seqs.recvSeq,
-        mss: info.advmss,
-        sndWscale: info.sndWscale,
-        rcvWscale: info.rcvWscale,
-        sackPermitted: info.sack,
-        timestamps: info.timestamps,
-        tsVal: info.tsVal + 1,
-        window,
-      });
+      const rebuilt = repairConnection({ ...state, tsVal: state.tsVal + 1 });
       const adopted = adoptFd(rebuilt);
-      cleanup(() => adopted.destroy());
+      cleanups.push(() => adopted.destroy());
       assert.equal(tcpInfo(rebuilt).stateName, 'ESTABLISHED');
       assert.equal(adopted.remotePort, client.localPort);
       assert.equal(adopted.localPort, port);
@@ -279,26 +289,12 @@ describe('native addon on loopback', { skip }, () => {
     // ends before the client's next ACK, which the kernel then discards as
     // "ACK of unsent data": a permanent stall (seen here). Queuing what the old
     // socket had sent as in flight avoids it.
-    const server = net.createServer();
-    cleanup(() => server.close());
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as net.AddressInfo).port;
-    const capture = new PacketCapture({ interface: 'lo', port });
-    cleanup(() => capture.close());
-    const segments: TcpSegment[] = [];
-    capture.on('segments', (batch) => segments.push(...batch));
+    const { server, port } = await listen();
+    const { capture, segments } = captureLoopback(port);
     let isn: ReturnType<typeof readInitialSequenceNumbers> | undefined;
-    const acceptedP = new Promise<net.Socket>((resolve) =>
-      server.once('connection', (s: net.Socket) => {
-        isn = readInitialSequenceNumbers(socketFd(s));
-        resolve(s);
-      }),
-    );
-    const client = net.connect(port, '127.0.0.1');
-    cleanup(() => client.destroy());
-    await once(client, 'connect');
-    const accepted = await acceptedP;
+    const { client, accepted } = await connectTo(server, port, '127.0.0.1', (s) => {
+      isn = readInitialSequenceNumbers(socketFd(s));
+    });
     assert.ok(isn);
     const total = 400_000;
     const output = Buffer.alloc(total);
@@ -344,7 +340,7 @@ describe('native addon on loopback', { skip }, () => {
       },
     });
     const adopted = adoptFd(fdNew);
-    cleanup(() => adopted.destroy());
+    cleanups.push(() => adopted.destroy());
     adopted.write(output.subarray(sentEnd));
     const timeout = setTimeout(() => client.destroy(new Error('stalled: client did not get all bytes in 5 s')), 5000);
     try {
@@ -355,37 +351,14 @@ describe('native addon on loopback', { skip }, () => {
   });
 
   it('rebuilds with unread input in the receive queue (recvQueue)', async () => {
-    const { client, accepted, port } = await connectPair('127.0.0.1', undefined, true);
-    const fd = socketFd(accepted);
+    const pair = await connectPair('127.0.0.1', undefined, true);
+    const { client, accepted } = pair;
     client.write('unread');
-    let seqs = readSequenceNumbers(fd);
-    for (let i = 0; seqs.inq < 6 && i < 200; i++) {
-      await new Promise((r) => setImmediate(r));
-      seqs = readSequenceNumbers(fd);
-    }
-    assert.equal(seqs.inq, 6);
-    const window = readRepairWindow(fd);
-    const info = tcpInfo(fd);
+    await unreadInput(socketFd(accepted), 6);
+    const state = kernelRepairState(pair);
     destroySilently(accepted);
-    const adopted = adoptFd(
-      repairConnection({
-        localAddress: '127.0.0.1',
-        localPort: port,
-        remoteAddress: '127.0.0.1',
-        remotePort: client.localPort!,
-        sendSeq: seqs.sendSeq,
-        recvSeq: seqAdd(seqs.recvSeq, -6),
-        recvQueue: Buffer.from('unread'),
-        mss: info.advmss,
-        sndWscale: info.sndWscale,
-        rcvWscale: info.rcvWscale,
-        sackPermitted: info.sack,
-        timestamps: info.timestamps,
-        tsVal: info.tsVal + 2,
-        window,
-      }),
-    );
-    cleanup(() => adopted.destroy());
+    const adopted = adoptFd(repairConnection({ ...state, recvSeq: seqAdd(state.recvSeq, -6), recvQueue: Buffer.from('unread'), tsVal: state.tsVal + 2 }));
+    cleanups.push(() => adopted.destroy());
     assert.equal((await readBytes(adopted, 6)).toString(), 'unread');
     client.write('live');
     assert.equal((await readBytes(adopted, 4)).toString(), 'live');
@@ -394,15 +367,8 @@ describe('native addon on loopback', { skip }, () => {
   });
 
   it('captures SYN/SYN-ACK options and the payload on lo, once each, with no drops', async () => {
-    const server = net.createServer();
-    cleanup(() => server.close());
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as net.AddressInfo).port;
-    const capture = new PacketCapture({ interface: 'lo', port });
-    cleanup(() => capture.close());
-    const segments: TcpSegment[] = [];
-    capture.on('segments', (batch) => segments.push(...batch));
+    const { server, port } = await listen();
+    const { capture, segments } = captureLoopback(port);
     let closes = 0;
     capture.on('close', () => closes++);
 
@@ -412,17 +378,9 @@ describe('native addon on loopback', { skip }, () => {
     await readBytes(other.accepted, 5);
 
     let isn: ReturnType<typeof readInitialSequenceNumbers> | undefined;
-    const acceptedP = new Promise<net.Socket>((resolve) =>
-      server.once('connection', (s: net.Socket) => {
-        isn = readInitialSequenceNumbers(socketFd(s));
-        resolve(s);
-      }),
-    );
-    const client = net.connect(port, '127.0.0.1');
-    cleanup(() => client.destroy());
-    await once(client, 'connect');
-    const accepted = await acceptedP;
-    cleanup(() => accepted.destroy());
+    const { client, accepted } = await connectTo(server, port, '127.0.0.1', (s) => {
+      isn = readInitialSequenceNumbers(socketFd(s));
+    });
     client.write('ping-123');
     assert.equal((await readBytes(accepted, 8)).toString(), 'ping-123');
     accepted.write('pong-4567');
@@ -472,21 +430,14 @@ describe('native addon on loopback', { skip }, () => {
   });
 
   it('delivers segments asynchronously from the poll handle', async () => {
-    const server = net.createServer();
-    cleanup(() => server.close());
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as net.AddressInfo).port;
-    const capture = new PacketCapture({ interface: 'lo', port });
-    cleanup(() => capture.close());
+    const { server, port } = await listen();
+    const { capture } = captureLoopback(port);
     const gotPayload = new Promise<void>((resolve) => {
       capture.on('segments', (batch) => {
         if (batch.some((s) => s.payload.toString() === 'async!')) resolve();
       });
     });
-    const client = net.connect(port, '127.0.0.1');
-    cleanup(() => client.destroy());
-    await once(client, 'connect');
+    const { client } = await connectTo(server, port);
     client.write('async!');
     await gotPayload;
     capture.close();

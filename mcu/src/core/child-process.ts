@@ -20,14 +20,23 @@ export interface ManagedProcessOptions {
   label?: string;
   /** Copy each stderr line to our stderr behind this prefix; without it lines are only kept (and echoed under TEST_VERBOSE). */
   echoStderr?: string;
-  /** Lines of stdout events and of stderr kept: the newest `tailLines` to `2 * tailLines` (default 1000). */
+  /** Lines of stderr kept: the newest `tailLines` to `2 * tailLines` (default 1000). */
   tailLines?: number;
+  /** Likewise for stdout events (default: `tailLines`); Infinity keeps every one, for a bounded run that looks back over all it printed. */
+  eventLines?: number;
+}
+
+export interface WaitForOptions {
+  /** Default 20000. */
+  timeoutMs?: number;
+  /** Index of the first event to consider (see mark()); default: the oldest kept. */
+  from?: number;
 }
 
 export interface SpawnOptions extends ManagedProcessOptions {
   cwd?: string;
-  /** On top of this process's environment. */
-  env?: Record<string, string>;
+  /** On top of this process's environment; a key set to undefined is left out. */
+  env?: Record<string, string | undefined>;
   /** 'pipe' to write lines to the process (writeLine) and to end its input at close() (default 'ignore'). */
   stdin?: 'ignore' | 'pipe';
   /** 'events' (default): stdout lines become `events`; 'inherit': they go to our stdout. */
@@ -65,6 +74,7 @@ export class ManagedProcess extends EventEmitter<ManagedProcessEvents> {
   readonly stderr: string[] = [];
   readonly exited: Promise<ProcessExit>;
   readonly #tailLines: number;
+  readonly #eventLines: number;
   #exit: ProcessExit | null = null;
   /** Exited and its output read to the end: no event can come any more. */
   #ended = false;
@@ -83,6 +93,7 @@ export class ManagedProcess extends EventEmitter<ManagedProcessEvents> {
     this.child = child;
     this.label = options.label ?? child.spawnargs.join(' ');
     this.#tailLines = options.tailLines ?? 1000;
+    this.#eventLines = options.eventLines ?? this.#tailLines;
     let settle!: (exit: ProcessExit) => void;
     this.exited = new Promise((resolve) => (settle = resolve));
     const onExit = (exit: ProcessExit): void => {
@@ -120,7 +131,7 @@ export class ManagedProcess extends EventEmitter<ManagedProcessEvents> {
           event = { line };
         }
         this.events.push(event);
-        if (this.events.length > 2 * this.#tailLines) this.#dropped += this.events.splice(0, this.events.length - this.#tailLines).length;
+        if (this.events.length > 2 * this.#eventLines) this.#dropped += this.events.splice(0, this.events.length - this.#eventLines).length;
         this.#wake();
         this.emit('event', event);
       });
@@ -151,14 +162,20 @@ export class ManagedProcess extends EventEmitter<ManagedProcessEvents> {
     return this.#dropped + this.events.length;
   }
 
+  /** The events kept from index `from` on (see mark()) that pass `predicate`. */
+  select(predicate: (event: ProcessEvent) => boolean, from = 0): ProcessEvent[] {
+    return this.events.slice(Math.max(from - this.#dropped, 0)).filter(predicate);
+  }
+
   /**
-   * The first event from index `from` on (default: the oldest kept) that passes `predicate`, now
-   * or later. Rejects with ProcessTimeoutError after `timeoutMs`, or ProcessExitedError when the
-   * process exited (and its output was read) without printing it.
+   * The first event from index `options.from` on that passes `predicate`, now or later. Rejects
+   * with ProcessTimeoutError after `options.timeoutMs`, or ProcessExitedError when the process
+   * exited (and its output was read) without printing it.
    */
-  waitFor(predicate: (event: ProcessEvent) => boolean, timeoutMs = 20_000, from = 0): Promise<ProcessEvent> {
+  waitFor(predicate: (event: ProcessEvent) => boolean, options: WaitForOptions = {}): Promise<ProcessEvent> {
+    const timeoutMs = options.timeoutMs ?? 20_000;
     return new Promise((resolve, reject) => {
-      let next = from;
+      let next = options.from ?? 0;
       const check = (): void => {
         for (let i = Math.max(next - this.#dropped, 0); i < this.events.length; i++) {
           const event = this.events[i]!;
@@ -185,6 +202,11 @@ export class ManagedProcess extends EventEmitter<ManagedProcessEvents> {
       this.#waiters.add(check);
       check();
     });
+  }
+
+  /** The first event `{ "event": name }` (see waitFor). */
+  waitForEvent(name: string, options: WaitForOptions = {}): Promise<ProcessEvent> {
+    return this.waitFor((event) => event.event === name, options);
   }
 
   /** Writes one line to the process's stdin (spawned with `stdin: 'pipe'`). */

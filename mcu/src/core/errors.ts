@@ -82,7 +82,6 @@ export const ERROR_CODES = {
   LAB_FIREWALL: 'lab',
   LAB_NOT_IN_LAB: 'lab',
   LAB_NO_STATE_FILE: 'lab',
-  LAB_PROCESS_TIMEOUT: 'lab',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -218,7 +218,7 @@ export class LabSystem implements SystemUnderTest {
     let browser: Browser | null = null;
     // Until the system exists, a Ctrl-C must still take the lab down.
     registerCleanup(async () => {
-      for (const p of processes) await p.close(500).catch(() => undefined);
+      for (const p of processes) await p.close({ graceMs: 500 }).catch(() => undefined);
       await lab.down();
     });
     try {
@@ -245,7 +245,7 @@ export class LabSystem implements SystemUnderTest {
       return new LabSystem(lab, primary, standby, browser, options.takeover);
     } catch (err) {
       await browser?.close().catch(() => undefined);
-      for (const p of processes) await p.close(500).catch(() => undefined);
+      for (const p of processes) await p.close({ graceMs: 500 }).catch(() => undefined);
       await lab.down().catch(() => undefined);
       throw err;
     }
@@ -331,7 +331,7 @@ export class LabSystem implements SystemUnderTest {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.browser.close().catch(() => undefined);
-      for (const p of [this.#standby, this.#primary]) await p.close(500).catch(() => undefined);
+      for (const p of [this.#standby, this.#primary]) await p.close({ graceMs: 500 }).catch(() => undefined);
       await this.#lab.down();
     })();
     return this.#closing;

@@ -122,10 +122,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#standby = standby;
     this.#watchExit(standby);
     void proc
-      .waitFor((e) => e.event === 'promoted', 2 ** 31 - 1)
+      .waitFor((e) => e.event === 'promoted', { timeoutMs: 2 ** 31 - 1 })
       .then((event) => this.#onPromoted(standby, event))
       .catch(() => undefined);
-    const ready = await proc.waitFor((e) => e.event === 'standby-ready', 30000);
+    const ready = await proc.waitFor((e) => e.event === 'standby-ready', { timeoutMs: 30000 });
     standby.epoch = Number(ready.epoch ?? 0);
     this.#log.info('standby ready: primary protected', { pid: proc.pid });
     this.emit('standby-ready', standby);

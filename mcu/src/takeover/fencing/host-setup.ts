@@ -194,7 +194,7 @@ export async function checkHostPrerequisites(settings: HostSetupSettings, comman
 }
 
 /** The effective capability set of this process, null when the kernel does not say. */
-function effectiveCapabilities(): bigint | null {
+export function effectiveCapabilities(): bigint | null {
   try {
     const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
     return m ? BigInt(`0x${m[1]}`) : null;
