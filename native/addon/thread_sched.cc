@@ -1,6 +1,6 @@
 // Thread scheduling: sets one thread (by tid) of this process back to normal (SCHED_OTHER)
 // scheduling. libwebrtc gives its encoder and decoder threads SCHED_FIFO when the process may;
-// on a small machine they then starve the JS thread that mixes the audio (see mcu/src/realtime.ts).
+// on a small machine they then starve the JS thread that mixes the audio (see mcu/src/core/realtime.ts).
 #include <sched.h>
 #include <sys/types.h>
 

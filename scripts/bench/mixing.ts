@@ -2,9 +2,9 @@
  * The mixing benchmark: CPU per participant, and the largest room this machine mixes in real
  * time at 640x480/15 fps without audio underruns or dropped composite frames.
  *
- * A real MCU process (mcu/src/main.ts, through scripts/bench-mixing-mcu.ts which adds a stats
+ * A real MCU process (mcu/src/main.ts, through scripts/bench/mixing-mcu.ts which adds a stats
  * probe) mixes one room; synthetic peers (their own tone and moving coloured tile each) live in
- * separate load-generator processes (scripts/bench-mixing-peers.ts), so the MCU's CPU is read
+ * separate load-generator processes (scripts/bench/mixing-peers.ts), so the MCU's CPU is read
  * apart from theirs in /proc/<pid>/stat. The room grows N = 1, 2, 3, 4, 6, 8, ...; at each size,
  * after a warm-up, one window measures the MCU (CPU, RSS, mixer counters, event-loop delay) and
  * every peer (composite fps, frame size, audio concealment, what it hears).
@@ -762,7 +762,7 @@ async function main(): Promise<number> {
         `${opts.quietWait} s for it to fall under ${opts.maxForeign}% of a core, and one with more was measured again, up to twice.`,
       'MCU CPU is user+system time of the MCU process from /proc/<pid>/stat, % of one core; libwebrtc encodes the composite ' +
         'once per peer connection (one VP8 encoder per participant), which is most of the per-participant cost.',
-      'Mixer counters come from a probe loaded with the real mcu/src/main.ts (scripts/bench-mixing-mcu.ts), because /metrics does not expose them yet.',
+      'Mixer counters come from a probe loaded with the real mcu/src/main.ts (scripts/bench/mixing-mcu.ts), because /metrics does not expose them yet.',
     ],
     notes,
     error,

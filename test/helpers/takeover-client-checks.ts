@@ -1,4 +1,4 @@
-/** Checks on the stock socket.io client fixture's report after takeovers (test/fixtures/takeover-mcu-client.ts). */
+/** Checks on the stock socket.io client fixture's report after takeovers (scripts/clients/takeover-mcu-client.ts). */
 import assert from 'node:assert/strict';
 import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
 

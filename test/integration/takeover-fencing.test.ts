@@ -1,6 +1,6 @@
 /**
  * Fencing of a wrongly suspected primary in the namespace lab (MCU_TAKEOVER=1; issue 4 item 5,
- * mcu/src/takeover/fencing.ts). A stock socket.io-client in the client host sends a numbered
+ * mcu/src/takeover/fencing/fencing.ts). A stock socket.io-client in the client host sends a numbered
  * `mute` request with an ack every 10 ms throughout.
  *
  * 1. The primary is frozen (SIGSTOP) until the standby took over (epoch 2, same VIP and MAC,
@@ -63,7 +63,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
     const port = lab.servicePort;
     const secret = `fencing-test-secret-${fault}-${process.pid}`;
     // 5 missed beats (+ the confirm window): a false takeover under this shared machine's load
-    // (seen at 3, bench-false-takeover.ts) is not what these scenarios test.
+    // (seen at 3, scripts/bench/false-takeover.ts) is not what these scenarios test.
     const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '5' };
     const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 

@@ -3,7 +3,7 @@
  * MCU_TAKEOVER=1 on both MCUs (see takeover.test.ts for the single-client version):
  *
  * (a) 200 socket.io clients (20 rooms x 10, one client-host process,
- *     test/fixtures/takeover-scale-clients.ts), each sending a numbered `mute` request with an
+ *     scripts/clients/takeover-scale-clients.ts), each sending a numbered `mute` request with an
  *     ack periodically (bounded), survive one SIGKILL of the primary: no disconnect, same
  *     socket id / engine id / local port, every ack exactly once and in order. The standby's
  *     takeover report (rebuilt, re-attached, fallbacks with reasons) and the times are reported.

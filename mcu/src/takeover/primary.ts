@@ -13,7 +13,7 @@
  * leaves before the acknowledgement of the output it covers can be processed, hence before
  * those bytes reach the kernel (output commit). The consumed offset is reported right after
  * the record. The standby keeps a few recent records per connection and picks the one that
- * fits at takeover time (see standby/src/takeover/takeover-engine.ts).
+ * fits at takeover time (see mcu/src/takeover/standby.ts).
  */
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
