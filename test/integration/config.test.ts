@@ -44,7 +44,7 @@ describe('configuration (real processes)', () => {
     const file = configFile('bad-mcu.json', { server: { port }, limits: { maxRoom: 5 } });
     const stderr = await refused('mcu/src/main.ts', { MCU_CONFIG: file, MCU_REPLICATION_SECRET: 'short' });
     assert.deepEqual(stderr, [
-      'config: limits.maxRoom: unknown setting (expected one of maxParticipantsPerRoom, maxRooms, maxMessageBytes, resumeGraceMs)',
+      'config: limits.maxRoom: unknown setting (expected one of maxParticipantsPerRoom, maxRooms, maxMessageBytes, resumeGraceMs, joinsPerWindow, joinWindowMs)',
       'config: replication.secret: expected at least 16 characters (MCU_REPLICATION_SECRET)',
     ]);
   });
