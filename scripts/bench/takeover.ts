@@ -99,7 +99,8 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
     await lab.up();
     const { vip } = lab.addresses;
     const secret = `bench-takeover-${process.pid}-${Math.random().toString(16).slice(2)}`;
-    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };
+    // The one client host stands for every connection: the per-address join limit must let them all in.
+    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)), MCU_JOINS_PER_WINDOW: String(connections) };
     const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
     await primary.waitForEvent('listening', { timeoutMs: 30_000 });
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });

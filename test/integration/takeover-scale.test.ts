@@ -82,7 +82,8 @@ async function failover(
     const { vip } = lab.addresses;
     const port = lab.servicePort;
     const secret = `takeover-scale-secret-${opts.label}-${process.pid}`;
-    const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
+    // The one client host stands for n users joining at once: the per-address join limit must let them all in.
+    const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3', MCU_JOINS_PER_WINDOW: String(n) };
     const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
     await primary.waitForEvent('listening', { timeoutMs: 30_000 });
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
