@@ -20,7 +20,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
-import { labMcuEnv } from '../lab/start-mcu.ts';
+import { labAdminEnv, labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
 import { parseBenchArgs } from './common/args.ts';
@@ -230,7 +230,7 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
       if (line.includes('"failover":"fence-stall"')) result.fenceStalls++;
     });
     await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });
-    const client = start('client', CLIENT, [`http://${lab.addresses.vip}:${lab.servicePort}`, 'false-takeover-room', '10']);
+    const client = start('client', CLIENT, [`http://${lab.addresses.vip}:${lab.servicePort}`, 'false-takeover-room', '10'], labAdminEnv(secret));
     await client.waitForEvent('connect', { timeoutMs: 30_000 });
     const joined = await client.request({ op: 'start' }, 30_000);
     if (joined.ok !== true) throw new Error(`join failed: ${JSON.stringify(joined)}`);

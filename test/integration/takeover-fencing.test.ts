@@ -23,7 +23,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labAdminEnv, labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
@@ -71,7 +71,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
 
-    const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
+    const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)], labAdminEnv(secret));
     const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
     const status = async (): Promise<StatusDoc> => (await client.request({ op: 'status' }, 10_000)).status as StatusDoc;
     const before = await status();

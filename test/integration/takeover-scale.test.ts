@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labAdminEnv, labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
@@ -90,7 +90,7 @@ async function failover(
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
 
     const c0 = performance.now();
-    const clients = start('client', CLIENTS, [`http://${vip}:${port}`, String(opts.rooms), String(opts.perRoom), String(opts.intervalMs), String(opts.maxRequests)]);
+    const clients = start('client', CLIENTS, [`http://${vip}:${port}`, String(opts.rooms), String(opts.perRoom), String(opts.intervalMs), String(opts.maxRequests)], labAdminEnv(secret));
     const up = await clients.waitFor((e) => e.event === 'connected' || e.event === 'connect-failed', { timeoutMs: 60_000 });
     assert.equal(up.event, 'connected', `clients did not all connect: ${JSON.stringify(up)}`);
     const connectMs = performance.now() - c0;
