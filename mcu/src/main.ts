@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       event: 'listening',
       role: mcu.role,
       port: mcu.port,
+      adminPort: mcu.adminPort,
       replicationPort: mcu.replication?.address()?.port ?? null,
       epoch: mcu.epoch,
       pid: process.pid,

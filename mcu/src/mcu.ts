@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { Conference, type RestoreOutcome, type SpareStart } from './conference/conference.ts';
 import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
 import { McuMetrics, type McuMetricsSource } from './http/metrics.ts';
+import { AdminServer, serveAdminPath, type AdminRoutes } from './http/admin.ts';
 import { sendJson, serveStatic } from './http/http-routes.ts';
 import { SessionState } from './conference/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
@@ -89,9 +90,9 @@ export type McuEvents = {
 };
 
 /**
- * One MCU process: the demo page and /status over HTTP, socket.io signaling, and the
- * conference (rooms, peer connections, mixers). Close order on shutdown: stop
- * accepting, close the rooms, then signaling, then HTTP.
+ * One MCU process: the demo page over HTTP, socket.io signaling, the conference (rooms, peer
+ * connections, mixers), and /status and /metrics on the admin listener (http/admin.ts). Close
+ * order on shutdown: stop accepting, close the rooms, then signaling, then HTTP.
  */
 export class Mcu extends EventEmitter<McuEvents> {
   readonly config: McuConfig;
@@ -99,6 +100,8 @@ export class Mcu extends EventEmitter<McuEvents> {
   readonly conference: Conference;
   readonly metrics = new McuMetrics(this.#metricsSource());
   readonly http: HttpServer;
+  /** /status and /metrics for operators (admin.host:admin.port; the public listener serves them only with admin.token). */
+  readonly admin: AdminServer;
   readonly signaling: SignalingServer;
   readonly #log = createLogger('mcu');
   readonly #startedAt = Date.now();
@@ -146,8 +149,9 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.conference.on('participant-resumed', (participantId) => this.emit('participant-resumed', participantId));
     this.conference.on('media-restarted', (participantId, tookMs) => this.emit('media-restarted', participantId, tookMs));
     this.http = createServer((req, res) => {
-      void this.#route(req.method ?? 'GET', new URL(req.url ?? '/', 'http://localhost').pathname, res);
+      void this.#route(req, new URL(req.url ?? '/', 'http://localhost').pathname, res);
     });
+    this.admin = new AdminServer({ ...this.config.admin, routes: this.#adminRoutes(), owner: 'mcu' });
     this.signaling = new SignalingServer(this.http, this.conference, this.config, {
       epoch: () => this.#epoch,
       accepting: () => this.#role === 'primary',
@@ -192,10 +196,21 @@ export class Mcu extends EventEmitter<McuEvents> {
     return address?.port ?? this.config.server.port;
   }
 
-  /** Binds the HTTP/signaling port (and the replication port) and starts serving as the primary. */
+  /** The bound port of the admin listener (/status, /metrics); null until it listens. */
+  get adminPort(): number | null {
+    return this.admin.port;
+  }
+
+  /**
+   * Binds the HTTP/signaling port (and the replication port) and starts serving as the primary.
+   * The admin listener binds first (a port in use stops the start before the host is touched);
+   * in a promotion, last (the service comes first; a port still held is only warned about).
+   */
   async start(): Promise<void> {
     if (this.#role === 'starting' && this.#bindRetryMs > 0) this.setRole('promoting');
+    const promoting = this.#role === 'promoting';
     try {
+      if (!promoting) await this.admin.listen();
       if (this.#ownsHostSetup) await this.#setUpHost();
       await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
     } catch (err) {
@@ -268,9 +283,15 @@ export class Mcu extends EventEmitter<McuEvents> {
         'heartbeat port',
       );
     }
+    if (promoting) {
+      await this.admin.listen(this.#bindRetryMs).catch((err: unknown) => {
+        this.#log.warn('serving without the admin listener: /status and /metrics are not served', { error: (err as Error).message });
+      });
+    }
     this.#log.info('MCU serving', {
       port: this.port,
       host: this.config.server.host,
+      adminPort: this.admin.port ?? undefined,
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
     });
@@ -423,15 +444,20 @@ export class Mcu extends EventEmitter<McuEvents> {
     return { enabled: this.spares.enabled, connected: participants.filter((p) => p.connected).length, participants };
   }
 
-  async #route(method: string, path: string, res: import('node:http').ServerResponse): Promise<void> {
+  /** What the admin listener serves, and the public one with the admin token. */
+  #adminRoutes(): AdminRoutes {
+    return {
+      status: () => this.status(),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+    };
+  }
+
+  async #route(req: IncomingMessage, path: string, res: ServerResponse): Promise<void> {
     try {
-      if (method !== 'GET' && method !== 'HEAD') {
+      if (req.method !== undefined && req.method !== 'GET' && req.method !== 'HEAD') {
         sendJson(res, 405, { error: 'only GET is served here' });
-      } else if (path === '/status') {
-        sendJson(res, 200, this.status());
-      } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-        res.end(await this.metrics.registry.metrics());
+      } else if (await serveAdminPath(path, req, res, this.#adminRoutes(), { token: this.config.admin.token, listener: 'public' })) {
+        // /status, /metrics: only with the admin token here.
       } else if (!(await serveStatic(path, res))) {
         sendJson(res, 404, { error: `nothing at ${path}` });
       }
@@ -481,6 +507,7 @@ export class Mcu extends EventEmitter<McuEvents> {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
+    await this.admin.close();
     // Last: a deliberate stop leaves the host as it found it.
     if (this.#ownsHostSetup) await this.#hostSetup.close();
     this.setRole('stopped');

@@ -65,6 +65,7 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
   const supervisor = new Supervisor({
     port,
     replicationPort: await freePort(),
+    adminPort: await freePort(),
     host: '127.0.0.1',
     env: { MCU_SPARE_PATHS: sparePaths ? '1' : '0', MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn' },
   });
@@ -73,7 +74,7 @@ async function measure(sparePaths: boolean, windowSeconds: number, browser: Brow
     await supervisor.start();
     const url = `http://127.0.0.1:${port}`;
     for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, `cost-${sparePaths ? 'on' : 'off'}`, spec));
-    const status = async (): Promise<{ protected: boolean; spares: { connected: number } }> => (await (await fetch(`${url}/status`)).json()) as never;
+    const status = async (): Promise<{ protected: boolean; spares: { connected: number } }> => (await (await fetch(`${supervisor.adminUrl}/status`)).json()) as never;
     // A loaded host can make a standby give up (a false death verdict it cannot act on); the
     // supervisor replaces it. Such a window is measured again, and the replacements are reported.
     let attempts = 0;

@@ -98,7 +98,8 @@ async function failover(fault: Fault, n: number, interval: number, maxRequests: 
     await lab.up();
     const { vip } = lab.addresses;
     const secret = `bench-takeover-${process.pid}-${Math.random().toString(16).slice(2)}`;
-    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)) };
+    // The one client host stands for every connection: the per-address join limit must let them all in.
+    const common = { LOG_LEVEL: 'warn', MCU_MISSED_HEARTBEATS: '3', MCU_MAX_ROOMS: String(Math.max(50, rooms + 1)), MCU_JOINS_PER_WINDOW: String(connections) };
     const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
     const clients = start('client', CLIENTS, [`http://${vip}:${lab.servicePort}`, String(rooms), String(perRoom), String(interval), String(maxRequests)]);
     const up = await clients.waitFor((e) => e.event === 'connected' || e.event === 'connect-failed', { timeoutMs: 90_000 });

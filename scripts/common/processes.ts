@@ -6,6 +6,8 @@ export interface RunningMcu {
   process: ManagedProcess;
   port: number;
   url: string;
+  /** Its admin listener (/status, /metrics), on 127.0.0.1. */
+  adminUrl: string;
   /** SIGTERM, then SIGKILL after 5 s; waits for the exit. */
   stop(): Promise<void>;
 }
@@ -19,6 +21,7 @@ export async function startMcu(env: Record<string, string> = {}): Promise<Runnin
     process: proc,
     port,
     url: `http://127.0.0.1:${port}`,
+    adminUrl: `http://127.0.0.1:${Number(listening.adminPort)}`,
     async stop() {
       await proc.close();
     },

@@ -17,7 +17,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from 'node:path';
 import { McuError } from '../../mcu/src/core/errors.ts';
 import { LabError, LabNoStateFileError, LabStateError } from './errors.ts';
-import { startLabMcu, type LabMcuProcesses } from './start-mcu.ts';
+import { labAdminToken, startLabMcu, type LabMcuProcesses } from './start-mcu.ts';
 import { LAB_NAMESPACES, LAB_PREFIX_ROOT, LabTopology, projectRoot, SERVER_HOSTS, type LabDescriptor, type LabNamespace, type ServerHost } from './topology.ts';
 
 const STATE_DIR = join(projectRoot, '.lab');
@@ -106,7 +106,7 @@ async function up(args: string[]): Promise<void> {
       const { status, ...rest } = mcu;
       writeState({ ...state, mcu: rest });
       print(`MCU primary pid ${mcu.primaryPid} (log ${mcu.primaryLog}), standby pid ${mcu.standbyPid} (log ${mcu.standbyLog})`);
-      print(`GET http://${lab.addresses.vip}:${lab.servicePort}/status from the client host:`);
+      print(`GET http://${lab.addresses.vip}:${lab.servicePort}/status from the client host (Authorization: Bearer ${labAdminToken(mcu.secret)}):`);
       print(status);
     } catch (err) {
       print(`starting the MCU failed: ${(err as Error).message}\n(the lab stays up; \`down\` removes it and whatever started)`);

@@ -4,10 +4,10 @@
  * between the hosts' own addresses). Each sets its host up itself at start
  * (VIP interface, sysctls, and in takeover mode the firewall), as on a real host.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LabTopology, ServerHost } from './topology.ts';
+import type { LabHost, LabTopology, ServerHost } from './topology.ts';
 
 export interface LabMcuOptions {
   /** Where the processes' stdout+stderr go (`<dir>/primary.log`, `<dir>/standby.log`). */
@@ -28,13 +28,42 @@ export interface LabMcuProcesses {
   secret: string;
   primaryLog: string;
   standbyLog: string;
-  /** The /status document fetched from the client host through the VIP. */
+  /** The /status document fetched from the client host through the VIP (labStatus()). */
   status: unknown;
 }
 
 /**
+ * The admin token of the lab's MCUs (MCU_ADMIN_TOKEN), derived from their replication secret so
+ * that whoever started them can read /status through the VIP: the client host cannot reach a
+ * server host's loopback admin listener, so the lab asks the public listener, with the token.
+ */
+export function labAdminToken(secret: string): string {
+  return createHash('sha256').update(`lab admin token\0${secret}`).digest('base64url');
+}
+
+/** The environment of a lab client process that reads /status (scripts/clients: the `status` op). */
+export function labAdminEnv(secret: string): Record<string, string> {
+  return { MCU_ADMIN_TOKEN: labAdminToken(secret) };
+}
+
+/**
+ * GETs `path` (/status by default) of whoever serves the VIP now, from `host` (the client host by
+ * default) on a fresh connection, with the lab's admin token; parses the JSON. Throws when the
+ * request fails or times out.
+ */
+export async function labStatus(lab: LabTopology, secret: string, options: { path?: string; host?: LabHost; timeoutMs?: number } = {}): Promise<unknown> {
+  const url = `http://${lab.addresses.vip}:${lab.servicePort}${options.path ?? '/status'}`;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const init = `{ headers: ${JSON.stringify({ authorization: `Bearer ${labAdminToken(secret)}` })}, signal: AbortSignal.timeout(${timeoutMs}) }`;
+  const script = `fetch(${JSON.stringify(url)}, ${init}).then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })`;
+  const { stdout } = await lab.exec(options.host ?? 'client', [process.execPath, '-e', script], { timeoutMs: timeoutMs + 15_000 });
+  return JSON.parse(stdout) as unknown;
+}
+
+/**
  * The environment of the lab's MCU processes:
- * - both: HOST=<vip> PORT=<service port> MCU_ICE_ADDRESSES=<vip> MCU_REPLICATION_SECRET;
+ * - both: HOST=<vip> PORT=<service port> MCU_ICE_ADDRESSES=<vip> MCU_REPLICATION_SECRET,
+ *   MCU_ADMIN_TOKEN=labAdminToken(secret) (/status and /metrics through the VIP: labStatus());
  * - primary: MCU_REPLICATION_HOST=<its host's address> (it accepts its standby there);
  * - standby: MCU_PRIMARY_REPLICATION_HOST=<the other host's address> (where it connects;
  *   standby/src/main.ts reads it) and MCU_REPLICATION_HOST=<its host's address>
@@ -62,6 +91,8 @@ export function labMcuEnv(
     MCU_ICE_ADDRESSES: lab.addresses.vip,
     MCU_REPLICATION_SECRET: secret,
     MCU_REPLICATION_PORT: replicationPort,
+    // /status and /metrics through the VIP with the token (labStatus()); the admin listener stays on the host's loopback.
+    MCU_ADMIN_TOKEN: labAdminToken(secret),
     MCU_ROLE: role,
     MCU_VIP_INTERFACE: 'vip',
     MCU_VIP_MAC: lab.virtualMac,
@@ -136,11 +167,6 @@ export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Pro
   await waitForLogLine(primary.log, (e) => e.event === 'listening', primary.pid, timeoutMs);
   const standby = start('standby', 'standby/src/main.ts');
   await waitForLogLine(standby.log, (e) => e.event === 'standby-started' || e.event === 'standby-ready', standby.pid, timeoutMs);
-  const url = `http://${lab.addresses.vip}:${lab.servicePort}/status`;
-  const fetched = await lab.exec('client', [
-    process.execPath,
-    '-e',
-    `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) }).then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); process.stdout.write(await r.text()); })`,
-  ]);
-  return { primaryPid: primary.pid, standbyPid: standby.pid, secret, primaryLog: primary.log, standbyLog: standby.log, status: JSON.parse(fetched.stdout) as unknown };
+  const status = await labStatus(lab, secret);
+  return { primaryPid: primary.pid, standbyPid: standby.pid, secret, primaryLog: primary.log, standbyLog: standby.log, status };
 }

@@ -32,8 +32,9 @@ async function main(): Promise<void> {
     }
   });
   standby.on('promoted', (timeline, mcu) => {
-    announce({ event: 'promoted', timeline, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
-    announce({ event: 'listening', role: mcu.role, port: mcu.port, replicationPort: mcu.replication?.address()?.port ?? null, epoch: mcu.epoch });
+    const ports = { port: mcu.port, adminPort: mcu.adminPort, replicationPort: mcu.replication?.address()?.port ?? null };
+    announce({ event: 'promoted', timeline, ...ports, epoch: mcu.epoch });
+    announce({ event: 'listening', role: mcu.role, ...ports, epoch: mcu.epoch });
     // Once promoted we are a primary that can be superseded in turn (takeover mode): see mcu/src/main.ts.
     void mcu.whenFenced().then((info) => {
       announce({ event: 'fenced', ...info });

@@ -1,9 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
 import { ConfigError } from '../../mcu/src/core/errors.ts';
-import { sendJson } from '../../mcu/src/http/http-routes.ts';
+import { AdminServer } from '../../mcu/src/http/admin.ts';
+import { StandbyMetrics } from '../../mcu/src/http/metrics.ts';
 import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
 import type { Mcu } from '../../mcu/src/mcu.ts';
 import { Room } from '../../mcu/src/conference/room.ts';
@@ -30,8 +29,9 @@ export interface StandbyOptions {
   config: McuConfig;
   /** The primary's replication address. */
   primary: { host: string; port: number };
-  /** Port of the standby's own /status endpoint while it is not serving (0: any free port). */
+  /** Port of the standby's own admin listener (/status, /metrics), 0: any free port. */
   statusPort: number;
+  /** Its address; default config.admin.host. It asks for config.admin.token like the MCU's. */
   statusHost?: string;
   /**
    * Connection-level takeover (used when config.takeover.enabled): where to capture. Default: the
@@ -58,7 +58,9 @@ export class Standby extends EventEmitter<StandbyEvents> {
   /** Host probe settings for the heartbeat monitor (MCU_HOST_PROBE_MS, MCU_HOST_PROBE_PORT). */
   readonly #hostProbe: Pick<HeartbeatMonitorOptions, 'hostProbeTimeoutMs' | 'hostProbePort'>;
   readonly #log = createLogger('standby');
-  readonly #statusServer: HttpServer;
+  /** The standby's own admin listener (/status, /metrics), as the MCU's (mcu/src/http/admin.ts) on standby.statusPort. */
+  readonly #statusServer: AdminServer;
+  readonly metrics: StandbyMetrics;
   readonly #startedAt = Date.now();
   #state: StandbyState = 'syncing';
   #promotion: Promotion | null = null;
@@ -90,10 +92,26 @@ export class Standby extends EventEmitter<StandbyEvents> {
       iceGatherTimeoutMs: opts.config.ice.gatherTimeoutMs,
     });
     this.#client = this.#createClient();
-    this.#statusServer = createServer((req, res) => {
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-      if (path === '/status') sendJson(res, 200, this.status());
-      else sendJson(res, 404, { error: `nothing at ${path}` });
+    this.metrics = new StandbyMetrics({
+      ready: () => this.#state === 'ready',
+      epoch: () => this.store.epoch,
+      checkpointSeq: () => this.store.seq,
+      checkpointParticipants: () => this.store.state.participantCount,
+      sparesConnected: () => this.spares.connectedCount,
+      heartbeatAgeMs: () => {
+        const last = this.#monitor?.lastHeartbeatAt;
+        return last == null ? null : Date.now() - last;
+      },
+    });
+    this.#statusServer = new AdminServer({
+      host: opts.statusHost ?? opts.config.admin.host,
+      port: opts.statusPort,
+      token: opts.config.admin.token,
+      owner: 'standby',
+      routes: {
+        status: () => this.status(),
+        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      },
     });
   }
 
@@ -207,7 +225,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
   }
 
   get statusPort(): number {
-    return (this.#statusServer.address() as AddressInfo | null)?.port ?? 0;
+    return this.#statusServer.port ?? 0;
   }
 
   #setState(state: StandbyState): void {
@@ -223,10 +241,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     await this.#host.install();
     // A standby never holds the VIP (a primary that died on this host may have left it up).
     await this.#host.vip?.drop();
-    await new Promise<void>((resolve, reject) => {
-      this.#statusServer.once('error', reject);
-      this.#statusServer.listen(this.#opts.statusPort, this.#opts.statusHost ?? '127.0.0.1', () => resolve());
-    });
+    await this.#statusServer.listen();
     this.takeover?.start();
     this.#client.start();
   }
@@ -304,7 +319,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.takeover?.close();
     await this.#monitor?.close();
     await this.mcu?.close();
-    await new Promise<void>((resolve) => this.#statusServer.close(() => resolve()));
+    await this.#statusServer.close();
     await this.#host.close();
     this.#setState('stopped');
   }

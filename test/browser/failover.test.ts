@@ -50,7 +50,7 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
         const why = await Promise.all(pages.map(async (p) => `${p.spec.name}: ${await pageEvents(p)}`));
         assert.fail(`participant ids changed after kill #${round}: ${JSON.stringify(idsNow)} vs ${JSON.stringify(ids)}\n${why.join('\n')}\nstandby stderr tail:\n${standby.process.stderr.slice(-40).join('\n')}`);
       }
-      const status = (await (await fetch(`${url}/status`)).json()) as { role: string; epoch: number; participants: number; pid: number };
+      const status = (await (await fetch(`${supervisor.adminUrl}/status`)).json()) as { role: string; epoch: number; participants: number; pid: number };
       assert.equal(status.role, 'primary');
       assert.equal(status.pid, standby.pid);
       assert.equal(status.epoch, round + 1);
@@ -69,7 +69,7 @@ describe('kill -9 of the primary mid-call (reconnect mode, real Chromium)', () =
       // Re-protection: a new standby syncs from the new primary.
       await eventually(async () => supervisor.standby !== null && supervisor.standby.pid !== standby.pid, (ok) => ok, 30000);
       const protectedNow = await eventually(
-        async () => ((await (await fetch(`${url}/status`)).json()) as { protected: boolean }).protected,
+        async () => ((await (await fetch(`${supervisor.adminUrl}/status`)).json()) as { protected: boolean }).protected,
         (p) => p,
         30000,
       );

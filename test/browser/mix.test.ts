@@ -76,7 +76,7 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
       const seen = await eventually(() => seeing(page, ['#e53935', '#43a047']), (v) => v.ok);
       assert.ok(seen.ok, `${page.spec.name} should see two tiles after Blue left: ${JSON.stringify(seen.pixels)}`);
     }
-    const status = (await (await fetch(`${mcu.url}/status`)).json()) as { participants: number };
+    const status = (await (await fetch(`${mcu.adminUrl}/status`)).json()) as { participants: number };
     assert.equal(status.participants, 2);
   });
 });

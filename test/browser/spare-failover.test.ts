@@ -36,7 +36,7 @@ describe('kill -9 of the primary with warm spare paths (reconnect mode, real Chr
   let url: string;
   const pages: ParticipantPage[] = [];
   let ids: string[] = [];
-  const status = async (): Promise<SpareStatusBody> => (await (await fetch(`${url}/status`)).json()) as SpareStatusBody;
+  const status = async (): Promise<SpareStatusBody> => (await (await fetch(`${supervisor.adminUrl}/status`)).json()) as SpareStatusBody;
 
   before(async () => {
     ({ supervisor, browser, url, ids } = await startSupervisedCall(pages, 'spare', { MCU_ICE_ADDRESSES: '127.0.0.1', MCU_SPARE_ICE_ADDRESSES: '127.0.0.1' }));

@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { buildTimeline } from '../../scripts/failover-timeline.ts';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labMcuEnv, labStatus } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import { chromiumUnavailableReason, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
@@ -60,14 +60,14 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
   const pages: ParticipantPage[] = [];
   let ids: string[] = [];
   let failed = true;
-  /** GET /status through the VIP from the client host, on a fresh connection (the test process cannot reach the VIP). */
-  const mcuStatus = async (): Promise<McuStatus> => (await lab.fetchJson('client', `http://${lab.addresses.vip}:${lab.servicePort}/status`)) as McuStatus;
+  const secret = `takeover-browser-${process.pid}-${Date.now()}`;
+  /** GET /status through the VIP from the client host, on a fresh connection (the test process cannot reach the VIP), with the lab's admin token. */
+  const mcuStatus = async (): Promise<McuStatus> => (await labStatus(lab, secret)) as McuStatus;
 
   before(async () => {
     await LabTopology.cleanupStale();
     lab = new LabTopology();
     await lab.up();
-    const secret = `takeover-browser-${process.pid}-${Date.now()}`;
     const group = new LabProcessGroup(lab);
     processes = group;
     const start = (host: ServerHost, entry: string): LabProcess =>

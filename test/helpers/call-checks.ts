@@ -67,7 +67,7 @@ export async function startSupervisedCall(
   env: Record<string, string>,
 ): Promise<{ supervisor: Supervisor; browser: Browser; url: string; ids: string[] }> {
   const port = await freePort();
-  const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env });
+  const supervisor = new Supervisor({ port, replicationPort: await freePort(), adminPort: await freePort(), host: '127.0.0.1', env });
   let browser: Browser | null = null;
   try {
     await supervisor.start();

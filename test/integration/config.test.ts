@@ -42,7 +42,7 @@ describe('configuration (real processes)', () => {
     const file = configFile('bad-mcu.json', { server: { port }, limits: { maxRoom: 5 } });
     const stderr = await refused('mcu/src/main.ts', { MCU_CONFIG: file, MCU_REPLICATION_SECRET: 'short' });
     assert.deepEqual(stderr, [
-      'config: limits.maxRoom: unknown setting (expected one of maxParticipantsPerRoom, maxRooms, maxMessageBytes, resumeGraceMs)',
+      'config: limits.maxRoom: unknown setting (expected one of maxParticipantsPerRoom, maxRooms, maxMessageBytes, resumeGraceMs, joinsPerWindow, joinWindowMs)',
       'config: replication.secret: expected at least 16 characters (MCU_REPLICATION_SECRET)',
     ]);
   });
@@ -62,7 +62,7 @@ describe('configuration (real processes)', () => {
     const proc = startNode('mcu/src/main.ts', { PORT: '0', HOST: '127.0.0.1', MCU_MAX_PARTICIPANTS_PER_ROOM: '5' }, ['--config', file]);
     cleanups.push(() => proc.kill('SIGTERM'));
     const listening = await proc.waitFor((e) => e.event === 'listening');
-    const text = await (await fetch(`http://127.0.0.1:${listening.port}/status`)).text();
+    const text = await (await fetch(`http://127.0.0.1:${listening.adminPort}/status`)).text();
     assert.ok(!text.includes(secret), 'the secret is not in /status');
     const { config } = JSON.parse(text) as { config: { limits: { maxRooms: number; maxParticipantsPerRoom: number }; replication: { secret: string; port: number } } };
     assert.equal(config.limits.maxRooms, 6);
@@ -73,7 +73,7 @@ describe('configuration (real processes)', () => {
   it("the standby's /status shows its configuration with the secret redacted", async () => {
     const secret = 'standby-secret-0123456789';
     const port = await freePort();
-    const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', secret, env: { MCU_HOST_PROBE_MS: '30' } });
+    const supervisor = new Supervisor({ port, replicationPort: await freePort(), adminPort: await freePort(), host: '127.0.0.1', secret, env: { MCU_HOST_PROBE_MS: '30' } });
     cleanups.push(() => supervisor.close());
     await supervisor.start();
     const text = await (await fetch(`http://127.0.0.1:${supervisor.standby!.statusPort}/status`)).text();

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { thisHost } from '../../mcu/src/core/host-commands.ts';
 import { FIREWALL_TABLE } from '../../mcu/src/takeover/fencing/host-firewall.ts';
 import { LabProcess, LabProcessGroup } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labMcuEnv, labStatus } from '../../scripts/lab/start-mcu.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 
@@ -134,7 +134,7 @@ describe('the MCU sets up its host at start, idempotently, and removes it on a d
       'net.ipv4.ip_nonlocal_bind': '1',
     });
     assert.deepEqual(await lab.vipHolders(), ['primary'], 'the primary raised its VIP');
-    const status = (await lab.fetchJson('client', `http://${lab.addresses.vip}:${lab.servicePort}/status`)) as { role?: string; mode?: string };
+    const status = (await labStatus(lab, secret)) as { role?: string; mode?: string };
     assert.equal(status.role, 'primary');
     assert.equal(status.mode, 'takeover');
 

@@ -63,7 +63,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
     return p;
   };
   const status = async (): Promise<{ participants: number; rooms: Array<{ name: string; participants: number; connected: number }> }> => {
-    const res = await fetch(`${mcu.url}/status`);
+    const res = await fetch(`${mcu.adminUrl}/status`);
     assert.equal(res.status, 200);
     return (await res.json()) as { participants: number; rooms: Array<{ name: string; participants: number; connected: number }> };
   };

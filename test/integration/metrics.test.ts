@@ -69,16 +69,17 @@ function assertTypes(s: Scrape): void {
 
 const cleanups = cleanupsAfterEach();
 
-async function startPair(): Promise<{ supervisor: Supervisor; url: string }> {
+async function startPair(): Promise<{ supervisor: Supervisor; url: string; adminUrl: string }> {
   const port = await freePort();
   const replicationPort = await freePort();
-  const supervisor = new Supervisor({ port, replicationPort, host: '127.0.0.1' });
+  const supervisor = new Supervisor({ port, replicationPort, adminPort: await freePort(), host: '127.0.0.1' });
   cleanups.push(() => supervisor.close());
   await supervisor.start();
   const url = `http://127.0.0.1:${port}`;
-  const st = await eventually(() => status(url), (s) => s.protected, 10000);
+  const adminUrl = supervisor.adminUrl;
+  const st = await eventually(() => status(adminUrl), (s) => s.protected, 10000);
   assert.equal(st.protected, true, 'the standby synced');
-  return { supervisor, url };
+  return { supervisor, url, adminUrl };
 }
 
 async function status(url: string): Promise<{ role: string; epoch: number; protected: boolean }> {
@@ -94,7 +95,7 @@ async function client(url: string): Promise<TestSignalingClient> {
 
 describe('/metrics (real MCU processes)', () => {
   it('gauges read the live state, counters the running totals, which survive a room closing', async () => {
-    const { url } = await startPair();
+    const { url, adminUrl } = await startPair();
     const ada = await client(url);
     const bob = await client(url);
     assert.equal((await ada.request('join', { room: 'm1', name: 'Ada' })).ok, true);
@@ -106,7 +107,7 @@ describe('/metrics (real MCU processes)', () => {
 
     // The room's mixer runs from the first join: without media every mix misses its input.
     const inCall = await eventually(
-      () => scrape(url),
+      () => scrape(adminUrl),
       (s) => (s.samples.get('mcu_mixer_video_frames_total') ?? 0) > 0 && (s.samples.get('mcu_mixer_input_underruns_total') ?? 0) > 0,
       10000,
     );
@@ -124,7 +125,7 @@ describe('/metrics (real MCU processes)', () => {
 
     assert.equal((await ada.request('leave')).ok, true);
     assert.equal((await bob.request('leave')).ok, true);
-    const after = await scrape(url);
+    const after = await scrape(adminUrl);
     assertTypes(after);
     assert.equal(value(after, 'mcu_rooms'), 0, 'the room closed with its last participant');
     assert.equal(value(after, 'mcu_participants'), 0);
@@ -136,16 +137,16 @@ describe('/metrics (real MCU processes)', () => {
   });
 
   it('a promoted standby counts its failover and how long detection and promotion took', async () => {
-    const { supervisor, url } = await startPair();
-    const before = await scrape(url);
+    const { supervisor, adminUrl } = await startPair();
+    const before = await scrape(adminUrl);
     assert.equal(value(before, 'mcu_failovers_total'), 0);
     assert.equal(value(before, 'mcu_failover_detection_ms'), 0, 'no failover yet');
     const promoted = new Promise<void>((resolve) => supervisor.once('promoted', () => resolve()));
     await supervisor.primary!.process.kill('SIGKILL');
     await promoted;
-    const st = await eventually(() => status(url).catch(() => null), (s) => s?.role === 'primary' && s.epoch === 2, 10000);
+    const st = await eventually(() => status(adminUrl).catch(() => null), (s) => s?.role === 'primary' && s.epoch === 2, 10000);
     assert.ok(st, 'the promoted standby serves');
-    const s = await scrape(url);
+    const s = await scrape(adminUrl);
     assertTypes(s);
     assert.equal(value(s, 'mcu_failovers_total'), 1);
     assert.equal(value(s, 'mcu_epoch'), 2);

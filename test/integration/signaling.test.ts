@@ -100,7 +100,7 @@ describe('signaling (real MCU process, socket.io-client)', () => {
     // The bystander never noticed.
     assert.equal(bystander.disconnects, 0);
     assert.equal(bystander.errors.length, 0);
-    const status = (await (await fetch(`${mcu.url}/status`)).json()) as { role: string; rooms: Array<{ name: string; participants: number }> };
+    const status = (await (await fetch(`${mcu.adminUrl}/status`)).json()) as { role: string; rooms: Array<{ name: string; participants: number }> };
     assert.equal(status.role, 'primary');
     assert.equal(status.rooms.find((r) => r.name === 'calm')?.participants, 1);
   });
@@ -116,7 +116,7 @@ describe('signaling (real MCU process, socket.io-client)', () => {
     const res = await late.request('join', { room: 'full', name: 'late' });
     assert.equal(res.error?.code, 'ROOM_FULL');
     // Fill the remaining room slots, then one more room is refused.
-    const status = (await (await fetch(`${mcu.url}/status`)).json()) as { rooms: unknown[] };
+    const status = (await (await fetch(`${mcu.adminUrl}/status`)).json()) as { rooms: unknown[] };
     const fillers: TestSignalingClient[] = [];
     for (let i = status.rooms.length; i < 6; i++) {
       const c = await client();

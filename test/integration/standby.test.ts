@@ -25,13 +25,13 @@ interface Status {
 
 const cleanups = cleanupsAfterEach();
 
-async function startPair(env: Record<string, string> = {}): Promise<{ supervisor: Supervisor; url: string; replicationPort: number }> {
+async function startPair(env: Record<string, string> = {}): Promise<{ supervisor: Supervisor; url: string; adminUrl: string; replicationPort: number }> {
   const port = await freePort();
   const replicationPort = await freePort();
-  const supervisor = new Supervisor({ port, replicationPort, host: '127.0.0.1', env });
+  const supervisor = new Supervisor({ port, replicationPort, adminPort: await freePort(), host: '127.0.0.1', env });
   cleanups.push(() => supervisor.close());
   await supervisor.start();
-  return { supervisor, url: `http://127.0.0.1:${port}`, replicationPort };
+  return { supervisor, url: `http://127.0.0.1:${port}`, adminUrl: supervisor.adminUrl, replicationPort };
 }
 
 async function status(url: string): Promise<Status> {
@@ -49,12 +49,12 @@ async function joined(url: string, room: string, name: string): Promise<{ client
 
 describe('hot standby (real processes)', () => {
   it('protects the primary once the standby has synced and hears heartbeats', async () => {
-    const { url } = await startPair();
-    const s = await eventually(() => status(url), (st) => st.protected, 10000);
+    const { adminUrl } = await startPair();
+    const s = await eventually(() => status(adminUrl), (st) => st.protected, 10000);
     assert.equal(s.role, 'primary');
     assert.equal(s.epoch, 1);
     assert.equal(s.protected, true);
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
     assert.match(metrics, /^mcu_protected 1$/m);
     assert.match(metrics, /^mcu_epoch 1$/m);
   });
@@ -75,17 +75,17 @@ describe('hot standby (real processes)', () => {
   });
 
   it('standby death leaves the primary serving, unprotected until a new standby syncs', async () => {
-    const { supervisor, url } = await startPair();
+    const { supervisor, url, adminUrl } = await startPair();
     const { client } = await joined(url, 'room1', 'Ada');
-    await eventually(() => status(url), (st) => st.protected, 10000);
+    await eventually(() => status(adminUrl), (st) => st.protected, 10000);
     const oldStandby = supervisor.standby!;
     await oldStandby.process.kill('SIGKILL');
-    const unprotected = await eventually(() => status(url), (st) => !st.protected, 10000);
+    const unprotected = await eventually(() => status(adminUrl), (st) => !st.protected, 10000);
     assert.equal(unprotected.protected, false);
     assert.equal(unprotected.participants, 1, 'the call goes on');
     assert.equal(client.disconnects, 0);
     // The supervisor starts a new standby; it syncs from the running primary (state transfer mid-call).
-    const again = await eventually(() => status(url), (st) => st.protected, 20000);
+    const again = await eventually(() => status(adminUrl), (st) => st.protected, 20000);
     assert.equal(again.protected, true);
     assert.notEqual(supervisor.standby!.pid, oldStandby.pid);
     const standbyStatus = (await (await fetch(`http://127.0.0.1:${supervisor.standby!.statusPort}/status`)).json()) as {
@@ -95,8 +95,8 @@ describe('hot standby (real processes)', () => {
   });
 
   it('forged heartbeat datagrams are ignored and change nothing', async () => {
-    const { supervisor, url, replicationPort } = await startPair();
-    await eventually(() => status(url), (st) => st.protected, 10000);
+    const { supervisor, adminUrl, replicationPort } = await startPair();
+    await eventually(() => status(adminUrl), (st) => st.protected, 10000);
     const socket = dgram.createSocket('udp4');
     cleanups.push(() => socket.close());
     const forged = [
@@ -106,17 +106,17 @@ describe('hot standby (real processes)', () => {
     ];
     for (const datagram of forged) socket.send(datagram, replicationPort, '127.0.0.1');
     await new Promise((r) => setTimeout(r, 300));
-    const st = await status(url);
+    const st = await status(adminUrl);
     assert.equal(st.role, 'primary');
     assert.equal(st.protected, true);
     assert.equal(supervisor.failovers, 0);
   });
 
   it('kill -9: the standby takes over with a higher epoch, and clients resume as the same participants', async () => {
-    const { supervisor, url } = await startPair();
+    const { supervisor, url, adminUrl } = await startPair();
     const ada = await joined(url, 'room2', 'Ada');
     const bob = await joined(url, 'room2', 'Bob');
-    await eventually(() => status(url), (st) => st.protected, 10000);
+    await eventually(() => status(adminUrl), (st) => st.protected, 10000);
     const standbyPid = supervisor.standby!.pid;
     const promoted = new Promise<void>((resolve) => supervisor.once('promoted', () => resolve()));
     await supervisor.primary!.process.kill('SIGKILL');
@@ -133,7 +133,7 @@ describe('hot standby (real processes)', () => {
       assert.equal(resumed.resumed, true);
       assert.equal(resumed.epoch, 2);
     }
-    const st = await status(url);
+    const st = await status(adminUrl);
     assert.equal(st.pid, standbyPid);
     assert.equal(st.epoch, 2);
     assert.equal(st.participants, 2);
@@ -143,9 +143,9 @@ describe('hot standby (real processes)', () => {
   });
 
   it('a frozen primary (SIGSTOP, SIGCONT) stays the only primary; the standby that could not take over is replaced', async () => {
-    const { supervisor, url } = await startPair({ MCU_BIND_RETRY_MS: '1000' });
+    const { supervisor, url, adminUrl } = await startPair({ MCU_BIND_RETRY_MS: '1000' });
     const ada = await joined(url, 'frozen', 'Ada');
-    await eventually(() => status(url), (st) => st.protected, 10000);
+    await eventually(() => status(adminUrl), (st) => st.protected, 10000);
     const primaryPid = supervisor.primary!.pid;
     const firstStandby = supervisor.standby!.pid;
     process.kill(primaryPid, 'SIGSTOP');
@@ -154,7 +154,7 @@ describe('hot standby (real processes)', () => {
     // The standby judged the primary dead (3 missed beats) but cannot bind the port the live
     // primary holds: it gives up, exits, and the supervisor starts a fresh standby.
     const st = await eventually(
-      () => status(url),
+      () => status(adminUrl),
       (s) => s.protected && supervisor.standby !== null && supervisor.standby.pid !== firstStandby,
       20000,
     );

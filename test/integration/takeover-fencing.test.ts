@@ -23,6 +23,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { labAdminEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
@@ -67,7 +68,7 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
     const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '5' };
     const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
-    const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
+    const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)], labAdminEnv(secret));
     const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
     const status = async (): Promise<StatusDoc> => (await client.request({ op: 'status' }, 10_000)).status as StatusDoc;
     const before = await status();

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
+import { labAdminEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
@@ -81,11 +82,12 @@ async function failover(
     const { vip } = lab.addresses;
     const port = lab.servicePort;
     const secret = `takeover-scale-secret-${opts.label}-${process.pid}`;
-    const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3' };
+    // The one client host stands for n users joining at once: the per-address join limit must let them all in.
+    const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '3', MCU_JOINS_PER_WINDOW: String(n) };
     const { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
     const c0 = performance.now();
-    const clients = start('client', CLIENTS, [`http://${vip}:${port}`, String(opts.rooms), String(opts.perRoom), String(opts.intervalMs), String(opts.maxRequests)]);
+    const clients = start('client', CLIENTS, [`http://${vip}:${port}`, String(opts.rooms), String(opts.perRoom), String(opts.intervalMs), String(opts.maxRequests)], labAdminEnv(secret));
     const up = await clients.waitFor((e) => e.event === 'connected' || e.event === 'connect-failed', { timeoutMs: 60_000 });
     assert.equal(up.event, 'connected', `clients did not all connect: ${JSON.stringify(up)}`);
     const connectMs = performance.now() - c0;

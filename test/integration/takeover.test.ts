@@ -23,7 +23,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labAdminEnv, labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 import type { McuClientReport } from '../../scripts/clients/takeover-mcu-client.ts';
@@ -63,7 +63,7 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       let primaryHost: ServerHost = 'primary';
       let { primary, standby } = await processes.startMcuPair(secret, { takeover: true, env: common });
 
-      const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)]);
+      const client = start('client', CLIENT, [`http://${vip}:${port}`, ROOM, String(INTERVAL_MS)], labAdminEnv(secret));
       const connected = await client.waitForEvent('connect', { timeoutMs: 20_000 });
       const status = await client.request({ op: 'status' }, 10_000);
       assert.equal((status.status as { mode?: string } | undefined)?.mode, 'takeover', `primary /status: ${JSON.stringify(status)}`);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { readSecretFile } from './secret-file.ts';
 
 /**
  * Every setting of the MCU, the standby and the supervisor, in one schema. A setting comes from
@@ -38,6 +39,9 @@ const text = () => z.string().min(1);
 const evenSize = (min: number, max: number) => int(min, max).refine((n) => n % 2 === 0, 'expected an even number (I420 frames)');
 const interfaceName = () => text().nullable();
 
+/** Shortest replication secret (and admin token) accepted. */
+const MIN_SECRET_LENGTH = 16;
+
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 
 export const settingsSchema = z
@@ -48,6 +52,14 @@ export const settingsSchema = z
       /** Address to listen on (default 0.0.0.0; HOST). */
       host: setting('HOST', text().default('0.0.0.0')),
     }),
+    admin: group({
+      /** Address of the admin listener serving /status and /metrics; not loopback needs admin.token (default 127.0.0.1; MCU_ADMIN_HOST). */
+      host: setting('MCU_ADMIN_HOST', text().default('127.0.0.1')),
+      /** Port of the admin listener, 0 = any free port (default server.port + 2; MCU_ADMIN_PORT). */
+      port: setting('MCU_ADMIN_PORT', port().optional(), { defaultText: 'server.port + 2 (0 if server.port is 0)' }),
+      /** Bearer token /status and /metrics then require on both listeners; the public one serves them only with it (default unset; MCU_ADMIN_TOKEN). */
+      token: setting('MCU_ADMIN_TOKEN', z.string().min(MIN_SECRET_LENGTH).optional(), { secret: true, defaultText: 'unset' }),
+    }),
     limits: group({
       /** Most participants in one room (default 16; MCU_MAX_PARTICIPANTS_PER_ROOM). */
       maxParticipantsPerRoom: setting('MCU_MAX_PARTICIPANTS_PER_ROOM', int(1, 64).default(16)),
@@ -57,6 +69,10 @@ export const settingsSchema = z
       maxMessageBytes: setting('MCU_MAX_MESSAGE_BYTES', int(1024, 16 * 1024 * 1024).default(65536)),
       /** How long a participant whose signaling connection dropped may resume, ms (default 15000; MCU_RESUME_GRACE_MS). */
       resumeGraceMs: setting('MCU_RESUME_GRACE_MS', int(0, 600000).default(15000)),
+      /** Most fresh joins (resumes not counted) from one client address within limits.joinWindowMs, 0 = no limit (default 100; MCU_JOINS_PER_WINDOW). */
+      joinsPerWindow: setting('MCU_JOINS_PER_WINDOW', int(0, 10_000).default(100)),
+      /** The sliding window of the per-address join limit, ms (default 10000; MCU_JOIN_WINDOW_MS). */
+      joinWindowMs: setting('MCU_JOIN_WINDOW_MS', int(100, 3_600_000).default(10000)),
     }),
     video: group({
       /** Composite video width (default 640; MCU_VIDEO_WIDTH). */
@@ -74,7 +90,9 @@ export const settingsSchema = z
     }),
     replication: group({
       /** Shared secret authenticating every replication frame; unset runs unprotected (default unset; MCU_REPLICATION_SECRET). */
-      secret: setting('MCU_REPLICATION_SECRET', z.string().min(16).optional(), { secret: true, defaultText: 'unset: no replication' }),
+      secret: setting('MCU_REPLICATION_SECRET', z.string().min(MIN_SECRET_LENGTH).optional(), { secret: true, defaultText: 'unset: no replication' }),
+      /** File holding that secret, readable by its owner only; instead of replication.secret, never with it (default unset; MCU_REPLICATION_SECRET_FILE). */
+      secretFile: setting('MCU_REPLICATION_SECRET_FILE', text().optional(), { defaultText: 'unset' }),
       /** Address the primary accepts its standby on (default 127.0.0.1; MCU_REPLICATION_HOST). */
       host: setting('MCU_REPLICATION_HOST', text().default('127.0.0.1')),
       /** Port the primary accepts its standby on, TCP and UDP (default server.port + 1; MCU_REPLICATION_PORT). */
@@ -140,13 +158,22 @@ export const settingsSchema = z
 type Settings = z.output<typeof settingsSchema>;
 
 /** Replication to a hot standby; present only with a secret. */
-export type ReplicationConfig = Omit<Settings['replication'], 'secret' | 'port'> & { secret: string; port: number };
+export type ReplicationConfig = Omit<Settings['replication'], 'secret' | 'secretFile' | 'port'> & {
+  /** The shared secret, from replication.secret or read from replication.secretFile. */
+  secret: string;
+  /** Where the secret was read from, null when it was given as replication.secret. */
+  secretFile: string | null;
+  port: number;
+};
+/** The admin listener (/status, /metrics): port computed, token null when unset. */
+export type AdminConfig = { host: string; port: number; token: string | null };
 export type LogConfig = { level: (typeof LOG_LEVELS)[number]; format: 'text' | 'json'; role: string | null };
 export type StandbyConfig = { primaryHost: string; primaryPort: number; statusPort: number };
 export type RealtimeConfig = Settings['realtime'];
 
 /** The effective configuration of a process: every setting, computed defaults filled in. */
-export type McuConfig = Omit<Settings, 'replication' | 'log' | 'standby'> & {
+export type McuConfig = Omit<Settings, 'admin' | 'replication' | 'log' | 'standby'> & {
+  admin: AdminConfig;
   /** null: no secret, no replication (the MCU runs unprotected). */
   replication: ReplicationConfig | null;
   log: LogConfig;
@@ -260,11 +287,29 @@ export function loadConfig(options: LoadConfigOptions = {}): McuConfig {
   overlay(input, envLayer(env));
   const parsed = settingsSchema.safeParse(input);
   const problems = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeIssue(issue, input));
-  if (parsed.success && options.requireReplication && parsed.data.replication.secret === undefined) {
-    problems.push(problemLine('replication.secret', 'required for a standby: the primary\'s secret, at least 16 characters'));
+  if (!parsed.success) throw new ConfigError(problems.join('\n'));
+  const settings = parsed.data;
+  const { secret, secretFile } = settings.replication;
+  if (secret !== undefined && secretFile !== undefined) {
+    problems.push(problemLine('replication.secretFile', 'set either replication.secret (MCU_REPLICATION_SECRET) or replication.secretFile, not both'));
+  } else if (secretFile !== undefined) {
+    const read = readSecretFile(resolvePath(secretFile), MIN_SECRET_LENGTH);
+    if ('problem' in read) problems.push(problemLine('replication.secretFile', read.problem));
+    else settings.replication.secret = read.secret;
+  } else if (options.requireReplication && secret === undefined) {
+    problems.push(problemLine('replication.secret', `required for a standby: the primary's secret, at least ${MIN_SECRET_LENGTH} characters`));
   }
-  if (!parsed.success || problems.length > 0) throw new ConfigError(problems.join('\n'));
-  return complete(parsed.data, env);
+  if (settings.admin.token === undefined && !isLoopbackHost(settings.admin.host)) {
+    problems.push(problemLine('admin.host', `${settings.admin.host} is not a loopback address: set admin.token (MCU_ADMIN_TOKEN) too, or /status and /metrics are open to whoever reaches it`));
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return complete(settings, env);
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`: only this host reaches them. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** Exit status of a process whose configuration is invalid (EX_CONFIG of sysexits.h). */
@@ -336,11 +381,13 @@ function overlay(input: Record<string, unknown>, layer: Record<string, Record<st
 }
 
 function complete(settings: Settings, env: NodeJS.ProcessEnv): McuConfig {
-  const { secret, port: replicationPort, ...replication } = settings.replication;
+  const { secret, secretFile, port: replicationPort, ...replication } = settings.replication;
   const port = replicationPort ?? (settings.server.port === 0 ? 0 : settings.server.port + 1);
+  const { host: adminHost, port: adminPort, token } = settings.admin;
   return {
     ...settings,
-    replication: secret === undefined ? null : { ...replication, secret, port },
+    admin: { host: adminHost, port: adminPort ?? (settings.server.port === 0 ? 0 : settings.server.port + 2), token: token ?? null },
+    replication: secret === undefined ? null : { ...replication, secret, secretFile: secretFile === undefined ? null : resolvePath(secretFile), port },
     log: completeLog(settings.log, env),
     standby: {
       primaryHost: settings.standby.primaryHost ?? replication.host,

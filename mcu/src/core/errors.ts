@@ -21,12 +21,15 @@ export const ERROR_CODES = {
   RESUME_REJECTED: 'signaling',
   NEGOTIATION_FAILED: 'signaling',
   NOT_PRIMARY: 'signaling',
+  RATE_LIMITED: 'signaling',
   // The replication channel (mcu/src/replication, mcu/src/wire).
   REPLICATION_AUTH_FAILED: 'replication',
   REPLICATION_STALE_EPOCH: 'replication',
   REPLICATION_MALFORMED: 'replication',
   REPLICATION_CLOSED: 'replication',
   CONFIG_INVALID: 'config',
+  // The admin listener of /status and /metrics (mcu/src/http/admin.ts).
+  ADMIN_LISTEN_FAILED: 'admin',
   INTERNAL: 'internal',
   // The replicated session state (mcu/src/conference/session-state.ts).
   SESSION_STATE_CONFLICT: 'session-state',
@@ -156,9 +159,28 @@ export class NotPrimaryError extends McuError {
     super('NOT_PRIMARY', `this MCU is ${state}, not the primary: connect to the primary's address`);
   }
 }
+/** Too many fresh joins from one client address (limits.joinsPerWindow within limits.joinWindowMs). */
+export class RateLimitedError extends McuError {
+  /** When a join from this address is accepted again, ms from now. */
+  readonly retryAfterMs: number;
+  constructor(limit: number, windowMs: number, retryAfterMs: number) {
+    super(
+      'RATE_LIMITED',
+      `too many joins from your address: at most ${limit} per ${windowMs} ms (MCU_JOINS_PER_WINDOW, MCU_JOIN_WINDOW_MS); try again in ${Math.ceil(retryAfterMs)} ms`,
+    );
+    this.retryAfterMs = retryAfterMs;
+  }
+}
 export class ConfigError extends McuError {
   constructor(message: string) {
     super('CONFIG_INVALID', message);
+  }
+}
+
+/** The admin listener could not bind (or was closed before it did). */
+export class AdminListenError extends McuError {
+  constructor(host: string, port: number, detail: string, options?: { cause?: unknown }) {
+    super('ADMIN_LISTEN_FAILED', `cannot bind the admin listener (/status, /metrics) on ${host}:${port}: ${detail}; choose another admin.port (MCU_ADMIN_PORT)`, options);
   }
 }
 

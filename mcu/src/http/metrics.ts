@@ -80,3 +80,44 @@ export class McuMetrics {
     client.collectDefaultMetrics({ register: this.registry });
   }
 }
+
+/** What a standby's /metrics reads from it, at each scrape (standby/src/standby.ts). */
+export interface StandbyMetricsSource {
+  /** A checkpoint and the primary's heartbeats: a death of the primary would be taken over. */
+  ready(): boolean;
+  /** Epoch of the checkpoint (the primary's). */
+  epoch(): number;
+  /** Sequence number of the last replication frame applied. */
+  checkpointSeq(): number;
+  checkpointParticipants(): number;
+  sparesConnected(): number;
+  /** ms since the last heartbeat heard, null before the first. */
+  heartbeatAgeMs(): number | null;
+}
+
+/** Prometheus metrics of a standby process, read at scrape time like McuMetrics; its own registry. */
+export class StandbyMetrics {
+  readonly registry = new client.Registry();
+
+  constructor(source: StandbyMetricsSource) {
+    const registers = [this.registry];
+    const gauge = (name: string, help: string, read: () => number | null): void => {
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect(this: client.Gauge) {
+          const value = read();
+          if (value !== null) this.set(value);
+        },
+      });
+    };
+    gauge('mcu_standby_ready', '1 while this standby holds a checkpoint and hears the primary (it would take over)', () => (source.ready() ? 1 : 0));
+    gauge('mcu_epoch', 'Epoch of the checkpoint this standby follows', () => source.epoch());
+    gauge('mcu_standby_checkpoint_seq', 'Sequence number of the last replication frame applied to the checkpoint', () => source.checkpointSeq());
+    gauge('mcu_standby_checkpoint_participants', 'Participants in the checkpoint', () => source.checkpointParticipants());
+    gauge('mcu_standby_spares_connected', 'Warm spare media paths connected to pages', () => source.sparesConnected());
+    gauge('mcu_standby_heartbeat_age_ms', 'Time since the last heartbeat of the primary', () => source.heartbeatAgeMs());
+    client.collectDefaultMetrics({ register: this.registry });
+  }
+}

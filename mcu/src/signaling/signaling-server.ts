@@ -2,9 +2,10 @@ import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Conference } from '../conference/conference.ts';
 import type { McuConfig } from '../core/config.ts';
-import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, isClientFacing, toWireError } from '../core/errors.ts';
+import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, RateLimitedError, isClientFacing, toWireError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
+import { JoinRateLimiter } from './join-rate-limiter.ts';
 import { checkMessageSize, validate } from './validation.ts';
 import { takeoverServerOptions } from '../takeover/session/takeover-adapter.ts';
 import { FailoverStep } from '../wire/failover-steps.ts';
@@ -54,12 +55,15 @@ export class SignalingServer {
   readonly #log = createLogger('signaling');
   readonly #handlers: Record<ClientEventName, Handler>;
   readonly #refusals = new Map<string, number>();
+  /** Fresh joins per client address (limits.joinsPerWindow, limits.joinWindowMs); resumes pass. */
+  readonly #joinLimiter: JoinRateLimiter;
   #closed = false;
 
   constructor(http: HttpServer, conference: Conference, config: McuConfig, opts: SignalingServerOptions) {
     this.#conference = conference;
     this.#config = config;
     this.#opts = opts;
+    this.#joinLimiter = new JoinRateLimiter({ maxJoins: config.limits.joinsPerWindow, windowMs: config.limits.joinWindowMs });
     this.io = new Server(http, {
       // One TCP connection per client, no long-polling: the unit the takeover moves.
       transports: ['websocket'],
@@ -158,6 +162,9 @@ export class SignalingServer {
   #join(socket: McuSocket, payload: unknown): HandlerResult {
     const req = validate.join(payload);
     if (socket.data.room !== null) throw new AlreadyJoinedError(socket.data.room);
+    // A resume only binds a participant that exists (and proves it with its token): after a
+    // failover every client of an address resumes at once, and none may be refused.
+    if (!req.resume) this.#limitJoin(socket);
     const outcome = this.#conference.join(req, socket.id);
     socket.data.participantId = outcome.record.id;
     socket.data.room = outcome.record.room;
@@ -189,6 +196,13 @@ export class SignalingServer {
     if (!participant.pendingRestart) return { reply };
     // Resumed after a takeover: the media path must be rebuilt, server first (design notes 5).
     return { reply, afterAck: () => this.#sendRestartOffer(socket, outcome.record.id) };
+  }
+
+  #limitJoin(socket: McuSocket): void {
+    const address = socket.handshake.address || socket.conn.remoteAddress || 'unknown';
+    const decision = this.#joinLimiter.take(address);
+    if (decision.allowed) return;
+    throw new RateLimitedError(this.#joinLimiter.maxJoins, this.#joinLimiter.windowMs, decision.retryAfterMs);
   }
 
   async #sendRestartOffer(socket: McuSocket, participantId: string): Promise<void> {

@@ -10,7 +10,7 @@ import { launchChromium } from '../../common/browser.ts';
 import { freePort } from '../../common/ports.ts';
 import { buildTimeline } from '../../failover-timeline.ts';
 import { LabProcess } from '../../lab/lab-process.ts';
-import { labMcuEnv } from '../../lab/start-mcu.ts';
+import { labMcuEnv, labStatus } from '../../lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../lab/topology.ts';
 import { registerCleanup } from './cleanup.ts';
 import { LAB_CPUS, LAB_MISSED_HEARTBEATS, PROMOTION_TIMEOUT_MS, RECOVERY_TIMEOUT_MS } from './settings.ts';
@@ -102,7 +102,7 @@ export class SupervisedSystem implements SystemUnderTest {
   static async start(browser: Browser): Promise<SupervisedSystem> {
     const port = await freePort();
     // The restart path (issue 3) as it is measured: no warm spare paths.
-    const supervisor = new Supervisor({ port, replicationPort: await freePort(), host: '127.0.0.1', env: { MCU_SPARE_PATHS: '0' } });
+    const supervisor = new Supervisor({ port, replicationPort: await freePort(), adminPort: await freePort(), host: '127.0.0.1', env: { MCU_SPARE_PATHS: '0' } });
     const system = new SupervisedSystem(supervisor, `http://127.0.0.1:${port}`, browser);
     registerCleanup(() => system.close());
     await supervisor.start();
@@ -110,11 +110,11 @@ export class SupervisedSystem implements SystemUnderTest {
   }
 
   status(): Promise<Record<string, unknown> | null> {
-    return getJson(`${this.url}/status`);
+    return getJson(`${this.#supervisor.adminUrl}/status`);
   }
 
   async protection(): Promise<string | null> {
-    const status = await getJson(`${this.url}/status`);
+    const status = await getJson(`${this.#supervisor.adminUrl}/status`);
     if (!status) return 'the primary does not answer /status';
     if (status.role !== 'primary') return `/status says role ${String(status.role)}`;
     if (status.protected !== true) return 'the primary is not protected';
@@ -201,9 +201,12 @@ export class LabSystem implements SystemUnderTest {
   #closing: Promise<void> | null = null;
 
   readonly #takeover: boolean;
+  /** The MCUs' replication secret, from which the lab derives their admin token (labStatus()). */
+  readonly #secret: string;
 
-  private constructor(lab: LabTopology, primary: LabProcess, standby: LabProcess, browser: Browser, takeover: boolean) {
+  private constructor(lab: LabTopology, primary: LabProcess, standby: LabProcess, browser: Browser, takeover: boolean, secret: string) {
     this.#takeover = takeover;
+    this.#secret = secret;
     this.#lab = lab;
     this.#primary = primary;
     this.#standby = standby;
@@ -242,7 +245,7 @@ export class LabSystem implements SystemUnderTest {
       browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
       const b = browser;
       registerCleanup(() => b.close());
-      return new LabSystem(lab, primary, standby, browser, options.takeover);
+      return new LabSystem(lab, primary, standby, browser, options.takeover, secret);
     } catch (err) {
       await browser?.close().catch(() => undefined);
       for (const p of processes) await p.close({ graceMs: 500 }).catch(() => undefined);
@@ -253,7 +256,7 @@ export class LabSystem implements SystemUnderTest {
 
   async status(): Promise<Record<string, unknown> | null> {
     // From the client host on a fresh connection: the test process cannot reach the VIP.
-    return (this.#lab.fetchJson('client', `${this.url}/status`) as Promise<Record<string, unknown>>).catch(() => null);
+    return (labStatus(this.#lab, this.#secret) as Promise<Record<string, unknown>>).catch(() => null);
   }
 
   async protection(): Promise<string | null> {

@@ -13,8 +13,10 @@ const supervisor = new Supervisor({
   port,
   host: config.server.host,
   // Without a secret of ours the supervisor makes one, and the replication port is port + 1.
-  secret: config.replication?.secret,
+  // A secret file is read by each child itself (and checked by each).
+  ...(config.replication?.secretFile ? { secretFile: config.replication.secretFile } : { secret: config.replication?.secret }),
   replicationPort: config.replication?.port,
+  adminPort: config.admin.port,
   env: file === null ? {} : { MCU_CONFIG: file },
   echoLogs: true,
 });
@@ -37,7 +39,9 @@ supervisor
   .start()
   .then(() => {
     announce({ event: 'ready', port, ...supervisor.status() });
-    log.info(`demo ready: open http://localhost:${port}/?room=demo&name=YourName&autojoin=1 ; kill -9 the primary (pid ${supervisor.primary?.pid}) to see a failover`);
+    log.info(
+      `demo ready: open http://localhost:${port}/?room=demo&name=YourName&autojoin=1 ; /status and /metrics on http://localhost:${config.admin.port}/ ; kill -9 the primary (pid ${supervisor.primary?.pid}) to see a failover`,
+    );
   })
   .catch((err: unknown) => {
     log.error('demo failed to start', { error: (err as Error).message });

@@ -11,8 +11,12 @@ export interface SupervisorOptions {
   /** Replication port; default port + 1. */
   replicationPort?: number;
   host?: string;
-  /** Shared replication secret; default: a random one for this run. */
+  /** Port of the primary's admin listener (/status, /metrics); default port + 2. A promoted standby binds it too. */
+  adminPort?: number;
+  /** Shared replication secret; default: a random one for this run (unless secretFile). */
   secret?: string;
+  /** A file holding the shared secret (replication.secretFile), read by each process itself; instead of secret. */
+  secretFile?: string;
   /** Extra environment for both processes (limits, heartbeat settings, ...). */
   env?: Record<string, string>;
   /** Copy the children's logs to our stderr with a prefix (the demo does; tests don't). */
@@ -24,7 +28,10 @@ export interface ManagedMcu {
   pid: number;
   role: 'primary' | 'standby';
   epoch: number;
+  /** A standby's own admin listener (/status, /metrics); null for a process started as the primary. */
   statusPort: number | null;
+  /** The admin listener of the MCU in this process once it serves (the primary's, or a promoted standby's). */
+  adminPort: number | null;
 }
 
 export type SupervisorEvents = {
@@ -48,7 +55,7 @@ export class SupervisorClosedError extends McuError {
  * so a second and a third crash are survived too.
  */
 export class Supervisor extends EventEmitter<SupervisorEvents> {
-  readonly #opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string> };
+  readonly #opts: Required<Omit<SupervisorOptions, 'env' | 'secret' | 'secretFile'>> & { env: Record<string, string>; secret: { value: string } | { file: string } };
   readonly #log = createLogger('supervisor');
   #primary: ManagedMcu | null = null;
   #standby: ManagedMcu | null = null;
@@ -62,8 +69,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#opts = {
       port: opts.port,
       replicationPort: opts.replicationPort ?? opts.port + 1,
+      adminPort: opts.adminPort ?? opts.port + 2,
       host: opts.host ?? '0.0.0.0',
-      secret: opts.secret ?? randomBytes(24).toString('base64url'),
+      secret: opts.secretFile !== undefined ? { file: opts.secretFile } : { value: opts.secret ?? randomBytes(24).toString('base64url') },
       env: opts.env ?? {},
       echoLogs: opts.echoLogs ?? false,
     };
@@ -86,7 +94,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       PORT: String(this.#opts.port),
       HOST: this.#opts.host,
       MCU_REPLICATION_PORT: String(this.#opts.replicationPort),
-      MCU_REPLICATION_SECRET: this.#opts.secret,
+      MCU_ADMIN_PORT: String(this.#opts.adminPort),
+      // One of the two, the other emptied (= unset): the children must not see both.
+      ...('file' in this.#opts.secret
+        ? { MCU_REPLICATION_SECRET_FILE: this.#opts.secret.file, MCU_REPLICATION_SECRET: '' }
+        : { MCU_REPLICATION_SECRET: this.#opts.secret.value, MCU_REPLICATION_SECRET_FILE: '' }),
       ...this.#opts.env,
     };
   }
@@ -108,7 +120,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async #startPrimary(): Promise<void> {
     const proc = this.#spawn('mcu/src/main.ts', this.#env(), '[primary] ');
     const listening = await proc.waitFor((e) => e.event === 'listening');
-    this.#primary = { process: proc, pid: proc.pid, role: 'primary', epoch: Number(listening.epoch ?? 1), statusPort: null };
+    this.#primary = { process: proc, pid: proc.pid, role: 'primary', epoch: Number(listening.epoch ?? 1), statusPort: null, adminPort: portOf(listening.adminPort) };
     this.#watchExit(this.#primary);
     this.#log.info('primary started', { pid: proc.pid, port: listening.port });
     this.emit('primary-started', this.#primary);
@@ -118,7 +130,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async startStandby(): Promise<ManagedMcu> {
     const proc = this.#spawn('standby/src/main.ts', { ...this.#env(), STANDBY_STATUS_PORT: '0' }, '[standby] ');
     const started = await proc.waitFor((e) => e.event === 'standby-started');
-    const standby: ManagedMcu = { process: proc, pid: proc.pid, role: 'standby', epoch: 0, statusPort: Number(started.statusPort) };
+    const standby: ManagedMcu = { process: proc, pid: proc.pid, role: 'standby', epoch: 0, statusPort: Number(started.statusPort), adminPort: null };
     this.#standby = standby;
     this.#watchExit(standby);
     void proc
@@ -137,6 +149,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#failovers++;
     standby.role = 'primary';
     standby.epoch = Number(event.epoch);
+    standby.adminPort = portOf(event.adminPort);
     this.#primary = standby;
     if (this.#standby === standby) this.#standby = null;
     this.#log.info('standby promoted: starting a new standby', { pid: standby.pid, epoch: standby.epoch, failovers: this.#failovers });
@@ -182,7 +195,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       standby: this.#standby && { pid: this.#standby.pid, statusPort: this.#standby.statusPort },
       failovers: this.#failovers,
       port: this.#opts.port,
+      adminPort: this.#opts.adminPort,
     };
+  }
+
+  /** Where the primary's /status and /metrics are with admin.host on loopback (the default): its admin listener, which a promoted standby takes over. */
+  get adminUrl(): string {
+    return `http://127.0.0.1:${this.#opts.adminPort}`;
   }
 
   /** Stops everything deliberately (standby first, so it never mistakes this for a crash). */
@@ -197,4 +216,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (primary) await stop(primary);
     await Promise.all([...this.#children].map(stop));
   }
+}
+
+function portOf(value: unknown): number | null {
+  return typeof value === 'number' && value > 0 ? value : null;
 }
