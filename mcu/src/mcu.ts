@@ -364,7 +364,9 @@ export class Mcu extends EventEmitter<McuEvents> {
     void this.#lease?.close({ revoke: false });
     void this.#beacon?.close();
     const info = await fence.fence(reason);
-    await this.replication?.close(`fenced: ${reason}`).catch(() => undefined);
+    // No goodbye: a fenced primary did not stop on purpose; its standby judges for itself (and
+    // the witness decides whether it may take over).
+    await this.replication?.close(`fenced: ${reason}`, { announce: false }).catch(() => undefined);
     this.#resolveFenced(info);
   }
 
@@ -410,7 +412,7 @@ export class Mcu extends EventEmitter<McuEvents> {
     });
     guard.on('fenced', (info) => {
       void (async () => {
-        await this.replication?.close(`fenced: ${info.reason}`).catch(() => undefined);
+        await this.replication?.close(`fenced: ${info.reason}`, { announce: false }).catch(() => undefined);
         this.#resolveFenced(info);
       })();
     });
