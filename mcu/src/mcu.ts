@@ -221,12 +221,15 @@ export class Mcu extends EventEmitter<McuEvents> {
       if (this.#vipInterface || this.#witness) this.#serviceFence = new ServiceFence({ vipInterface: this.#vipInterface, epoch: () => this.#epoch });
       // The epoch is ours at the witness before we raise the VIP or serve.
       if (this.#witness) await this.#holdEpoch(this.#witness);
+      this.#assertEpochHeld();
       if (this.#ownsHostSetup) await this.#setUpHost();
+      this.#assertEpochHeld();
       await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
-      // The witness took the epoch back while we were starting: never serve it.
-      const fenced = this.#serviceFence?.fenced;
-      if (fenced) throw new PrimaryFencedError(fenced.reason);
+      this.#assertEpochHeld();
     } catch (err) {
+      // Lost the epoch while starting: never leave the VIP up behind us.
+      if (this.#lease?.state === 'lost') await this.#hostSetup.vip?.drop().catch(() => undefined);
+      await this.#lease?.close({ revoke: false });
       this.#servingSettled.reject(err as Error);
       throw err;
     }
@@ -326,10 +329,10 @@ export class Mcu extends EventEmitter<McuEvents> {
       const nonce = newNonce();
       const deadline = started + WITNESS_CLAIM_PATIENCE_MS;
       for (;;) {
-        confirmedAt = performance.now();
         try {
           const lease = await witness.client.leaseGrant(2);
           leaseId = lease.id;
+          confirmedAt = performance.now();
           record = await witness.claimFresh(nodeIdentity('primary'), lease.id, nonce);
           break;
         } catch (err) {
@@ -342,9 +345,18 @@ export class Mcu extends EventEmitter<McuEvents> {
       this.#log.info('epoch claimed at the witness', { epoch: record.epoch, cluster: witness.clusterName, endpoint: witness.client.endpoint, ms: Math.round((performance.now() - started) * 10) / 10 });
     }
     const lease = new PrimaryLease({ witness, record, leaseId, ttlMs: this.config.witness.leaseTtlMs, confirmedAt });
-    lease.on('lost', (loss) => void this.#fence(loss.detail));
+    // Once serving: fenced. Before (starting, promoting): start() sees it and gives up instead.
+    lease.on('lost', (loss) => {
+      if (this.#role === 'primary') void this.#fence(loss.detail);
+    });
     this.#lease = lease;
     lease.start();
+  }
+
+  /** The witness took the epoch back (a higher one, or the lease expired) while we were starting: never serve it. */
+  #assertEpochHeld(): void {
+    const loss = this.#lease?.loss;
+    if (loss) throw new PrimaryFencedError(loss.detail);
   }
 
   /**
