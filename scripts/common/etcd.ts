@@ -3,8 +3,8 @@
  * witness host and the benchmarks: started on the ports given (or free loopback ports) with a
  * data directory of its own, awaited until it serves, and removed with its data at close().
  */
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess, spawnChild } from '../../mcu/src/core/child-process.ts';
@@ -23,8 +23,13 @@ export interface EtcdServerOptions {
   peerPort?: number;
   /** Data directory, created by the caller (default: a fresh one under the system's temp directory). Removed by close() either way. */
   dataDir?: string;
-  /** Starts the process (default: here; the lab passes one that runs it inside its witness host). */
-  spawn?: (argv: string[]) => ChildProcess;
+  /** Starts the process with these stdio (default: here; the lab passes one that runs it inside its witness host). */
+  spawn?: (argv: string[], stdio: StdioOptions) => ChildProcess;
+  /**
+   * Its output goes to this file instead of pipes (a process that outlives us: etcd, like any Go
+   * program, dies of a write to a closed stderr pipe); readiness is then read from the file.
+   */
+  logFile?: string;
   /** Longest wait until it serves, ms (default 20000). */
   startTimeoutMs?: number;
   /** Member name (default `witness`). */
@@ -66,15 +71,20 @@ export class EtcdServer {
       '--initial-cluster-state', 'new',
     ];
     let proc: ManagedProcess;
+    const fd = options.logFile ? openSync(options.logFile, 'w') : null;
     try {
-      proc = new ManagedProcess(options.spawn ? options.spawn(argv) : spawnChild(argv[0]!, argv.slice(1)), { label: `etcd ${client}` });
+      const stdio: StdioOptions = fd === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd];
+      const child = options.spawn ? options.spawn(argv, stdio) : spawnChild(argv[0]!, argv.slice(1));
+      proc = new ManagedProcess(child, { label: `etcd ${client}` });
     } catch (err) {
       rmSync(dataDir, { recursive: true, force: true });
       throw err;
+    } finally {
+      if (fd !== null) closeSync(fd);
     }
     const server = new EtcdServer(client, proc, dataDir);
     try {
-      await server.#ready(options.startTimeoutMs ?? 20_000);
+      await server.#ready(options.startTimeoutMs ?? 20_000, options.logFile ?? null);
     } catch (err) {
       await server.close();
       throw err;
@@ -115,11 +125,16 @@ export class EtcdServer {
     return this.#closing;
   }
 
-  #ready(timeoutMs: number): Promise<void> {
+  #ready(timeoutMs: number, logFile: string | null): Promise<void> {
     const proc = this.process;
     return new Promise((resolve, reject) => {
+      // Without a pipe, the log file is read again every 50 ms until the line is there.
+      const poll = logFile === null ? null : setInterval(() => {
+        if (READY_LINE.test(readFileSync(logFile, 'utf8'))) done();
+      }, 50);
       const done = (err?: Error): void => {
         clearTimeout(timer);
+        if (poll) clearInterval(poll);
         proc.off('stderr', onLine);
         proc.off('exit', onExit);
         if (err) reject(err);
@@ -128,8 +143,9 @@ export class EtcdServer {
       const onLine = (line: string): void => {
         if (READY_LINE.test(line)) done();
       };
-      const onExit = (exit: { code: number | null; signal: NodeJS.Signals | null }): void => done(new ProcessExitedError(proc.label, exit, proc.stderrTail));
-      const timer = setTimeout(() => done(new ProcessTimeoutError(proc.label, proc.pid, timeoutMs, proc.stderrTail)), timeoutMs);
+      const tail = (): string => (logFile === null ? proc.stderrTail : readFileSync(logFile, 'utf8').split('\n').slice(-40).join('\n'));
+      const onExit = (exit: { code: number | null; signal: NodeJS.Signals | null }): void => done(new ProcessExitedError(proc.label, exit, tail()));
+      const timer = setTimeout(() => done(new ProcessTimeoutError(proc.label, proc.pid, timeoutMs, tail())), timeoutMs);
       proc.on('stderr', onLine);
       proc.on('exit', onExit);
       if (proc.stderr.some((line) => READY_LINE.test(line))) done();
