@@ -9,14 +9,15 @@
  *   compare-and-set and does not promote;
  * - kill -9 of the primary: the standby wins epoch 2 there and serves; with the witness
  *   unreachable it does not promote (state `waiting`, asking again), and it does once the witness
- *   answers again.
+ *   answers again; when the primary beats again meanwhile, it gives up and follows it again;
+ * - a member that cannot be reached is skipped for the next one.
  * Skipped when `etcd` is not installed (bash scripts/setup.sh installs etcd-server).
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { thisHost } from '../../mcu/src/core/host-commands.ts';
 import { EtcdClient } from '../../mcu/src/witness/etcd-client.ts';
-import { WitnessPrimaryExistsError } from '../../mcu/src/witness/errors.ts';
+import { WitnessPrimaryExistsError, WitnessUnreachableError } from '../../mcu/src/witness/errors.ts';
 import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
 import { newNonce, nodeIdentity, Witness, type EpochCas } from '../../mcu/src/witness/witness.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
@@ -153,6 +154,17 @@ describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () 
     assert.equal((await intruder.claimFresh({ node: 'primary-1@elsewhere', pid: 1, host: 'elsewhere' }, intruderLease.id)).epoch, 3);
   });
 
+  it('a member that cannot be reached is skipped for the next one, which is then asked first; none: WITNESS_UNREACHABLE naming each', async () => {
+    const server = await etcd();
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const client = new EtcdClient({ endpoints: [dead, server.endpoint], requestTimeoutMs: 2000 });
+    assert.equal(await client.range('/mcu/none/epoch'), null);
+    assert.equal(client.endpoint, server.endpoint, 'the member that answered is asked first from now on');
+    assert.equal(client.lastTiming?.endpoint, server.endpoint);
+    const nobody = new EtcdClient({ endpoints: [dead, `http://127.0.0.1:${await freePort()}`], requestTimeoutMs: 500 });
+    await assert.rejects(nobody.range('/mcu/none/epoch'), (err: unknown) => err instanceof WitnessUnreachableError && err.code === 'WITNESS_UNREACHABLE' && err.failures.length === 2 && /ECONNREFUSED/.test(err.message));
+  });
+
   for (const fault of ['killed', 'frozen'] as const) {
     it(`a primary whose witness is ${fault} fences itself once its lease expires (exit ${FENCED_EXIT_CODE})`, async (t) => {
       const server = await etcd();
@@ -234,5 +246,29 @@ describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () 
     assert.equal(promoted.epoch, 2);
     assert.equal(await witnessOf(server, cluster).epoch(), 2);
     t.diagnostic(`promoted ${Date.now() - thawedAt} ms after the witness answered again`);
+  });
+
+  it('a standby waiting for the witness gives up when the primary beats again, and follows it again', async () => {
+    const server = await etcd();
+    const cluster = `alive-${process.pid}`;
+    // A long lease: the primary must outlive the witness's silence here.
+    const { primary, standby, url, standbyStatusUrl } = await startPair(server, cluster, { MCU_WITNESS_RETRY_MS: '100', MCU_WITNESS_LEASE_TTL_MS: '20000' });
+    server.freeze();
+    const from = standby.mark();
+    primary.child.kill('SIGSTOP');
+    try {
+      await standby.waitFor((e) => e.event === 'standby-waiting');
+    } finally {
+      primary.child.kill('SIGCONT');
+    }
+    await failoverStep(standby, FailoverStep.PromotionAbandoned);
+    await standby.waitFor((e) => e.event === 'standby-ready' && standby.events.indexOf(e) >= from);
+    server.thaw();
+    assert.equal(standby.events.some((e) => e.event === 'promoted'), false, 'no promotion');
+    assert.equal((await status(standbyStatusUrl)).standbyState, 'ready');
+    const doc = await status(url);
+    assert.equal(doc.role, 'primary');
+    assert.equal(doc.epoch, 1);
+    assert.equal(await witnessOf(server, cluster).epoch(), 1, 'the epoch did not move');
   });
 });
