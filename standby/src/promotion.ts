@@ -18,7 +18,7 @@ import type { TakeoverEngine, TakeoverReport } from '../../mcu/src/takeover/stan
 import { raiseVipAtPromotion, type ServiceAddress } from '../../mcu/src/takeover/fencing/vip.ts';
 import type { HostSetup } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep, logStep } from '../../mcu/src/wire/failover-steps.ts';
-import { newNonce, nodeIdentity, type EpochCas, type Witness } from '../../mcu/src/witness/witness.ts';
+import { nodeIdentity, type EpochCas, type Witness } from '../../mcu/src/witness/witness.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -65,6 +65,12 @@ export interface PromotionOptions {
   witness: Witness | null;
   /** Witness unreachable: how long to wait before asking again (MCU_WITNESS_RETRY_MS). */
   witnessRetryMs: number;
+  /**
+   * The nonce of this standby's compare-and-sets from the epoch it follows: the same for every
+   * promotion attempt from that epoch, so a write that timed out and was applied later (a witness
+   * that was hung) is recognised as this standby's own win by the next attempt.
+   */
+  witnessNonce: string;
   /**
    * Witness unreachable: the standby waits `ms` while it watches the primary's heartbeats again
    * (a fresh heartbeat thread): `retry` when they stayed silent, `primary-alive` when the primary
@@ -259,14 +265,15 @@ export class Promotion {
   /**
    * The compare-and-set of the epoch at the witness, `expected` -> `expected + 1`, the record
    * naming this standby. Unreachable: asked again every witnessRetryMs while the primary stays
-   * silent (one nonce for every attempt, so an attempt applied whose answer was lost counts as won).
+   * silent (one nonce for every attempt from this epoch, so an attempt applied whose answer was lost
+   * counts as won, now or at a later promotion).
    */
   async #winEpoch(expected: number, death: HeartbeatVerdict): Promise<{ kind: 'won'; claim: McuOptions['witnessClaim'] } | NotPromoted> {
     const { witness, witnessRetryMs } = this.#opts;
     const log = this.#log;
     if (!witness) return { kind: 'won', claim: undefined };
     const identity = nodeIdentity('standby');
-    const nonce = newNonce();
+    const nonce = this.#opts.witnessNonce;
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       let cas: EpochCas;

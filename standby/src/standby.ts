@@ -15,7 +15,7 @@ import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions } from '../../mcu/src/takeover/standby.ts';
 import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
-import { witnessFromConfig, type Witness } from '../../mcu/src/witness/witness.ts';
+import { newNonce, witnessFromConfig, type Witness } from '../../mcu/src/witness/witness.ts';
 import { Promotion, type PromotionTimeline } from './promotion.ts';
 
 /**
@@ -78,6 +78,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
   readonly #witness: Witness | null;
   #witnessTimer: NodeJS.Timeout | null = null;
   #witnessSeen: { epoch: number | null; at: number; error: string | null } | null = null;
+  /** The nonce of our compare-and-sets from the epoch we follow (see PromotionOptions.witnessNonce). */
+  #witnessNonce: { epoch: number; nonce: string } | null = null;
   /** Wakes a promotion waiting for the witness when the standby stops. */
   readonly #stopped = new AbortController();
 
@@ -321,6 +323,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       supersede: (epoch) => this.#stopFollowing(epoch),
       witness: this.#witness,
       witnessRetryMs: this.#opts.config.witness.retryMs,
+      witnessNonce: this.#nonceFor(this.store.epoch),
       waitForWitness: (ms) => this.#waitForWitness(ms),
     });
     this.#promotion = promotion;
@@ -345,6 +348,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
         this.#followAgain();
         return;
     }
+  }
+
+  #nonceFor(epoch: number): string {
+    if (this.#witnessNonce?.epoch !== epoch) this.#witnessNonce = { epoch, nonce: newNonce() };
+    return this.#witnessNonce.nonce;
   }
 
   /**
