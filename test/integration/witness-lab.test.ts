@@ -8,7 +8,9 @@
  * 2. With the witness: the primary cut off from its standby only (both still reach the clients
  *    and the witness, a partition two nodes cannot judge): the standby wins epoch 2 at the witness
  *    and raises the VIP, the old primary finds the higher epoch there and fences. One VIP holder.
- * 3. With the witness: kill -9 of the primary: the standby promotes, the epoch in etcd is 2, and
+ * 3. The same cut in takeover mode (MCU_TAKEOVER=1): the fencing guard alone would judge the lost
+ *    standby's host gone and keep serving; the witness's higher epoch fences it.
+ * 4. With the witness: kill -9 of the primary: the standby promotes, the epoch in etcd is 2, and
  *    the new primary serves on the VIP.
  * Needs root, iproute2, nftables and etcd; skipped otherwise.
  */
@@ -19,9 +21,11 @@ import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
+import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
 const etcdMissing = (await thisHost.run(['etcd', '--version'], { check: false, timeoutMs: 10_000 }).catch(() => null))?.code === 0 ? null : 'etcd is not installed (apt-get install etcd-server)';
 const skipReason = (await labUnsupportedReason()) ?? etcdMissing;
+const takeoverSkipReason = await takeoverLabUnsupportedReason();
 
 interface StatusDoc {
   role?: string;
@@ -30,7 +34,7 @@ interface StatusDoc {
   witness?: { state?: string; epoch?: number } | null;
 }
 
-type Scenario = 'freeze-two-node' | 'cut-with-witness' | 'kill-with-witness';
+type Scenario = 'freeze-two-node' | 'cut-with-witness' | 'cut-takeover-with-witness' | 'kill-with-witness';
 
 /** The epoch the lab's witness holds for cluster `lab`, read from the client host (etcd lives on the lab's LAN only). */
 async function witnessEpoch(lab: LabTopology): Promise<number | null> {
@@ -51,13 +55,14 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
   try {
     await lab.up();
     const witness = kind !== 'freeze-two-node';
+    const takeover = kind === 'cut-takeover-with-witness';
     if (witness) await lab.startWitness();
     const secret = `witness-lab-secret-${kind}-${process.pid}`;
     // 5 missed beats: a false takeover under this shared machine's load is not what these test.
     const common = { LOG_LEVEL: 'info', MCU_MISSED_HEARTBEATS: '5' };
-    const primary = processes.start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { witness }), ...common });
+    const primary = processes.start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { witness, takeover }), ...common });
     const listening = await primary.waitForEvent('listening', { timeoutMs: 30_000 });
-    const standby = processes.start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { witness }), ...common });
+    const standby = processes.start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { witness, takeover }), ...common });
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
     const url = `http://${lab.addresses.vip}:${lab.servicePort}/status`;
     const before = (await lab.fetchJson('client', url)) as StatusDoc;
@@ -73,7 +78,7 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
     if (kind === 'freeze-two-node') {
       lab.freeze(primary.pid);
       frozenPid = primary.pid;
-    } else if (kind === 'cut-with-witness') {
+    } else if (kind === 'cut-with-witness' || kind === 'cut-takeover-with-witness') {
       await lab.cut('primary', 'standby');
       cut = true;
     } else {
@@ -142,6 +147,10 @@ describe('fencing in reconnect mode, and the witness, in the lab', { skip: skipR
 
   it('with the witness: the primary cut off from its standby only: the standby wins epoch 2, the old primary finds it at the witness and fences: one VIP holder', { timeout: 120_000 }, async (t) => {
     await scenario(t, 'cut-with-witness');
+  });
+
+  it('with the witness, takeover mode: the primary cut off from its standby only fences itself through the witness: one VIP holder', { timeout: 120_000, skip: takeoverSkipReason ?? false }, async (t) => {
+    await scenario(t, 'cut-takeover-with-witness');
   });
 
   it('with the witness: kill -9 of the primary: the standby promotes, the epoch in etcd is 2, it serves on the VIP', { timeout: 120_000 }, async (t) => {
