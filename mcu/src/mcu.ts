@@ -230,6 +230,7 @@ export class Mcu extends EventEmitter<McuEvents> {
       // Lost the epoch while starting: never leave the VIP up behind us.
       if (this.#lease?.state === 'lost') await this.#hostSetup.vip?.drop().catch(() => undefined);
       await this.#lease?.close({ revoke: false });
+      this.#serviceFence?.close();
       this.#servingSettled.reject(err as Error);
       throw err;
     }
