@@ -218,7 +218,6 @@ export class Mcu extends EventEmitter<McuEvents> {
   async start(): Promise<void> {
     if (this.#role === 'starting' && this.#bindRetryMs > 0) this.setRole('promoting');
     try {
-      if (this.#vipInterface || this.#witness) this.#serviceFence = new ServiceFence({ vipInterface: this.#vipInterface, epoch: () => this.#epoch });
       // The epoch is ours at the witness before we raise the VIP or serve.
       if (this.#witness) await this.#holdEpoch(this.#witness);
       this.#assertEpochHeld();
@@ -240,6 +239,9 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.#servingSettled.resolve();
     // Whoever awaits `serving` goes first: a promoted standby's media and sessions before replication.
     await Promise.resolve();
+    // Fencing from here on (a superseded or lost epoch): its resident `ip` starts off the path to
+    // serving, and before any timer or input could ask for it.
+    if (this.#vipInterface || this.#witness) this.#serviceFence = new ServiceFence({ vipInterface: this.#vipInterface, epoch: () => this.#epoch });
     if (this.#lastFailover) {
       this.#lastFailover.promotedAt = Date.now();
       this.#log.info('failover step: serving as primary', {
