@@ -8,10 +8,12 @@
  *   ... | node --import tsx scripts/failover-timeline.ts -
  *
  * The steps and what they mean: mcu/src/wire/failover-steps.ts. Fencing of a wrongly suspected
- * primary (takeover mode, mcu/src/takeover/fencing/fencing.ts) shows as steps too: superseded-sent
- * (standby), superseded-received, fence-stall / fence-verified (a pause verified with the
- * standby), fence-deciding / fence-probe / fence-decided or fence-released (a lost standby
- * judged), fenced, fence-vip-dropped, and the role change to `fenced`.
+ * primary (mcu/src/takeover/fencing/) shows as steps too: superseded-sent (standby),
+ * superseded-received, fence-stall / fence-verified (a pause verified with the standby),
+ * fence-deciding / fence-probe / fence-decided or fence-released (a lost standby judged; takeover
+ * mode), fenced, fence-vip-dropped, and the role change to `fenced`; with a witness
+ * (mcu/src/witness/) the standby's witness-won / witness-lost / witness-unreachable /
+ * promotion-abandoned and the old primary's witness-superseded / witness-lease-expired.
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need on a fresh Debian machine (Node 20, root):
-# npm packages, Debian's Chromium for the browser tests, the demo page bundle and the
-# native addon. Idempotent and quiet when all is there.
+# npm packages, Debian's Chromium for the browser tests, nftables, etcd-server (the witness),
+# the demo page bundle and the native addon. Idempotent and quiet when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ fi
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v nft >/dev/null || missing+=(nftables)
+# The witness (etcd) of the witness tests and the lab's witness host.
+command -v etcd >/dev/null || missing+=(etcd-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== apt-get install ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { Conference, type RestoreOutcome, type SpareStart } from './conference/conference.ts';
 import { redactConfig, type McuConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
+import { PrimaryFencedError } from './takeover/errors.ts';
 import { createLogger, setLogRole } from './core/logger.ts';
 import { McuMetrics, type McuMetricsSource } from './http/metrics.ts';
 import { AdminServer, serveAdminPath, type AdminRoutes } from './http/admin.ts';
@@ -17,13 +18,17 @@ import type { TakeoverEngine, TakeoverReport } from './takeover/standby.ts';
 import type { TransportRecord } from './takeover/transport/transport-record.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
 import { HostSetup, hostSetupSettings } from './takeover/fencing/host-setup.ts';
+import { ServiceFence } from './takeover/fencing/service-fence.ts';
+import { PrimaryLease, type PrimaryLeaseStatus } from './witness/primary-lease.ts';
+import { newNonce, nodeIdentity, witnessFromConfig, type PrimaryRecord, type Witness } from './witness/witness.ts';
+import { WitnessUnreachableError } from './witness/errors.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 import type { SpareHandoff } from './spare/spare-paths.ts';
 import { FailoverStep } from './wire/failover-steps.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
- * another one took over its clients (takeover mode); it writes nothing more and exits.
+ * another one took over its clients (takeover mode, a VIP or a witness); it writes nothing more and exits.
  */
 export type McuRole = 'starting' | 'standby' | 'promoting' | 'primary' | 'fenced' | 'stopping' | 'stopped';
 
@@ -44,6 +49,8 @@ export interface McuStatus {
   lastFailover: FailoverRecord | null;
   /** Takeover mode: the fencing guard (stalls verified, standby losses judged, fenced or not); null otherwise. */
   fencing: FencingStatus | null;
+  /** With a witness (MCU_WITNESS_ENDPOINTS): this primary's hold on its epoch there; null in two-node mode. */
+  witness: PrimaryLeaseStatus | null;
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
   /** Warm spare media paths: on or off (MCU_SPARE_PATHS), how many are connected, and each participant's. */
@@ -80,6 +87,12 @@ export interface McuOptions {
    * start, raises the VIP, and removes it all on close().
    */
   hostSetup?: HostSetup;
+  /**
+   * With a witness: a promoting standby already won this MCU's epoch there (its compare-and-set,
+   * standby/src/promotion.ts): the record it wrote and performance.now() of the win. The MCU holds
+   * the epoch from there; without it, a primary claims the next epoch at start.
+   */
+  witnessClaim?: { record: PrimaryRecord; confirmedAt: number };
 }
 
 export type McuEvents = {
@@ -121,6 +134,13 @@ export class Mcu extends EventEmitter<McuEvents> {
   /** Connection-level takeover on the primary side (config.takeover), null in reconnect mode. */
   readonly takeover: TakeoverPrimary | null;
   #fencing: FencingGuard | null = null;
+  /** Fencing in every mode with a VIP or a witness: the VIP dropped (takeover mode: behind the guard's output fence). */
+  #serviceFence: ServiceFence | null = null;
+  /** The witness (MCU_WITNESS_ENDPOINTS), null in two-node mode. */
+  readonly #witness: Witness | null;
+  readonly #witnessClaim: McuOptions['witnessClaim'];
+  /** Our hold on the epoch at the witness, from the claim at start (or the standby's win) on. */
+  #lease: PrimaryLease | null = null;
   readonly #vipInterface: string | null;
   readonly #lanInterface: string | null;
   readonly #hostSetup: HostSetup;
@@ -138,6 +158,8 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.#hostSetup = opts.hostSetup ?? new HostSetup(hostSetupSettings(this.config));
     this.#vipInterface = this.#hostSetup.vip?.interface ?? opts.config.takeover.vipInterface;
     this.#lanInterface = opts.config.takeover.lanInterface;
+    this.#witness = witnessFromConfig(opts.config.witness);
+    this.#witnessClaim = opts.witnessClaim;
     this.#fenced = new Promise((resolve) => (this.#resolveFenced = resolve));
     this.#bindRetryMs = opts.bindRetryMs ?? 0;
     this.serving = new Promise((resolve, reject) => (this.#servingSettled = { resolve, reject }));
@@ -211,9 +233,18 @@ export class Mcu extends EventEmitter<McuEvents> {
     const promoting = this.#role === 'promoting';
     try {
       if (!promoting) await this.admin.listen();
+      // The epoch is ours at the witness before we raise the VIP or serve.
+      if (this.#witness) await this.#holdEpoch(this.#witness);
+      this.#assertEpochHeld();
       if (this.#ownsHostSetup) await this.#setUpHost();
+      this.#assertEpochHeld();
       await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
+      this.#assertEpochHeld();
     } catch (err) {
+      // Lost the epoch while starting: never leave the VIP up behind us.
+      if (this.#lease?.state === 'lost') await this.#hostSetup.vip?.drop().catch(() => undefined);
+      await this.#lease?.close({ revoke: false });
+      this.#serviceFence?.close();
       this.#servingSettled.reject(err as Error);
       throw err;
     }
@@ -223,6 +254,9 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.#servingSettled.resolve();
     // Whoever awaits `serving` goes first: a promoted standby's media and sessions before replication.
     await Promise.resolve();
+    // Fencing from here on (a superseded or lost epoch): its resident `ip` starts off the path to
+    // serving, and before any timer or input could ask for it.
+    if (this.#vipInterface || this.#witness) this.#serviceFence = new ServiceFence({ vipInterface: this.#vipInterface, epoch: () => this.#epoch });
     if (this.#lastFailover) {
       this.#lastFailover.promotedAt = Date.now();
       this.#log.info('failover step: serving as primary', {
@@ -266,6 +300,11 @@ export class Mcu extends EventEmitter<McuEvents> {
       // Output commit and session records ride the same ordered channel as the session state.
       this.takeover?.setReplication(bound);
       if (this.takeover) this.#armFencing(bound, repl);
+      else if (this.#serviceFence) {
+        // Reconnect mode with a VIP or a witness: a standby promoting itself over us takes the
+        // address (and the epoch): we must let go of both, as in takeover mode.
+        bound.on('superseded', (info) => void this.#fence(`superseded: standby ${info.standbyId} is promoting itself with epoch ${info.epoch}`));
+      }
       // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
       const replicationPort = bound.address()!.port;
       await withBindRetry(
@@ -295,6 +334,76 @@ export class Mcu extends EventEmitter<McuEvents> {
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
     });
+  }
+
+  /**
+   * With a witness: a fresh primary claims the next epoch there (refused while another primary's
+   * record is attached to a live lease), a promoted standby's MCU holds the one its standby won;
+   * then the lease keeps it (primary-lease.ts), and losing it fences this primary.
+   */
+  async #holdEpoch(witness: Witness): Promise<void> {
+    const started = performance.now();
+    let record: PrimaryRecord;
+    let leaseId: string | null = null;
+    let confirmedAt: number;
+    if (this.#witnessClaim) {
+      ({ record, confirmedAt } = this.#witnessClaim);
+    } else {
+      // A witness that does not answer at once (starting, electing a leader) is asked again for a while.
+      const nonce = newNonce();
+      const deadline = started + WITNESS_CLAIM_PATIENCE_MS;
+      for (;;) {
+        try {
+          const lease = await witness.client.leaseGrant(2);
+          leaseId = lease.id;
+          confirmedAt = performance.now();
+          record = await witness.claimFresh(nodeIdentity('primary'), lease.id, nonce);
+          break;
+        } catch (err) {
+          if (!(err instanceof WitnessUnreachableError) || performance.now() > deadline) throw err;
+          this.#log.warn(`claiming an epoch at the witness: ${err.message}; asking again`);
+          await new Promise((resolve) => setTimeout(resolve, this.config.witness.retryMs));
+        }
+      }
+      this.#epoch = record.epoch;
+      this.#log.info('epoch claimed at the witness', { epoch: record.epoch, cluster: witness.clusterName, endpoint: witness.client.endpoint, ms: Math.round((performance.now() - started) * 10) / 10 });
+    }
+    const lease = new PrimaryLease({ witness, record, leaseId, ttlMs: this.config.witness.leaseTtlMs, confirmedAt });
+    // Once serving: fenced. Before (starting, promoting): start() sees it and gives up instead.
+    lease.on('lost', (loss) => {
+      if (this.#role === 'primary') void this.#fence(loss.detail);
+    });
+    this.#lease = lease;
+    lease.start();
+  }
+
+  /** The witness took the epoch back (a higher one, or the lease expired) while we were starting: never serve it. */
+  #assertEpochHeld(): void {
+    const loss = this.#lease?.loss;
+    if (loss) throw new PrimaryFencedError(loss.detail);
+  }
+
+  /**
+   * Stops serving for good, in every mode: takeover mode through the fencing guard (output
+   * commit fenced first; its events do the rest), otherwise the service fence (VIP down, role
+   * `fenced`, heartbeats and replication stopped). whenFenced() resolves after.
+   */
+  async #fence(reason: string): Promise<void> {
+    if (this.#role === 'stopping' || this.#role === 'stopped') return;
+    if (this.#fencing) {
+      await this.#fencing.fence(reason);
+      return;
+    }
+    const fence = this.#serviceFence;
+    if (!fence || fence.fenced) return;
+    this.setRole('fenced');
+    void this.#lease?.close({ revoke: false });
+    void this.#beacon?.close();
+    const info = await fence.fence(reason);
+    // No goodbye: a fenced primary did not stop on purpose; its standby judges for itself (and
+    // the witness decides whether it may take over).
+    await this.replication?.close(`fenced: ${reason}`, { announce: false }).catch(() => undefined);
+    this.#resolveFenced(info);
   }
 
   /** The firewall and the VIP this host needs (host-setup.ts), then the VIP raised: this MCU serves it. */
@@ -327,24 +436,26 @@ export class Mcu extends EventEmitter<McuEvents> {
       localAddress: repl.host,
       lanInterface: this.#lanInterface,
       vipInterface: this.#vipInterface,
+      ...(this.#serviceFence ? { serviceFence: this.#serviceFence } : {}),
       stallMs: repl.heartbeatMs * repl.missedHeartbeats,
       beaconPauses: () => this.#beacon?.pauses() ?? null,
     });
     guard.on('state', (to) => {
       if (to !== 'fenced') return;
       this.setRole('fenced');
+      void this.#lease?.close({ revoke: false });
       void this.#beacon?.close();
     });
     guard.on('fenced', (info) => {
       void (async () => {
-        await this.replication?.close(`fenced: ${info.reason}`).catch(() => undefined);
+        await this.replication?.close(`fenced: ${info.reason}`, { announce: false }).catch(() => undefined);
         this.#resolveFenced(info);
       })();
     });
     this.#fencing = guard;
   }
 
-  /** Resolves once this primary fenced itself (takeover mode): the process should exit with FENCED_EXIT_CODE. */
+  /** Resolves once this primary fenced itself (any mode): the process should exit with FENCED_EXIT_CODE. */
   whenFenced(): Promise<FencedInfo> {
     return this.#fenced;
   }
@@ -426,6 +537,7 @@ export class Mcu extends EventEmitter<McuEvents> {
       replication: this.replication?.stats() ?? null,
       lastFailover: this.#lastFailover,
       fencing: this.#fencing?.status() ?? null,
+      witness: this.#lease?.status() ?? null,
       rooms: conference.rooms,
       participants: conference.participants,
       spares: this.#spareStatus(),
@@ -498,6 +610,8 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.setRole('stopping');
     // Tell the standby first: a deliberate stop must never look like a crash.
     await this.replication?.close('primary shutting down');
+    // Our record goes with the lease: a primary may start again at once.
+    await this.#lease?.close();
     await this.#beacon?.close();
     this.spares.close();
     this.conference.close('shutdown');
@@ -510,9 +624,13 @@ export class Mcu extends EventEmitter<McuEvents> {
     await this.admin.close();
     // Last: a deliberate stop leaves the host as it found it.
     if (this.#ownsHostSetup) await this.#hostSetup.close();
+    this.#serviceFence?.close();
     this.setRole('stopped');
   }
 }
+
+/** How long a starting primary keeps asking a witness that does not answer for its epoch, ms. */
+const WITNESS_CLAIM_PATIENCE_MS = 10_000;
 
 /** Retries a bind while the port is still held (a dead primary's kernel releasing it), up to `retryMs`. */
 async function withBindRetry(bind: () => Promise<void>, retryMs: number, what: string): Promise<void> {

@@ -2,14 +2,15 @@
  * The namespace lab from the command line; the lab outlives the command, found
  * again through .lab/state.json.
  *
- *   node --import tsx scripts/lab/cli.ts up [--start-mcu [--takeover]] [--no-vip] [--port N]
+ *   node --import tsx scripts/lab/cli.ts up [--start-mcu [--takeover] [--witness]] [--no-vip] [--port N]
  *   node --import tsx scripts/lab/cli.ts down
  *   node --import tsx scripts/lab/cli.ts status [--json]
  *   node --import tsx scripts/lab/cli.ts kill-primary [--pid N]
  *   node --import tsx scripts/lab/cli.ts crash-primary-host | restore-primary-host
  *   node --import tsx scripts/lab/cli.ts freeze-primary [--pid N] | thaw-primary [--pid N]
  *   node --import tsx scripts/lab/cli.ts raise-vip|drop-vip|silence|unsilence primary|standby
- *   node --import tsx scripts/lab/cli.ts exec <client|primary|standby|lan> -- cmd...
+ *   node --import tsx scripts/lab/cli.ts cut|heal <host> <host>
+ *   node --import tsx scripts/lab/cli.ts exec <client|primary|standby|witness|lan> -- cmd...
  *
  * See scripts/lab/README.md.
  */
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { McuError } from '../../mcu/src/core/errors.ts';
 import { LabError, LabNoStateFileError, LabStateError } from './errors.ts';
 import { labAdminToken, startLabMcu, type LabMcuProcesses } from './start-mcu.ts';
-import { LAB_NAMESPACES, LAB_PREFIX_ROOT, LabTopology, projectRoot, SERVER_HOSTS, type LabDescriptor, type LabNamespace, type ServerHost } from './topology.ts';
+import { LAB_HOSTS, LAB_NAMESPACES, LAB_PREFIX_ROOT, LabTopology, projectRoot, SERVER_HOSTS, type LabDescriptor, type LabHost, type LabNamespace, type ServerHost } from './topology.ts';
 
 const STATE_DIR = join(projectRoot, '.lab');
 const STATE_FILE = join(STATE_DIR, 'state.json');
@@ -29,9 +30,10 @@ interface CliState {
 }
 
 const USAGE = `usage: node --import tsx scripts/lab/cli.ts <command>
-  up [--start-mcu [--takeover]] [--no-vip] [--port N]   make the lab; --start-mcu starts mcu/src/main.ts
+  up [--start-mcu [--takeover] [--witness]] [--no-vip] [--port N]   make the lab; --start-mcu starts mcu/src/main.ts
                                            (primary: it sets its host up and raises the VIP) and
                                            standby/src/main.ts (standby) and checks /status via the VIP;
+                                           --witness: etcd in the witness host first, both MCUs use it;
                                            without it the MCU's host setup is installed in both server
                                            hosts and the primary raises the VIP unless --no-vip
   down                                     remove the lab (idempotent; also stale labs of dead owners)
@@ -40,7 +42,8 @@ const USAGE = `usage: node --import tsx scripts/lab/cli.ts <command>
   crash-primary-host | restore-primary-host  primary NIC down (silent host) / up again
   freeze-primary [--pid N] | thaw-primary [--pid N]  SIGSTOP / SIGCONT
   raise-vip|drop-vip|silence|unsilence <primary|standby>
-  exec <client|primary|standby|lan> -- cmd...  run a command inside a host`;
+  cut|heal <host> <host>                   drop (or let through again) every frame between two hosts only
+  exec <client|primary|standby|witness|lan> -- cmd...  run a command inside a host`;
 
 function readState(): CliState | null {
   if (!existsSync(STATE_FILE)) return null;
@@ -102,10 +105,11 @@ async function up(args: string[]): Promise<void> {
   print(`lab ${lab.prefix} is up: client ${lab.addresses.client}, primary ${lab.addresses.primary}, standby ${lab.addresses.standby}, VIP ${lab.addresses.vip}:${lab.servicePort}${holder}`);
   if (startMcu) {
     try {
-      const mcu = await startLabMcu(lab, { logDir: STATE_DIR, takeover: args.includes('--takeover') });
+      const mcu = await startLabMcu(lab, { logDir: STATE_DIR, takeover: args.includes('--takeover'), witness: args.includes('--witness') });
       const { status, ...rest } = mcu;
       writeState({ ...state, mcu: rest });
       print(`MCU primary pid ${mcu.primaryPid} (log ${mcu.primaryLog}), standby pid ${mcu.standbyPid} (log ${mcu.standbyLog})`);
+      if (mcu.witnessPid !== undefined) print(`witness: etcd pid ${mcu.witnessPid} at ${lab.witnessEndpoint} (log ${mcu.witnessLog})`);
       print(`GET http://${lab.addresses.vip}:${lab.servicePort}/status from the client host (Authorization: Bearer ${labAdminToken(mcu.secret)}):`);
       print(status);
     } catch (err) {
@@ -161,9 +165,9 @@ async function status(args: string[]): Promise<void> {
     return;
   }
   print(`lab ${s.prefix} (created ${state.lab.createdAt}), VIP ${s.addresses.vip}:${state.lab.servicePort} held by ${s.vipHolders.join(' and ') || 'nobody'}`);
-  for (const host of ['client', ...SERVER_HOSTS] as const) {
+  for (const host of ['client', ...SERVER_HOSTS, 'witness'] as const) {
     const h = s.hosts[host];
-    const extra = host === 'client' ? '' : `, VIP ${h.vipUp ? 'up' : 'down'}, silenced [${h.silencedPorts?.join(', ')}], firewall drops fin/rst ${s.firewall[host]?.finRstDropped} silenced ${s.firewall[host]?.silencedDropped}`;
+    const extra = host === 'client' || host === 'witness' ? '' : `, VIP ${h.vipUp ? 'up' : 'down'}, silenced [${h.silencedPorts?.join(', ')}], firewall drops fin/rst ${s.firewall[host]?.finRstDropped} silenced ${s.firewall[host]?.silencedDropped}`;
     print(`  ${host.padEnd(8)} ${s.addresses[host].padEnd(12)} NIC ${h.nicUp ? 'up' : 'DOWN'}${extra}, pids [${s.namespaces[host].pids.join(', ')}]`);
   }
   if (state.mcu) print(`  MCU: primary ${alive(state.mcu.primaryPid)}, standby ${alive(state.mcu.standbyPid)}`);
@@ -210,6 +214,14 @@ async function main(argv: string[]): Promise<void> {
       const op = { 'raise-vip': () => lab.raiseVip(host), 'drop-vip': () => lab.dropVip(host), silence: () => lab.silenceServicePort(host), unsilence: () => lab.unsilenceServicePort(host) }[command];
       const timing = await op();
       return print(`${timing.op}(${host}): ${timing.ms.toFixed(2)} ms (${timing.method})`);
+    }
+    case 'cut':
+    case 'heal': {
+      const { lab } = attach();
+      const [a, b] = args as [LabHost | undefined, LabHost | undefined];
+      if (!a || !b || !LAB_HOSTS.includes(a) || !LAB_HOSTS.includes(b)) throw new LabStateError(`usage: ${command} <${LAB_HOSTS.join('|')}> <${LAB_HOSTS.join('|')}>`);
+      await (command === 'cut' ? lab.cut(a, b) : lab.heal(a, b));
+      return print(`${command === 'cut' ? 'cut' : 'healed'}: ${a} <-> ${b}`);
     }
     case 'exec': {
       const host = args[0] as LabNamespace;

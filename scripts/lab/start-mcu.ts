@@ -18,6 +18,8 @@ export interface LabMcuOptions {
   env?: Record<string, string>;
   /** Connection-level takeover mode (see labMcuEnv). Default off: reconnect mode. */
   takeover?: boolean;
+  /** Start etcd in the witness host first and give both processes its endpoint (see labMcuEnv). Default off: two-node mode. */
+  witness?: boolean;
   /** Longest wait for each process's first milestone, ms (default 60000). */
   startTimeoutMs?: number;
 }
@@ -30,6 +32,9 @@ export interface LabMcuProcesses {
   standbyLog: string;
   /** The /status document fetched from the client host through the VIP (labStatus()). */
   status: unknown;
+  /** With `witness`: etcd's pid in the witness host and its log. */
+  witnessPid?: number;
+  witnessLog?: string;
 }
 
 /**
@@ -76,12 +81,14 @@ export async function labStatus(lab: LabTopology, secret: string, options: { pat
  * Warm spare paths are off unless `spares` (MCU_SPARE_PATHS): the lab's tests measure the media
  * restart on the same peer connection; with spares the standby offers them on its own address
  * (MCU_SPARE_ICE_ADDRESSES), the VIP not being on its host yet.
+ * With `witness`, both get MCU_WITNESS_ENDPOINTS=<the witness host's etcd> and
+ * MCU_WITNESS_CLUSTER=lab (lab.startWitness() first); without, they run in two-node mode.
  */
 export function labMcuEnv(
   lab: LabTopology,
   host: ServerHost,
   secret: string,
-  options: { takeover?: boolean; role?: 'primary' | 'standby'; spares?: boolean } = {},
+  options: { takeover?: boolean; role?: 'primary' | 'standby'; spares?: boolean; witness?: boolean } = {},
 ): Record<string, string> {
   const role = options.role ?? host;
   const replicationPort = String(lab.servicePort + 1);
@@ -99,6 +106,7 @@ export function labMcuEnv(
     ...(options.takeover ? { MCU_TAKEOVER: '1' } : {}),
     MCU_SPARE_PATHS: options.spares ? '1' : '0',
     ...(options.spares ? { MCU_SPARE_ICE_ADDRESSES: lab.addresses[host] } : {}),
+    ...(options.witness ? { MCU_WITNESS_ENDPOINTS: lab.witnessEndpoint, MCU_WITNESS_CLUSTER: 'lab' } : {}),
   };
   if (role === 'primary') return { ...common, MCU_REPLICATION_HOST: lab.addresses[host] };
   // A standby follows the primary on the other host (after a failover the roles alternate).
@@ -148,11 +156,12 @@ async function waitForLogLine(path: string, predicate: (e: Record<string, unknow
 export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Promise<LabMcuProcesses> {
   const secret = options.secret ?? randomBytes(16).toString('hex');
   const timeoutMs = options.startTimeoutMs ?? 60_000;
+  const witness = options.witness ? await lab.startWitness({ detached: true, logFile: join(options.logDir, 'witness.log') }) : null;
   const start = (host: ServerHost, entry: string): { pid: number; log: string } => {
     const log = join(options.logDir, `${host}.log`);
     const fd = openSync(log, 'w');
     try {
-      const child = lab.spawn(host, [process.execPath, '--import', 'tsx', entry], { ...options.env, ...labMcuEnv(lab, host, secret, { takeover: options.takeover }) }, {
+      const child = lab.spawn(host, [process.execPath, '--import', 'tsx', entry], { ...options.env, ...labMcuEnv(lab, host, secret, { takeover: options.takeover, witness: options.witness }) }, {
         detached: true,
         stdio: ['ignore', fd, fd],
       });
@@ -168,5 +177,13 @@ export async function startLabMcu(lab: LabTopology, options: LabMcuOptions): Pro
   const standby = start('standby', 'standby/src/main.ts');
   await waitForLogLine(standby.log, (e) => e.event === 'standby-started' || e.event === 'standby-ready', standby.pid, timeoutMs);
   const status = await labStatus(lab, secret);
-  return { primaryPid: primary.pid, standbyPid: standby.pid, secret, primaryLog: primary.log, standbyLog: standby.log, status };
+  return {
+    primaryPid: primary.pid,
+    standbyPid: standby.pid,
+    secret,
+    primaryLog: primary.log,
+    standbyLog: standby.log,
+    status,
+    ...(witness ? { witnessPid: witness.process.pid, witnessLog: join(options.logDir, 'witness.log') } : {}),
+  };
 }

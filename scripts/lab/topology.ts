@@ -1,7 +1,8 @@
 /**
  * The network-namespace lab for connection-takeover tests: a client, a primary
- * host and a standby host on one LAN that floods like a hub, and the faults
- * (process kill, freeze, host crash, VIP moves, silencing). It stands in for
+ * host, a standby host and a witness host on one LAN that floods like a hub, and
+ * the faults (process kill, freeze, host crash, a cut between two hosts, VIP
+ * moves, silencing). The witness host runs etcd when asked (startWitness()). It stands in for
  * hardware only: what a server host needs (the service address on a macvlan
  * with the virtual MAC, its routing and sysctls, the firewall that keeps a
  * crashed MCU silent) is installed by the MCU itself at start, inside its host
@@ -28,18 +29,26 @@ import { HostSetup } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FIREWALL_TABLE, GUARDED_PORTS_SET, HostFirewall, parseSetElements, SILENCED_PORTS_SET, type FirewallCounters } from '../../mcu/src/takeover/fencing/host-firewall.ts';
 import { DEFAULT_VIP_ROUTE_TABLE, DEFAULT_VIRTUAL_MAC, ServiceAddress } from '../../mcu/src/takeover/fencing/vip.ts';
 import { DEFAULT_CLOSE_MARK } from '../../mcu/src/takeover/transport/transport-acceptor.ts';
+import { EtcdServer } from '../common/etcd.ts';
 import { LabFirewallError, LabNotInLabError, LabStateError, LabUnsupportedError, LabVipError } from './errors.ts';
 
-/** The three machines of the lab. */
-export type LabHost = 'client' | 'primary' | 'standby';
+/** The machines of the lab. The witness host runs etcd (startWitness()), the witness that settles promotions. */
+export type LabHost = 'client' | 'primary' | 'standby' | 'witness';
 /** The hosts that run an MCU and may hold the VIP. */
 export type ServerHost = 'primary' | 'standby';
 /** Every namespace of the lab: the hosts and the LAN (the bridge's own namespace). */
 export type LabNamespace = LabHost | 'lan';
 
-export const LAB_HOSTS: readonly LabHost[] = ['client', 'primary', 'standby'];
+export const LAB_HOSTS: readonly LabHost[] = ['client', 'primary', 'standby', 'witness'];
 export const SERVER_HOSTS: readonly ServerHost[] = ['primary', 'standby'];
-export const LAB_NAMESPACES: readonly LabNamespace[] = ['lan', 'client', 'primary', 'standby'];
+export const LAB_NAMESPACES: readonly LabNamespace[] = ['lan', 'client', 'primary', 'standby', 'witness'];
+
+/** etcd's client port in the witness host. */
+export const WITNESS_CLIENT_PORT = 2379;
+
+function isServerHost(host: LabNamespace): host is ServerHost {
+  return host === 'primary' || host === 'standby';
+}
 
 /** Prefix of every lab this module makes; cleanupStale() without an argument sweeps it. */
 export const LAB_PREFIX_ROOT = 'mculab-';
@@ -48,6 +57,18 @@ export const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** Owner records of live labs (tmpfs: gone after a reboot, like the namespaces). */
 const OWNER_DIR = '/run/mculab';
 const NETNS_DIR = '/run/netns';
+/** nftables table (bridge family, in the lan namespace) of the cuts between two hosts. */
+const CUTS_TABLE = 'mculab_faults';
+const CUTS_SET = 'cuts';
+
+/**
+ * The witness host's etcd data directory: on tmpfs (an fsync there is a memory copy, as on a
+ * witness with a fast disk), named after the lab so an attached instance and cleanupStale()
+ * find it; removed at teardown.
+ */
+function witnessDataDir(prefix: string): string {
+  return `/dev/shm/${prefix}etcd`;
+}
 
 /** Interface names inside the namespaces (the namespaces make them unique). */
 export const LabInterface = {
@@ -122,6 +143,8 @@ export interface LabAddresses {
   client: string;
   primary: string;
   standby: string;
+  /** The witness host (etcd on WITNESS_CLIENT_PORT once startWitness() ran). */
+  witness: string;
   /** The service address, on the macvlan of whichever server host holds it. */
   vip: string;
   /** The lab's /24 in CIDR form. */
@@ -153,8 +176,10 @@ export interface LabTiming {
 }
 
 export interface LabFault {
-  fault: 'kill' | 'crashHost' | 'restoreHost' | 'freeze' | 'thaw';
+  fault: 'kill' | 'crashHost' | 'restoreHost' | 'freeze' | 'thaw' | 'cut' | 'heal';
   host: LabNamespace;
+  /** cut/heal: the other end of the link cut or healed. */
+  peer?: LabHost;
   pid?: number;
   /** Epoch ms at which the signal was sent or the link changed. */
   at: number;
@@ -345,6 +370,8 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
   /** The host tools of each namespace (one driver: mcu/src/core/host-commands.ts). */
   readonly #commands = new Map<LabNamespace, HostCommands>();
   #downPromise: Promise<void> | undefined;
+  /** etcd in the witness host, once startWitness() ran. */
+  #witness: EtcdServer | null = null;
 
   constructor(options: LabOptions = {}) {
     super();
@@ -368,6 +395,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       client: `${this.subnet}.1`,
       primary: `${this.subnet}.2`,
       standby: `${this.subnet}.3`,
+      witness: `${this.subnet}.4`,
       vip: `${this.subnet}.100`,
       network: `${this.subnet}.0/24`,
       prefixLength: 24,
@@ -402,7 +430,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     const byLab = new Map<string, string[]>();
     for (const name of listNetns()) {
       if (!name.startsWith(prefix)) continue;
-      const m = /^(.*-)(lan|client|primary|standby)$/.exec(name);
+      const m = /^(.*-)(lan|client|primary|standby|witness)$/.exec(name);
       const labPrefix = m ? m[1] : name;
       byLab.set(labPrefix, [...(byLab.get(labPrefix) ?? []), name]);
     }
@@ -425,6 +453,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       }
       errors.push(...(await removeNamespaces(names)));
       rmSync(ownerRecordPath(labPrefix), { force: true });
+      rmSync(witnessDataDir(labPrefix), { recursive: true, force: true });
       removed.push(labPrefix);
     }
     // up() creates no link in the initial namespace; sweep any that carries the
@@ -539,14 +568,55 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       }
     }
     this.#children.clear();
+    const witness = this.#witness;
+    this.#witness = null;
+    await witness?.close();
     const errors = await removeNamespaces(LAB_NAMESPACES.map((ns) => this.namespace(ns)));
     rmSync(ownerRecordPath(this.prefix), { force: true });
+    rmSync(witnessDataDir(this.prefix), { recursive: true, force: true });
     this.#setState('down');
     this.#record({ op: 'down', host: 'all', method: 'spawn', ms: performance.now() - started, at: Date.now() });
     if (errors.length > 0) {
       this.#downPromise = undefined; // let a later down() try again
       throw new AggregateError(errors, `lab ${this.prefix} teardown left something behind: ${errors.map((e) => e.message).join('; ')}`);
     }
+  }
+
+  /** The witness's client URL (etcd in the witness host; MCU_WITNESS_ENDPOINTS of labMcuEnv(..., { witness: true })). */
+  get witnessEndpoint(): string {
+    return `http://${this.addresses.witness}:${WITNESS_CLIENT_PORT}`;
+  }
+
+  /**
+   * Starts etcd in the witness host on WITNESS_CLIENT_PORT, its data in a fresh directory
+   * (tmpfs, removed at teardown), and resolves once it serves. `detached` with a `logFile`: it
+   * outlives this process (the CLI); down() ends it with the namespace. Idempotent while it runs.
+   */
+  async startWitness(options: { detached?: boolean; logFile?: string } = {}): Promise<EtcdServer> {
+    this.#assertUp('startWitness');
+    if (this.#witness?.running) return this.#witness;
+    const dataDir = witnessDataDir(this.prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const server = await EtcdServer.start({
+      host: this.addresses.witness,
+      clientPort: WITNESS_CLIENT_PORT,
+      peerPort: WITNESS_CLIENT_PORT + 1,
+      dataDir,
+      ...(options.logFile ? { logFile: options.logFile } : {}),
+      spawn: (argv, stdio) => {
+        const child = this.spawn('witness', argv, {}, { stdio, detached: options.detached ?? false });
+        if (options.detached) child.unref();
+        return child;
+      },
+    });
+    this.#witness = server;
+    return server;
+  }
+
+  /** etcd in the witness host, null before startWitness() (or in an attached instance). */
+  get witness(): EtcdServer | null {
+    return this.#witness;
   }
 
   /** Runs a command inside a namespace (`ip netns exec`) to completion; throws HostCommandError on a non-zero exit unless check is false. */
@@ -604,10 +674,10 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     return child;
   }
 
-  /** `cmd` run on the host's CPUs (taskset) when the lab pins them, else unchanged. */
+  /** `cmd` run on the host's CPUs (taskset) when the lab pins them, else unchanged. The witness shares the client host's: it is another machine than the servers. */
   pinned(host: LabNamespace, cmd: string[]): string[] {
     if (!this.cpus) return cmd;
-    return ['taskset', '-c', host === 'client' ? this.cpus.clients : this.cpus.servers, ...cmd];
+    return ['taskset', '-c', host === 'client' || host === 'witness' ? this.cpus.clients : this.cpus.servers, ...cmd];
   }
 
   /** Which lab namespace a process runs in, or null when it is not one of the lab's. */
@@ -779,11 +849,45 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
     return this.#fault({ fault: 'crashHost', host, at: Date.now() });
   }
 
+  /**
+   * Cuts the link between two hosts only: the hub drops every frame between their ports (ARP
+   * too), both ways, while each still reaches every other host (a partition of two, e.g. the
+   * primary from its standby while both reach the clients and the witness).
+   */
+  async cut(host: LabHost, peer: LabHost): Promise<LabFault> {
+    this.#assertUp('cut');
+    await this.#cutsChange('add', host, peer);
+    return this.#fault({ fault: 'cut', host, peer, at: Date.now() });
+  }
+
+  /** Undoes cut(host, peer). */
+  async heal(host: LabHost, peer: LabHost): Promise<LabFault> {
+    this.#assertUp('heal');
+    await this.#cutsChange('heal', host, peer);
+    return this.#fault({ fault: 'heal', host, peer, at: Date.now() });
+  }
+
+  async #cutsChange(op: 'add' | 'heal', host: LabHost, peer: LabHost): Promise<void> {
+    if (host === peer) throw new RangeError(`cut(${host}, ${peer}): a host cannot be cut from itself`);
+    const lan = this.commands('lan');
+    const exists = await lan.run(['nft', 'list', 'table', 'bridge', CUTS_TABLE], { check: false });
+    if (exists.code !== 0) {
+      await lan.run(['nft', '-f', '-'], {
+        input: `table bridge ${CUTS_TABLE} {\n  set ${CUTS_SET} { type ifname . ifname; }\n  chain forward { type filter hook forward priority 0; policy accept; iifname . oifname @${CUTS_SET} drop; }\n}\n`,
+      });
+    }
+    const elements = `{ "p-${host}" . "p-${peer}", "p-${peer}" . "p-${host}" }`;
+    // add + delete: deleting an absent element is an error, this pair never is.
+    const lines = [`add element bridge ${CUTS_TABLE} ${CUTS_SET} ${elements}`];
+    if (op === 'heal') lines.push(`delete element bridge ${CUTS_TABLE} ${CUTS_SET} ${elements}`);
+    await lan.run(['nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+  }
+
   /** Undoes crashHost() (NIC up) and silenceServicePort() (set emptied). The VIP state is left as it was. */
   async restoreHost(host: LabHost): Promise<LabFault> {
     this.#assertUp('restoreHost');
     await this.#nicChange('restoreHost', host, 'up');
-    if (host !== 'client') {
+    if (isServerHost(host)) {
       // No table: no MCU firewall there (reconnect mode), nothing silenced.
       const flush = ['nft', 'flush', 'set', 'inet', FIREWALL_TABLE, SILENCED_PORTS_SET];
       const r = await this.exec(host, flush, { check: false });
@@ -820,7 +924,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
         continue;
       }
       hosts[host] = { nicUp: await this.#linkUp(host, LabInterface.nic) };
-      if (host !== 'client') {
+      if (isServerHost(host)) {
         const vipUp = await this.#linkUp(host, LabInterface.vip);
         if (vipUp) vipHolders.push(host);
         hosts[host].vipUp = vipUp;
@@ -931,7 +1035,7 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
 
   async #nicChange(op: 'crashHost' | 'restoreHost', host: LabHost, updown: 'up' | 'down'): Promise<void> {
     const change = `link set dev ${LabInterface.nic} ${updown}`;
-    const helper = host === 'client' ? undefined : this.#ipHelpers.get(host);
+    const helper = isServerHost(host) ? this.#ipHelpers.get(host) : undefined;
     if (helper && !helper.closed) {
       const r = await helper.run({ input: `${change}\nlink show dev lo\n`, isComplete: (out) => /^\d+: lo: /m.test(out) });
       if (r.stderr.trim() !== '') throw new HostCommandError(helper.argv, null, r.stderr.trim());

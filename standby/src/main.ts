@@ -25,6 +25,8 @@ async function main(): Promise<void> {
   });
   standby.on('state', (state) => {
     if (state === 'ready') announce({ event: 'standby-ready', epoch: standby.store.epoch });
+    // Judged the primary dead, but the witness does not answer: no promotion while it does not.
+    if (state === 'waiting') announce({ event: 'standby-waiting', epoch: standby.store.epoch });
     if (state === 'failed') {
       // A standby that could not take over is of no further use: exit so the supervisor starts a fresh one.
       announce({ event: 'standby-failed' });

@@ -1,6 +1,6 @@
 /**
  * A hot standby's promotion into the primary MCU, in the order the failover runs: the verdict,
- * fencing the old primary, the session state rebuilt from the checkpoint, media on the warm
+ * the epoch won at the witness (when there is one), fencing the old primary, the session state rebuilt from the checkpoint, media on the warm
  * spare paths, the service address (VIP), the signaling connections rebuilt in place (takeover
  * mode), serving, the sessions re-attached, media restarts for the participants without a
  * spare path, and protection again (replication and heartbeats for the next standby).
@@ -9,7 +9,7 @@
 import type { McuConfig } from '../../mcu/src/core/config.ts';
 import { createLogger } from '../../mcu/src/core/logger.ts';
 import { LoopStallRecorder } from '../../mcu/src/core/loop-stalls.ts';
-import { Mcu } from '../../mcu/src/mcu.ts';
+import { Mcu, type McuOptions } from '../../mcu/src/mcu.ts';
 import { SessionState } from '../../mcu/src/conference/session-state.ts';
 import type { CheckpointStore } from '../../mcu/src/replication/checkpoint-store.ts';
 import type { HeartbeatVerdict } from '../../mcu/src/detection/heartbeat-monitor.ts';
@@ -18,6 +18,7 @@ import type { TakeoverEngine, TakeoverReport } from '../../mcu/src/takeover/stan
 import { raiseVipAtPromotion, type ServiceAddress } from '../../mcu/src/takeover/fencing/vip.ts';
 import type { HostSetup } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep, logStep } from '../../mcu/src/wire/failover-steps.ts';
+import { nodeIdentity, type EpochCas, type Witness } from '../../mcu/src/witness/witness.ts';
 
 /** Why the standby judged the primary dead. */
 export type DeathReason = HeartbeatVerdict['reason'];
@@ -60,12 +61,44 @@ export interface PromotionOptions {
    * frozen or cut off reads it and fences itself), then stops following it.
    */
   supersede: (epoch: number) => void;
+  /** The witness (MCU_WITNESS_ENDPOINTS): the promotion goes on only once it won the next epoch there; null: two-node mode. */
+  witness: Witness | null;
+  /** Witness unreachable: how long to wait before asking again (MCU_WITNESS_RETRY_MS). */
+  witnessRetryMs: number;
+  /**
+   * The nonce of this standby's compare-and-sets from the epoch it follows: the same for every
+   * promotion attempt from that epoch, so a write that timed out and was applied later (a witness
+   * that was hung) is recognised as this standby's own win by the next attempt.
+   */
+  witnessNonce: string;
+  /**
+   * Witness unreachable: the standby waits `ms` while it watches the primary's heartbeats again
+   * (a fresh heartbeat thread): `retry` when they stayed silent, `primary-alive` when the primary
+   * beats again (it was not dead: we were cut off), `stopped` when the standby stops.
+   */
+  waitForWitness: (ms: number) => Promise<'retry' | 'primary-alive' | 'stopped'>;
 }
 
 export interface Promoted {
+  kind: 'promoted';
   timeline: PromotionTimeline;
   mcu: Mcu;
 }
+
+/** No promotion: the witness holds another epoch, or the primary beats again, or the standby stopped, before the epoch was won. */
+export interface NotPromoted {
+  kind: 'not-promoted';
+  why: 'witness-lost' | 'primary-alive' | 'stopped';
+  detail: string;
+}
+
+/** The promotion failed after the epoch was won (logged): the standby is of no further use. */
+export interface PromotionFailed {
+  kind: 'failed';
+  error: string;
+}
+
+export type PromotionOutcome = Promoted | NotPromoted | PromotionFailed;
 
 /**
  * Takeover mode with spare paths: how long the mix runs on the spares before the connection
@@ -95,8 +128,8 @@ export class Promotion {
     return this.#timeline;
   }
 
-  /** The failover, top to bottom. Null when it failed (logged): the standby is of no further use. */
-  async run(death: HeartbeatVerdict): Promise<Promoted | null> {
+  /** The failover, top to bottom. */
+  async run(death: HeartbeatVerdict): Promise<PromotionOutcome> {
     const { store, takeover, spares } = this.#opts;
     const log = this.#log;
     const promotionStartedAt = Date.now();
@@ -110,8 +143,16 @@ export class Promotion {
       sinceLastHeartbeatMs: death.lastHeartbeatAt === null ? null : Math.round(death.detectedAt - death.lastHeartbeatAt),
     });
 
-    // Fence: the old primary is superseded by a higher epoch.
+    // Witness: the next epoch is ours only if we win it there (compare-and-set from the epoch we
+    // followed); lost, or the primary beats again while the witness does not answer: no promotion.
     const previousEpoch = store.epoch;
+    const won = await this.#winEpoch(previousEpoch, death);
+    if (won.kind !== 'won') {
+      loopStalls.stop(death.detectedAt);
+      return won;
+    }
+
+    // Fence: the old primary is superseded by a higher epoch.
     const epoch = previousEpoch + 1;
     this.#opts.supersede(epoch);
 
@@ -121,7 +162,14 @@ export class Promotion {
     const t0 = performance.now();
     const state = SessionState.fromSnapshot(store.snapshot());
     const t1 = performance.now();
-    const mcu = new Mcu({ config: this.#opts.config, epoch, state, bindRetryMs: this.#opts.bindRetryMs, hostSetup: this.#opts.hostSetup });
+    const mcu = new Mcu({
+      config: this.#opts.config,
+      epoch,
+      state,
+      bindRetryMs: this.#opts.bindRetryMs,
+      hostSetup: this.#opts.hostSetup,
+      ...(won.claim ? { witnessClaim: won.claim } : {}),
+    });
     this.#mcu = mcu;
     const t2 = performance.now();
     const restored = mcu.restoreFromCheckpoint((participantId) => spares.handOff(participantId));
@@ -183,7 +231,7 @@ export class Promotion {
     } catch (err) {
       loopStalls.stop(death.detectedAt);
       log.error('promotion failed', { error: (err as Error).message });
-      return null;
+      return { kind: 'failed', error: (err as Error).message };
     }
 
     // Protected again: replication and heartbeats ready for the next standby.
@@ -211,7 +259,60 @@ export class Promotion {
       // Event-loop blocks during the promotion, no mixing then: [start after detection, length, ran, waited for a CPU] ms.
       loopStalls: loopStalls.stop(death.detectedAt),
     });
-    return { timeline, mcu };
+    return { kind: 'promoted', timeline, mcu };
+  }
+
+  /**
+   * The compare-and-set of the epoch at the witness, `expected` -> `expected + 1`, the record
+   * naming this standby. Unreachable: asked again every witnessRetryMs while the primary stays
+   * silent (one nonce for every attempt from this epoch, so an attempt applied whose answer was lost
+   * counts as won, now or at a later promotion).
+   */
+  async #winEpoch(expected: number, death: HeartbeatVerdict): Promise<{ kind: 'won'; claim: McuOptions['witnessClaim'] } | NotPromoted> {
+    const { witness, witnessRetryMs } = this.#opts;
+    const log = this.#log;
+    if (!witness) return { kind: 'won', claim: undefined };
+    const identity = nodeIdentity('standby');
+    const nonce = this.#opts.witnessNonce;
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      let cas: EpochCas;
+      try {
+        cas = await witness.compareAndSetEpoch(expected, identity, nonce);
+      } catch (err) {
+        // Every attempt at first, then one line in ten: the timeline shows the wait without drowning.
+        if (attempt <= 3 || attempt % 10 === 0) {
+          logStep(log, FailoverStep.WitnessUnreachable, `failover step: the witness did not answer: no promotion yet, asking again in ${witnessRetryMs} ms while the primary stays silent`, {
+            attempt,
+            expectedEpoch: expected,
+            tookMs: round1(performance.now() - started),
+            error: (err as Error).message,
+            sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
+          }, 'warn');
+        }
+        const next = await this.#opts.waitForWitness(witnessRetryMs);
+        if (next === 'retry') continue;
+        const detail = next === 'primary-alive' ? 'the primary beats again: it was not dead (this standby was cut off from it and from the witness)' : 'the standby stops';
+        logStep(log, FailoverStep.PromotionAbandoned, `failover step: no promotion: ${detail}`, { attempts: attempt, sinceDetectedMs: Math.round(Date.now() - death.detectedAt) }, 'warn');
+        return { kind: 'not-promoted', why: next, detail };
+      }
+      if (cas.outcome === 'won') {
+        logStep(log, FailoverStep.WitnessWon, `failover step: epoch ${cas.epoch} won at the witness`, {
+          epoch: cas.epoch,
+          tookMs: round1(cas.tookMs),
+          attempt,
+          endpoint: cas.endpoint,
+          sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
+        });
+        return { kind: 'won', claim: { record: cas.record, confirmedAt: started } };
+      }
+      const holder = cas.holder ? ` (${cas.holder.node} since ${cas.holder.since})` : '';
+      const detail = cas.epoch === null
+        ? `the witness holds no epoch: the primary never claimed one there (is MCU_WITNESS_ENDPOINTS set on the primary too, with the same MCU_WITNESS_CLUSTER?)`
+        : `the witness holds epoch ${cas.epoch}${holder}, not ${expected}, the one this standby followed: another node won it`;
+      logStep(log, FailoverStep.WitnessLost, `failover step: ${detail}: no promotion`, { expectedEpoch: expected, witnessEpoch: cas.epoch, tookMs: round1(cas.tookMs), attempt }, 'error');
+      return { kind: 'not-promoted', why: 'witness-lost', detail };
+    }
   }
 
   /** Starts the mix on every adopted spare path; resolves each start, failed ones too. */

@@ -14,10 +14,18 @@ import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions } from '../../mcu/src/takeover/standby.ts';
 import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
+import { newNonce, witnessFromConfig, type Witness } from '../../mcu/src/witness/witness.ts';
 import { Promotion, type PromotionTimeline } from './promotion.ts';
 
-/** The life of a hot standby. `active`: it promoted itself and now runs the primary MCU. */
-export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'active' | 'stopped' | 'failed';
+/**
+ * The life of a hot standby. `active`: it promoted itself and now runs the primary MCU.
+ * `waiting`: the primary was judged dead but the witness does not answer: no promotion until it
+ * does (then `promoting`), or back to `syncing`/`ready` when the primary beats again.
+ */
+export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'waiting' | 'active' | 'stopped' | 'failed';
+
+/** How often a standby reads the witness's epoch while it follows (shown in /status; keeps the connection warm for the compare-and-set), ms. */
+const WITNESS_READ_MS = 1000;
 
 export type StandbyEvents = {
   state: [to: StandbyState, from: StandbyState];
@@ -68,6 +76,14 @@ export class Standby extends EventEmitter<StandbyEvents> {
   readonly takeover: TakeoverEngine | null;
   /** Warm spare paths with every participant's page (config.spare.enabled), handed to the media sessions at promotion. */
   readonly spares: SparePathManager;
+  /** The witness (MCU_WITNESS_ENDPOINTS): a promotion needs the next epoch there; null: two-node mode. */
+  readonly #witness: Witness | null;
+  #witnessTimer: NodeJS.Timeout | null = null;
+  #witnessSeen: { epoch: number | null; at: number; error: string | null } | null = null;
+  /** The nonce of our compare-and-sets from the epoch we follow (see PromotionOptions.witnessNonce). */
+  #witnessNonce: { epoch: number; nonce: string } | null = null;
+  /** Wakes a promotion waiting for the witness when the standby stops. */
+  readonly #stopped = new AbortController();
 
   constructor(opts: StandbyOptions) {
     super();
@@ -91,6 +107,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       iceAddresses: opts.config.spare.iceAddresses,
       iceGatherTimeoutMs: opts.config.ice.gatherTimeoutMs,
     });
+    this.#witness = witnessFromConfig(opts.config.witness);
     this.#client = this.#createClient();
     this.metrics = new StandbyMetrics({
       ready: () => this.#state === 'ready',
@@ -244,6 +261,34 @@ export class Standby extends EventEmitter<StandbyEvents> {
     await this.#statusServer.listen();
     this.takeover?.start();
     this.#client.start();
+    this.#watchWitness();
+  }
+
+  /**
+   * While following: reads the witness's epoch every WITNESS_READ_MS, for /status and to keep a
+   * connection to it warm (the compare-and-set at a promotion then costs one round trip); says
+   * so once when it differs from the followed primary's.
+   */
+  #watchWitness(): void {
+    const witness = this.#witness;
+    if (!witness || this.#witnessTimer) return;
+    let warned: number | null | undefined;
+    const read = async (): Promise<void> => {
+      if (this.#state !== 'ready' && this.#state !== 'syncing') return;
+      try {
+        const epoch = await witness.epoch();
+        this.#witnessSeen = { epoch, at: Date.now(), error: null };
+        if (this.#state === 'ready' && epoch !== this.store.epoch && warned !== epoch) {
+          warned = epoch;
+          this.#log.warn(`the witness holds ${epoch === null ? 'no epoch' : `epoch ${epoch}`}, the primary this standby follows serves epoch ${this.store.epoch}: a promotion would be refused (is the primary configured with the same witness and cluster?)`);
+        }
+      } catch (err) {
+        this.#witnessSeen = { epoch: this.#witnessSeen?.epoch ?? null, at: this.#witnessSeen?.at ?? 0, error: (err as Error).message };
+      }
+    };
+    this.#witnessTimer = setInterval(() => void read(), WITNESS_READ_MS);
+    this.#witnessTimer.unref();
+    void read();
   }
 
   status(): Record<string, unknown> {
@@ -266,6 +311,9 @@ export class Standby extends EventEmitter<StandbyEvents> {
       spares: { enabled: this.#opts.config.spare.enabled, connected: this.spares.connectedCount, paths: this.spares.status() },
       takeover: this.takeover?.stats() ?? null,
       promotion: this.timeline,
+      witness: this.#witness
+        ? { cluster: this.#witness.clusterName, endpoint: this.#witness.client.endpoint, epoch: this.#witnessSeen?.epoch ?? null, readAt: this.#witnessSeen?.at ?? null, error: this.#witnessSeen?.error ?? null }
+        : null,
       mcu: this.mcu?.status() ?? null,
       config: redactConfig(this.#opts.config),
     };
@@ -288,20 +336,84 @@ export class Standby extends EventEmitter<StandbyEvents> {
       vip: this.#host.vip,
       hostSetup: this.#host,
       supersede: (epoch) => this.#stopFollowing(epoch),
+      witness: this.#witness,
+      witnessRetryMs: this.#opts.config.witness.retryMs,
+      witnessNonce: this.#nonceFor(this.store.epoch),
+      waitForWitness: (ms) => this.#waitForWitness(ms),
     });
     this.#promotion = promotion;
     this.#setState('promoting');
-    const promoted = await promotion.run(death);
-    if (!promoted) {
-      this.#setState('failed');
-      return;
+    const outcome = await promotion.run(death);
+    switch (outcome.kind) {
+      case 'promoted':
+        this.#setState('active');
+        this.emit('promoted', outcome.timeline, outcome.mcu);
+        return;
+      case 'failed':
+        this.#setState('failed');
+        return;
+      case 'not-promoted':
+        this.#promotion = null;
+        if (outcome.why === 'stopped') return;
+        if (outcome.why === 'witness-lost') {
+          // Our checkpoint belongs to an epoch the witness has left behind: of no further use.
+          this.#setState('failed');
+          return;
+        }
+        this.#followAgain();
+        return;
     }
-    this.#setState('active');
-    this.emit('promoted', promoted.timeline, promoted.mcu);
+  }
+
+  #nonceFor(epoch: number): string {
+    if (this.#witnessNonce?.epoch !== epoch) this.#witnessNonce = { epoch, nonce: newNonce() };
+    return this.#witnessNonce.nonce;
+  }
+
+  /**
+   * Promotion, witness unreachable: waits `ms`, state `waiting`, watching the primary's beats
+   * on a fresh heartbeat thread (the one that judged it dead has given its verdict for good).
+   */
+  async #waitForWitness(ms: number): Promise<'retry' | 'primary-alive' | 'stopped'> {
+    if (this.#stopped.signal.aborted) return 'stopped';
+    if (this.#state !== 'waiting') {
+      this.#setState('waiting');
+      await this.#monitor?.close();
+      this.#monitor = null;
+      this.#startMonitor(this.store.epoch);
+    }
+    const monitor = this.#monitor;
+    if (monitor?.lastHeartbeatAt != null) return 'primary-alive';
+    return new Promise((resolve) => {
+      const done = (outcome: 'retry' | 'primary-alive' | 'stopped'): void => {
+        clearTimeout(timer);
+        monitor?.off('first-beat', onBeat);
+        this.#stopped.signal.removeEventListener('abort', onStop);
+        resolve(outcome);
+      };
+      const onBeat = (): void => done('primary-alive');
+      const onStop = (): void => done('stopped');
+      const timer = setTimeout(() => done('retry'), ms);
+      monitor?.once('first-beat', onBeat);
+      this.#stopped.signal.addEventListener('abort', onStop, { once: true });
+    });
+  }
+
+  /** The primary beats again after a verdict the witness did not confirm: follow it again (ready once synced and beating). */
+  #followAgain(): void {
+    this.#setState('syncing');
+    if (this.#client.state !== 'synced' && this.#client.state !== 'syncing' && this.#client.state !== 'connecting') {
+      this.#client.close('reconnecting');
+      this.#client = this.#createClient();
+      this.#client.start();
+    }
+    this.#maybeReady();
   }
 
   /** Promotion, fencing: the old primary learns it is superseded by `epoch`, then we stop following it. */
   #stopFollowing(epoch: number): void {
+    // The epoch is ours (won at the witness after a wait): promoting.
+    if (this.#state === 'waiting') this.#setState('promoting');
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
     // Before we stop following: a primary that was only frozen or cut off reads this and fences itself.
     this.#client.supersede(epoch);
@@ -313,7 +425,9 @@ export class Standby extends EventEmitter<StandbyEvents> {
   /** Deliberate stop (never a failover). Idempotent. */
   async close(): Promise<void> {
     if (this.#state === 'stopped') return;
+    this.#stopped.abort();
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    if (this.#witnessTimer) clearInterval(this.#witnessTimer);
     this.#client.close('standby shutting down');
     this.spares.close();
     this.takeover?.close();

@@ -117,7 +117,7 @@ describe('configuration', () => {
     const file = configFile({ server: { prot: 3000 }, replicaton: {} });
     assert.deepEqual(problems({ MCU_CONFIG: file }), [
       'config: server.prot: unknown setting (expected one of port, host)',
-      'config: replicaton: unknown setting (expected one of server, admin, limits, video, ice, replication, detection, takeover, spare, realtime, log, standby)',
+      'config: replicaton: unknown setting (expected one of server, admin, limits, video, ice, replication, detection, takeover, spare, realtime, log, standby, witness)',
     ]);
   });
 

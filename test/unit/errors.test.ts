@@ -6,6 +6,7 @@ import * as conference from '../../mcu/src/conference/session-state.ts';
 import * as takeover from '../../mcu/src/takeover/errors.ts';
 import * as native from '../../native/src/errors.ts';
 import * as supervisor from '../../standby/src/supervisor/supervisor.ts';
+import * as witness from '../../mcu/src/witness/errors.ts';
 
 /** The error classes a module exports. */
 function errorClasses(module: Record<string, unknown>): Array<[string, Function]> {
@@ -14,7 +15,7 @@ function errorClasses(module: Record<string, unknown>): Array<[string, Function]
 
 describe('one error base', () => {
   it('every error class of the MCU, the takeover, the native helpers and the supervisor extends McuError', () => {
-    const classes = [core, conference, takeover, native, supervisor].flatMap((m) => errorClasses(m as Record<string, unknown>));
+    const classes = [core, conference, takeover, native, supervisor, witness].flatMap((m) => errorClasses(m as Record<string, unknown>));
     assert.ok(classes.length >= 50, `found ${classes.length} error classes`);
     for (const [name, cls] of classes) assert.ok(cls === McuError || cls.prototype instanceof McuError, `${name} extends McuError`);
   });
@@ -28,6 +29,7 @@ describe('one error base', () => {
       new takeover.TransportAcceptorStateError('cannot listen: the acceptor is closed'),
       new native.NativeNoFdError('destroyed'),
       new supervisor.SupervisorClosedError('mcu/src/main.ts'),
+      new witness.WitnessUnreachableError('a read of /mcu/x/epoch', ['http://10.0.0.4:2379: ECONNREFUSED']),
     ]) {
       assert.equal(err.name, err.constructor.name);
       assert.ok(err.code in ERROR_CODES, err.code);

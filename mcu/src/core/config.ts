@@ -152,6 +152,18 @@ export const settingsSchema = z
       /** Standby: port of its own /status while it is not serving, 0 = any free port (default 0; STANDBY_STATUS_PORT). */
       statusPort: setting('STANDBY_STATUS_PORT', port().default(0)),
     }),
+    witness: group({
+      /** etcd client URLs of the witness that settles promotions; empty = two-node mode, no witness (default []; MCU_WITNESS_ENDPOINTS, comma separated). */
+      endpoints: setting('MCU_WITNESS_ENDPOINTS', z.array(text().regex(/^https?:\/\/[^/\s]+\/?$/, 'expected etcd client URLs like http://10.0.0.4:2379')).default([])),
+      /** Names the primary/standby pair in the witness: its keys are /mcu/<clusterName>/ (default mcu; MCU_WITNESS_CLUSTER). */
+      clusterName: setting('MCU_WITNESS_CLUSTER', text().regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, dots, dashes or underscores').default('mcu')),
+      /** Primary: fences itself when the witness has not confirmed its epoch for this long, ms (default 1000; MCU_WITNESS_LEASE_TTL_MS). */
+      leaseTtlMs: setting('MCU_WITNESS_LEASE_TTL_MS', int(50, 60000).default(1000)),
+      /** Longest wait for one witness member's answer before the next is asked, ms (default 250; MCU_WITNESS_TIMEOUT_MS). */
+      requestTimeoutMs: setting('MCU_WITNESS_TIMEOUT_MS', int(1, 10000).default(250)),
+      /** Standby: with the witness unreachable after a verdict, how often it retries while the primary stays silent, ms (default 200; MCU_WITNESS_RETRY_MS). */
+      retryMs: setting('MCU_WITNESS_RETRY_MS', int(10, 60000).default(200)),
+    }),
   })
   .strict();
 

@@ -78,6 +78,11 @@ export const ERROR_CODES = {
   HOST_INTERFACE_MISSING: 'host',
   HOST_TCP_REPAIR_UNAVAILABLE: 'host',
   HOST_COMMAND_FAILED: 'host',
+  // The witness (etcd) that settles promotions (mcu/src/witness).
+  WITNESS_UNREACHABLE: 'witness',
+  WITNESS_BAD_RESPONSE: 'witness',
+  WITNESS_PRIMARY_EXISTS: 'witness',
+  WITNESS_EPOCH_MOVED: 'witness',
   // The network-namespace lab (scripts/lab).
   LAB_UNSUPPORTED: 'lab',
   LAB_STATE: 'lab',

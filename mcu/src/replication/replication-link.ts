@@ -158,9 +158,15 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
 
     if (this.#peerTimeoutMs !== null) {
       const timeout = this.#peerTimeoutMs;
+      const silentFor = (): number => this.#clock() - this.#lastReceivedAt;
       this.#peerTimer = setInterval(() => {
-        const silent = this.#clock() - this.#lastReceivedAt;
-        if (silent > timeout) this.#die(`peer silent for ${Math.round(silent)} ms (limit ${timeout} ms)`, null);
+        if (silentFor() <= timeout) return;
+        // Judged after one poll for input: a process that was stopped (SIGSTOP, starvation) runs
+        // its timers before it reads what arrived meanwhile, such as a standby's `superseded`.
+        setImmediate(() => {
+          const silent = silentFor();
+          if (silent > timeout) this.#die(`peer silent for ${Math.round(silent)} ms (limit ${timeout} ms)`, null);
+        });
       }, Math.max(1, Math.floor(timeout / 4)));
       this.#peerTimer.unref();
     }

@@ -271,14 +271,18 @@ export class ReplicationServer extends EventEmitter<ReplicationServerEvents> {
    * Deliberate shutdown (idempotent): pending deltas go out, the standby is told `shutdown`
    * (so it does not fail over), then the listener closes.
    */
-  close(reason = 'primary shutting down'): Promise<void> {
+  /**
+   * `announce` false: no goodbye to the standby (a fenced primary: its standby must judge for
+   * itself whether to take over, as after a crash).
+   */
+  close(reason = 'primary shutting down', options: { announce?: boolean } = {}): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
     this.#setState('closing', reason);
     this.#flush();
     this.#state.off('delta', this.#onDelta);
     this.#closePromise = new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
-      this.#standby?.link.close(reason);
+      this.#standby?.link.close(reason, { announce: options.announce ?? true });
       for (const link of this.#pending) link.close(reason, { announce: false });
     }).then(() => {
       this.#setState('closed', reason);

@@ -34,7 +34,6 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createLogger, type Logger } from '../../core/logger.ts';
-import { thisHost, type ResidentCommand } from '../../core/host-commands.ts';
 import type { Secret } from '../../wire/frame-codec.ts';
 import { BlobKind, type FenceCheckBlob } from '../../wire/index.ts';
 import { parsePrimaryMessage, type PrimaryMessage, type StandbyMessage } from '../../wire/messages.ts';
@@ -42,9 +41,11 @@ import { ReplicationLink } from '../../replication/replication-link.ts';
 import { safeEmit } from '../../core/events.ts';
 import type { BeaconPauses } from '../../detection/heartbeat-beacon.ts';
 import type { ReplicationServer } from '../../replication/replication-server.ts';
-import { FenceActionError } from '../errors.ts';
 import type { OutputCommitter, StandbyLoss, StandbyLossDecision } from '../transport/output-commit.ts';
 import { FailoverStep } from '../../wire/failover-steps.ts';
+import { ServiceFence, type FencedInfo } from './service-fence.ts';
+
+export type { FencedInfo } from './service-fence.ts';
 
 /** Exit code of a primary that fenced itself: another primary serves its clients; never restart it as a primary. */
 export const FENCED_EXIT_CODE = 4;
@@ -90,14 +91,6 @@ export interface FenceDecision {
   vip: InterfaceState | null;
 }
 
-export interface FencedInfo {
-  reason: string;
-  /** Epoch ms: the gate fenced, and the VIP down (null if there is none or dropping it failed). */
-  fencedAt: number;
-  vipDroppedAt: number | null;
-  epoch: number;
-}
-
 export interface FencingStatus {
   state: FencingState;
   /** Pauses long enough for the standby to judge us dead (heartbeat thread silent), each verified. */
@@ -133,6 +126,8 @@ export interface FencingGuardOptions {
   lanInterface?: string | null;
   /** The interface carrying the VIP on this host (MCU_VIP_INTERFACE): taken down when fencing; null: none. */
   vipInterface: string | null;
+  /** What fencing does beyond the output (logs, VIP down): the Mcu's own, shared with its other triggers; default: one of its own on vipInterface. */
+  serviceFence?: ServiceFence;
   /** Longest wait for the probe's answer (default 200 ms). */
   decisionMs?: number;
   /** A main-thread pause longer than this may have let the standby take over (the standby's missed-heartbeat window). */
@@ -176,8 +171,10 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
   #lastDecision: FenceDecision | null = null;
   #fenced: FencedInfo | null = null;
   #closed = false;
-  /** `ip -batch -` started in advance: taking the VIP down is then one line on its stdin, not a process start. */
-  #ip: ResidentCommand | null = null;
+  /** Logs the fencing and takes the VIP down (an `ip -batch` started in advance). */
+  readonly #serviceFence: ServiceFence;
+  /** This guard made #serviceFence (and closes it). */
+  readonly #ownsServiceFence: boolean;
 
   constructor(options: FencingGuardOptions) {
     super();
@@ -200,10 +197,8 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
       replication.off('superseded', onSuperseded);
       replication.off('acked', onAcked);
     };
-    if (options.vipInterface) {
-      this.#ip = thisHost.resident(['ip', '-o', '-force', '-batch', '-']);
-      this.#ip.start();
-    }
+    this.#ownsServiceFence = options.serviceFence === undefined;
+    this.#serviceFence = options.serviceFence ?? new ServiceFence({ vipInterface: options.vipInterface, epoch: options.epoch });
     this.#stallTimer = setInterval(() => this.#checkStall(), this.#tickMs);
     this.#stallTimer.unref();
     this.#log.info('fencing armed', {
@@ -243,30 +238,13 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
    */
   async fence(reason: string): Promise<FencedInfo> {
     if (this.#fenced) return this.#fenced;
-    const fencedAt = Date.now();
     // First and synchronously: from here on no byte of ours goes to the kernel.
     this.#opts.committer.fence(reason);
     this.#setState('fenced', reason);
     this.#stopTimers();
-    const info: FencedInfo = { reason, fencedAt, vipDroppedAt: null, epoch: this.#opts.epoch() };
+    this.#fenced = { reason, fencedAt: Date.now(), vipDroppedAt: null, epoch: this.#opts.epoch() };
+    const info = await this.#serviceFence.fence(reason);
     this.#fenced = info;
-    this.#log.error(`failover step: fenced, this primary stops serving: ${reason}`, { failover: FailoverStep.Fenced, reason, epoch: info.epoch, at: iso(fencedAt) });
-    const vip = this.#opts.vipInterface;
-    if (vip) {
-      const t0 = performance.now();
-      try {
-        await this.#dropVip(vip);
-        info.vipDroppedAt = Date.now();
-        this.#log.warn('failover step: VIP dropped on the fenced primary', {
-          failover: FailoverStep.FenceVipDropped,
-          interface: vip,
-          ms: round(performance.now() - t0),
-          sinceFencedMs: info.vipDroppedAt - fencedAt,
-        });
-      } catch (err) {
-        this.#log.error(`could not take the VIP interface ${vip} down: ${(err as Error).message}`, { failover: FailoverStep.FenceVipFailed });
-      }
-    }
     safeEmit(this, this.#log, 'fenced', info);
     return info;
   }
@@ -276,23 +254,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     this.#closed = true;
     this.#stopTimers();
     this.#unhook();
-    this.#ip?.close();
-    this.#ip = null;
-  }
-
-  /** Through the resident `ip` (its `link show` answer marks completion), else a one-off `ip`. */
-  async #dropVip(vip: string): Promise<void> {
-    const ip = this.#ip;
-    try {
-      if (ip && !ip.closed) {
-        const r = await ip.run({ input: `link set dev ${vip} down\nlink show dev ${vip}\n`, isComplete: (out) => out.includes(`: ${vip}`), timeoutMs: 2000 });
-        if (r.stderr.trim() !== '') throw new Error(`ip link set dev ${vip} down: ${r.stderr.trim()}`);
-        return;
-      }
-      await thisHost.run(['ip', 'link', 'set', 'dev', vip, 'down'], { timeoutMs: 2000 });
-    } catch (err) {
-      throw new FenceActionError((err as Error).message);
-    }
+    if (this.#ownsServiceFence) this.#serviceFence.close();
   }
 
   // ---- standby loss ----
