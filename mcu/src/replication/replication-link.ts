@@ -311,17 +311,12 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   }
 
   #onFrame(frame: Frame): void {
-    if (this.#minPeerEpoch !== null) {
-      if (frame.epoch < this.#minPeerEpoch) throw new StaleEpochError(frame.epoch, this.#minPeerEpoch);
-      if (frame.epoch > this.#minPeerEpoch) {
-        this.#minPeerEpoch = frame.epoch;
-        safeEmit(this, this.#log, 'epoch', frame.epoch);
-      }
-    }
+    if (this.#minPeerEpoch !== null && frame.epoch < this.#minPeerEpoch) throw new StaleEpochError(frame.epoch, this.#minPeerEpoch);
     const receivedAt = this.#clock();
 
     if (frame.type === FrameType.Binary) {
       this.#checkSeq(frame.seq, true);
+      this.#adoptEpoch(frame.epoch);
       const meta: FrameMeta = { kind: 'binary', seq: frame.seq, epoch: frame.epoch, receivedAt };
       this.#accepted(meta);
       if (!this.#closed) safeEmit(this, this.#log, 'binary', frame.payload, meta);
@@ -330,6 +325,7 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
 
     const msg = this.#parse(decodeJson(frame.payload));
     this.#checkSeq(frame.seq, !isUnsequenced(msg));
+    this.#adoptEpoch(frame.epoch);
     const meta: FrameMeta = { kind: msg.type, seq: frame.seq, epoch: frame.epoch, receivedAt };
     this.#accepted(meta);
     // A 'frame' listener may have closed the link (handshake rule): nothing more of this frame.
@@ -348,6 +344,16 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
       default:
         safeEmit(this, this.#log, 'message', msg as Exclude<TIn, LinkControl>, meta);
     }
+  }
+
+  /**
+   * A higher epoch is followed only once its frame verified entirely (MAC, order, schema): a
+   * refused frame must change nothing, or a forged epoch would make us refuse the real primary.
+   */
+  #adoptEpoch(epoch: number): void {
+    if (this.#minPeerEpoch === null || epoch <= this.#minPeerEpoch) return;
+    this.#minPeerEpoch = epoch;
+    safeEmit(this, this.#log, 'epoch', epoch);
   }
 
   #checkSeq(seq: number, sequenced: boolean): void {
