@@ -88,4 +88,30 @@ describe('a refused replication frame changes nothing', () => {
       assert.equal(client.epoch, 4);
     });
   }
+
+  it('a forged length within the limit is refused once the frame stalls (frameTimeoutMs), not followed for megabytes', async () => {
+    const port = await scriptedPrimary((socket, n) => {
+      handshake(socket, 3);
+      if (n > 0) return;
+      // The primary beats on; a forged header in between makes the standby take every later byte for its body.
+      const beats = setInterval(() => socket.write(frame(JSON.stringify({ type: 'heartbeat', sentAt: Date.now() }), 2, 3)), 10);
+      socket.once('close', () => clearInterval(beats));
+      const forged = Buffer.alloc(20);
+      forged.writeUInt16BE(0x4852, 0);
+      forged.writeUInt8(1, 2);
+      forged.writeUInt8(FrameType.Json, 3);
+      forged.writeUInt32BE(3, 4);
+      forged.writeBigUInt64BE(3n, 8);
+      forged.writeUInt32BE(1024 * 1024, 16);
+      setTimeout(() => socket.write(forged), 20);
+    });
+    const client = startClient(port, { frameTimeoutMs: 200 });
+    await waitFor(client, 'synced');
+    // Before the fix: no refusal for the ~15 minutes a megabyte of heartbeats takes, and no replication meanwhile.
+    const [error] = await waitFor(client, 'rejected', { timeoutMs: 5000 });
+    assert.ok(error instanceof ReplicationMalformedError, String(error));
+    assert.match(error.message, /declaring 1048576 bytes is still incomplete/);
+    await waitFor(client, 'synced');
+    assert.equal(client.epoch, 3);
+  });
 });
