@@ -8,7 +8,7 @@ import type { FuzzTarget } from './fuzz-run.ts';
 import type { SignalingFuzzBed } from './signaling-bed.ts';
 import { PacketSignalingConnection, RawSignalingConnection, type SettleOutcome } from './signaling-connections.ts';
 import { HONEST_ID_MARK, engineIoCase, socketIoCase, type FuzzMessage } from './signaling-packets.ts';
-import { encodeWsFrameCase, wsFrameCase, type WsFrameCase } from './websocket-frames.ts';
+import { encodeWsFrameCase, violationBytes, wsFrameCase, type WsFrameCase } from './websocket-frames.ts';
 
 /** Longest a live MCU may take to answer or drop a fuzz connection (generous: the CI machine is loaded). */
 const SETTLE_MS = 10_000;
@@ -39,6 +39,11 @@ export function webSocketFramesTarget(bed: SignalingFuzzBed): FuzzTarget<WsFrame
           outcome = 'dropped';
         }
         if (outcome === 'dropped') await expectDropLogged(bed, conn);
+        // A first frame that breaks the protocol must be named as such: a warning with the violation.
+        const shows = violationBytes(c.frames[0]!);
+        if (shows !== null && (c.truncateTo === null || c.truncateTo >= shows)) {
+          await bed.logLine((line) => line.includes('signaling connection dropped') && line.includes(conn.engineSid));
+        }
         await bed.check();
         return outcome;
       } finally {

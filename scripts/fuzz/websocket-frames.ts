@@ -62,6 +62,25 @@ export function encodeWsFrame(spec: WsFrameSpec): Buffer {
   return Buffer.concat([head, lengthBytes, spec.mask ? Buffer.from(spec.mask) : Buffer.alloc(0), body]);
 }
 
+/**
+ * When a frame, first on a fresh connection, breaks RFC 6455 whatever comes after it (reserved
+ * bits or opcodes, no mask, a continuation with nothing to continue, a fragmented or oversized
+ * control frame, a length the server must refuse): how many of its leading bytes show it. Null
+ * for a frame that may be fine.
+ */
+export function violationBytes(spec: WsFrameSpec): number | null {
+  const control = spec.opcode >= 8;
+  const inFirstTwo =
+    spec.rsv !== 0 ||
+    ![0, 1, 2, 8, 9, 10].includes(spec.opcode) ||
+    spec.mask === null ||
+    spec.opcode === 0 ||
+    (control && (!spec.fin || spec.payload.length > 125));
+  if (inFirstTwo) return 2;
+  // The 64-bit length field follows the first two bytes.
+  return spec.length === 'huge' || spec.length === 'msb' ? 10 : null;
+}
+
 /** A well-formed masked client frame. */
 export function clientFrame(opcode: number, payload: string | Uint8Array): Buffer {
   const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;

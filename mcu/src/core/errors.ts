@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   RESUME_REJECTED: 'signaling',
   NEGOTIATION_FAILED: 'signaling',
   NOT_PRIMARY: 'signaling',
+  PROTOCOL_VIOLATION: 'signaling',
   // The replication channel (mcu/src/replication, mcu/src/wire).
   REPLICATION_AUTH_FAILED: 'replication',
   REPLICATION_STALE_EPOCH: 'replication',
@@ -155,6 +156,12 @@ export class NegotiationFailedError extends McuError {
 export class NotPrimaryError extends McuError {
   constructor(state: string) {
     super('NOT_PRIMARY', `this MCU is ${state}, not the primary: connect to the primary's address`);
+  }
+}
+/** A client broke the signaling protocol (a malformed WebSocket frame, engine.io or socket.io packet): its connection is dropped. */
+export class ProtocolViolationError extends McuError {
+  constructor(detail: string) {
+    super('PROTOCOL_VIOLATION', `client dropped for breaking the signaling protocol: ${detail}`);
   }
 }
 export class ConfigError extends McuError {
