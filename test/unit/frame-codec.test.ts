@@ -138,6 +138,21 @@ describe('frame codec', () => {
     }
   });
 
+  it('tells which frame is incomplete once its header is in (partialFrame), for the link to time it out', () => {
+    const frames = sample();
+    const wire = Buffer.concat(frames.map((f) => encodeFrame(f, SECRET)));
+    const first = encodeFrame(frames[0]!, SECRET).length;
+    const decoder = new FrameDecoder(SECRET);
+    decoder.push(wire.subarray(0, FRAME_HEADER_BYTES - 1));
+    assert.equal(decoder.partialFrame, null, 'no header yet');
+    decoder.push(wire.subarray(FRAME_HEADER_BYTES - 1, FRAME_HEADER_BYTES + 3));
+    assert.deepEqual(decoder.partialFrame, { index: 0, declared: frames[0]!.payload.length, buffered: 3 });
+    decoder.push(wire.subarray(FRAME_HEADER_BYTES + 3, first + FRAME_HEADER_BYTES + 1));
+    assert.deepEqual(decoder.partialFrame, { index: 1, declared: frames[1]!.payload.length, buffered: 1 });
+    decoder.push(wire.subarray(first + FRAME_HEADER_BYTES + 1));
+    assert.equal(decoder.partialFrame, null, 'between frames');
+  });
+
   it('refuses bad magic, version, frame type and out-of-range seq as malformed', () => {
     const base = encodeFrame(jsonFrame(1, { type: 'heartbeat', sentAt: 1 }), SECRET);
     const cases: Array<[string, (b: Buffer) => void, RegExp]> = [

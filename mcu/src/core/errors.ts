@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   NEGOTIATION_FAILED: 'signaling',
   NOT_PRIMARY: 'signaling',
   RATE_LIMITED: 'signaling',
+  PROTOCOL_VIOLATION: 'signaling',
   // The replication channel (mcu/src/replication, mcu/src/wire).
   REPLICATION_AUTH_FAILED: 'replication',
   REPLICATION_STALE_EPOCH: 'replication',
@@ -176,6 +177,14 @@ export class RateLimitedError extends McuError {
     this.retryAfterMs = retryAfterMs;
   }
 }
+
+/** A client broke the signaling protocol (a malformed WebSocket frame, engine.io or socket.io packet): its connection is dropped. */
+export class ProtocolViolationError extends McuError {
+  constructor(detail: string) {
+    super('PROTOCOL_VIOLATION', `client dropped for breaking the signaling protocol: ${detail}`);
+  }
+}
+
 export class ConfigError extends McuError {
   constructor(message: string) {
     super('CONFIG_INVALID', message);

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { McuError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
+import { ThrottledLog } from '../core/log-throttle.ts';
 import { startTsWorker } from '../core/ts-worker.ts';
 import type { BeaconControl, BeaconWorkerData, BeaconWorkerMessage } from './heartbeat-beacon-worker.ts';
 import { HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
@@ -20,7 +21,11 @@ export interface HeartbeatBeaconOptions {
   rtPriority?: number;
 }
 
-export type HeartbeatBeaconEvents = { error: [McuError] };
+export type HeartbeatBeaconEvents = {
+  error: [McuError];
+  /** A datagram that was not a valid subscription or beat (forged, corrupt): ignored, counted (`total` so far). */
+  rejected: [reason: string, total: number];
+};
 
 /** What the heartbeat thread saw of its own scheduling (see pauses()). */
 export interface BeaconPauses {
@@ -34,6 +39,9 @@ export interface BeaconPauses {
 export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
   readonly #opts: HeartbeatBeaconOptions;
   readonly #log = createLogger('heartbeat-beacon');
+  // Anyone who can reach the port can send datagrams: one log line per second at most.
+  readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
+  #rejected = 0;
   readonly #liveness = new SharedArrayBuffer(4);
   readonly #pauses = new Int32Array(new SharedArrayBuffer(8));
   readonly #pauseBase = Date.now();
@@ -101,7 +109,9 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
             this.#log.warn('main thread recovered: heartbeats resumed');
             break;
           case 'rejected':
-            this.#log.warn('heartbeat datagram rejected', { reason: msg.reason });
+            this.#rejected++;
+            this.#rejectedLog.note({ reason: msg.reason, rejected: this.#rejected });
+            if (!this.#closed) this.emit('rejected', msg.reason, this.#rejected);
             break;
         }
       });
@@ -118,6 +128,11 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
     return { sinceTickMs: Date.now() - this.#pauseBase - last, maxGapMs: Atomics.exchange(this.#pauses, 1, 0) };
   }
 
+  /** Datagrams rejected since start (not a valid subscription or beat). */
+  get rejected(): number {
+    return this.#rejected;
+  }
+
   /** Standby heartbeat threads subscribed now (each renews every second). */
   get subscribers(): number {
     return this.#subscribers;
@@ -131,6 +146,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#rejectedLog.close();
     if (this.#livenessTimer) clearInterval(this.#livenessTimer);
     const worker = this.#worker;
     this.#worker = null;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { createLogger } from '../core/logger.ts';
+import { ThrottledLog } from '../core/log-throttle.ts';
 import { startTsWorker } from '../core/ts-worker.ts';
 import type { MonitorControl, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
 import { HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
@@ -17,6 +18,8 @@ export type HeartbeatMonitorEvents = {
   'first-beat': [at: number];
   /** Beats missed, or the replication stream ended without a goodbye: a verdict may follow. */
   suspected: [cause: SuspicionCause, at: number];
+  /** A datagram that was not a valid beat of the primary (forged, corrupt, stale): ignored, counted (`total` so far). */
+  rejected: [reason: string, total: number];
 };
 
 export interface HeartbeatMonitorOptions {
@@ -42,6 +45,9 @@ export interface HeartbeatMonitorOptions {
 export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   readonly #opts: HeartbeatMonitorOptions;
   readonly #log = createLogger('heartbeat-monitor');
+  // Anyone who can reach the port can send datagrams: one log line per second at most.
+  readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
+  #rejected = 0;
   #worker: Worker | null = null;
   #lastHeartbeatAt: number | null = null;
   #beats = 0;
@@ -78,6 +84,11 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     return this.#verdict;
   }
 
+  /** Datagrams rejected since start (not a valid beat of the primary's epoch). */
+  get rejected(): number {
+    return this.#rejected;
+  }
+
   start(): void {
     const { intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs } = this.#opts;
     const detector = failureDetectorSettings({ intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs });
@@ -110,7 +121,9 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
           this.#beats = msg.beats;
           break;
         case 'rejected':
-          this.#log.warn('heartbeat datagram rejected', { reason: msg.reason });
+          this.#rejected++;
+          this.#rejectedLog.note({ reason: msg.reason, rejected: this.#rejected });
+          if (!this.#closed) this.emit('rejected', msg.reason, this.#rejected);
           break;
         case 'late-beat':
           this.#lateBeats++;
@@ -156,6 +169,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#rejectedLog.close();
     const worker = this.#worker;
     this.#worker = null;
     if (worker) {

@@ -67,6 +67,8 @@ export interface ReplicationClientOptions {
   connectTimeoutMs?: number;
   /** Largest frame payload (default 16 MiB). */
   maxFrameBytes?: number;
+  /** An incomplete frame refused after this long while bytes keep coming: a forged length (default DEFAULT_FRAME_TIMEOUT_MS, replication-link.ts). */
+  frameTimeoutMs?: number;
   /** Time source (default: epoch ms with sub-ms resolution). */
   clock?: () => number;
 }
@@ -212,6 +214,7 @@ export class ReplicationClient extends EventEmitter<ReplicationClientEvents> {
       minPeerEpoch: this.#epoch,
       heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
       maxFrameBytes: this.#options.maxFrameBytes,
+      frameTimeoutMs: this.#options.frameTimeoutMs,
       clock: this.#clock,
       logContext: { role: 'standby', standby: this.standbyId },
     });

@@ -80,6 +80,13 @@ export interface ReplicationLinkOptions<TIn> {
   maxFrameBytes?: number;
   /** Close as `died` when this much output is queued: the peer stopped reading (default 64 MiB). */
   maxBufferedBytes?: number;
+  /**
+   * A frame whose header came but whose bytes are still incomplete this long later, while more
+   * bytes keep arriving, is refused (REPLICATION_MALFORMED): its length was forged or corrupted
+   * on the way, and waiting for it would swallow the peer's next frames (default
+   * DEFAULT_FRAME_TIMEOUT_MS). Judged when bytes arrive: a peer that sends nothing is not.
+   */
+  frameTimeoutMs?: number;
   /** How long a locally closed socket may take to flush before it is destroyed (default 1000 ms). */
   lingerMs?: number;
   /** Time source (default preciseNow). */
@@ -87,6 +94,9 @@ export interface ReplicationLinkOptions<TIn> {
   /** Extra context on every log line (peer, role). */
   logContext?: LogContext;
 }
+
+/** Default frameTimeoutMs: a frame is written whole, so even 16 MiB arrive well within it on a LAN. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 2000;
 
 interface AckWaiter {
   resolve: () => void;
@@ -112,11 +122,14 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   readonly #maxFrameBytes: number;
   readonly #maxBufferedBytes: number;
   readonly #lingerMs: number;
+  readonly #frameTimeoutMs: number;
   readonly #log: Logger;
   readonly #waiters = new Map<number, AckWaiter>();
   #epoch: number;
   #minPeerEpoch: number | null;
   #closed: LinkCloseInfo | null = null;
+  /** The incomplete frame being received (its index in the stream) and since when. */
+  #partial: { index: number; since: number } | null = null;
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #peerTimer: NodeJS.Timeout | null = null;
   #lastSentSeq = 0;
@@ -142,6 +155,7 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
     this.#lingerMs = options.lingerMs ?? 1000;
+    this.#frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.#decoder = new FrameDecoder(options.secret, { maxFrameBytes: this.#maxFrameBytes });
     this.#lastReceivedAt = this.#clock();
     this.#log = createLogger('replication-link', {
@@ -314,20 +328,36 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
       }
     }
     if (error && !this.#closed) this.#protocolError(error);
+    if (!this.#closed) this.#checkPartialFrame();
+  }
+
+  #checkPartialFrame(): void {
+    const partial = this.#decoder.partialFrame;
+    if (!partial) {
+      this.#partial = null;
+      return;
+    }
+    const now = this.#clock();
+    if (this.#partial?.index !== partial.index) {
+      this.#partial = { index: partial.index, since: now };
+      return;
+    }
+    const waited = now - this.#partial.since;
+    if (waited <= this.#frameTimeoutMs) return;
+    this.#protocolError(
+      new ReplicationMalformedError(
+        `a frame declaring ${partial.declared} bytes is still incomplete after ${Math.round(waited)} ms while bytes keep coming (${partial.buffered} of it received, limit ${this.#frameTimeoutMs} ms): a forged or corrupted length`,
+      ),
+    );
   }
 
   #onFrame(frame: Frame): void {
-    if (this.#minPeerEpoch !== null) {
-      if (frame.epoch < this.#minPeerEpoch) throw new StaleEpochError(frame.epoch, this.#minPeerEpoch);
-      if (frame.epoch > this.#minPeerEpoch) {
-        this.#minPeerEpoch = frame.epoch;
-        safeEmit(this, this.#log, 'epoch', frame.epoch);
-      }
-    }
+    if (this.#minPeerEpoch !== null && frame.epoch < this.#minPeerEpoch) throw new StaleEpochError(frame.epoch, this.#minPeerEpoch);
     const receivedAt = this.#clock();
 
     if (frame.type === FrameType.Binary) {
       this.#checkSeq(frame.seq, true);
+      this.#adoptEpoch(frame.epoch);
       const meta: FrameMeta = { kind: 'binary', seq: frame.seq, epoch: frame.epoch, receivedAt };
       this.#accepted(meta);
       if (!this.#closed) safeEmit(this, this.#log, 'binary', frame.payload, meta);
@@ -336,6 +366,7 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
 
     const msg = this.#parse(decodeJson(frame.payload));
     this.#checkSeq(frame.seq, !isUnsequenced(msg));
+    this.#adoptEpoch(frame.epoch);
     const meta: FrameMeta = { kind: msg.type, seq: frame.seq, epoch: frame.epoch, receivedAt };
     this.#accepted(meta);
     // A 'frame' listener may have closed the link (handshake rule): nothing more of this frame.
@@ -354,6 +385,16 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
       default:
         safeEmit(this, this.#log, 'message', msg as Exclude<TIn, LinkControl>, meta);
     }
+  }
+
+  /**
+   * A higher epoch is followed only once its frame verified entirely (MAC, order, schema): a
+   * refused frame must change nothing, or a forged epoch would make us refuse the real primary.
+   */
+  #adoptEpoch(epoch: number): void {
+    if (this.#minPeerEpoch === null || epoch <= this.#minPeerEpoch) return;
+    this.#minPeerEpoch = epoch;
+    safeEmit(this, this.#log, 'epoch', epoch);
   }
 
   #checkSeq(seq: number, sequenced: boolean): void {

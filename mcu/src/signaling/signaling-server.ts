@@ -2,7 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Conference } from '../conference/conference.ts';
 import type { McuConfig } from '../core/config.ts';
-import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, RateLimitedError, isClientFacing, toWireError } from '../core/errors.ts';
+import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotPrimaryError, ProtocolViolationError, RateLimitedError, isClientFacing, toWireError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { JoinRateLimiter } from './join-rate-limiter.ts';
@@ -27,6 +27,13 @@ interface HandlerResult {
   afterAck?: () => Promise<void>;
 }
 type Handler = (socket: McuSocket, payload: unknown) => Promise<HandlerResult> | HandlerResult;
+
+/** What the signaling server reads of an engine.io connection. */
+interface EngineConnection {
+  id: string;
+  remoteAddress: string;
+  once(event: 'close', listener: (reason: string, description?: unknown) => void): unknown;
+}
 
 export interface SignalingServerOptions {
   /** The MCU's epoch, reported to clients so they can tell a takeover happened. */
@@ -83,11 +90,32 @@ export class SignalingServer {
     };
     conference.on('roster', (room, roster) => this.io.to(roomChannel(room)).emit('roster', { room, participants: roster }));
     this.io.on('connection', (socket) => this.#onConnection(socket));
+    // engine.io and ws drop a client that breaks their protocol themselves: say why, and count it.
+    this.io.engine.on('connection', (conn: EngineConnection) => {
+      conn.once('close', (reason, description) => {
+        const violation = transportViolation(reason, description);
+        if (violation) this.#dropped(conn.id, conn.remoteAddress, violation);
+      });
+    });
+  }
+
+  /** A connection dropped for breaking the protocol: one warning per connection (a client pays a connection for each). */
+  #dropped(sid: string, remote: string, detail: string, socketId?: string): void {
+    const error = new ProtocolViolationError(detail);
+    this.#countRefusal(error.code);
+    this.#log.warn('signaling connection dropped', { sid, socket: socketId, remote, code: error.code, reason: error.message });
   }
 
   #onConnection(socket: McuSocket): void {
     socket.data.participantId ??= null;
     socket.data.room ??= null;
+    // A packet socket.io cannot decode: it closes the connection right after this. A client may
+    // also send an event named "error" (any JSON, never an Error): an unknown event, answered by onAny.
+    // (engine.io's types hide the connection's id, which it documents.)
+    const sid = (socket.conn as unknown as EngineConnection).id;
+    socket.on('error', (err: unknown) => {
+      if (err instanceof Error) this.#dropped(sid, socket.handshake.address, `invalid socket.io packet (${err.message})`, socket.id);
+    });
     this.#log.debug('socket connected', { socket: socket.id, recovered: socket.recovered });
     // A session re-attached after a connection takeover: the same socket (id, rooms, data) of a
     // participant that never left, so no join: bind it again and rebuild its media at once.
@@ -301,6 +329,18 @@ export class SignalingServer {
     this.io.disconnectSockets(true);
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
   }
+}
+
+/**
+ * Why engine.io closed a connection, when the client broke the protocol: an engine.io packet
+ * that does not parse, an invalid WebSocket frame (ws refuses it; engine.io wraps ws's error in
+ * a transport error carrying its text), or a heartbeat in the wrong direction. Null for ordinary
+ * closes: the client left, the network failed (a write error), or we closed it.
+ */
+function transportViolation(reason: string, description: unknown): string | null {
+  if (reason === 'parse error') return 'an engine.io packet that does not parse';
+  if (reason !== 'transport error' || !(description instanceof Error) || description.message === 'write error') return null;
+  return description.message;
 }
 
 /** The socket.io room that carries a conference room's broadcasts. */

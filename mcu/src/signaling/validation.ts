@@ -86,7 +86,21 @@ export function checkMessageSize(args: readonly unknown[], limit: number): void 
     if (typeof arg === 'function') continue;
     if (typeof arg === 'string') size += Buffer.byteLength(arg);
     else if (Buffer.isBuffer(arg) || arg instanceof ArrayBuffer || ArrayBuffer.isView(arg)) size += arg.byteLength;
-    else size += Buffer.byteLength(JSON.stringify(arg) ?? '');
+    else size += Buffer.byteLength(jsonOf(arg));
     if (size > limit) throw new MessageTooLargeError(size, limit);
+  }
+}
+
+/**
+ * JSON text of a payload the socket.io parser accepted. A few kilobytes of nested arrays
+ * (`[[[[...]]]]`, some thousand levels) overflow the stack of JSON.stringify: that is the
+ * client's mistake, not an internal error.
+ */
+function jsonOf(arg: unknown): string {
+  try {
+    return JSON.stringify(arg) ?? '';
+  } catch (err) {
+    if (err instanceof RangeError) throw new InvalidMessageError('payload is nested too deeply: a signaling message is a flat JSON object');
+    throw err;
   }
 }

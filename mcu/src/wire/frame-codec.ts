@@ -108,6 +108,7 @@ export class FrameDecoder {
   #buffered = 0;
   #header: PendingHeader | null = null;
   #error: FrameError | null = null;
+  #decoded = 0;
 
   constructor(secret: Secret, options: { /** Largest payload accepted (default 16 MiB). */ maxFrameBytes?: number } = {}) {
     this.#key = secretKey(secret);
@@ -121,6 +122,15 @@ export class FrameDecoder {
   /** Bytes received but not yet part of a complete frame. */
   get bufferedBytes(): number {
     return this.#buffered;
+  }
+
+  /**
+   * The frame being received once its header is in: its declared payload length, the bytes of
+   * it here so far, and its index (frames decoded before it). Null between frames.
+   */
+  get partialFrame(): { index: number; declared: number; buffered: number } | null {
+    const h = this.#header;
+    return h ? { index: this.#decoded, declared: h.length, buffered: this.#buffered } : null;
   }
 
   push(chunk: Buffer): DecodeResult {
@@ -146,6 +156,7 @@ export class FrameDecoder {
         if (!timingSafeEqual(got, want)) {
           throw new ReplicationAuthError(`bad MAC on frame seq ${h.seq}, epoch ${h.epoch}`);
         }
+        this.#decoded++;
         frames.push({ type: h.type, epoch: h.epoch, seq: h.seq, payload });
       }
     } catch (err) {
