@@ -34,6 +34,9 @@ export const FUZZ_MCU_ENV: Record<string, string> = {
   MCU_VIDEO_HEIGHT: '120',
   MCU_VIDEO_FPS: '1',
   MCU_SPARE_PATHS: '0',
+  // Every fuzzed connection joins from 127.0.0.1: the per-address join limit would refuse most of
+  // them before their input reaches the code under test (the limiter has tests of its own).
+  MCU_JOINS_PER_WINDOW: '0',
 };
 
 export class SignalingFuzzBed {
@@ -144,7 +147,7 @@ export class SignalingFuzzBed {
     assert.deepEqual(errors, [], 'the MCU logged errors (or wrote outside its logger)');
     this.#checks++;
     if (!options.full && this.#checks % (options.statusEvery ?? 10) !== 0) return;
-    const status = (await (await fetch(`${mcu.url}/status`)).json()) as StatusBody;
+    const status = (await (await fetch(`${mcu.adminUrl}/status`)).json()) as StatusBody;
     assert.equal(status.role, 'primary');
     assert.equal(status.pid, mcu.process.pid, 'another process answers /status');
     const room = status.rooms.find((r) => r.name === HONEST_ROOM);
@@ -161,7 +164,7 @@ export class SignalingFuzzBed {
 
   /** Signaling requests the MCU refused since it started, by error code (its /metrics): how deep the fuzzed input reached. */
   async refusals(): Promise<Record<string, number>> {
-    const text = await (await fetch(`${this.#require().url}/metrics`)).text();
+    const text = await (await fetch(`${this.#require().adminUrl}/metrics`)).text();
     const out: Record<string, number> = {};
     for (const m of text.matchAll(/^mcu_signaling_errors_total\{code="([A-Z_]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
     return out;
