@@ -40,6 +40,8 @@ export interface FuzzReport {
   casesPerSecond: number;
   /** How many cases came out each way (labels from the target). */
   outcomes: Record<string, number>;
+  /** Duration of each passing case, ms (the fuzz connection or injection, the checks after it). */
+  caseMs: number[];
   /** fast-check's report of the failure (counterexample, seed, path) plus the replay command; null when it passed. */
   failure: string | null;
 }
@@ -59,12 +61,15 @@ export function fuzzSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): FuzzS
  */
 export async function runFuzz<T>(target: FuzzTarget<T>, settings: FuzzSettings, replayCommand: string): Promise<FuzzReport> {
   const outcomes: Record<string, number> = {};
+  const caseMs: number[] = [];
   let executions = 0;
   let property = fc.asyncProperty(target.arbitrary, async (input) => {
     executions++;
+    const caseStarted = preciseNow();
     let outcome: string;
     try {
       outcome = await target.run(input);
+      caseMs.push(preciseNow() - caseStarted);
     } catch (err) {
       target.afterFailure?.();
       throw err;
@@ -94,6 +99,7 @@ export async function runFuzz<T>(target: FuzzTarget<T>, settings: FuzzSettings, 
     ms,
     casesPerSecond: executions / (ms / 1000),
     outcomes,
+    caseMs,
     failure,
   };
 }
