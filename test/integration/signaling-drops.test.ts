@@ -108,7 +108,7 @@ describe('signaling: protocol violations are dropped and logged (real MCU proces
     polite.close();
     rude.close();
 
-    const metrics = await (await fetch(`${mcu.url}/metrics`)).text();
+    const metrics = await (await fetch(`${mcu.adminUrl}/metrics`)).text();
     const count = Number(/^mcu_signaling_errors_total\{code="PROTOCOL_VIOLATION"\} (\d+)$/m.exec(metrics)?.[1]);
     assert.equal(count, rawCases.length + packetCases.length + 1, metrics.split('\n').filter((l) => l.startsWith('mcu_signaling_errors_total')).join('\n'));
   });

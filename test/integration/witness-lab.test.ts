@@ -19,7 +19,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { thisHost } from '../../mcu/src/core/host-commands.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv } from '../../scripts/lab/start-mcu.ts';
+import { labMcuEnv, labStatus } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
@@ -64,8 +64,7 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
     const listening = await primary.waitForEvent('listening', { timeoutMs: 30_000 });
     const standby = processes.start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { witness, takeover }), ...common });
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
-    const url = `http://${lab.addresses.vip}:${lab.servicePort}/status`;
-    const before = (await lab.fetchJson('client', url)) as StatusDoc;
+    const before = (await labStatus(lab, secret)) as StatusDoc;
     assert.equal(before.pid, primary.pid, `the VIP leads to the primary: ${JSON.stringify(before)}`);
     assert.deepEqual(await lab.vipHolders(), ['primary']);
     if (witness) {
@@ -116,7 +115,7 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
     }
     // From the client host through the VIP; after a kill -9 from the standby host itself: the dead
     // primary's host still answers for the VIP (its kernel refuses the connection), see README.
-    const after = (await lab.fetchJson(kind === 'kill-with-witness' ? 'standby' : 'client', url)) as StatusDoc;
+    const after = (await labStatus(lab, secret, { host: kind === 'kill-with-witness' ? 'standby' : 'client' })) as StatusDoc;
     assert.equal(after.pid, standby.pid, `the VIP leads to the promoted standby: ${JSON.stringify(after)}`);
     assert.equal(after.epoch, 2);
     if (witness) {

@@ -89,9 +89,12 @@ interface Pair {
 /** A primary and its standby on loopback, both with the witness, the standby ready. */
 async function startPair(server: EtcdServer, cluster: string, extra: Record<string, string> = {}): Promise<Pair> {
   const port = await freePort();
+  const adminPort = await freePort();
   const env = {
     PORT: String(port),
     HOST: '127.0.0.1',
+    // /status is on the admin listener; a promoted standby takes over this port too.
+    MCU_ADMIN_PORT: String(adminPort),
     MCU_REPLICATION_SECRET: `witness-test-secret-${process.pid}`,
     MCU_REPLICATION_PORT: String(await freePort()),
     MCU_WITNESS_ENDPOINTS: server.endpoint,
@@ -108,7 +111,7 @@ async function startPair(server: EtcdServer, cluster: string, extra: Record<stri
   cleanups.push(() => standby.close());
   const started = await standby.waitFor((e) => e.event === 'standby-started');
   await standby.waitFor((e) => e.event === 'standby-ready');
-  return { primary, standby, url: `http://127.0.0.1:${port}`, standbyStatusUrl: `http://127.0.0.1:${Number(started.statusPort)}` };
+  return { primary, standby, url: `http://127.0.0.1:${adminPort}`, standbyStatusUrl: `http://127.0.0.1:${Number(started.statusPort)}` };
 }
 
 async function status(url: string): Promise<Record<string, unknown>> {
@@ -169,11 +172,12 @@ describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () 
     it(`a primary whose witness is ${fault} fences itself once its lease expires (exit ${FENCED_EXIT_CODE})`, async (t) => {
       const server = await etcd();
       const port = await freePort();
-      const primary = startNode('mcu/src/main.ts', { PORT: String(port), HOST: '127.0.0.1', MCU_WITNESS_ENDPOINTS: server.endpoint, MCU_LOG_FORMAT: 'json', LOG_LEVEL: 'info' });
+      const adminPort = await freePort();
+      const primary = startNode('mcu/src/main.ts', { PORT: String(port), MCU_ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', MCU_WITNESS_ENDPOINTS: server.endpoint, MCU_LOG_FORMAT: 'json', LOG_LEVEL: 'info' });
       cleanups.push(() => primary.close());
       const listening = await primary.waitFor((e) => e.event === 'listening');
       assert.equal(listening.epoch, 1, 'the primary serves the epoch it claimed');
-      const before = (await status(`http://127.0.0.1:${port}`)).witness as { state: string; epoch: number; ttlMs: number };
+      const before = (await status(`http://127.0.0.1:${adminPort}`)).witness as { state: string; epoch: number; ttlMs: number };
       assert.equal(before.state, 'holding');
       assert.equal(before.epoch, 1);
 
