@@ -16,6 +16,19 @@ export interface McuMetricsSource {
   signalingRefusals(): ReadonlyMap<string, number>;
 }
 
+/** A gauge that reads its value when scraped; unknown (null) keeps the last known value. */
+function scrapedGauge(registry: client.Registry, name: string, help: string, read: () => number | null): void {
+  new client.Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect(this: client.Gauge) {
+      const value = read();
+      if (value !== null) this.set(value);
+    },
+  });
+}
+
 /**
  * Prometheus metrics of one MCU process (own registry, so several MCUs can live in one test
  * process). Nothing is pushed into them: each metric reads the live state when scraped, and
@@ -26,18 +39,7 @@ export class McuMetrics {
 
   constructor(source: McuMetricsSource) {
     const registers = [this.registry];
-    const gauge = (name: string, help: string, read: () => number | null): void => {
-      new client.Gauge({
-        name,
-        help,
-        registers,
-        collect(this: client.Gauge) {
-          const value = read();
-          // Unknown (yet): the last known value stays.
-          if (value !== null) this.set(value);
-        },
-      });
-    };
+    const gauge = (name: string, help: string, read: () => number | null): void => scrapedGauge(this.registry, name, help, read);
     const counter = (name: string, help: string, read: () => number): void => {
       new client.Counter({
         name,
@@ -100,18 +102,7 @@ export class StandbyMetrics {
   readonly registry = new client.Registry();
 
   constructor(source: StandbyMetricsSource) {
-    const registers = [this.registry];
-    const gauge = (name: string, help: string, read: () => number | null): void => {
-      new client.Gauge({
-        name,
-        help,
-        registers,
-        collect(this: client.Gauge) {
-          const value = read();
-          if (value !== null) this.set(value);
-        },
-      });
-    };
+    const gauge = (name: string, help: string, read: () => number | null): void => scrapedGauge(this.registry, name, help, read);
     gauge('mcu_standby_ready', '1 while this standby holds a checkpoint and hears the primary (it would take over)', () => (source.ready() ? 1 : 0));
     gauge('mcu_epoch', 'Epoch of the checkpoint this standby follows', () => source.epoch());
     gauge('mcu_standby_checkpoint_seq', 'Sequence number of the last replication frame applied to the checkpoint', () => source.checkpointSeq());
