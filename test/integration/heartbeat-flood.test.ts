@@ -6,20 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { FixtureProcess } from '../../scripts/common/child-process.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const SECRET = 'heartbeat-flood-secret-71c0e4';
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (err) {
-      console.error('cleanup failed:', err);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach();
 
 /** The first IPC message of `fixture` passing `predicate` from now on. */
 function nextMessage(fixture: FixtureProcess, predicate: (m: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> {

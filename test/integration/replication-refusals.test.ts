@@ -6,24 +6,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ReplicationMalformedError } from '../../mcu/src/core/errors.ts';
 import { FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
 import { ReplicationClient, type ReplicationClientOptions } from '../../mcu/src/replication/replication-client.ts';
 import { waitFor } from '../../scripts/common/wait-for.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
 const SECRET = 'refusals-test-secret-5d2e8b';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (err) {
-      console.error('cleanup failed:', err);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach();
 
 /** A primary played by hand: `script(socket, n)` writes what the n-th connection (0-based) gets. */
 async function scriptedPrimary(script: (socket: Socket, n: number) => void): Promise<number> {
