@@ -19,6 +19,8 @@ import type { TransportRecord } from './takeover/transport/transport-record.ts';
 import { FencingGuard, type FencedInfo, type FencingStatus } from './takeover/fencing/fencing.ts';
 import { HostSetup, hostSetupSettings } from './takeover/fencing/host-setup.ts';
 import { ServiceFence } from './takeover/fencing/service-fence.ts';
+import { kernelLeaseTtlMs } from './takeover/fencing/kernel-lease.ts';
+import { failureDetectorSettings } from './detection/failure-detector.ts';
 import { PrimaryLease, type PrimaryLeaseStatus } from './witness/primary-lease.ts';
 import { newNonce, nodeIdentity, witnessFromConfig, type PrimaryRecord, type Witness } from './witness/witness.ts';
 import { WitnessUnreachableError } from './witness/errors.ts';
@@ -309,7 +311,16 @@ export class Mcu extends EventEmitter<McuEvents> {
       const replicationPort = bound.address()!.port;
       await withBindRetry(
         async () => {
-          const beacon = new HeartbeatBeacon({ host: repl.host, port: replicationPort, secret: repl.secret, epoch: this.#epoch, intervalMs: repl.heartbeatMs });
+          const firewall = this.#hostSetup.firewall;
+          const beacon = new HeartbeatBeacon({
+            host: repl.host,
+            port: replicationPort,
+            secret: repl.secret,
+            epoch: this.#epoch,
+            intervalMs: repl.heartbeatMs,
+            // Beats and the host firewall's lease stop together (takeover/fencing/kernel-lease.ts).
+            ...(firewall ? { kernelLease: { port: firewall.servicePort, ttlMs: kernelLeaseTtlMs(standbyVerdictMs(repl), repl.heartbeatMs) } } : {}),
+          });
           try {
             await beacon.start();
             this.#beacon = beacon;
@@ -651,4 +662,10 @@ async function withBindRetry(bind: () => Promise<void>, retryMs: number, what: s
       await new Promise((r) => setTimeout(r, 2));
     }
   }
+}
+
+/** The silence after which a standby with this configuration judges a live-hosted primary dead: missed beats plus the confirm window. */
+function standbyVerdictMs(repl: NonNullable<McuConfig['replication']>): number {
+  const d = failureDetectorSettings({ intervalMs: repl.heartbeatMs, missedBeats: repl.missedHeartbeats });
+  return d.intervalMs * d.missedBeats + d.confirmMs;
 }

@@ -5,7 +5,10 @@
  *
  * 1. The primary is frozen (SIGSTOP) until the standby took over (epoch 2, same VIP and MAC,
  *    the connection rebuilt), then thawed (SIGCONT): it must fence itself (its standby told it
- *    `superseded`; it writes nothing more, drops its VIP) and exit with FENCED_EXIT_CODE.
+ *    `superseded`; it writes nothing more, drops its VIP) and exit with FENCED_EXIT_CODE. Its
+ *    kernel, alive throughout, must have stopped acknowledging client segments once the
+ *    heartbeat thread's lease lapsed (kernel-lease.ts): a segment it took while the standby's
+ *    rebuilt socket was not yet live would otherwise stall the connection for good.
  * 2. The same with the primary's host cut off (crashHost) and then restored: at once (it hears
  *    `superseded` then), or only once it fenced itself while cut off (standby silent, probe
  *    unanswered, its NIC without carrier).
@@ -134,6 +137,13 @@ async function scenario(t: TestContext, fault: Fault): Promise<void> {
       assert.equal(after.role, 'primary', JSON.stringify(after));
       assert.equal(after.epoch, 2, JSON.stringify(after));
       assert.notEqual(after.pid, before.pid, 'the old primary still answers');
+      if (fault === 'freeze') {
+        // The frozen primary's kernel stopped acknowledging the client once its lease lapsed
+        // (kernel-lease.ts): otherwise a segment it took could be lost to the new primary.
+        const counters = await lab.firewallCounters('primary');
+        outcome += `; segments held back by the lapsed kernel lease: ${counters.leaseDropped}`;
+        assert.ok(counters.leaseDropped > 0, `the frozen primary's kernel lease never lapsed: ${JSON.stringify(counters)}`);
+      }
     }
     await sleep(DWELL_AFTER_MS);
 

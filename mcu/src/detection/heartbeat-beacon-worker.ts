@@ -9,6 +9,7 @@ import { isIPv6 } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeCurrentThreadRealtime } from '../core/realtime.ts';
 import { decodeHeartbeat, encodeHeartbeat } from '../wire/heartbeat-wire.ts';
+import { KernelLease, type KernelLeaseSpec } from '../takeover/fencing/kernel-lease.ts';
 
 export interface BeaconWorkerData {
   host: string;
@@ -28,6 +29,8 @@ export interface BeaconWorkerData {
   /** Epoch ms that pauses[0] counts from. */
   pauseBase: number;
   rtPriority: number;
+  /** Renew the host firewall's lease on every tick (takeover mode; see kernel-lease.ts), or null. */
+  kernelLease: KernelLeaseSpec | null;
 }
 
 export type BeaconWorkerMessage =
@@ -38,7 +41,8 @@ export type BeaconWorkerMessage =
   | { type: 'subscribers'; count: number }
   | { type: 'main-stalled'; stalledMs: number }
   | { type: 'main-recovered' }
-  | { type: 'rejected'; reason: string };
+  | { type: 'rejected'; reason: string }
+  | { type: 'lease-failed'; detail: string };
 
 export type BeaconControl = { type: 'epoch'; epoch: number } | { type: 'stop' };
 
@@ -99,6 +103,7 @@ function tick(): void {
     post({ type: 'main-stalled', stalledMs: now - lastProgressAt });
   }
   if (stalled) return;
+  lease?.renew();
   for (const [key, sub] of subscribers) {
     // A subscriber renews every second; one silent for 5 s is gone.
     if (now - sub.lastSeen > 3000) {
@@ -109,10 +114,12 @@ function tick(): void {
 }
 
 let timer: NodeJS.Timeout | null = null;
+let lease: KernelLease | null = null;
 port.on('message', (msg: BeaconControl) => {
   if (msg.type === 'epoch') epoch = msg.epoch;
   if (msg.type === 'stop') {
     if (timer) clearInterval(timer);
+    lease?.close();
     socket.close();
     port.close();
   }
@@ -121,5 +128,6 @@ port.on('message', (msg: BeaconControl) => {
 socket.bind(data.port, data.host, () => {
   post({ type: 'ready', port: socket.address().port });
   void makeCurrentThreadRealtime(data.rtPriority).then((r) => post({ type: 'realtime', ok: r.ok, detail: r.detail }));
+  if (data.kernelLease) lease = new KernelLease(data.kernelLease, (detail) => post({ type: 'lease-failed', detail }));
   timer = setInterval(tick, data.intervalMs);
 });

@@ -19,6 +19,8 @@ export interface HeartbeatBeaconOptions {
   mainStallMs?: number;
   /** SCHED_FIFO priority of the heartbeat thread (default HEARTBEAT_RT_PRIORITY, 99). */
   rtPriority?: number;
+  /** Renew the host firewall's lease for this service port on every beat (takeover mode, kernel-lease.ts). */
+  kernelLease?: { port: number; ttlMs: number };
 }
 
 export type HeartbeatBeaconEvents = {
@@ -68,6 +70,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       pauses: this.#pauses.buffer as SharedArrayBuffer,
       pauseBase: this.#pauseBase,
       rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
+      kernelLease: this.#opts.kernelLease ? { ...this.#opts.kernelLease, rtPriority: (this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY) - 1 } : null,
     };
     const worker = startTsWorker(new URL('./heartbeat-beacon-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
@@ -84,7 +87,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       worker.on('message', (msg: BeaconWorkerMessage) => {
         switch (msg.type) {
           case 'ready':
-            this.#log.info('heartbeat thread beating', { port: msg.port, intervalMs: data.intervalMs });
+            this.#log.info('heartbeat thread beating', { port: msg.port, intervalMs: data.intervalMs, kernelLeaseTtlMs: data.kernelLease?.ttlMs ?? null });
             resolve(msg.port);
             break;
           case 'bind-failed': {
@@ -107,6 +110,10 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
             break;
           case 'main-recovered':
             this.#log.warn('main thread recovered: heartbeats resumed');
+            break;
+          case 'lease-failed':
+            // The element stays permanent: a frozen primary's kernel may acknowledge client bytes again.
+            this.#log.error('kernel lease not renewed: a frozen primary could stall a taken-over connection', { detail: msg.detail });
             break;
           case 'rejected':
             this.#rejected++;

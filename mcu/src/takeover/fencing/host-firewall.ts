@@ -9,7 +9,13 @@
  *    harness's switch; empty unless someone adds a port);
  * 2. `fin-rst`: a FIN or RST from the service port is dropped unless the socket carries the
  *    deliberate-close mark (SO_MARK, set by the MCU right before every deliberate close);
- * 3. the orphan guard, for the ports in `guarded_ports` (the service port): a marked socket
+ * 3. `lease`: a socket of a living process on a guarded port sends nothing while the port is
+ *    missing from the `lease` set. The set's element is permanent after install(); a primary with
+ *    a standby renews it with a timeout from its heartbeat thread (KernelLease), so a primary
+ *    frozen or starved long enough to be taken over has a kernel that no longer acknowledges
+ *    client bytes: the new primary, which never saw them, gets them retransmitted instead of a
+ *    stream stalled at a hole the client believes filled;
+ * 4. the orphan guard, for the ports in `guarded_ports` (the service port): a marked socket
  *    passes (a deliberate close finishes), a socket with an owner passes (`meta skuid` matches
  *    nothing once the owning process is gone), SYN-ACKs pass (request sockets have no owner),
  *    anything else is dropped: the moment the MCU dies, its orphans fall silent by themselves.
@@ -25,6 +31,8 @@ export const FIREWALL_TABLE = 'mcu_takeover';
 export const SILENCED_PORTS_SET = 'silenced_ports';
 /** Ports whose orphaned sockets (their process is gone) are kept silent. */
 export const GUARDED_PORTS_SET = 'guarded_ports';
+/** Ports whose living sockets may send (renewed with a timeout by KernelLease). */
+export const LEASE_SET = 'lease';
 
 export interface HostFirewallOptions {
   /** The service (signaling) port whose FIN/RST and orphans are silenced. */
@@ -40,6 +48,8 @@ export interface FirewallCounters {
   finRstDropped: number;
   silencedDropped: number;
   orphanDropped: number;
+  /** Segments of a living process dropped because its lease had lapsed. */
+  leaseDropped: number;
 }
 
 export class HostFirewall {
@@ -62,11 +72,13 @@ export class HostFirewall {
       `table inet ${FIREWALL_TABLE} {`,
       `  set ${SILENCED_PORTS_SET} { type inet_service; }`,
       `  set ${GUARDED_PORTS_SET} { type inet_service; elements = { ${port} }; }`,
+      `  set ${LEASE_SET} { type inet_service; flags timeout; elements = { ${port} }; }`,
       '  chain output {',
       '    type filter hook output priority filter; policy accept;',
       `    tcp sport @${SILENCED_PORTS_SET} counter drop comment "silence: everything from a silenced port (orphans' retransmissions)"`,
       `    tcp sport ${port} tcp flags & (fin | rst) != 0 meta mark != ${mark} counter drop comment "fin-rst: a crash looks like silence unless the close was deliberate (marked)"`,
       `    tcp sport @${GUARDED_PORTS_SET} meta mark == ${mark} accept comment "guard-marked: a deliberate close finishes"`,
+      `    tcp sport @${GUARDED_PORTS_SET} meta skuid >= 0 tcp sport != @${LEASE_SET} counter drop comment "lease: a process whose heartbeat thread stopped may have been taken over"`,
       `    tcp sport @${GUARDED_PORTS_SET} meta skuid >= 0 accept comment "guard-owned: the socket of a living process"`,
       `    tcp sport @${GUARDED_PORTS_SET} tcp flags & (syn | ack) == syn | ack accept comment "guard-handshake: SYN-ACK of a connection being accepted"`,
       `    tcp sport @${GUARDED_PORTS_SET} counter drop comment "orphan: a socket whose process is gone stays silent"`,
@@ -96,7 +108,7 @@ export class HostFirewall {
   /** Packets each rule dropped so far. */
   async counters(): Promise<FirewallCounters> {
     const r = await this.#commands.run(['nft', '-j', 'list', 'chain', 'inet', FIREWALL_TABLE, 'output'], { timeoutMs: 10_000 });
-    const out: FirewallCounters = { finRstDropped: 0, silencedDropped: 0, orphanDropped: 0 };
+    const out: FirewallCounters = { finRstDropped: 0, silencedDropped: 0, orphanDropped: 0, leaseDropped: 0 };
     const doc = JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<{ counter?: { packets: number } }> } }> };
     for (const item of doc.nftables) {
       const packets = item.rule?.expr.find((e) => e.counter)?.counter?.packets ?? 0;
@@ -104,6 +116,7 @@ export class HostFirewall {
       if (comment.startsWith('silence')) out.silencedDropped = packets;
       else if (comment.startsWith('fin-rst')) out.finRstDropped = packets;
       else if (comment.startsWith('orphan')) out.orphanDropped = packets;
+      else if (comment.startsWith('lease')) out.leaseDropped = packets;
     }
     return out;
   }
