@@ -54,11 +54,12 @@ describe('the MCU sets up its host at start, idempotently, and removes it on a d
     const sets: Record<string, number[]> = {};
     if (tables.includes(`inet ${FIREWALL_TABLE}`)) {
       const doc = JSON.parse(await run(['nft', '-j', 'list', 'table', 'inet', FIREWALL_TABLE])) as {
-        nftables: Array<{ rule?: { comment?: string }; set?: { name: string; elem?: number[] } }>;
+        nftables: Array<{ rule?: { comment?: string }; set?: { name: string; elem?: Array<number | { elem: { val: number } }> } }>;
       };
       for (const item of doc.nftables) {
         if (item.rule) rules.push(item.rule.comment ?? '(no comment)');
-        if (item.set) sets[item.set.name] = item.set.elem ?? [];
+        // An element with a timeout (the kernel lease, once renewed) is an object.
+        if (item.set) sets[item.set.name] = (item.set.elem ?? []).map((e) => (typeof e === 'number' ? e : e.elem.val));
       }
     }
     let vip: HostView['vip'] = null;
@@ -119,10 +120,10 @@ describe('the MCU sets up its host at start, idempotently, and removes it on a d
     assert.deepEqual(first.tables, [`inet ${FIREWALL_TABLE}`], 'the MCU installs its own table, and only that');
     assert.deepEqual(
       first.rules.map((c) => c.split(':')[0]),
-      ['silence', 'fin-rst', 'guard-marked', 'guard-owned', 'guard-handshake', 'orphan'],
-      'FIN/RST silencing with the close mark, the orphan guard, the silence set',
+      ['silence', 'fin-rst', 'guard-marked', 'lease', 'guard-owned', 'guard-handshake', 'orphan'],
+      'FIN/RST silencing with the close mark, the kernel lease, the orphan guard, the silence set',
     );
-    assert.deepEqual(first.sets, { silenced_ports: [], guarded_ports: [lab.servicePort] });
+    assert.deepEqual(first.sets, { silenced_ports: [], guarded_ports: [lab.servicePort], lease: [lab.servicePort] });
     assert.deepEqual(first.vip, { up: true, mac: lab.virtualMac, kind: 'macvlan', parent: 'eth0', addresses: [`${lab.addresses.vip}/32`], arpNotify: '1' });
     assert.deepEqual(first.policyRules, ['100 lookup 100', '101 blackhole']);
     assert.match(await vipRoute('primary'), new RegExp(`^${lab.addresses.network.replace(/\./g, '\\.')} dev vip .*src ${lab.addresses.vip.replace(/\./g, '\\.')}`));
@@ -162,7 +163,7 @@ describe('the MCU sets up its host at start, idempotently, and removes it on a d
     await standby.waitForEvent('standby-started', { timeoutMs: 30_000 });
     const set = await view('standby');
     assert.deepEqual(set.tables, [`inet ${FIREWALL_TABLE}`]);
-    assert.equal(set.rules.length, 6);
+    assert.equal(set.rules.length, 7);
     assert.equal(set.vip?.up, false, 'a standby never holds the VIP');
     assert.deepEqual(set.policyRules, ['100 lookup 100', '101 blackhole']);
     assert.deepEqual(await lab.vipHolders(), []);
