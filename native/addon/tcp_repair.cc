@@ -163,6 +163,43 @@ Napi::Value ReadSequenceNumbers(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Appends to a live connection's receive queue the part of `bytes` (the client's stream from
+// sequence number `startSeq`, as the standby's capture saw it) at and beyond the socket's next
+// expected byte, through the repair mode's receive queue: for a hole no retransmission will
+// fill (another host's kernel acknowledged those bytes). rcv_nxt is read and the bytes written
+// under one repair session, so the slice matches where the kernel stands. Returns the number of
+// bytes queued (0 when the socket already has them all).
+Napi::Value FillReceiveQueue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(info, 0);
+  if (info.Length() < 3 || !info[1].IsBuffer() || !info[2].IsNumber()) ThrowType(env, "fillReceiveQueue(fd, bytes: Buffer, startSeq: number)");
+  const Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
+  const double startSeqNumber = info[2].As<Napi::Number>().DoubleValue();
+  if (!(startSeqNumber >= 0 && startSeqNumber <= 4294967295.0)) ThrowType(env, "startSeq must be a 32-bit unsigned integer");
+  const uint32_t startSeq = static_cast<uint32_t>(startSeqNumber);
+  size_t queued = 0;
+  WithRepair(env, fd, [&] {
+    const uint32_t recvSeq = ReadQueueSeq(env, fd, kRecvQueue, "TCP_REPAIR_QUEUE recv");
+    const uint32_t offset = recvSeq - startSeq;  // modulo 2^32
+    if (offset < bytes.Length()) {
+      const uint8_t* from = bytes.Data() + offset;
+      size_t left = bytes.Length() - offset;
+      while (left > 0) {
+        const ssize_t n = send(fd, from, left, 0);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          ThrowSyscall(env, "send (repair receive queue)", errno);
+        }
+        from += n;
+        left -= static_cast<size_t>(n);
+        queued += static_cast<size_t>(n);
+      }
+    }
+    SetInt(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, kNoQueue, "TCP_REPAIR_QUEUE none");
+  });
+  return Napi::Number::New(env, static_cast<double>(queued));
+}
+
 Napi::Value ReadRepairWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = FdArg(info, 0);
@@ -485,6 +522,7 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 
 void InitTcpRepair(Napi::Env env, Napi::Object exports) {
   exports.Set("readSequenceNumbers", Napi::Function::New(env, ReadSequenceNumbers, "readSequenceNumbers"));
+  exports.Set("fillReceiveQueue", Napi::Function::New(env, FillReceiveQueue, "fillReceiveQueue"));
   exports.Set("readRepairWindow", Napi::Function::New(env, ReadRepairWindow, "readRepairWindow"));
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
   exports.Set("setMark", Napi::Function::New(env, SetMark, "setMark"));

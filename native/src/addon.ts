@@ -32,6 +32,7 @@ export interface NativeCaptureHandle {
 /** The addon's raw exports; native/src/index.ts wraps them with types and named errors. */
 export interface NativeAddon {
   readSequenceNumbers(fd: number): { sendSeq: number; recvSeq: number; inq: number; outq: number };
+  fillReceiveQueue(fd: number, bytes: Buffer, startSeq: number): number;
   readRepairWindow(fd: number): { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number };
   tcpInfo(fd: number): Record<string, number | boolean | string>;
   setMark(fd: number, mark: number): void;

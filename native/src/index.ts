@@ -156,6 +156,15 @@ export function readSequenceNumbers(fd: number): SequenceNumbers {
 }
 
 /** The peer's ISN: recvSeq - inq - 1. Valid only before the application read anything. */
+/**
+ * Queues on a live connection the part of `bytes` (the client's stream from `startSeq`, e.g. from
+ * a capture) at and beyond its next expected byte, in repair mode; returns the bytes queued. For a
+ * hole that no retransmission will fill: another host's kernel acknowledged those bytes.
+ */
+export function fillReceiveQueue(fd: number, bytes: Buffer, startSeq: number): number {
+  return callAddon((a) => a.fillReceiveQueue(fd, bytes, startSeq >>> 0));
+}
+
 export function computeClientIsn(s: SequenceNumbers): number {
   return (s.recvSeq - s.inq - 1) >>> 0;
 }

@@ -65,6 +65,15 @@ export async function labStatus(lab: LabTopology, secret: string, options: { pat
   return JSON.parse(stdout) as unknown;
 }
 
+/** The epoch the lab's witness holds for cluster `lab` (null: none yet), read from `host` (etcd lives on the lab's LAN only). */
+export async function labWitnessEpoch(lab: LabTopology, host: LabHost = 'client'): Promise<number | null> {
+  const key = Buffer.from('/mcu/lab/epoch').toString('base64');
+  const script = `fetch(${JSON.stringify(`${lab.witnessEndpoint}/v3/kv/range`)}, { method: 'POST', body: JSON.stringify({ key: ${JSON.stringify(key)} }), signal: AbortSignal.timeout(5000) }).then(async (r) => process.stdout.write(await r.text()))`;
+  const { stdout } = await lab.exec(host, [process.execPath, '-e', script], { timeoutMs: 20_000 });
+  const kv = (JSON.parse(stdout) as { kvs?: Array<{ value?: string }> }).kvs?.[0];
+  return kv?.value ? Number(Buffer.from(kv.value, 'base64').toString('utf8')) : null;
+}
+
 /**
  * The environment of the lab's MCU processes:
  * - both: HOST=<vip> PORT=<service port> MCU_ICE_ADDRESSES=<vip> MCU_REPLICATION_SECRET,

@@ -605,7 +605,9 @@ export class LabTopology extends EventEmitter<LabTopologyEvents> {
       dataDir,
       ...(options.logFile ? { logFile: options.logFile } : {}),
       spawn: (argv, stdio) => {
-        const child = this.spawn('witness', argv, {}, { stdio, detached: options.detached ?? false });
+        // The witness stands for a machine of its own: on the lab's shared cores it must not queue
+        // behind the MCUs (their main threads run at nice -20) or answer a lease read too late.
+        const child = this.spawn('witness', ['nice', '-n', '-20', ...argv], {}, { stdio, detached: options.detached ?? false });
         if (options.detached) child.unref();
         return child;
       },

@@ -19,7 +19,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { thisHost } from '../../mcu/src/core/host-commands.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
-import { labMcuEnv, labStatus } from '../../scripts/lab/start-mcu.ts';
+import { labMcuEnv, labStatus, labWitnessEpoch } from '../../scripts/lab/start-mcu.ts';
 import { labUnsupportedReason, LabTopology } from '../../scripts/lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
@@ -35,15 +35,6 @@ interface StatusDoc {
 }
 
 type Scenario = 'freeze-two-node' | 'cut-with-witness' | 'cut-takeover-with-witness' | 'kill-with-witness';
-
-/** The epoch the lab's witness holds for cluster `lab`, read from the client host (etcd lives on the lab's LAN only). */
-async function witnessEpoch(lab: LabTopology): Promise<number | null> {
-  const key = Buffer.from('/mcu/lab/epoch').toString('base64');
-  const script = `fetch(${JSON.stringify(`${lab.witnessEndpoint}/v3/kv/range`)}, { method: 'POST', body: JSON.stringify({ key: ${JSON.stringify(key)} }), signal: AbortSignal.timeout(5000) }).then(async (r) => process.stdout.write(await r.text()))`;
-  const { stdout } = await lab.exec('client', [process.execPath, '-e', script], { timeoutMs: 20_000 });
-  const kv = (JSON.parse(stdout) as { kvs?: Array<{ value?: string }> }).kvs?.[0];
-  return kv?.value ? Number(Buffer.from(kv.value, 'base64').toString('utf8')) : null;
-}
 
 async function scenario(t: TestContext, kind: Scenario): Promise<void> {
   await LabTopology.cleanupStale();
@@ -69,7 +60,7 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
     assert.deepEqual(await lab.vipHolders(), ['primary']);
     if (witness) {
       assert.equal(before.witness?.state, 'holding', JSON.stringify(before.witness));
-      assert.equal(await witnessEpoch(lab), 1);
+      assert.equal(await labWitnessEpoch(lab), 1);
     }
 
     const fromFault = standby.mark();
@@ -119,7 +110,7 @@ async function scenario(t: TestContext, kind: Scenario): Promise<void> {
     assert.equal(after.pid, standby.pid, `the VIP leads to the promoted standby: ${JSON.stringify(after)}`);
     assert.equal(after.epoch, 2);
     if (witness) {
-      assert.equal(await witnessEpoch(lab), 2, 'the epoch advanced in etcd');
+      assert.equal(await labWitnessEpoch(lab), 2, 'the epoch advanced in etcd');
       assert.equal(after.witness?.state, 'holding', JSON.stringify(after.witness));
     }
     t.diagnostic(`${kind}: ${outcome}; first primary epoch ${String(listening.epoch)}`);

@@ -119,7 +119,8 @@ port.on('message', (msg: BeaconControl) => {
   if (msg.type === 'epoch') epoch = msg.epoch;
   if (msg.type === 'stop') {
     if (timer) clearInterval(timer);
-    lease?.close();
+    // Beats end here (fenced, or stopping): so does this host's promise to the standby.
+    lease?.revoke();
     socket.close();
     port.close();
   }

@@ -14,6 +14,11 @@ export interface WireError {
 
 export type Result<T> = ({ ok: true } & T) | { ok: false; error: WireError };
 
+/** What the MCU's answers carry besides the reply: the epoch of the MCU that answered (it changes when a standby took over). */
+export interface ServedBy {
+  epoch: number;
+}
+
 export interface RosterEntry {
   id: string;
   name: string;

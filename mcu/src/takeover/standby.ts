@@ -16,7 +16,7 @@
 import { raiseVipAtPromotion, type ServiceAddress } from './fencing/vip.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket as NetSocket } from 'node:net';
-import { adoptFd, closeFd, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
+import { adoptFd, closeFd, fillReceiveQueue, PacketCapture, repairConnection, seqAdd, setMark, socketFd } from '../../../native/src/index.ts';
 import { thisHost } from '../core/host-commands.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { safeEmit } from '../core/events.ts';
@@ -30,6 +30,7 @@ import { TransportStore } from './transport/transport-store.ts';
 import { ConnectionTracker, recordConnectionKey } from './transport/connection-tracker.ts';
 import { OutputLog } from './transport/output-log.ts';
 import { planRepair } from './transport/repair-plan.ts';
+import { wrapSeq } from './transport/sequence-space.ts';
 import { advanceSessionRecord } from './session/session-advance.ts';
 import { FailoverStep } from '../wire/failover-steps.ts';
 
@@ -87,6 +88,25 @@ interface HeldSession {
 const REATTACH_BATCH = 2;
 
 /**
+ * How long the capture keeps filling holes in the rebuilt connections after the rebuild, ms, and
+ * how often it looks. A primary that is not dead (frozen, cut off) still has a kernel that
+ * acknowledges client segments until its lease lapses or it fences (kernel-lease.ts: at most
+ * the verdict window after its last beat, plus the fence): a segment it took while our socket
+ * was not yet live never comes again, and would stall the connection for good.
+ */
+const HOLE_WATCH_MS = 2000;
+const HOLE_WATCH_TICK_MS = 5;
+
+/** A rebuilt connection whose client bytes the capture still follows (see HOLE_WATCH_MS). */
+interface Watched {
+  connId: string;
+  key: string;
+  socket: NetSocket;
+  /** Client position up to which the socket is known to hold the stream. */
+  heldTo: number;
+}
+
+/**
  * Hands a rebuilt connection to the new primary's transport layer (TakeoverPrimary.adopt)
  * before its session is re-attached. `record.committedOutput` is the output offset at the
  * socket's current bytesWritten.
@@ -110,6 +130,9 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
   #tracker: ConnectionTracker | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
   #rebuilt: Rebuilt[] = [];
+  #watched: Watched[] = [];
+  #holeWatch: NodeJS.Timeout | null = null;
+  #holesFilled = { connections: new Set<string>(), bytes: 0 };
   #adopt: ConnectionAdopter | null = null;
   #report: TakeoverReport | null = null;
   #startedAt = 0;
@@ -246,8 +269,7 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     if (this.#capture) this.#capture.drain();
     for (const connId of ids) this.#rebuild(connId, report);
     report.rebuildMs = performance.now() - this.#startedAt;
-    // This host's own segments are of no interest from here on.
-    this.#stopCapture();
+    this.#watchHoles();
     this.#log.info('failover step: connections rebuilt', {
       failover: FailoverStep.ConnectionsRebuilt,
       connections: report.connections,
@@ -353,7 +375,6 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     } catch (err) {
       return this.#fallback(report, { connId, code: 'repair-failed', reason: (err as Error).message, closedCleanly: false });
     }
-    this.#tracker.release(key);
     let socket: NetSocket;
     try {
       socket = adoptFd(fd);
@@ -364,6 +385,9 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     socket.setNoDelay(true);
     socket.on('error', (err) => this.#log.warn(`rebuilt connection ${connId}: ${err.message}`));
     report.rebuilt++;
+    const heldTo = tracked?.clientSpace.peek(plan.state.recvSeq >>> 0);
+    if (heldTo === undefined) this.#tracker.release(key);
+    else this.#watched.push({ connId, key, socket, heldTo });
     // The output the client lacks, before anything the new process writes.
     if (plan.writeAfterRepair.length > 0) socket.write(plan.writeAfterRepair);
     if (typeof session === 'string') {
@@ -491,7 +515,65 @@ export class TakeoverEngine extends EventEmitter<TakeoverEngineEvents> {
     }
   }
 
+  /**
+   * After the rebuild the capture goes on for HOLE_WATCH_MS: client bytes it sees beyond what a
+   * rebuilt socket is known to hold are queued on that socket in repair mode
+   * (fillReceiveQueue: only the part beyond the kernel's next expected byte, so bytes the socket
+   * got normally are never queued twice). Then the capture stops: from there on this host is
+   * the primary and its own segments are of no interest.
+   */
+  #watchHoles(): void {
+    if (this.#watched.length === 0 || !this.#tracker) {
+      this.#stopCapture();
+      return;
+    }
+    const until = performance.now() + HOLE_WATCH_MS;
+    this.#holeWatch = setInterval(() => {
+      this.#fillHoles();
+      if (performance.now() >= until) this.#stopCapture();
+    }, HOLE_WATCH_TICK_MS);
+    this.#holeWatch.unref();
+  }
+
+  #fillHoles(): void {
+    const tracker = this.#tracker;
+    if (!tracker) return;
+    this.#capture?.drain();
+    this.#watched = this.#watched.filter((w) => {
+      const tracked = tracker.get(w.key);
+      if (!tracked || w.socket.destroyed) return false;
+      const end = tracked.contiguousEnd(w.heldTo);
+      if (end <= w.heldTo) return true;
+      const bytes = tracked.clientBytesFrom(w.heldTo, end);
+      try {
+        const queued = fillReceiveQueue(socketFd(w.socket), bytes, wrapSeq(w.heldTo));
+        if (queued > 0) {
+          this.#holesFilled.connections.add(w.connId);
+          this.#holesFilled.bytes += queued;
+          this.#log.warn(`connection ${w.connId}: ${queued} client byte(s) taken by another host's kernel queued from the capture`, {
+            conn: w.connId,
+            bytes: queued,
+            failover: FailoverStep.HoleFilled,
+          });
+        }
+      } catch (err) {
+        this.#log.warn(`connection ${w.connId}: could not queue captured client bytes: ${(err as Error).message}`, { conn: w.connId });
+        return false;
+      }
+      w.heldTo = end;
+      const origin = tracked.clientPositionOfOffset(0);
+      if (origin !== undefined) tracker.prune(w.key, end - origin);
+      return true;
+    });
+  }
+
   #stopCapture(): void {
+    if (this.#holeWatch) clearInterval(this.#holeWatch);
+    this.#holeWatch = null;
+    if (this.#holesFilled.bytes > 0) {
+      this.#log.warn(`capture stopped; ${this.#holesFilled.bytes} client byte(s) another kernel had acknowledged were queued on ${this.#holesFilled.connections.size} connection(s)`);
+    }
+    this.#watched = [];
     this.#tracker?.close();
     this.#capture?.close();
     this.#tracker = null;

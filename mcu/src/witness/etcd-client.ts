@@ -174,17 +174,20 @@ export class EtcdClient {
       const started = performance.now();
       let response: Response;
       let text: string;
+      const timeout = new LoopTimeout(this.requestTimeoutMs);
       try {
         response = await fetch(`${endpoint}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body,
-          signal: AbortSignal.timeout(this.requestTimeoutMs),
+          signal: timeout.signal,
         });
         text = await response.text();
       } catch (err) {
         failures.push(`${endpoint}: ${describeFetchError(err, this.requestTimeoutMs)}`);
         continue;
+      } finally {
+        timeout.clear();
       }
       const ms = performance.now() - started;
       let json: unknown;
@@ -262,6 +265,43 @@ function opJson(op: TxnOp): Record<string, unknown> {
   if ('put' in op) return { request_put: { key: b64(op.put.key), value: b64(op.put.value), ...(op.put.lease ? { lease: op.put.lease } : {}) } };
   if ('range' in op) return { request_range: { key: b64(op.range.key) } };
   return { request_delete_range: { key: b64(op.deleteRange.key) } };
+}
+
+/** Tick of LoopTimeout, ms. */
+const LOOP_TIMEOUT_TICK_MS = 20;
+
+/**
+ * A request timeout that counts the witness's slowness, not this process's: time in which our
+ * own event loop did not run (a stall: the answer may be waiting in the socket, unread) counts as
+ * at most two ticks. A plain timer would fire first after a stall (timers run before I/O) and
+ * call an answered request unanswered; a primary would then fence itself for nothing.
+ */
+class LoopTimeout {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  #counted = 0;
+  #last = performance.now();
+
+  constructor(timeoutMs: number) {
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      this.#counted += Math.min(now - this.#last, 2 * LOOP_TIMEOUT_TICK_MS);
+      this.#last = now;
+      if (this.#counted >= timeoutMs) {
+        clearInterval(this.#timer);
+        this.#controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError'));
+      }
+    }, LOOP_TIMEOUT_TICK_MS);
+    this.#timer.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  clear(): void {
+    clearInterval(this.#timer);
+  }
 }
 
 function describeFetchError(err: unknown, timeoutMs: number): string {

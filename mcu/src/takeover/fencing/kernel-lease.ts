@@ -79,6 +79,16 @@ export class KernelLease {
     this.#state = 'renewing';
   }
 
+  /**
+   * Ends the lease at once (a fenced primary, a stop): the firewall drops the service port's
+   * output from now on instead of after the last renewal's timeout. Then close().
+   */
+  revoke(): void {
+    const nft = this.#nft;
+    if (nft && this.#state === 'renewing') nft.stdin.write(`flush set inet ${FIREWALL_TABLE} ${LEASE_SET}\n`);
+    this.close();
+  }
+
   /** Idempotent. The element keeps its last timeout and lapses by itself. */
   close(): void {
     if (this.#state === 'closed') return;
@@ -87,8 +97,9 @@ export class KernelLease {
     this.#nft = null;
     if (nft) {
       nft.removeAllListeners('exit');
+      // nft reads what is left (a revocation) and exits at end of input; a stuck one is killed.
       nft.stdin.end();
-      nft.kill('SIGTERM');
+      setTimeout(() => nft.kill('SIGTERM'), 1000).unref();
     }
   }
 
