@@ -188,13 +188,16 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.conference.on('participant-resumed', (participantId) => this.emit('participant-resumed', participantId));
     this.conference.on('media-restarted', (participantId, tookMs) => this.emit('media-restarted', participantId, tookMs));
     this.#ownsTls = opts.tls === undefined;
-    this.tls = opts.tls === undefined ? ServiceTls.fromConfig(this.config.tls, createLogger('tls', { owner: 'mcu' })) : opts.tls;
+    const tls = opts.tls === undefined ? ServiceTls.fromConfig(this.config.tls, createLogger('tls', { owner: 'mcu' })) : opts.tls;
+    this.tls = tls;
+    // config.ts refuses both already: a standby cannot continue a TLS session at a takeover yet.
+    if (this.config.takeover.enabled && tls) throw new ConfigError('takeover mode (MCU_TAKEOVER=1) cannot serve TLS yet: leave tls.certFile and tls.keyFile unset');
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#route(req, new URL(req.url ?? '/', 'http://localhost').pathname, res);
     };
-    // Takeover mode without TLS only (config.ts refuses both: a standby cannot continue a TLS session yet).
-    const plain = this.tls ? null : createServer(handler);
-    this.http = plain ?? this.tls!.createServer(handler);
+    let plain: HttpServer | null = null;
+    if (tls) this.http = tls.createServer(handler);
+    else this.http = plain = createServer(handler);
     this.admin = new AdminServer({ ...this.config.admin, routes: this.#adminRoutes(), owner: 'mcu' });
     this.signaling = new SignalingServer(this.http, this.conference, this.config, {
       epoch: () => this.#epoch,
@@ -209,7 +212,6 @@ export class Mcu extends EventEmitter<McuEvents> {
       signalingSurvives: this.config.takeover.enabled,
     });
     // Right after the socket.io server: the session recorder must see every connection.
-    if (this.config.takeover.enabled && !plain) throw new ConfigError('takeover mode (MCU_TAKEOVER=1) cannot serve TLS yet: leave tls.certFile and tls.keyFile unset');
     this.takeover =
       this.config.takeover.enabled && plain
         ? new TakeoverPrimary({ httpServer: plain, io: this.signaling.io, host: this.config.server.host, port: this.config.server.port })
