@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  # A worktree sharing another checkout's packages through a symlink: npm ci would empty that
+  # checkout's node_modules (it did once, under the other engineers' running tests). Leave it.
+  [ -d node_modules/ ] || { echo "node_modules links to a missing directory: $(readlink node_modules)" >&2; exit 1; }
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== npm ci"
   npm ci --no-audit --no-fund
 fi

@@ -25,6 +25,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Reload the certificate and key: no call or connection dropped (Node's default would end the process).
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the TLS certificate and key');
+    mcu.reloadTls();
+  });
   // Another primary took over our clients: nothing of ours may reach them again, and a
   // supervisor must not start us again as a primary (distinct exit code).
   void mcu.whenFenced().then((info) => {
@@ -40,6 +45,8 @@ async function main(): Promise<void> {
       event: 'listening',
       role: mcu.role,
       port: mcu.port,
+      scheme: mcu.scheme,
+      fingerprint256: mcu.tls?.credentials.fingerprint256 ?? null,
       adminPort: mcu.adminPort,
       replicationPort: mcu.replication?.address()?.port ?? null,
       epoch: mcu.epoch,

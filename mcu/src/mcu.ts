@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { Conference, type RestoreOutcome, type SpareStart } from './conference/conference.ts';
 import { redactConfig, type McuConfig } from './core/config.ts';
@@ -9,6 +10,7 @@ import { createLogger, setLogRole } from './core/logger.ts';
 import { McuMetrics, type McuMetricsSource } from './http/metrics.ts';
 import { AdminServer, serveAdminPath, type AdminRoutes } from './http/admin.ts';
 import { sendJson, serveStatic } from './http/http-routes.ts';
+import { ServiceTls, type TlsReloadOutcome, type TlsStatus } from './http/tls.ts';
 import { SessionState } from './conference/session-state.ts';
 import { SignalingServer } from './signaling/signaling-server.ts';
 import { ReplicationServer, type ReplicationStats } from './replication/replication-server.ts';
@@ -40,6 +42,10 @@ export interface McuStatus {
   epoch: number;
   uptimeSeconds: number;
   port: number;
+  /** `https` with tls.certFile and tls.keyFile (the page, signaling over WSS), `http` without. */
+  scheme: 'http' | 'https';
+  /** The certificate served (tls.certFile), its fingerprint and reloads; null when serving plain HTTP. */
+  tls: TlsStatus | null;
   /**
    * How clients survive a failover: `reconnect` (signaling reconnects and resumes) or
    * `takeover` (MCU_TAKEOVER=1: the standby rebuilds each signaling connection in place).
@@ -95,6 +101,11 @@ export interface McuOptions {
    * the epoch from there; without it, a primary claims the next epoch at start.
    */
   witnessClaim?: { record: PrimaryRecord; confirmedAt: number };
+  /**
+   * The service's TLS when someone else holds it (a standby loaded and reloads it from its start,
+   * so a promotion reads no file). Default: this MCU's own from config.tls (null: plain HTTP).
+   */
+  tls?: ServiceTls | null;
 }
 
 export type McuEvents = {
@@ -114,7 +125,11 @@ export class Mcu extends EventEmitter<McuEvents> {
   readonly state: SessionState;
   readonly conference: Conference;
   readonly metrics = new McuMetrics(this.#metricsSource());
-  readonly http: HttpServer;
+  /** The public listener: HTTPS with config.tls (ServiceTls), else plain HTTP (e.g. behind a TLS-terminating proxy). */
+  readonly http: HttpServer | HttpsServer;
+  /** The certificate and key served (reloaded on SIGHUP: reloadTls()); null: plain HTTP. */
+  readonly tls: ServiceTls | null;
+  readonly #ownsTls: boolean;
   /** /status and /metrics for operators (admin.host:admin.port; the public listener serves them only with admin.token). */
   readonly admin: AdminServer;
   readonly signaling: SignalingServer;
@@ -172,9 +187,17 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.conference = new Conference(this.config, this.state);
     this.conference.on('participant-resumed', (participantId) => this.emit('participant-resumed', participantId));
     this.conference.on('media-restarted', (participantId, tookMs) => this.emit('media-restarted', participantId, tookMs));
-    this.http = createServer((req, res) => {
+    this.#ownsTls = opts.tls === undefined;
+    const tls = opts.tls === undefined ? ServiceTls.fromConfig(this.config.tls, createLogger('tls', { owner: 'mcu' })) : opts.tls;
+    this.tls = tls;
+    // config.ts refuses both already: a standby cannot continue a TLS session at a takeover yet.
+    if (this.config.takeover.enabled && tls) throw new ConfigError('takeover mode (MCU_TAKEOVER=1) cannot serve TLS yet: leave tls.certFile and tls.keyFile unset');
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#route(req, new URL(req.url ?? '/', 'http://localhost').pathname, res);
-    });
+    };
+    let plain: HttpServer | null = null;
+    if (tls) this.http = tls.createServer(handler);
+    else this.http = plain = createServer(handler);
     this.admin = new AdminServer({ ...this.config.admin, routes: this.#adminRoutes(), owner: 'mcu' });
     this.signaling = new SignalingServer(this.http, this.conference, this.config, {
       epoch: () => this.#epoch,
@@ -189,9 +212,10 @@ export class Mcu extends EventEmitter<McuEvents> {
       signalingSurvives: this.config.takeover.enabled,
     });
     // Right after the socket.io server: the session recorder must see every connection.
-    this.takeover = this.config.takeover.enabled
-      ? new TakeoverPrimary({ httpServer: this.http, io: this.signaling.io, host: this.config.server.host, port: this.config.server.port })
-      : null;
+    this.takeover =
+      this.config.takeover.enabled && plain
+        ? new TakeoverPrimary({ httpServer: plain, io: this.signaling.io, host: this.config.server.host, port: this.config.server.port })
+        : null;
   }
 
   get role(): McuRole {
@@ -212,6 +236,24 @@ export class Mcu extends EventEmitter<McuEvents> {
 
   protected set epoch(value: number) {
     this.#epoch = value;
+  }
+
+  /** `https` when serving TLS (config.tls), else `http`. */
+  get scheme(): 'http' | 'https' {
+    return this.tls ? 'https' : 'http';
+  }
+
+  /**
+   * Reloads the certificate and key (SIGHUP): new connections get the new pair, open ones (calls,
+   * signaling) keep theirs; a pair that does not load is logged and the one in use kept.
+   * Null when serving plain HTTP.
+   */
+  reloadTls(): TlsReloadOutcome | null {
+    if (!this.tls) {
+      this.#log.info('no TLS to reload: serving plain HTTP (tls.certFile and tls.keyFile unset)');
+      return null;
+    }
+    return this.tls.reload();
   }
 
   /** The bound HTTP/signaling port (useful with port 0). */
@@ -341,6 +383,8 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.#log.info('MCU serving', {
       port: this.port,
       host: this.config.server.host,
+      scheme: this.scheme,
+      ...(this.tls ? { fingerprint256: this.tls.credentials.fingerprint256, certificateValidTo: this.tls.credentials.validTo } : {}),
       adminPort: this.admin.port ?? undefined,
       epoch: this.#epoch,
       replicationPort: this.replication?.address()?.port,
@@ -543,6 +587,8 @@ export class Mcu extends EventEmitter<McuEvents> {
       epoch: this.#epoch,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       port: this.port,
+      scheme: this.scheme,
+      tls: this.tls?.status() ?? null,
       mode: this.takeover && this.takeover.acceptor.stats().takeoverUnavailable === null ? 'takeover' : 'reconnect',
       protected: this.isProtected(),
       replication: this.replication?.stats() ?? null,
@@ -633,6 +679,7 @@ export class Mcu extends EventEmitter<McuEvents> {
       this.http.closeAllConnections();
     });
     await this.admin.close();
+    if (this.#ownsTls) this.tls?.close();
     // Last: a deliberate stop leaves the host as it found it.
     if (this.#ownsHostSetup) await this.#hostSetup.close();
     this.#serviceFence?.close();

@@ -5,7 +5,10 @@ export { ManagedProcess, projectRoot, startNode, type ProcessEvent, type Process
 export interface RunningMcu {
   process: ManagedProcess;
   port: number;
+  /** `https://127.0.0.1:<port>` when it serves TLS (MCU_TLS_CERT, MCU_TLS_KEY), else `http://...`. */
   url: string;
+  /** The certificate's SHA-256 fingerprint when it serves TLS, else null. */
+  fingerprint256: string | null;
   /** Its admin listener (/status, /metrics), on 127.0.0.1. */
   adminUrl: string;
   /** SIGTERM, then SIGKILL after 5 s; waits for the exit. */
@@ -17,10 +20,12 @@ export async function startMcu(env: Record<string, string> = {}): Promise<Runnin
   const proc = startNode('mcu/src/main.ts', { PORT: '0', HOST: '127.0.0.1', ...env });
   const listening = await proc.waitFor((e) => e.event === 'listening');
   const port = Number(listening.port);
+  const scheme = listening.scheme === 'https' ? 'https' : 'http';
   return {
     process: proc,
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
+    fingerprint256: typeof listening.fingerprint256 === 'string' ? listening.fingerprint256 : null,
     adminUrl: `http://127.0.0.1:${Number(listening.adminPort)}`,
     async stop() {
       await proc.close();

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     }
   });
   standby.on('promoted', (timeline, mcu) => {
-    const ports = { port: mcu.port, adminPort: mcu.adminPort, replicationPort: mcu.replication?.address()?.port ?? null };
+    const ports = { port: mcu.port, scheme: mcu.scheme, fingerprint256: mcu.tls?.credentials.fingerprint256 ?? null, adminPort: mcu.adminPort, replicationPort: mcu.replication?.address()?.port ?? null };
     announce({ event: 'promoted', timeline, ...ports, epoch: mcu.epoch });
     announce({ event: 'listening', role: mcu.role, ...ports, epoch: mcu.epoch });
     // Once promoted we are a primary that can be superseded in turn (takeover mode): see mcu/src/main.ts.
@@ -53,6 +53,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Reload the certificate and key (the promoted MCU's, or the one a promotion will serve); Node's default would end the process.
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the TLS certificate and key');
+    standby.reloadTls();
+  });
   await standby.start();
   announce({ event: 'standby-started', statusPort: standby.statusPort });
 }

@@ -9,6 +9,7 @@
 import type { McuConfig } from '../../mcu/src/core/config.ts';
 import { createLogger } from '../../mcu/src/core/logger.ts';
 import { LoopStallRecorder } from '../../mcu/src/core/loop-stalls.ts';
+import type { ServiceTls } from '../../mcu/src/http/tls.ts';
 import { Mcu, type McuOptions } from '../../mcu/src/mcu.ts';
 import { SessionState } from '../../mcu/src/conference/session-state.ts';
 import type { CheckpointStore } from '../../mcu/src/replication/checkpoint-store.ts';
@@ -56,6 +57,8 @@ export interface PromotionOptions {
   vip: ServiceAddress | null;
   /** The host's network setup the standby installed at its start; the promoted MCU keeps it (and does not remove it on close). */
   hostSetup: HostSetup;
+  /** The service's certificate and key the standby loaded (and reloads on SIGHUP); the promoted MCU serves them. Null: plain HTTP. */
+  tls: ServiceTls | null;
   /**
    * Fencing, our half: tells the old primary a standby of `epoch` takes over (one that was only
    * frozen or cut off reads it and fences itself), then stops following it.
@@ -168,6 +171,7 @@ export class Promotion {
       state,
       bindRetryMs: this.#opts.bindRetryMs,
       hostSetup: this.#opts.hostSetup,
+      tls: this.#opts.tls,
       ...(won.claim ? { witnessClaim: won.claim } : {}),
     });
     this.#mcu = mcu;

@@ -3,6 +3,7 @@ import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
 import { ConfigError } from '../../mcu/src/core/errors.ts';
 import { AdminServer } from '../../mcu/src/http/admin.ts';
 import { StandbyMetrics } from '../../mcu/src/http/metrics.ts';
+import { ServiceTls, type TlsReloadOutcome } from '../../mcu/src/http/tls.ts';
 import { createLogger, setLogRole } from '../../mcu/src/core/logger.ts';
 import type { Mcu } from '../../mcu/src/mcu.ts';
 import { Room } from '../../mcu/src/conference/room.ts';
@@ -82,6 +83,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
   #witnessSeen: { epoch: number | null; at: number; error: string | null } | null = null;
   /** The nonce of our compare-and-sets from the epoch we follow (see PromotionOptions.witnessNonce). */
   #witnessNonce: { epoch: number; nonce: string } | null = null;
+  /**
+   * The service's certificate and key (config.tls), loaded at start and reloaded on SIGHUP, so
+   * the promoted MCU serves the pair in use then without reading files on the promotion path.
+   */
+  readonly tls: ServiceTls | null;
   /** Wakes a promotion waiting for the witness when the standby stops. */
   readonly #stopped = new AbortController();
 
@@ -108,6 +114,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       iceGatherTimeoutMs: opts.config.ice.gatherTimeoutMs,
     });
     this.#witness = witnessFromConfig(opts.config.witness);
+    this.tls = ServiceTls.fromConfig(opts.config.tls, createLogger('tls', { owner: 'standby' }));
     this.#client = this.#createClient();
     this.metrics = new StandbyMetrics({
       ready: () => this.#state === 'ready',
@@ -307,6 +314,8 @@ export class Standby extends EventEmitter<StandbyEvents> {
         participants: store.state.participantCount,
       },
       servicePort: this.#opts.config.server.port,
+      // The certificate a promotion would serve (reloaded on SIGHUP); null: plain HTTP.
+      tls: this.tls?.status() ?? null,
       mode: this.takeover ? 'takeover' : 'reconnect',
       spares: { enabled: this.#opts.config.spare.enabled, connected: this.spares.connectedCount, paths: this.spares.status() },
       takeover: this.takeover?.stats() ?? null,
@@ -335,6 +344,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       takeover: this.takeover,
       vip: this.#host.vip,
       hostSetup: this.#host,
+      tls: this.tls,
       supersede: (epoch) => this.#stopFollowing(epoch),
       witness: this.#witness,
       witnessRetryMs: this.#opts.config.witness.retryMs,
@@ -422,6 +432,19 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#monitor = null;
   }
 
+  /**
+   * SIGHUP: reloads the certificate and key; a promoted MCU's new connections get the new pair at
+   * once (it serves this ServiceTls), before a promotion the pair is what it will serve. A pair
+   * that does not load is logged and the one in use kept. Null: plain HTTP.
+   */
+  reloadTls(): TlsReloadOutcome | null {
+    if (!this.tls) {
+      this.#log.info('no TLS to reload: plain HTTP (tls.certFile and tls.keyFile unset)');
+      return null;
+    }
+    return this.tls.reload();
+  }
+
   /** Deliberate stop (never a failover). Idempotent. */
   async close(): Promise<void> {
     if (this.#state === 'stopped') return;
@@ -434,6 +457,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     await this.#monitor?.close();
     await this.mcu?.close();
     await this.#statusServer.close();
+    this.tls?.close();
     await this.#host.close();
     this.#setState('stopped');
   }

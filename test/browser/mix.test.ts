@@ -9,6 +9,7 @@ import type { Browser } from 'playwright-core';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
 import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
+import { makeTestCertificate } from '../helpers/tls.ts';
 
 describe('three participants in one room (real Chromium, real MCU)', () => {
   let mcu: RunningMcu;
@@ -16,7 +17,9 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
   const pages: ParticipantPage[] = [];
 
   before(async () => {
-    mcu = await startMcu();
+    // Over HTTPS/WSS with a self-signed certificate (the page's context ignores its warning).
+    mcu = await startMcu((await makeTestCertificate()).env);
+    assert.ok(mcu.url.startsWith('https://'), mcu.url);
     browser = await launchChromium();
     for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, mcu.url, 'mixtest', spec));
   });

@@ -78,6 +78,8 @@ describe('kill -9 of the primary mid-call, connection takeover in the lab (real 
     standby = start('standby', 'standby/src/main.ts');
     await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
     browser = await launchChromium([], { netns: lab.namespace('client') });
+    // Plain HTTP/WS, unlike the other browser tests: takeover mode refuses TLS (config.ts) until
+    // the standby can continue a TLS session at the takeover (issue 11, item 2).
     const url = `http://${lab.addresses.vip}:${lab.servicePort}`;
     for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, ROOM, spec));
     ids = await Promise.all(pages.map((p) => p.participantId()));

@@ -6,6 +6,7 @@ import { eventually, launchChromium, openParticipant, type ParticipantPage } fro
 import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
 import { countEvents, describeCall, markPeerConnection, samePeerConnection as onMarkedPeerConnection } from '../../scripts/probe/page-readout.ts';
 import { freePort } from '../../scripts/common/ports.ts';
+import { makeTestCertificate } from './tls.ts';
 
 /** The page's own account of its call (events, states, spare counters), for failure messages. */
 export function pageEvents(page: ParticipantPage): Promise<string> {
@@ -57,7 +58,8 @@ export function samePeerConnection(page: ParticipantPage): Promise<boolean> {
 }
 
 /**
- * A primary + hot standby under the Supervisor on 127.0.0.1 (with `env`) and the three test
+ * A primary + hot standby under the Supervisor on 127.0.0.1 over HTTPS (a self-signed
+ * certificate of the test's; `env` on top) and the three test
  * participants joined from one Chromium into `room`; their pages go into `pages`. Whatever it
  * started is closed again when a step fails.
  */
@@ -67,11 +69,13 @@ export async function startSupervisedCall(
   env: Record<string, string>,
 ): Promise<{ supervisor: Supervisor; browser: Browser; url: string; ids: string[] }> {
   const port = await freePort();
-  const supervisor = new Supervisor({ port, replicationPort: await freePort(), adminPort: await freePort(), host: '127.0.0.1', env });
+  // Over HTTPS/WSS, as a real deployment: both MCUs serve the same self-signed certificate.
+  const certificate = await makeTestCertificate();
+  const supervisor = new Supervisor({ port, replicationPort: await freePort(), adminPort: await freePort(), host: '127.0.0.1', env: { ...certificate.env, ...env } });
   let browser: Browser | null = null;
   try {
     await supervisor.start();
-    const url = `http://127.0.0.1:${port}`;
+    const url = `https://127.0.0.1:${port}`;
     browser = await launchChromium();
     for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, url, room, spec));
     const ids = await Promise.all(pages.map((p) => p.participantId()));

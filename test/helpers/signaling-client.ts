@@ -10,8 +10,9 @@ export class TestSignalingClient {
   readonly rosters: RosterUpdate[] = [];
   disconnects = 0;
 
-  constructor(url: string, opts: { reconnection?: boolean } = {}) {
-    this.socket = io(url, { transports: ['websocket'], reconnection: opts.reconnection ?? false, forceNew: true });
+  /** `ca`: the certificates trusted for a wss:// MCU (e.g. its self-signed one); default the system's. */
+  constructor(url: string, opts: { reconnection?: boolean; ca?: string[] } = {}) {
+    this.socket = io(url, { transports: ['websocket'], reconnection: opts.reconnection ?? false, forceNew: true, ...(opts.ca ? { ca: opts.ca } : {}) });
     this.socket.on('signaling-error', (e) => this.errors.push(e));
     this.socket.on('roster', (r) => this.rosters.push(r));
     this.socket.on('disconnect', () => this.disconnects++);

@@ -3,12 +3,15 @@
  * overridden by the environment, and every kind of bad setting is one line naming it.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { join, relative } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { describeSettings, loadConfig, redactConfig, type LoadConfigOptions } from '../../mcu/src/core/config.ts';
-import { ConfigError } from '../../mcu/src/core/errors.ts';
+import { ConfigError, TlsCredentialsError } from '../../mcu/src/core/errors.ts';
+import { readTlsCredentials, type TlsFiles } from '../../mcu/src/http/tls.ts';
+import { generateSelfSignedCertificate, OPENSSL } from '../../scripts/demo/self-signed-cert.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcu-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -117,7 +120,7 @@ describe('configuration', () => {
     const file = configFile({ server: { prot: 3000 }, replicaton: {} });
     assert.deepEqual(problems({ MCU_CONFIG: file }), [
       'config: server.prot: unknown setting (expected one of port, host)',
-      'config: replicaton: unknown setting (expected one of server, admin, limits, video, ice, replication, detection, takeover, spare, realtime, log, standby, witness)',
+      'config: replicaton: unknown setting (expected one of server, admin, tls, limits, video, ice, replication, detection, takeover, spare, realtime, log, standby, witness)',
     ]);
   });
 
@@ -156,3 +159,84 @@ describe('configuration', () => {
     assert.deepEqual({ ...shown, replication: null }, { ...config, replication: null });
   });
 });
+
+describe('configuration: the service TLS (tls.certFile, tls.keyFile)', () => {
+  let a: TlsFiles;
+  let b: TlsFiles;
+  before(async () => {
+    a = await generateSelfSignedCertificate(join(dir, 'tls-a'));
+    b = await generateSelfSignedCertificate(join(dir, 'tls-b'));
+  });
+
+  it('unset: plain HTTP; both set: the absolute paths of a pair that loads', () => {
+    assert.equal(load({}).tls, null, 'no certificate: plain HTTP');
+    const config = load({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: a.keyFile });
+    assert.deepEqual(config.tls, { certFile: a.certFile, keyFile: a.keyFile });
+    // A relative name is taken from the working directory, like every file setting.
+    const relative = load({ MCU_CONFIG: configFile({ tls: { certFile: relativePath(a.certFile), keyFile: relativePath(a.keyFile) } }) });
+    assert.deepEqual(relative.tls, { certFile: a.certFile, keyFile: a.keyFile });
+    assert.deepEqual(redactConfig(config).tls, config.tls, 'file names are not secrets: /status shows them');
+  });
+
+  it('one without the other is one line naming the missing one', () => {
+    assert.deepEqual(problems({ MCU_TLS_CERT: a.certFile }), [
+      'config: tls.keyFile: set both tls.certFile (MCU_TLS_CERT) and tls.keyFile (MCU_TLS_KEY) to serve HTTPS, or neither to serve plain HTTP (MCU_TLS_KEY)',
+    ]);
+    assert.deepEqual(problems({ MCU_TLS_KEY: a.keyFile }), [
+      'config: tls.certFile: set both tls.certFile (MCU_TLS_CERT) and tls.keyFile (MCU_TLS_KEY) to serve HTTPS, or neither to serve plain HTTP (MCU_TLS_CERT)',
+    ]);
+  });
+
+  it('a missing, unreadable or wrong file is one line naming the file and what to do', () => {
+    const missing = join(dir, 'no-such-cert.pem');
+    assert.deepEqual(problems({ MCU_TLS_CERT: missing, MCU_TLS_KEY: a.keyFile }), [
+      `config: tls.certFile: ${missing} does not exist: create it, or name an existing file (MCU_TLS_CERT)`,
+    ]);
+    assert.deepEqual(problems({ MCU_TLS_CERT: dir, MCU_TLS_KEY: a.keyFile }), [`config: tls.certFile: ${dir} is not a regular file: name the PEM file itself (MCU_TLS_CERT)`]);
+    const notPem = join(dir, 'not-a-cert.pem');
+    writeFileSync(notPem, 'hello\n');
+    assert.match(problems({ MCU_TLS_CERT: notPem, MCU_TLS_KEY: a.keyFile })[0]!, /^config: tls\.certFile: .*not-a-cert\.pem holds no PEM certificate .* \(MCU_TLS_CERT\)$/);
+    // The certificate where the key should be.
+    assert.match(problems({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: a.certFile })[0]!, /^config: tls\.keyFile: .*cert\.pem holds no usable private key .* \(MCU_TLS_KEY\)$/);
+    const broken = join(dir, 'broken-cert.pem');
+    writeFileSync(broken, '-----BEGIN CERTIFICATE-----\nMIIBroken\n-----END CERTIFICATE-----\n');
+    assert.match(problems({ MCU_TLS_CERT: broken, MCU_TLS_KEY: a.keyFile })[0]!, /^config: tls\.certFile: .*broken-cert\.pem is not a valid PEM certificate/);
+  });
+
+  it('a key that is not the certificate\'s is refused, naming both files', () => {
+    const lines = problems({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: b.keyFile });
+    assert.equal(lines.length, 1);
+    assert.ok(lines[0]!.startsWith(`config: tls.keyFile: the key in ${b.keyFile} does not belong to the certificate in ${a.certFile}`), lines[0]);
+    assert.ok(lines[0]!.endsWith('(MCU_TLS_KEY)'), lines[0]);
+  });
+
+  it('an encrypted key is refused with the command that decrypts it', () => {
+    const encrypted = join(dir, 'encrypted-key.pem');
+    execFileSync(OPENSSL, ['pkey', '-in', a.keyFile, '-aes256', '-passout', 'pass:secret-pass', '-out', encrypted]);
+    const [line] = problems({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: encrypted });
+    assert.match(line!, /^config: tls\.keyFile: .*encrypted-key\.pem holds no usable private key .*the key is encrypted: store it without a passphrase \(openssl pkey -in /);
+  });
+
+  it('TLS with takeover mode is refused: a standby cannot continue a TLS session yet', () => {
+    const [line, ...rest] = problems({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: a.keyFile, MCU_TAKEOVER: '1' });
+    assert.deepEqual(rest, []);
+    assert.match(line!, /^config: tls\.certFile: TLS cannot be served in takeover mode \(takeover\.enabled, MCU_TAKEOVER=1\) yet: a standby cannot continue the TLS session/);
+    assert.match(line!, /use reconnect mode \(MCU_TAKEOVER=0\) over TLS, or terminate TLS in a proxy in front/);
+    // Takeover mode alone, or behind a TLS-terminating proxy (no certificate here), is fine.
+    assert.equal(load({ MCU_TAKEOVER: '1' }).tls, null);
+  });
+
+  it('the credentials: the fingerprint openssl computes, the names of the host', () => {
+    const credentials = readTlsCredentials(a);
+    const fromOpenssl = execFileSync(OPENSSL, ['x509', '-in', a.certFile, '-noout', '-fingerprint', '-sha256'], { encoding: 'utf8' });
+    assert.equal(`sha256 Fingerprint=${credentials.fingerprint256}`, fromOpenssl.trim());
+    assert.notEqual(credentials.fingerprint256, readTlsCredentials(b).fingerprint256, 'each generation is a new key and certificate');
+    assert.match(credentials.subjectAltName ?? '', /DNS:localhost/);
+    assert.match(credentials.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+    assert.throws(() => readTlsCredentials({ certFile: a.certFile, keyFile: b.keyFile }), (err: unknown) => err instanceof TlsCredentialsError && err.code === 'TLS_CREDENTIALS_INVALID' && err.setting === 'tls.keyFile');
+  });
+});
+
+function relativePath(path: string): string {
+  return relative(process.cwd(), path);
+}

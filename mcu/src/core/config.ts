@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from './errors.ts';
+import { ConfigError, TlsCredentialsError } from './errors.ts';
 import { readSecretFile } from './secret-file.ts';
+import { readTlsCredentials, type TlsFiles } from '../http/tls.ts';
 
 /**
  * Every setting of the MCU, the standby and the supervisor, in one schema. A setting comes from
@@ -59,6 +60,12 @@ export const settingsSchema = z
       port: setting('MCU_ADMIN_PORT', port().optional(), { defaultText: 'server.port + 2 (0 if server.port is 0)' }),
       /** Bearer token /status and /metrics then require on both listeners; the public one serves them only with it (default unset; MCU_ADMIN_TOKEN). */
       token: setting('MCU_ADMIN_TOKEN', z.string().min(MIN_SECRET_LENGTH).optional(), { secret: true, defaultText: 'unset' }),
+    }),
+    tls: group({
+      /** PEM certificate (leaf, then chain) the page, signaling (WSS) and the public /status and /metrics are served with over HTTPS; reloaded on SIGHUP; unset with tls.keyFile: plain HTTP, e.g. behind a TLS-terminating proxy (default unset; MCU_TLS_CERT). */
+      certFile: setting('MCU_TLS_CERT', text().optional(), { defaultText: 'unset: plain HTTP' }),
+      /** PEM private key of tls.certFile, unencrypted; reloaded with it on SIGHUP (default unset; MCU_TLS_KEY). */
+      keyFile: setting('MCU_TLS_KEY', text().optional(), { defaultText: 'unset: plain HTTP' }),
     }),
     limits: group({
       /** Most participants in one room (default 16; MCU_MAX_PARTICIPANTS_PER_ROOM). */
@@ -184,8 +191,10 @@ export type StandbyConfig = { primaryHost: string; primaryPort: number; statusPo
 export type RealtimeConfig = Settings['realtime'];
 
 /** The effective configuration of a process: every setting, computed defaults filled in. */
-export type McuConfig = Omit<Settings, 'admin' | 'replication' | 'log' | 'standby'> & {
+export type McuConfig = Omit<Settings, 'admin' | 'tls' | 'replication' | 'log' | 'standby'> & {
   admin: AdminConfig;
+  /** The service's certificate and key (absolute paths, checked at load); null: plain HTTP. */
+  tls: TlsFiles | null;
   /** null: no secret, no replication (the MCU runs unprotected). */
   replication: ReplicationConfig | null;
   log: LogConfig;
@@ -311,11 +320,43 @@ export function loadConfig(options: LoadConfigOptions = {}): McuConfig {
   } else if (options.requireReplication && secret === undefined) {
     problems.push(problemLine('replication.secret', `required for a standby: the primary's secret, at least ${MIN_SECRET_LENGTH} characters`));
   }
+  problems.push(...tlsProblems(settings));
   if (settings.admin.token === undefined && !isLoopbackHost(settings.admin.host)) {
     problems.push(problemLine('admin.host', `${settings.admin.host} is not a loopback address: set admin.token (MCU_ADMIN_TOKEN) too, or /status and /metrics are open to whoever reaches it`));
   }
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return complete(settings, env);
+}
+
+/**
+ * tls.certFile and tls.keyFile: both or neither, never with takeover mode (a standby cannot
+ * continue a TLS session yet), and a pair that loads (http/tls.ts).
+ */
+function tlsProblems(settings: Settings): string[] {
+  const { certFile, keyFile } = settings.tls;
+  if (certFile === undefined && keyFile === undefined) return [];
+  if (certFile === undefined || keyFile === undefined) {
+    return [problemLine(certFile === undefined ? 'tls.certFile' : 'tls.keyFile', 'set both tls.certFile (MCU_TLS_CERT) and tls.keyFile (MCU_TLS_KEY) to serve HTTPS, or neither to serve plain HTTP')];
+  }
+  if (settings.takeover.enabled) {
+    return [
+      problemLine(
+        'tls.certFile',
+        'TLS cannot be served in takeover mode (takeover.enabled, MCU_TAKEOVER=1) yet: a standby cannot continue the TLS session of a connection it takes over, so every takeover would break the clients\' connections; use reconnect mode (MCU_TAKEOVER=0) over TLS, or terminate TLS in a proxy in front and leave tls.certFile and tls.keyFile unset',
+      ),
+    ];
+  }
+  try {
+    readTlsCredentials(tlsFiles(certFile, keyFile));
+    return [];
+  } catch (err) {
+    if (err instanceof TlsCredentialsError) return [problemLine(err.setting, err.detail)];
+    throw err;
+  }
+}
+
+function tlsFiles(certFile: string, keyFile: string): TlsFiles {
+  return { certFile: resolvePath(certFile), keyFile: resolvePath(keyFile) };
 }
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`: only this host reaches them. */
@@ -396,9 +437,11 @@ function complete(settings: Settings, env: NodeJS.ProcessEnv): McuConfig {
   const { secret, secretFile, port: replicationPort, ...replication } = settings.replication;
   const port = replicationPort ?? (settings.server.port === 0 ? 0 : settings.server.port + 1);
   const { host: adminHost, port: adminPort, token } = settings.admin;
+  const { certFile, keyFile } = settings.tls;
   return {
     ...settings,
     admin: { host: adminHost, port: adminPort ?? (settings.server.port === 0 ? 0 : settings.server.port + 2), token: token ?? null },
+    tls: certFile !== undefined && keyFile !== undefined ? tlsFiles(certFile, keyFile) : null,
     replication: secret === undefined ? null : { ...replication, secret, secretFile: secretFile === undefined ? null : resolvePath(secretFile), port },
     log: completeLog(settings.log, env),
     standby: {

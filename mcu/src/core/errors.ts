@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   CONFIG_INVALID: 'config',
   // The admin listener of /status and /metrics (mcu/src/http/admin.ts).
   ADMIN_LISTEN_FAILED: 'admin',
+  // The service's TLS certificate and key (mcu/src/http/tls.ts).
+  TLS_CREDENTIALS_INVALID: 'tls',
   INTERNAL: 'internal',
   // The replicated session state (mcu/src/conference/session-state.ts).
   SESSION_STATE_CONFLICT: 'session-state',
@@ -195,6 +197,23 @@ export class ConfigError extends McuError {
 export class AdminListenError extends McuError {
   constructor(host: string, port: number, detail: string, options?: { cause?: unknown }) {
     super('ADMIN_LISTEN_FAILED', `cannot bind the admin listener (/status, /metrics) on ${host}:${port}: ${detail}; choose another admin.port (MCU_ADMIN_PORT)`, options);
+  }
+}
+
+/**
+ * The TLS certificate or key named by tls.certFile / tls.keyFile cannot serve: missing,
+ * unreadable, not PEM, or a key that does not belong to the certificate. At start it is a
+ * configuration error (exit 78); at a reload (SIGHUP) the old certificate stays.
+ */
+export class TlsCredentialsError extends McuError {
+  /** The problem alone, without the setting's name (a config error line adds it). */
+  readonly detail: string;
+  /** The setting whose file is at fault. */
+  readonly setting: 'tls.certFile' | 'tls.keyFile';
+  constructor(setting: 'tls.certFile' | 'tls.keyFile', detail: string, options?: { cause?: unknown }) {
+    super('TLS_CREDENTIALS_INVALID', `${setting}: ${detail}`, options);
+    this.detail = detail;
+    this.setting = setting;
   }
 }
 

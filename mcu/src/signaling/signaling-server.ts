@@ -1,4 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Conference } from '../conference/conference.ts';
 import type { McuConfig } from '../core/config.ts';
@@ -66,7 +67,7 @@ export class SignalingServer {
   readonly #joinLimiter: JoinRateLimiter;
   #closed = false;
 
-  constructor(http: HttpServer, conference: Conference, config: McuConfig, opts: SignalingServerOptions) {
+  constructor(http: HttpServer | HttpsServer, conference: Conference, config: McuConfig, opts: SignalingServerOptions) {
     this.#conference = conference;
     this.#config = config;
     this.#opts = opts;

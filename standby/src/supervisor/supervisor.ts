@@ -189,6 +189,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
+  /**
+   * SIGHUP to the primary and the standby: each reloads the certificate and key (tls.certFile,
+   * tls.keyFile) without dropping a connection, and keeps its pair when the new one does not load.
+   * Returns the pids signalled.
+   */
+  reloadTls(): number[] {
+    const signalled: number[] = [];
+    for (const proc of this.#children) {
+      if (proc.running && proc.child.kill('SIGHUP')) signalled.push(proc.pid);
+    }
+    this.#log.info('SIGHUP sent: the MCU processes reload their TLS certificate and key', { pids: signalled });
+    return signalled;
+  }
+
   status(): Record<string, unknown> {
     return {
       primary: this.#primary && { pid: this.#primary.pid, epoch: this.#primary.epoch },
