@@ -5,28 +5,26 @@
  * standby, witness, client) and their combinations, each held for a random while, then healed.
  * After every heal the run waits until the pair serves again as it should: one primary behind the
  * VIP, at the witness's epoch, protected by a synced standby (a fenced old primary's host gets a
- * fresh standby). At the end scripts/lab/history-checker.ts judges the clients' histories.
+ * fresh standby: scripts/lab/lab-pair.ts, shared with the soak). At the end scripts/lab/history-checker.ts judges the clients' histories.
  *
  * Used by scripts/bench/partitions.ts (the long run, JSON and plot) and by
  * test/integration/partitions.test.ts (one round of the rotation, in CI).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
-import { checkHistory, type ClientHistory, type EpochClaim, type HistoryVerdict } from './history-checker.ts';
+import { checkHistory, type ClientHistory, type HistoryVerdict } from './history-checker.ts';
+import { LabPair, type PairRole } from './lab-pair.ts';
 import { LabProcessGroup, type LabEvent, type LabProcess } from './lab-process.ts';
-import { labAdminEnv, labMcuEnv, labStatus, labWitnessEpoch } from './start-mcu.ts';
-import { LabTopology, type LabHost, type ServerHost } from './topology.ts';
+import { labAdminEnv } from './start-mcu.ts';
+import { LabTopology, type LabHost } from './topology.ts';
 import type { McuClientReport } from '../clients/takeover-mcu-client.ts';
 
 const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
 const ROOM = 'partition-room';
 
-type Role = 'primary' | 'standby' | 'witness' | 'client';
-
 /** One kind of partition: the links cut, between roles (mapped to hosts when it is applied). */
 export interface PartitionKind {
   name: string;
-  cuts: Array<[Role, Role]>;
+  cuts: Array<[PairRole, PairRole]>;
 }
 
 /** The rotation: every single link between the roles that matter, and the combinations that isolate one node. */
@@ -87,13 +85,6 @@ export interface PartitionRunResult {
   durationMs: number;
 }
 
-interface StatusDoc {
-  role?: string;
-  pid?: number;
-  epoch?: number;
-  protected?: boolean;
-}
-
 /** A small seeded PRNG (mulberry32): the same seed, the same hold times. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -117,8 +108,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
   const records: PartitionRecord[] = [];
   const problems: string[] = [];
   const histories: ClientHistory[] = [];
-  const claims: EpochClaim[] = [];
-  const mcus: LabProcess[] = [];
+  let pair: LabPair | null = null;
   let clients: Array<{ name: string; proc: LabProcess }> = [];
   let clientSerial = 0;
   let failed = true;
@@ -126,22 +116,8 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
   try {
     await lab.up();
     await lab.startWitness();
-    const env = (host: ServerHost, role: 'primary' | 'standby'): Record<string, string> => ({
-      ...labMcuEnv(lab, host, secret, { takeover: true, witness: true, role }),
-      LOG_LEVEL: 'info',
-      ...options.env,
-    });
-    const startMcu = (host: ServerHost, role: 'primary' | 'standby'): LabProcess => {
-      const p = group.start(host, role === 'primary' ? 'mcu/src/main.ts' : 'standby/src/main.ts', [], env(host, role));
-      mcus.push(p);
-      return p;
-    };
-    let primaryHost: ServerHost = 'primary';
-    let primary = startMcu('primary', 'primary');
-    const listening = await primary.waitForEvent('listening', { timeoutMs: 60_000 });
-    claims.push({ epoch: Number(listening.epoch ?? 1), pid: primary.pid, host: 'primary', at: Date.now() });
-    let standby: LabProcess | null = startMcu('standby', 'standby');
-    await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });
+    pair = await LabPair.start(lab, group, { secret, env: options.env });
+    const p = pair;
 
     const startClient = async (): Promise<void> => {
       const name = `client-${++clientSerial}`;
@@ -159,83 +135,32 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     for (let i = 0; i < options.clients; i++) await startClient();
     await sleep(500);
 
-    const hostOf = (role: Role): LabHost => (role === 'primary' ? primaryHost : role === 'standby' ? other(primaryHost) : role);
-    let epoch = claims[0]!.epoch;
-
     for (let index = 1; index <= options.partitions; index++) {
       const kind = PARTITION_ROTATION[(index - 1) % PARTITION_ROTATION.length]!;
       const holdMs = Math.round(options.holdMinMs + random() * (options.holdMaxMs - options.holdMinMs));
-      const record: PartitionRecord = { index, kind: kind.name, holdMs, fromEpoch: epoch, toEpoch: epoch, failover: false, oldPrimaryExit: null, settleMs: 0, standbysStarted: 0, clientsReplaced: 0, pairRestarted: null, problems: [] };
-      const links = kind.cuts.map(([a, b]) => [hostOf(a), hostOf(b)] as [LabHost, LabHost]);
-      let standbyFrom = standby?.mark() ?? 0;
+      const links = kind.cuts.map(([a, b]) => [p.hostOf(a), p.hostOf(b)] as [LabHost, LabHost]);
+      const standbyFrom = p.standby?.mark() ?? 0;
       for (const [a, b] of links) await lab.cut(a, b);
       await sleep(holdMs);
       for (const [a, b] of links) await lab.heal(a, b);
-      const healedAt = Date.now();
 
       // Settle: one primary behind the VIP, at the witness's epoch, protected by a synced standby.
-      const deadline = healedAt + options.settleTimeoutMs;
-      let settled = false;
-      while (Date.now() < deadline) {
-        if (standby) {
-          const promoted = standby.select((e: LabEvent) => e.event === 'promoted', standbyFrom)[0];
-          if (promoted) {
-            const oldPrimary = primary;
-            const newEpoch = Number(promoted.epoch);
-            claims.push({ epoch: newEpoch, pid: standby.pid, host: standby.host, at: Date.now() });
-            if (record.failover) record.problems.push(`a second failover (to epoch ${newEpoch}) before the pair settled`);
-            record.failover = true;
-            primary = standby;
-            primaryHost = standby.host as ServerHost;
-            standby = null;
-            epoch = newEpoch;
-            const exit = await Promise.race([oldPrimary.exited, sleep(20_000).then(() => null)]);
-            record.oldPrimaryExit = exit?.code ?? null;
-            if (exit === null) record.problems.push(`the old primary (pid ${oldPrimary.pid}) did not stop within 20 s of epoch ${newEpoch}`);
-            else if (exit.code !== FENCED_EXIT_CODE) record.problems.push(`the old primary exited with ${JSON.stringify(exit)}, not the fenced code ${FENCED_EXIT_CODE}`);
-            continue;
-          }
-        }
-        if (standby && !standby.running) standby = null;
-        if (!standby && !primary.running) {
-          // Nobody serves (both fenced: the old primary by the new epoch, the new one because
-          // it could not confirm its epoch in time). Not a safety failure; an operator (or a
-          // supervisor) starts a fresh primary, which claims the next epoch at the witness.
-          const exit = await primary.exited;
-          record.pairRestarted = `no MCU left serving (the last primary exited with ${JSON.stringify(exit)}): a fresh pair was started`;
-          primary = startMcu(primaryHost, 'primary');
-          const up = await primary.waitForEvent('listening', { timeoutMs: Math.max(1000, deadline - Date.now()) }).catch(() => null);
-          if (up) {
-            epoch = Number(up.epoch);
-            claims.push({ epoch, pid: primary.pid, host: primaryHost, at: Date.now() });
-          }
-          continue;
-        }
-        if (!standby && primary.running) {
-          // The old primary's host (or a standby that gave up) gets a fresh standby.
-          standby = startMcu(other(primaryHost), 'standby');
-          standbyFrom = 0;
-          record.standbysStarted++;
-          await standby.waitForEvent('standby-ready', { timeoutMs: Math.max(1000, deadline - Date.now()) }).catch(() => undefined);
-          continue;
-        }
-        const status = (await labStatus(lab, secret, { timeoutMs: 2000 }).catch(() => null)) as StatusDoc | null;
-        if (status && status.role === 'primary' && status.pid === primary.pid && status.protected === true) {
-          const holders = await lab.vipHolders();
-          const witnessEpoch = await labWitnessEpoch(lab).catch(() => null);
-          if (holders.length === 1 && holders[0] === primaryHost && witnessEpoch === status.epoch) {
-            settled = true;
-            break;
-          }
-        }
-        await sleep(200);
-      }
-      record.settleMs = Date.now() - healedAt;
-      record.toEpoch = epoch;
-      if (!settled) {
-        const status = await labStatus(lab, secret, { timeoutMs: 2000 }).catch((err: unknown) => (err as Error).message);
-        record.problems.push(`the pair did not serve again, protected, within ${options.settleTimeoutMs} ms of the heal: /status ${JSON.stringify(status)}, VIP on ${JSON.stringify(await lab.vipHolders())}`);
-      }
+      const settle = await p.settle({ standbyFrom, timeoutMs: options.settleTimeoutMs, oldPrimaryEnd: 'fenced' });
+      const record: PartitionRecord = {
+        index,
+        kind: kind.name,
+        holdMs,
+        fromEpoch: settle.fromEpoch,
+        toEpoch: settle.toEpoch,
+        failover: settle.failover,
+        oldPrimaryExit: settle.oldPrimaryExit,
+        settleMs: settle.settleMs,
+        standbysStarted: settle.standbysStarted,
+        clientsReplaced: 0,
+        pairRestarted: settle.pairRestarted,
+        problems: [...settle.problems],
+      };
+      let settled = settle.settled;
       // A client whose connection dropped (a reconnect fallback) is replaced: its history stands.
       const alive: typeof clients = [];
       for (const c of clients) {
@@ -257,17 +182,17 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
         }
       }
       records.push(record);
-      problems.push(...record.problems.map((p) => `partition ${index} (${kind.name}): ${p}`));
+      problems.push(...record.problems.map((x) => `partition ${index} (${kind.name}): ${x}`));
       log(
         `partition ${index}/${options.partitions} ${kind.name.padEnd(36)} held ${holdMs} ms: ` +
-          `${record.failover ? `failover ${record.fromEpoch} -> ${record.toEpoch}` : `epoch ${epoch} kept`}, settled in ${record.settleMs} ms` +
+          `${record.failover ? `failover ${record.fromEpoch} -> ${record.toEpoch}` : `epoch ${record.toEpoch} kept`}, settled in ${record.settleMs} ms` +
           `${record.pairRestarted ? `; ${record.pairRestarted}` : ''}${record.problems.length ? `; PROBLEMS: ${record.problems.join('; ')}` : ''}`,
       );
       if (!settled) break;
     }
     for (const c of clients) await retireClient(c);
     clients = [];
-    verdict = checkHistory(histories, claims);
+    verdict = checkHistory(histories, p.claims);
     failed = problems.length > 0 || !verdict.ok;
   } finally {
     if (failed) {
@@ -279,9 +204,6 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     await lab.down();
   }
   const { log: _log, ...recorded } = options;
-  return { options: recorded, records, verdict: verdict ?? checkHistory(histories, claims), problems, completed: records.length, durationMs: Date.now() - startedAt };
+  return { options: recorded, records, verdict: verdict ?? checkHistory(histories, pair?.claims ?? []), problems, completed: records.length, durationMs: Date.now() - startedAt };
 }
 
-function other(host: ServerHost): ServerHost {
-  return host === 'primary' ? 'standby' : 'primary';
-}
