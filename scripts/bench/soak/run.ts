@@ -1,0 +1,488 @@
+/**
+ * The soak (issue 14 item 4): N consecutive failovers in one lab, the MCU pair in takeover mode
+ * with the witness (scripts/lab/lab-pair.ts, as the partition run keeps it), under load the whole
+ * time: Chromium pages in the client host in one room (the demo page, each with its own tone and
+ * tile, as the chaos benchmark opens them) and socket.io clients in one process
+ * (scripts/clients/takeover-scale-clients.ts, rooms of their own, one numbered `mute` request with
+ * an ack per client per interval). Faults in rotation:
+ * - kill: kill -9 of the primary process (its host's orphan guard silences its sockets);
+ * - crash: the primary's host crashes (its processes stopped, its link down), the standby takes
+ *   over; the dead host's processes go with it and it comes back with its VIP down;
+ * - freeze: SIGSTOP of the primary until the standby took over, then SIGCONT: it must fence
+ *   itself (exit FENCED_EXIT_CODE);
+ * - standby-kill: kill -9 of the standby: no failover, the primary keeps serving.
+ * After each, the pair is re-formed (a fresh standby on the freed host) and protected before the
+ * next fault (LabPair.settle()); the pages must be back to a clean mix. Resources of every MCU
+ * process are sampled after each (./resources.ts). At the end: every page and client still in
+ * the roster, the clients' histories judged (scripts/lab/history-checker.ts: no ack lost,
+ * repeated or out of order, one primary at any moment), the mix right on every page.
+ *
+ * Used by scripts/bench/soak.ts (the long run, JSON and plot) and test/browser/soak.test.ts (5 failovers).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Browser } from 'playwright-core';
+import { launchChromium, openParticipant, type ParticipantPage, type ParticipantSpec } from '../../common/browser.ts';
+import { checkHistory, type ClientHistory, type HistoryVerdict } from '../../lab/history-checker.ts';
+import { LabPair, type OldPrimaryEnd } from '../../lab/lab-pair.ts';
+import { LabProcessGroup, type LabEvent, type LabProcess } from '../../lab/lab-process.ts';
+import { labAdminEnv, labStatus } from '../../lab/start-mcu.ts';
+import { LabTopology, type ServerHost } from '../../lab/topology.ts';
+import { hearing, PARTICIPANTS, seeing } from '../../probe/mix.ts';
+import { armGlitchReadout, readCallState, readGlitches, samePeerConnection, type ArmedPage } from '../../probe/page-readout.ts';
+import type { McuClientReport } from '../../clients/takeover-mcu-client.ts';
+import { registerCleanup } from '../chaos/cleanup.ts';
+import { waitClean } from '../chaos/page-checks.ts';
+import { LAB_CPUS, STALL_THRESHOLDS } from '../chaos/settings.ts';
+import { readProcessResources, resourceTrends, type ResourceSample, type ResourceTrend } from './resources.ts';
+
+const CLIENTS = 'scripts/clients/takeover-scale-clients.ts';
+const PAGE_ROOM = 'soak-call';
+
+export const SOAK_FAULTS = ['kill', 'crash', 'freeze', 'standby-kill'] as const;
+export type SoakFault = (typeof SOAK_FAULTS)[number];
+
+export interface SoakOptions {
+  /** Faults, in the rotation of SOAK_FAULTS. */
+  failovers: number;
+  /** Chromium pages in the call (1..3: PARTICIPANTS). */
+  pages: number;
+  /** socket.io clients, in one process. */
+  clients: number;
+  /** Clients per room (their rooms are not the pages'). */
+  clientsPerRoom: number;
+  /** Request period of each client, ms. */
+  clientIntervalMs: number;
+  /** Protected pair before each fault, for this long, ms. */
+  dwellMs: number;
+  /** Longest wait for a promotion after a fault, ms. */
+  promotionTimeoutMs: number;
+  /** Longest wait for the pair to serve again, protected, after a fault, ms. */
+  settleTimeoutMs: number;
+  /** Longest wait for the pages' mix to be clean again after the pair settled, ms. */
+  recoveryTimeoutMs: number;
+  /** MCU_MISSED_HEARTBEATS of both processes. */
+  missedHeartbeats: number;
+  /** The run stops (recorded as such) once this much time has passed, ms. */
+  timeCapMs: number;
+  log?: (line: string) => void;
+}
+
+/** One page's account of one fault. */
+export interface PageRecord {
+  name: string;
+  /** Back to a clean mix (the others heard, media steady) within the recovery timeout. */
+  recovered: boolean;
+  why: string;
+  /** The page's longest audio / video gap since the fault (its own probe). */
+  audioGapMs: number | null;
+  videoGapMs: number | null;
+  /** Page events since the fault (media-restarted, reconnected, ...). */
+  events: string[];
+  state: string | null;
+  samePeerConnection: boolean | null;
+  sameParticipant: boolean | null;
+}
+
+export interface FailoverRecord {
+  index: number;
+  fault: SoakFault;
+  /** A failover was expected (every fault but standby-kill) and happened. */
+  expectedFailover: boolean;
+  failover: boolean;
+  fromEpoch: number;
+  toEpoch: number;
+  victimPid: number;
+  /** When the fault began (epoch ms). */
+  faultAt: number;
+  /** Fault -> the standby's `promoted` line, ms (null: none). */
+  promotedMs: number | null;
+  /** The old primary's exit code (4: fenced), null if killed by a signal. */
+  oldPrimaryExit: number | null;
+  /** From the fault's end (thaw, restore) to the pair serving again, protected, ms. */
+  settleMs: number;
+  /** The pages back to a clean mix, the pair protected: the next fault may come. */
+  recovered: boolean;
+  /** Fault -> the start of the steady media every page had again (the latest page's), ms. */
+  mediaBackMs: number | null;
+  pages: PageRecord[];
+  /** The clients' handover to the new epoch (history checker: old primary's last ack to the new one's first), ms. */
+  clientHandoverMs: number | null;
+  resources: ResourceSample[];
+  problems: string[];
+}
+
+export interface RosterCheck {
+  expected: number;
+  present: number;
+  /** Pages and clients that joined and are no longer in the MCU's participant list. */
+  missing: string[];
+  /** Participants nobody of this run is (a ghost left by a failover). */
+  extra: string[];
+}
+
+export interface MixCheck {
+  page: string;
+  hears: boolean;
+  sees: boolean;
+  levels: Record<string, number>;
+}
+
+export interface ClientTotals {
+  clients: number;
+  sent: number;
+  acked: number;
+  missing: number;
+  duplicates: number;
+  outOfOrder: number;
+  failed: number;
+  disconnects: number;
+  maxGapMs: number;
+}
+
+export interface SoakResult {
+  options: Omit<SoakOptions, 'log'>;
+  mode: 'takeover mode with the witness';
+  records: FailoverRecord[];
+  /** Faults run / of them recovered. */
+  completed: number;
+  recovered: number;
+  verdict: HistoryVerdict;
+  clients: ClientTotals | null;
+  roster: RosterCheck | null;
+  mix: MixCheck[];
+  resources: { samples: ResourceSample[]; trends: ResourceTrend[] };
+  /** Everything wrong, one line each (empty: the soak passed). */
+  problems: string[];
+  stoppedBy: 'done' | 'time cap' | 'not recovered' | 'error';
+  durationMs: number;
+}
+
+interface StatusDoc {
+  role?: string;
+  participants?: number;
+  spares?: { participants?: Array<{ id: string; room: string }> };
+}
+
+interface ScaleStop extends ClientTotals {
+  histories?: Array<{ participantId: string | null; report: McuClientReport }>;
+}
+
+export async function runSoak(options: SoakOptions): Promise<SoakResult> {
+  const log = options.log ?? ((): void => undefined);
+  const startedAt = Date.now();
+  const specs: ParticipantSpec[] = PARTICIPANTS.slice(0, Math.max(1, Math.min(PARTICIPANTS.length, options.pages)));
+  await LabTopology.cleanupStale();
+  // The server hosts and the client host on their own CPUs, as the chaos benchmark runs them.
+  const lab = new LabTopology({ cpus: LAB_CPUS ?? undefined });
+  const group = new LabProcessGroup(lab);
+  const secret = `soak-secret-${process.pid}-${Date.now().toString(36)}`;
+  const records: FailoverRecord[] = [];
+  const samples: ResourceSample[] = [];
+  const problems: string[] = [];
+  const mix: MixCheck[] = [];
+  let browser: Browser | null = null;
+  let pages: ParticipantPage[] = [];
+  let pair: LabPair | null = null;
+  let clients: LabProcess | null = null;
+  let clientStop: ScaleStop | null = null;
+  let roster: RosterCheck | null = null;
+  let stoppedBy: SoakResult['stoppedBy'] = 'done';
+  /** A fault left in place by an error: undone before the teardown. */
+  let frozenPid: number | null = null;
+  let crashedHost: ServerHost | null = null;
+  let tornDown = false;
+  const teardown = async (): Promise<void> => {
+    if (tornDown) return;
+    tornDown = true;
+    if (frozenPid !== null) {
+      try {
+        process.kill(frozenPid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    }
+    if (crashedHost) await lab.restoreHost(crashedHost).catch(() => undefined);
+    for (const p of pages) await p.close();
+    await browser?.close().catch(() => undefined);
+    await group.closeAll();
+    await lab.down();
+  };
+  registerCleanup(teardown);
+  let failed = true;
+  try {
+    await lab.up();
+    await lab.startWitness();
+    pair = await LabPair.start(lab, group, { secret, env: { MCU_MISSED_HEARTBEATS: String(options.missedHeartbeats), MCU_SPARE_PATHS: '0' } });
+    const p = pair;
+    const url = `http://${lab.addresses.vip}:${lab.servicePort}`;
+    log(`pair up (takeover mode, witness in its host): primary pid ${p.primary.pid}, standby pid ${p.standby?.pid}, epoch ${p.epoch}`);
+
+    // The load: the pages in one call, then the clients in rooms of their own.
+    browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
+    for (const spec of specs) pages.push(await openParticipant(browser, url, PAGE_ROOM, spec));
+    const pageIds = await Promise.all(pages.map((page) => page.participantId()));
+    const rooms = Math.max(1, Math.ceil(options.clients / options.clientsPerRoom));
+    const perRoom = Math.ceil(options.clients / rooms);
+    clients = group.start('client', CLIENTS, [url, String(rooms), String(perRoom), String(options.clientIntervalMs), String(Number.MAX_SAFE_INTEGER)], labAdminEnv(secret));
+    const connected = await clients.waitForEvent('connected', { timeoutMs: 60_000 });
+    const started = await clients.request({ op: 'start' }, 60_000);
+    if (started.ok !== true) throw new SoakSetupError(`the clients could not join: ${JSON.stringify(started)}`);
+    log(`load: ${pages.length} pages in ${PAGE_ROOM}, ${String(connected.clients)} socket.io clients in ${rooms} rooms, one request each per ${options.clientIntervalMs} ms`);
+    const baseline = await waitClean(pages, Date.now() + options.recoveryTimeoutMs);
+    const dirty = [...baseline.entries()].filter(([, c]) => !c.ok);
+    if (dirty.length > 0) throw new SoakSetupError(`the call is not clean before the first fault: ${dirty.map(([n, c]) => `${n}: ${c.why}`).join('; ')}`);
+    sampleResources(p, 0, samples);
+
+    for (let index = 1; index <= options.failovers; index++) {
+      if (Date.now() - startedAt > options.timeCapMs) {
+        stoppedBy = 'time cap';
+        log(`time cap reached after ${index - 1} faults`);
+        break;
+      }
+      const fault = SOAK_FAULTS[(index - 1) % SOAK_FAULTS.length]!;
+      await sleep(options.dwellMs);
+      const armed = await Promise.all(pages.map((page) => armGlitchReadout(page.page)));
+      const record = await runFault(index, fault, p, options, {
+        freezing: (pid) => (frozenPid = pid),
+        crashing: (host) => (crashedHost = host),
+      });
+      // The pages: back to a clean mix, and what they measured since the fault.
+      const clean = await waitClean(pages, Date.now() + options.recoveryTimeoutMs);
+      for (const [i, page] of pages.entries()) {
+        const c = clean.get(page.spec.name)!;
+        const rec: PageRecord = { name: page.spec.name, recovered: c.ok, why: c.why, audioGapMs: null, videoGapMs: null, events: [], state: null, samePeerConnection: null, sameParticipant: null };
+        try {
+          const out = await readGlitches(page.page, armed[i]!, STALL_THRESHOLDS);
+          rec.audioGapMs = Math.round(out.longestAudioGapMs);
+          rec.videoGapMs = Math.round(out.longestVideoGapMs);
+          rec.events = out.events.map((e) => e.event);
+          rec.state = out.state;
+          rec.samePeerConnection = out.samePeerConnection;
+          rec.sameParticipant = out.participantId === pageIds[i];
+        } catch (err) {
+          rec.why = `read-out failed: ${(err as Error).message.split('\n')[0]}`;
+          rec.recovered = false;
+        }
+        if (!rec.recovered) record.problems.push(`${page.spec.name} not back to a clean mix within ${options.recoveryTimeoutMs} ms of the settle: ${rec.why}`);
+        if (rec.sameParticipant === false) record.problems.push(`${page.spec.name} is another participant now (its id changed)`);
+        if (rec.events.includes('reconnected')) record.problems.push(`${page.spec.name}'s signaling reconnected (takeover mode keeps the connection)`);
+        record.pages.push(rec);
+      }
+      const steadySince = [...clean.values()].map((c) => c.steadySince);
+      record.mediaBackMs = steadySince.every((t) => t !== null) ? Math.max(0, ...steadySince.map((t) => t! - record.faultAt)) : null;
+      record.recovered = record.problems.length === 0;
+      record.resources = sampleResources(p, index, samples);
+      records.push(record);
+      problems.push(...record.problems.map((x) => `fault ${index} (${fault}): ${x}`));
+      log(describeRecord(record, options.failovers));
+      if (!record.recovered && (!p.primary.running || record.settleMs >= options.settleTimeoutMs)) {
+        stoppedBy = 'not recovered';
+        break;
+      }
+    }
+
+    // The end: everyone still there, every ack once and in order, the mix right.
+    const status = (await labStatus(lab, secret, { timeoutMs: 5000 }).catch(() => null)) as StatusDoc | null;
+    clientStop = (await clients.request({ op: 'stop', histories: true }, 60_000)) as unknown as ScaleStop;
+    const clientIds = (clientStop.histories ?? []).map((h) => h.participantId);
+    const present = new Set((status?.spares?.participants ?? []).map((x) => x.id));
+    const expected = [...pageIds.map((id, i) => ({ id, who: `page ${specs[i]!.name}` })), ...clientIds.map((id, i) => ({ id, who: `client ${i}` }))];
+    const known = new Set(expected.map((e) => e.id));
+    roster = {
+      expected: expected.length,
+      present: present.size,
+      missing: expected.filter((e) => e.id === null || !present.has(e.id)).map((e) => `${e.who} (${e.id ?? 'never joined'})`),
+      extra: [...present].filter((id) => !known.has(id)),
+    };
+    if (!status) problems.push('the primary does not answer /status at the end');
+    if (roster.missing.length > 0) problems.push(`participants lost: ${roster.missing.slice(0, 10).join(', ')}${roster.missing.length > 10 ? ` and ${roster.missing.length - 10} more` : ''}`);
+    if (roster.extra.length > 0) problems.push(`participants nobody of the run is: ${roster.extra.slice(0, 10).join(', ')}`);
+    for (const page of pages) {
+      const others = specs.filter((s) => s.name !== page.spec.name).map((s) => s.toneHz);
+      let heard = await hearing(page, others);
+      for (let t = 0; !heard.ok && t < 12; t++) {
+        await sleep(250);
+        heard = await hearing(page, others);
+      }
+      let seen = await seeing(page, specs.map((s) => s.tile));
+      for (let t = 0; !seen.ok && t < 12; t++) {
+        await sleep(250);
+        seen = await seeing(page, specs.map((s) => s.tile));
+      }
+      const state = await readCallState(page.page).catch(() => 'unreadable');
+      const samePc = await samePeerConnection(page.page).catch(() => null);
+      mix.push({ page: page.spec.name, hears: heard.ok, sees: seen.ok, levels: heard.levels });
+      if (!heard.ok) problems.push(`the mix is wrong at the end: ${page.spec.name} hears ${JSON.stringify(heard.levels)}`);
+      if (!seen.ok) problems.push(`the video is wrong at the end: ${page.spec.name} sees ${JSON.stringify(seen.pixels)}`);
+      if (state !== 'in-call') problems.push(`${page.spec.name} is ${state} at the end (peer connection kept since the last fault: ${String(samePc)})`);
+    }
+    failed = false;
+  } catch (err) {
+    stoppedBy = 'error';
+    problems.push(`the soak stopped: ${(err as Error).message.split('\n')[0]}`);
+  } finally {
+    if (clients && clientStop === null && clients.running) {
+      clientStop = (await clients.request({ op: 'stop', histories: true }, 30_000).catch(() => null)) as unknown as ScaleStop | null;
+    }
+    if (failed || problems.length > 0) log(`logs: ${group.writeLogs(`soak-${process.pid}`).join(' ')}`);
+    await teardown();
+  }
+  const histories: ClientHistory[] = (clientStop?.histories ?? []).map((h, i) => ({ name: `client ${i}`, report: h.report }));
+  const verdict = checkHistory(histories, pair?.claims ?? []);
+  problems.push(...verdict.violations);
+  if (clientStop && (clientStop.missing > 0 || clientStop.duplicates > 0 || clientStop.outOfOrder > 0 || clientStop.failed > 0 || clientStop.disconnects > 0)) {
+    problems.push(`clients: ${clientStop.missing} acks missing, ${clientStop.duplicates} repeated, ${clientStop.outOfOrder} out of order, ${clientStop.failed} refused, ${clientStop.disconnects} disconnects`);
+  }
+  // The clients' handover per failover, from their histories.
+  for (const r of records) r.clientHandoverMs = r.failover ? (verdict.handovers.find((h) => h.to === r.toEpoch)?.gapMs ?? null) : null;
+  const trends = resourceTrends(samples);
+  const { log: _log, ...recorded } = options;
+  return {
+    options: recorded,
+    mode: 'takeover mode with the witness',
+    records,
+    completed: records.length,
+    recovered: records.filter((r) => r.recovered).length,
+    verdict,
+    clients: clientStop && {
+      clients: clientStop.clients,
+      sent: clientStop.sent,
+      acked: clientStop.acked,
+      missing: clientStop.missing,
+      duplicates: clientStop.duplicates,
+      outOfOrder: clientStop.outOfOrder,
+      failed: clientStop.failed,
+      disconnects: clientStop.disconnects,
+      maxGapMs: Math.round(clientStop.maxGapMs),
+    },
+    roster,
+    mix,
+    resources: { samples, trends },
+    problems,
+    stoppedBy,
+    durationMs: Date.now() - startedAt,
+  };
+}
+
+/** The soak could not begin (the lab, the pair, the load). */
+export class SoakSetupError extends Error {
+  readonly code = 'SOAK_SETUP';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SoakSetupError';
+  }
+}
+
+/** One fault, its undoing, and the pair settled again (a fresh standby, protected). */
+async function runFault(
+  index: number,
+  fault: SoakFault,
+  pair: LabPair,
+  options: SoakOptions,
+  undo: { freezing: (pid: number | null) => void; crashing: (host: ServerHost | null) => void },
+): Promise<FailoverRecord> {
+  const { lab } = pair;
+  const victim = fault === 'standby-kill' ? pair.standby : pair.primary;
+  const record: FailoverRecord = {
+    index,
+    fault,
+    expectedFailover: fault !== 'standby-kill',
+    failover: false,
+    fromEpoch: pair.epoch,
+    toEpoch: pair.epoch,
+    victimPid: victim?.pid ?? -1,
+    faultAt: Date.now(),
+    promotedMs: null,
+    oldPrimaryExit: null,
+    settleMs: 0,
+    recovered: false,
+    mediaBackMs: null,
+    pages: [],
+    clientHandoverMs: null,
+    resources: [],
+    problems: [],
+  };
+  const standby = pair.standby;
+  if (!standby || !victim) {
+    record.problems.push('no standby before the fault');
+    return record;
+  }
+  const standbyFrom = standby.mark();
+  const faultAt = Date.now();
+  record.faultAt = faultAt;
+  const promotion = async (): Promise<void> => {
+    const e = await standby.waitFor((x: LabEvent) => x.event === 'promoted' || x.event === 'standby-failed', { from: standbyFrom, timeoutMs: options.promotionTimeoutMs }).catch(() => null);
+    if (e?.event === 'promoted') record.promotedMs = Date.now() - faultAt;
+    else record.problems.push(e ? `the standby failed to take over: ${standby.stderr.slice(-3).join(' | ')}` : `no promotion within ${options.promotionTimeoutMs} ms`);
+  };
+  let oldPrimaryEnd: OldPrimaryEnd = 'killed';
+  const host = pair.primaryHost;
+  switch (fault) {
+    case 'kill':
+      lab.killProcess(victim.pid, host);
+      await promotion();
+      break;
+    case 'crash':
+      // A host losing power runs nothing more: its processes stop, its link goes down.
+      lab.freeze(victim.pid);
+      undo.freezing(victim.pid);
+      await lab.crashHost(host);
+      undo.crashing(host);
+      await promotion();
+      // The dead host's processes die with it; it comes back with its VIP down.
+      lab.killProcess(victim.pid, host);
+      await victim.exited;
+      undo.freezing(null);
+      await lab.dropVip(host);
+      await lab.restoreHost(host);
+      undo.crashing(null);
+      break;
+    case 'freeze':
+      lab.freeze(victim.pid);
+      undo.freezing(victim.pid);
+      await promotion();
+      lab.thaw(victim.pid);
+      undo.freezing(null);
+      oldPrimaryEnd = 'fenced';
+      break;
+    case 'standby-kill':
+      lab.killProcess(victim.pid, pair.standbyHost);
+      await victim.exited;
+      break;
+  }
+  const settle = await pair.settle({ standbyFrom, timeoutMs: options.settleTimeoutMs, oldPrimaryEnd });
+  record.failover = settle.failover;
+  record.toEpoch = settle.toEpoch;
+  record.oldPrimaryExit = settle.oldPrimaryExit;
+  record.settleMs = settle.settleMs;
+  record.problems.push(...settle.problems);
+  if (settle.pairRestarted) record.problems.push(settle.pairRestarted);
+  if (record.failover !== record.expectedFailover) record.problems.push(record.expectedFailover ? 'no failover' : 'a failover nobody caused (the primary was not touched)');
+  return record;
+}
+
+/** RSS, fds and threads of the pair's processes now. */
+function sampleResources(pair: LabPair, failover: number, into: ResourceSample[]): ResourceSample[] {
+  const out: ResourceSample[] = [];
+  for (const [role, proc] of [
+    ['primary', pair.primary],
+    ['standby', pair.standby],
+  ] as const) {
+    if (!proc?.running) continue;
+    const r = readProcessResources(proc.pid);
+    if (r) out.push({ failover, at: Date.now(), role, pid: proc.pid, ...r });
+  }
+  into.push(...out);
+  return out;
+}
+
+function describeRecord(r: FailoverRecord, of: number): string {
+  const gaps = r.pages.map((p) => `${p.name} ${p.audioGapMs ?? '?'}/${p.videoGapMs ?? '?'}`).join(', ');
+  const res = r.resources.map((s) => `${s.role} ${Math.round(s.rssKb / 1024)} MB ${s.fds} fd ${s.threads} thr`).join('; ');
+  return (
+    `fault ${String(r.index).padStart(3)}/${of} ${r.fault.padEnd(12)} ` +
+    `${r.failover ? `failover ${r.fromEpoch} -> ${r.toEpoch} promoted ${r.promotedMs ?? '?'} ms` : `epoch ${r.toEpoch} kept`}, settled ${r.settleMs} ms, ` +
+    `media back ${r.mediaBackMs ?? '-'} ms, audio/video gaps ${gaps}; ${res}` +
+    `${r.problems.length ? `; PROBLEMS: ${r.problems.join('; ')}` : ''}`
+  );
+}
