@@ -33,7 +33,7 @@ const args = parseBenchArgs({
     'promotion-timeout-ms': { type: 'int', default: 20_000, min: 1000, max: 600_000, help: 'longest wait for a promotion, ms' },
     'settle-timeout-ms': { type: 'int', default: 60_000, min: 1000, max: 600_000, help: 'longest wait for the pair to serve again, protected, ms' },
     'recovery-timeout-ms': { type: 'int', default: 25_000, min: 1000, max: 600_000, help: "longest wait for the pages' mix to be clean again, ms" },
-    'missed-heartbeats': { type: 'int', default: 5, min: 2, max: 50, help: 'MCU_MISSED_HEARTBEATS of both processes' },
+    'missed-heartbeats': { type: 'int', default: 10, min: 2, max: 50, help: 'MCU_MISSED_HEARTBEATS of both processes' },
     'max-minutes': { type: 'int', default: 240, min: 1, max: 24 * 60, help: 'time cap of the whole run' },
     out: { type: 'string', default: 'bench-results/soak.json', help: 'report file (the plot goes next to it, .html)' },
   },
@@ -84,7 +84,7 @@ const v = result.verdict;
 const c = result.clients;
 const lostParticipants = result.roster ? result.roster.missing.length : null;
 const flat = result.resources.trends.every((t) => t.flat);
-const ok = result.problems.length === 0 && result.recovered === args.failovers && flat;
+const ok = result.problems.length === 0 && result.recovered === args.failovers && flat && result.unplannedFailovers.length === 0;
 const mb = (kb: number): number => Math.round(kb / 1024);
 const trendText = (['primary', 'standby'] as const)
   .map((role) => {
@@ -100,7 +100,7 @@ const trendText = (['primary', 'standby'] as const)
 const summary =
   `soak: ${result.recovered}/${args.failovers} failovers recovered (${SOAK_FAULTS.map((f) => `${f} ${result.records.filter((r) => r.fault === f && r.recovered).length}/${result.records.filter((r) => r.fault === f).length}`).join(', ')}), ` +
   `participants lost ${lostParticipants ?? '?'}, acks lost ${c?.missing ?? '?'} repeated ${c?.duplicates ?? '?'} out of order ${c?.outOfOrder ?? '?'} of ${c?.acked ?? '?'}, ` +
-  `history violations ${v.violations.length}, mix right on ${result.mix.filter((m) => m.hears && m.sees).length}/${args.pages} pages, ` +
+  `history violations ${v.violations.length}, failovers nobody caused ${result.unplannedFailovers.length}, mix right on ${result.mix.filter((m) => m.hears && m.sees).length}/${args.pages} pages, ` +
   `resources ${flat ? 'flat' : 'NOT flat'} (${trendText}); ${ok ? 'PASS' : 'FAIL'}`;
 
 const gapsBy = (pick: (p: SoakResult['records'][number]['pages'][number]) => number | null): Record<string, ReturnType<typeof summarize>> =>
@@ -119,6 +119,7 @@ const report = {
   stoppedBy: result.stoppedBy,
   participantsLost: lostParticipants,
   roster: result.roster,
+  unplannedFailovers: result.unplannedFailovers,
   clients: c,
   history: { ok: v.ok, acks: v.acks, epochs: v.epochs, violations: v.violations, handovers: v.handovers },
   mix: result.mix,

@@ -151,6 +151,11 @@ export interface SoakResult {
   roster: RosterCheck | null;
   mix: MixCheck[];
   resources: { samples: ResourceSample[]; trends: ResourceTrend[] };
+  /**
+   * Failovers no fault caused (a standby judged a living primary dead: issue 14 item 3), seen
+   * between faults; the pair is settled again and the soak goes on. Not counted as recovered faults.
+   */
+  unplannedFailovers: Array<{ beforeFault: number; fromEpoch: number; toEpoch: number; problems: string[] }>;
   /** Everything wrong, one line each (empty: the soak passed). */
   problems: string[];
   stoppedBy: 'done' | 'time cap' | 'not recovered' | 'error';
@@ -180,6 +185,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const samples: ResourceSample[] = [];
   const problems: string[] = [];
   const mix: MixCheck[] = [];
+  const unplanned: SoakResult['unplannedFailovers'] = [];
   let browser: Browser | null = null;
   let pages: ParticipantPage[] = [];
   let pair: LabPair | null = null;
@@ -212,15 +218,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   try {
     await lab.up();
     await lab.startWitness();
-    pair = await LabPair.start(lab, group, { secret, env: { MCU_MISSED_HEARTBEATS: String(options.missedHeartbeats), MCU_SPARE_PATHS: '0' } });
+    // The standby comes once the load is up (it learns the connections from the primary).
+    pair = await LabPair.start(lab, group, { secret, deferStandby: true, env: { MCU_MISSED_HEARTBEATS: String(options.missedHeartbeats), MCU_SPARE_PATHS: '0' } });
     const p = pair;
     const url = `http://${lab.addresses.vip}:${lab.servicePort}`;
-    log(`pair up (takeover mode, witness in its host): primary pid ${p.primary.pid}, standby pid ${p.standby?.pid}, epoch ${p.epoch}`);
 
     // The load: the pages in one call, then the clients in rooms of their own.
     browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
     for (const spec of specs) pages.push(await openParticipant(browser, url, PAGE_ROOM, spec));
-    const pageIds = await Promise.all(pages.map((page) => page.participantId()));
+    let pageIds = await Promise.all(pages.map((page) => page.participantId()));
     const rooms = Math.max(1, Math.ceil(options.clients / options.clientsPerRoom));
     const perRoom = Math.ceil(options.clients / rooms);
     clients = group.start('client', CLIENTS, [url, String(rooms), String(perRoom), String(options.clientIntervalMs), String(Number.MAX_SAFE_INTEGER)], labAdminEnv(secret));
@@ -228,7 +234,35 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const started = await clients.request({ op: 'start' }, 60_000);
     if (started.ok !== true) throw new SoakSetupError(`the clients could not join: ${JSON.stringify(started)}`);
     log(`load: ${pages.length} pages in ${PAGE_ROOM}, ${String(connected.clients)} socket.io clients in ${rooms} rooms, one request each per ${options.clientIntervalMs} ms`);
-    const baseline = await waitClean(pages, Date.now() + options.recoveryTimeoutMs);
+    if (!(await p.startStandby(60_000))) throw new SoakSetupError(`the first standby did not get ready: ${p.standby?.stderr.slice(-5).join(' | ')}`);
+    log(`pair up (takeover mode, the witness in its host): primary pid ${p.primary.pid}, standby pid ${p.standby?.pid}, epoch ${p.epoch}`);
+    // A failover nobody caused while the load came up (joins are when real-time threads were
+    // starved: issue 14 item 3) is absorbed here, and the call made clean (the pages rejoin once).
+    let watchFrom = 0;
+    const absorbUnplanned = async (beforeFault: number): Promise<void> => {
+      const pre = await p.settle({ standbyFrom: watchFrom, timeoutMs: options.settleTimeoutMs, oldPrimaryEnd: 'fenced' });
+      if (pre.failover || !pre.settled) {
+        unplanned.push({ beforeFault, fromEpoch: pre.fromEpoch, toEpoch: pre.toEpoch, problems: pre.problems });
+        log(`unplanned failover before fault ${beforeFault}: epoch ${pre.fromEpoch} -> ${pre.toEpoch}${pre.problems.length ? `; ${pre.problems.join('; ')}` : ''}`);
+        problems.push(...pre.problems.map((x) => `before fault ${beforeFault}: ${x}`));
+      }
+      if (!pre.settled) throw new SoakSetupError(`the pair did not settle before fault ${beforeFault}`);
+      watchFrom = p.standby?.mark() ?? 0;
+    };
+    await absorbUnplanned(1);
+    let baseline = await waitClean(pages, Date.now() + options.recoveryTimeoutMs);
+    if ([...baseline.values()].some((c) => !c.ok)) {
+      log(`the call is not clean (${[...baseline.entries()].map(([n, c]) => `${n}: ${c.why}`).join('; ')}): the pages rejoin`);
+      for (const page of pages) {
+        await page.page.click('#leave', { timeout: 2000 }).catch(() => undefined);
+        await page.close();
+      }
+      pages = [];
+      for (const spec of specs) pages.push(await openParticipant(browser, url, PAGE_ROOM, spec));
+      pageIds = await Promise.all(pages.map((page) => page.participantId()));
+      await absorbUnplanned(1);
+      baseline = await waitClean(pages, Date.now() + options.recoveryTimeoutMs);
+    }
     const dirty = [...baseline.entries()].filter(([, c]) => !c.ok);
     if (dirty.length > 0) throw new SoakSetupError(`the call is not clean before the first fault: ${dirty.map(([n, c]) => `${n}: ${c.why}`).join('; ')}`);
     sampleResources(p, 0, samples);
@@ -241,6 +275,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
       const fault = SOAK_FAULTS[(index - 1) % SOAK_FAULTS.length]!;
       await sleep(options.dwellMs);
+      if (index > 1) await absorbUnplanned(index);
       const armed = await Promise.all(pages.map((page) => armGlitchReadout(page.page)));
       const record = await runFault(index, fault, p, options, {
         freezing: (pid) => (frozenPid = pid),
@@ -272,6 +307,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       record.mediaBackMs = steadySince.every((t) => t !== null) ? Math.max(0, ...steadySince.map((t) => t! - record.faultAt)) : null;
       record.recovered = record.problems.length === 0;
       record.resources = sampleResources(p, index, samples);
+      watchFrom = p.standby?.mark() ?? 0;
       records.push(record);
       problems.push(...record.problems.map((x) => `fault ${index} (${fault}): ${x}`));
       log(describeRecord(record, options.failovers));
@@ -358,6 +394,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     roster,
     mix,
     resources: { samples, trends },
+    unplannedFailovers: unplanned,
     problems,
     stoppedBy,
     durationMs: Date.now() - startedAt,
