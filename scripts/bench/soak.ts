@@ -165,6 +165,7 @@ const metrics: PlotMetric[] = [
     reference: { value: 0, label: 'split brain below' },
     series: perFault((r) => (r.clientHandoverMs === null ? [] : [{ value: r.clientHandoverMs, label: `#${r.index} epoch ${r.toEpoch}` }])),
   },
+  { label: 'Fault to the mix right again', unit: 'ms', note: 'until every page heard the others and not itself', series: perFault((r) => (r.mixBackMs === null ? [] : [{ value: r.mixBackMs, label: `#${r.index}` }])) },
   { label: 'Fault to promotion', unit: 'ms', series: perFault((r) => (r.promotedMs === null ? [] : [{ value: r.promotedMs, label: `#${r.index}` }])) },
   { label: 'Pair re-formed and protected', unit: 'ms', note: 'from the fault undone until a fresh standby protected the primary', series: perFault((r) => [{ value: r.settleMs, label: `#${r.index}` }]) },
   resourcePanel('rssKb', 'Resident memory', 'MB', mb),
