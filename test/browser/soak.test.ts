@@ -24,7 +24,7 @@ const etcdMissing = (await thisHost.run(['etcd', '--version'], { check: false, t
 const skipReason = (await takeoverLabUnsupportedReason()) ?? etcdMissing ?? chromiumUnavailableReason();
 
 describe('soak: consecutive failovers of every kind under load (takeover mode with the witness, real Chromium)', { skip: skipReason ?? false }, () => {
-  it(`${FAILOVERS} failovers (kill, crash, freeze, standby-kill, kill): all recovered, nobody lost, every ack once and in order, the mix right at the end`, { timeout: 900_000 }, async (t) => {
+  it(`${FAILOVERS} failovers (kill, crash, freeze, standby-kill, kill): all recovered, nobody lost, every ack once and in order, the mix right at the end`, { timeout: 1_800_000 }, async (t) => {
     const result = await runSoak({
       failovers: FAILOVERS,
       pages: 3,
@@ -32,12 +32,15 @@ describe('soak: consecutive failovers of every kind under load (takeover mode wi
       clientsPerRoom: 5,
       clientIntervalMs: 500,
       dwellMs: 1000,
-      promotionTimeoutMs: 20_000,
-      settleTimeoutMs: 60_000,
-      recoveryTimeoutMs: 25_000,
-      // Three Chromium pages load both cores: beats arrive late (see takeover-failover.test.ts).
-      missedHeartbeats: 10,
-      timeCapMs: 840_000,
+      // Generous bounds: on this shared 2-core machine (load average 30-60 from other runs) a
+      // promotion took 15 s and a re-formed pair a minute; the soak judges survival, not speed.
+      promotionTimeoutMs: 60_000,
+      settleTimeoutMs: 180_000,
+      recoveryTimeoutMs: 90_000,
+      // Three Chromium pages load both cores and real-time threads get throttled for ~1 s at a
+      // time (issue 14 item 3): a 3 s window keeps false takeovers out of what this tests.
+      missedHeartbeats: 300,
+      timeCapMs: 1_700_000,
       log: (line) => t.diagnostic(line),
     });
     const c = result.clients;
@@ -47,6 +50,7 @@ describe('soak: consecutive failovers of every kind under load (takeover mode wi
         `resources: ${result.resources.trends.map((x) => `${x.role} ${x.metric} ${x.firstQuarter} -> ${x.lastQuarter}`).join(', ')}`,
     );
     assert.deepEqual(result.problems, [], 'the soak found problems');
+    assert.deepEqual(result.unplannedFailovers, [], 'failovers no fault caused');
     assert.equal(result.completed, FAILOVERS, `stopped by ${result.stoppedBy}`);
     assert.equal(result.recovered, FAILOVERS, 'not every failover recovered');
     assert.deepEqual(
