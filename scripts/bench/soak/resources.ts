@@ -50,13 +50,15 @@ export interface ResourceTrend {
   flat: boolean;
 }
 
-/** RSS, fds and threads of a live process; null when it is gone (or not readable). */
+/** RSS, fds and threads of a live process; null when it is gone, exiting or not readable. */
 export function readProcessResources(pid: number): ProcessResources | null {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
     const threads = /^Threads:\s+(\d+)/m.exec(status);
-    return { rssKb: rss ? Number(rss[1]) : 0, fds: readdirSync(`/proc/${pid}/fd`).length, threads: threads ? Number(threads[1]) : readdirSync(`/proc/${pid}/task`).length };
+    // A process on its way out (a zombie) has no memory left to report: not a sample.
+    if (!rss || !threads) return null;
+    return { rssKb: Number(rss[1]), fds: readdirSync(`/proc/${pid}/fd`).length, threads: Number(threads[1]) };
   } catch {
     return null;
   }
