@@ -280,8 +280,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         freezing: (pid) => (frozenPid = pid),
         crashing: (host) => (crashedHost = host),
       });
-      // Resources right after the settle, while the pair's roles are the verified ones.
+      // Resources right after the settle, while the pair's roles are the verified ones; a failover
+      // from here to the next fault is one nobody caused (absorbUnplanned()).
       record.resources = sampleResources(p, index, samples);
+      watchFrom = p.standby?.mark() ?? 0;
       // The pages: back to a clean mix, and what they measured since the fault.
       const clean = await waitMixRight(pages, specs, Date.now() + options.recoveryTimeoutMs);
       for (const [i, page] of pages.entries()) {
@@ -307,7 +309,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const rightAt = [...clean.values()].map((c) => c.at);
       record.mixBackMs = rightAt.every((t) => t !== null) ? Math.max(0, ...rightAt.map((t) => t! - record.faultAt)) : null;
       record.recovered = record.problems.length === 0;
-      watchFrom = p.standby?.mark() ?? 0;
       records.push(record);
       problems.push(...record.problems.map((x) => `fault ${index} (${fault}): ${x}`));
       log(describeRecord(record, options.failovers));
