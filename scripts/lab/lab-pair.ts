@@ -28,12 +28,6 @@ export interface LabPairOptions {
   env?: Record<string, string>;
   /** Longest wait for the first primary's `listening` and the first standby's `standby-ready`, ms. Default 60000. */
   startTimeoutMs?: number;
-  /**
-   * Start the primary only; startStandby() later. A standby learns the connections that exist
-   * from its primary, so the load may come up first: joins are when real-time threads were
-   * starved and a standby judged a living primary dead (issue 14 item 3). Default false.
-   */
-  deferStandby?: boolean;
 }
 
 /** How the old primary of a failover is expected to end. */
@@ -100,7 +94,7 @@ export class LabPair {
     this.epoch = epoch;
   }
 
-  /** The primary in the primary host, listening, then (unless deferStandby) a standby in the standby host, ready (it protects the primary). */
+  /** The primary in the primary host, listening, then a standby in the standby host, ready (it protects the primary). */
   static async start(lab: LabTopology, group: LabProcessGroup, options: LabPairOptions): Promise<LabPair> {
     const timeoutMs = options.startTimeoutMs ?? 60_000;
     const primary = spawnMcu(lab, group, options, 'primary', 'primary');
@@ -108,7 +102,6 @@ export class LabPair {
     const pair = new LabPair(lab, group, options, primary, null, Number(listening.epoch ?? 1));
     pair.processes.push(primary);
     pair.claims.push({ epoch: pair.epoch, pid: primary.pid, host: 'primary', at: Date.now() });
-    if (options.deferStandby) return pair;
     pair.standby = pair.startMcu('standby', 'standby');
     await pair.standby.waitForEvent('standby-ready', { timeoutMs });
     return pair;
