@@ -4,7 +4,7 @@
  * time: Chromium pages in the client host in one room (the demo page, each with its own tone and
  * tile, as the chaos benchmark opens them) and socket.io clients in one process
  * (scripts/clients/takeover-scale-clients.ts, rooms of their own, one numbered `mute` request with
- * an ack per client per interval). Faults in rotation:
+ * an ack per client per interval; each page runs such a stream too). Faults in rotation:
  * - kill: kill -9 of the primary process (its host's orphan guard silences its sockets);
  * - crash: the primary's host crashes (its processes stopped, its link down), the standby takes
  *   over; the dead host's processes go with it and it comes back with its VIP down;
@@ -29,6 +29,7 @@ import { labAdminEnv, labStatus } from '../../lab/start-mcu.ts';
 import { LabTopology, type ServerHost } from '../../lab/topology.ts';
 import { cellCentres, COLOUR_TOLERANCE, hearing, PARTICIPANTS } from '../../probe/mix.ts';
 import { armGlitchReadout, readCallState, readGlitches, readSteadyFor, samePeerConnection } from '../../probe/page-readout.ts';
+import { startSignalingProbe, stopSignalingProbe } from '../../probe/signaling-probe.ts';
 import type { McuClientReport } from '../../clients/takeover-mcu-client.ts';
 import { registerCleanup } from '../chaos/cleanup.ts';
 import { LAB_CPUS, POLL_MS, STALL_THRESHOLDS } from '../chaos/settings.ts';
@@ -147,6 +148,12 @@ export interface SoakResult {
   recovered: number;
   verdict: HistoryVerdict;
   clients: ClientTotals | null;
+  /**
+   * Each page's own numbered request/ack stream over the whole run (scripts/probe/signaling-probe.ts,
+   * one request per client interval): it keeps the page's connection active, as a re-formed
+   * standby learns a connection's window from the client's next ACK (an idle one falls back).
+   */
+  pageSignaling: Array<{ page: string; sent: number; acked: number; failed: number; missing: number; outOfOrder: number; disconnects: number }>;
   roster: RosterCheck | null;
   mix: MixCheck[];
   resources: { samples: ResourceSample[]; trends: ResourceTrend[] };
@@ -185,6 +192,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const problems: string[] = [];
   const mix: MixCheck[] = [];
   const unplanned: SoakResult['unplannedFailovers'] = [];
+  const pageSignaling: SoakResult['pageSignaling'] = [];
   let browser: Browser | null = null;
   let pages: ParticipantPage[] = [];
   let pair: LabPair | null = null;
@@ -228,6 +236,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
     for (const spec of specs) pages.push(await openParticipant(browser, url, PAGE_ROOM, spec));
     let pageIds = await Promise.all(pages.map((page) => page.participantId()));
+    await Promise.all(pages.map((page) => startSignalingProbe(page, options.clientIntervalMs)));
     const rooms = Math.max(1, Math.ceil(options.clients / options.clientsPerRoom));
     const perRoom = Math.ceil(options.clients / rooms);
     clients = group.start('client', CLIENTS, [url, String(rooms), String(perRoom), String(options.clientIntervalMs), String(Number.MAX_SAFE_INTEGER)], labAdminEnv(secret));
@@ -259,6 +268,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       pages = [];
       for (const spec of specs) pages.push(await openParticipant(browser, url, PAGE_ROOM, spec));
       pageIds = await Promise.all(pages.map((page) => page.participantId()));
+      await Promise.all(pages.map((page) => startSignalingProbe(page, options.clientIntervalMs)));
       await absorbUnplanned(1);
       baseline = await waitMixRight(pages, specs, Date.now() + options.recoveryTimeoutMs);
     }
@@ -319,6 +329,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     }
 
     // The end: everyone still there, every ack once and in order, the mix right.
+    for (const page of pages) {
+      const r = await stopSignalingProbe(page).catch(() => null);
+      if (!r) {
+        problems.push(`${page.spec.name}: its signaling probe could not be read`);
+        continue;
+      }
+      pageSignaling.push({ page: page.spec.name, sent: r.sent, acked: r.acked, failed: r.failed, missing: r.missing, outOfOrder: r.outOfOrder, disconnects: r.disconnects.length });
+      if (r.failed + r.missing + r.outOfOrder + r.disconnects.length > 0) {
+        problems.push(`${page.spec.name}'s requests: ${r.missing} never answered, ${r.failed} refused, ${r.outOfOrder} out of order of ${r.sent}; ${r.disconnects.length} disconnects`);
+      }
+    }
     const status = (await labStatus(lab, secret, { timeoutMs: 5000 }).catch(() => null)) as StatusDoc | null;
     clientStop = (await clients.request({ op: 'stop', histories: true }, 60_000)) as unknown as ScaleStop;
     const clientIds = (clientStop.histories ?? []).map((h) => h.participantId);
@@ -392,6 +413,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       disconnects: clientStop.disconnects,
       maxGapMs: Math.round(clientStop.maxGapMs),
     },
+    pageSignaling,
     roster,
     mix,
     resources: { samples, trends },
