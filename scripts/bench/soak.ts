@@ -100,6 +100,7 @@ const trendText = (['primary', 'standby'] as const)
 const summary =
   `soak: ${result.recovered}/${args.failovers} failovers recovered (${SOAK_FAULTS.map((f) => `${f} ${result.records.filter((r) => r.fault === f && r.recovered).length}/${result.records.filter((r) => r.fault === f).length}`).join(', ')}), ` +
   `participants lost ${lostParticipants ?? '?'}, acks lost ${c?.missing ?? '?'} repeated ${c?.duplicates ?? '?'} out of order ${c?.outOfOrder ?? '?'} of ${c?.acked ?? '?'}, ` +
+  `page requests lost ${result.pageSignaling.reduce((n, x) => n + x.missing + x.failed, 0)} of ${result.pageSignaling.reduce((n, x) => n + x.sent, 0)}, ` +
   `history violations ${v.violations.length}, failovers nobody caused ${result.unplannedFailovers.length}, mix right on ${result.mix.filter((m) => m.hears && m.sees).length}/${args.pages} pages, ` +
   `resources ${flat ? 'flat' : 'NOT flat'} (${trendText}); ${ok ? 'PASS' : 'FAIL'}`;
 
@@ -121,6 +122,7 @@ const report = {
   roster: result.roster,
   unplannedFailovers: result.unplannedFailovers,
   clients: c,
+  pageSignaling: result.pageSignaling,
   history: { ok: v.ok, acks: v.acks, epochs: v.epochs, violations: v.violations, handovers: v.handovers },
   mix: result.mix,
   gaps: { audioMs: gapsBy((p) => p.audioGapMs), videoMs: gapsBy((p) => p.videoGapMs) },
