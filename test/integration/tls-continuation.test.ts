@@ -13,7 +13,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createNetServer } from 'node:net';
+import { connect as tlsConnect, createSecureContext, createServer as createTlsServer, TLSSocket, type Server as TlsServer } from 'node:tls';
 import { before, describe, it } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TlsRecordInvalidError } from '../../mcu/src/takeover/tls/errors.ts';
@@ -190,6 +191,72 @@ describe('TLS 1.3 continuation with Node tls clients', () => {
       assert.deepEqual(sessionErrors, []);
     });
   }
+
+  it('a message in flight cut by the crash: the captured part is the head, the rest arrives on the socket', async () => {
+    const primary = await startPrimary('TLS_AES_128_GCM_SHA256');
+    const { relay, port } = await startRelay(primary.port);
+    const client = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: certPem });
+    cleanups.push(() => client.destroy());
+    const clientErrors: Error[] = [];
+    client.on('error', (err) => clientErrors.push(err));
+    const lines = new LineReader(client);
+    await once(client, 'secureConnect');
+    client.write('p1\n');
+    await lines.waitFor(/^primary:p1$/);
+    const secrets = await secretsOf(primary.secrets);
+    relay.holdClientInput = true;
+    const before = relay.clientBytes;
+    // 30,001 bytes: two records of 16,384 + 13,617 bytes, each with 22 bytes of overhead.
+    client.write('z'.repeat(30_000) + '\n');
+    const sealed = 30_001 + 2 * (5 + 1 + 16);
+    await relay.clientBytesAbove(before + sealed - 1);
+    const taken = relay.takeOver();
+    await primary.drop();
+    const inflight = taken.clientBytes.subarray(taken.forwardedToServer);
+    assert.equal(inflight.length, sealed);
+    // The capture ends 10,000 bytes into the first record; the kernel holds the rest for the rebuilt socket.
+    const cutAt = 10_000;
+    taken.client.unshift(inflight.subarray(cutAt));
+    const { session } = continueSession({ ...taken, clientBytes: taken.clientBytes.subarray(0, taken.forwardedToServer + cutAt) }, secrets);
+    serveStandby(session);
+    await lines.waitFor(/^standby:long 30000$/);
+    client.write('then\n');
+    await lines.waitFor(/^standby:then$/);
+    assert.equal(session.tlsState.read.seq, 1 + 2 + 1);
+    assert.deepEqual(clientErrors, []);
+  });
+
+  it('the secrets of a TLSSocket made over a tap (new TLSSocket(socket, { isServer: true })) are collected with watch()', async () => {
+    const collector = new TlsSecretsCollector();
+    const results: TlsSecretsResult[] = [];
+    collector.on('secrets', (_s, r) => results.push(r));
+    const sockets: TLSSocket[] = [];
+    const server = createNetServer((raw) => {
+      const tlsSocket = new TLSSocket(raw, { isServer: true, secureContext: createSecureContext({ key, cert: certPem }) });
+      sockets.push(tlsSocket);
+      tlsSocket.on('error', () => undefined);
+      collector.watch(tlsSocket);
+      tlsSocket.on('data', (chunk: Buffer) => tlsSocket.write(chunk));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => {
+      collector.close();
+      collector.close();
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, servername: 'localhost', ca: certPem, ciphers: 'TLS_CHACHA20_POLY1305_SHA256' });
+    cleanups.push(() => client.destroy());
+    await once(client, 'secureConnect');
+    client.write('x');
+    await once(client, 'data');
+    assert.equal(results.length, 1);
+    const r = results[0]!;
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.secrets.suite, 'TLS_CHACHA20_POLY1305_SHA256');
+    assert.equal(collector.resultFor(sockets[0]!), r);
+  });
 
   it('a corrupted record is TLS_RECORD_INVALID: the client gets a bad_record_mac alert, nothing crashes', async () => {
     const primary = await startPrimary('TLS_AES_128_GCM_SHA256');
