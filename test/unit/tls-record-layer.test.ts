@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { TlsContinuationStateError, TlsRecordInvalidError } from '../../mcu/src/takeover/tls/errors.ts';
 import { nextTrafficSecret, trafficKeys, TLS13_SUITES, type TlsSuiteName } from '../../mcu/src/takeover/tls/key-schedule.ts';
 import { ContentType, MAX_PLAINTEXT, RECORD_HEADER_LENGTH, RecordFramer, recordKeys, recordNonce, sealRecord } from '../../mcu/src/takeover/tls/record.ts';
@@ -162,5 +163,43 @@ describe('TlsRecordLayer', () => {
       assert.throws(() => server.receive(make(client)), invalid(alert), alert);
       assert.equal(server.state, 'failed');
     }
+  });
+});
+
+describe('TlsRecordLayer under mangled input (fast-check)', () => {
+  it('any mangling of a record stream, in any chunking: only TLS_RECORD_INVALID, and what was delivered is a prefix of what was sent', () => {
+    const suite: TlsSuiteName = 'TLS_AES_128_GCM_SHA256';
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 0, maxLength: 300 }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }),
+        fc.option(fc.nat()),
+        fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 8 }),
+        (messages, flips, truncate, chunkSizes) => {
+          const { server, client } = pair(suite);
+          const sent = Buffer.concat(messages.map((m) => Buffer.from(m)));
+          let wire = Buffer.concat(messages.map((m) => client.sealApplicationData(Buffer.from(m))));
+          wire = Buffer.from(wire);
+          for (const [at, xor] of flips) if (wire.length > 0) wire[at % wire.length]! ^= xor;
+          if (truncate !== null && wire.length > 0) wire = wire.subarray(0, truncate % wire.length);
+          const got: Buffer[] = [];
+          let at = 0;
+          let i = 0;
+          try {
+            while (at < wire.length) {
+              const size = chunkSizes[i++ % chunkSizes.length]!;
+              for (const e of server.receive(wire.subarray(at, at + size)).events) if (e.kind === 'data') got.push(e.data);
+              at += size;
+            }
+          } catch (err) {
+            if (!(err instanceof TlsRecordInvalidError)) throw err;
+            assert.throws(() => server.receive(Buffer.alloc(1)), TlsContinuationStateError);
+          }
+          const delivered = Buffer.concat(got);
+          assert.deepEqual(delivered, sent.subarray(0, delivered.length));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
