@@ -13,7 +13,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
+import { createServer as createNetServer, type Socket as NetSocket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { connect as tlsConnect, createSecureContext, createServer as createTlsServer, TLSSocket, type Server as TlsServer } from 'node:tls';
 import { before, describe, it } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -83,15 +84,15 @@ async function startRelay(targetPort: number): Promise<{ relay: RecordingRelay; 
   return { relay, port };
 }
 
-/** The standby's application on the continued session: "standby:<line>" for each line (and the length of long ones). */
-function serveStandby(session: TlsContinuation): LineReader {
+/** The standby's application on the continued session: "<name>:<line>" for each line (and the length of long ones). */
+function serveStandby(session: TlsContinuation, name = 'standby'): LineReader {
   const reader = new LineReader(session);
   let pending = '';
   session.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
-    for (const line of lines) session.write(line.length > 1000 ? `standby:long ${line.length}\n` : `standby:${line}\n`);
+    for (const line of lines) session.write(line.length > 1000 ? `${name}:long ${line.length}\n` : `${name}:${line}\n`);
   });
   return reader;
 }
@@ -191,6 +192,59 @@ describe('TLS 1.3 continuation with Node tls clients', () => {
       assert.deepEqual(sessionErrors, []);
     });
   }
+
+  it('a continued session is continued again (chained takeovers): tracked from the first standby\'s boundary with its KeyUpdate', async () => {
+    const primary = await startPrimary('TLS_AES_256_GCM_SHA384');
+    const { relay, port } = await startRelay(primary.port);
+    const client = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: certPem });
+    cleanups.push(() => client.destroy());
+    const clientErrors: Error[] = [];
+    client.on('error', (err) => clientErrors.push(err));
+    const lines = new LineReader(client);
+    await once(client, 'secureConnect');
+    client.write('p1\n');
+    await lines.waitFor(/^primary:p1$/);
+    const secrets = await secretsOf(primary.secrets);
+    const taken = relay.takeOver();
+    await primary.drop();
+
+    // A cut in the recorded output is refused, not guessed around.
+    const cut = trackTlsSession({ secrets, client: { bytes: taken.clientBytes }, server: { bytes: taken.serverBytes.subarray(0, taken.serverBytes.length - 3) } });
+    assert.ok(!cut.ok && cut.code === 'TLS_RECORD_CUT' && cut.direction === 'server');
+
+    // Standby 1 over a tap that records what it reads and writes (its capture and output log).
+    const tap = new TapTransport(taken.client);
+    const { session: first, tracked } = continueSession({ ...taken, client: tap as unknown as typeof taken.client }, secrets);
+    serveStandby(first);
+    client.write('s1\n');
+    await lines.waitFor(/^standby:s1$/);
+    first.keyUpdate(true);
+    for (const m of ['s2', 's3']) {
+      client.write(`${m}\n`);
+      await lines.waitFor(new RegExp(`^standby:${m}$`));
+    }
+    // Standby 1 dies: nothing more reaches the client from it.
+    const socket = tap.detach();
+    first.destroy();
+
+    const head = taken.clientBytes.subarray(tracked.client.boundary);
+    const again = trackTlsSession({
+      secrets,
+      client: { bytes: Buffer.concat([head, ...tap.input]), from: tracked.state.read },
+      server: { bytes: Buffer.concat(tap.output), from: tracked.state.write },
+    });
+    assert.ok(again.ok, JSON.stringify(again));
+    assert.equal(again.state.write.generation, 1);
+    assert.equal(again.state.read.generation, 1, 'the client answered our KeyUpdate');
+    const second = new TlsContinuation(socket, again.state);
+    cleanups.push(() => second.close());
+    serveStandby(second, 'standby2');
+    for (const m of ['t1', 't2']) {
+      client.write(`${m}\n`);
+      await lines.waitFor(new RegExp(`^standby2:${m}$`));
+    }
+    assert.deepEqual(clientErrors, []);
+  });
 
   it('a message in flight cut by the crash: the captured part is the head, the rest arrives on the socket', async () => {
     const primary = await startPrimary('TLS_AES_128_GCM_SHA256');
@@ -303,6 +357,49 @@ describe('TLS 1.3 continuation with Node tls clients', () => {
 });
 
 /** openssl s_client on `port`, its stdout as lines; commands ("K") work as it runs interactively (no -quiet). */
+/** A transport that records what a continuation reads and writes, and can be cut off from the socket without closing it (a standby dying). */
+class TapTransport extends Duplex {
+  readonly input: Buffer[] = [];
+  readonly output: Buffer[] = [];
+  readonly #inner: NetSocket;
+  #detached = false;
+  constructor(inner: NetSocket) {
+    super();
+    this.#inner = inner;
+    inner.on('data', (chunk: Buffer) => {
+      if (this.#detached) return;
+      this.input.push(chunk);
+      if (!this.push(chunk)) inner.pause();
+    });
+    inner.on('end', () => {
+      if (!this.#detached) this.push(null);
+    });
+  }
+  override _read(): void {
+    if (!this.#detached) this.#inner.resume();
+  }
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.#detached) return cb();
+    this.output.push(chunk);
+    this.#inner.write(chunk, cb);
+  }
+  override _final(cb: () => void): void {
+    if (!this.#detached) this.#inner.end();
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.#detached) this.#inner.destroy();
+    cb(err);
+  }
+  detach(): NetSocket {
+    this.#detached = true;
+    this.#inner.removeAllListeners('data');
+    this.#inner.removeAllListeners('end');
+    this.#inner.pause();
+    return this.#inner;
+  }
+}
+
 function startSClient(port: number, suite: TlsSuiteName): { proc: ChildProcessWithoutNullStreams; lines: LineReader } {
   const proc = spawn(OPENSSL, ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-tls1_3', '-ciphersuites', suite, '-CAfile', cert.certFile], { stdio: 'pipe' });
   cleanups.push(async () => {
