@@ -5,8 +5,8 @@
  * recording relay; the server's secrets come from its keylog events; then the server is dropped
  * and the same client connection goes on with TlsContinuation from the state the tracker found
  * in the recorded bytes. The client must read our records (no bad_record_mac) at the exact
- * sequence numbers, across NewSessionTickets, KeyUpdates both ways and a message in flight;
- * a corrupted record is a named error, not a crash.
+ * sequence numbers, across NewSessionTickets, KeyUpdates both ways, a message in flight and a
+ * second takeover of a continued session; a corrupted record is a named error, not a crash.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
