@@ -64,6 +64,18 @@ export const ERROR_CODES = {
   TRACKER_INVALID_ARGUMENT: 'transport',
   CONNECTION_ALREADY_ATTACHED: 'transport',
   TRANSPORT_ACCEPTOR_STATE: 'transport',
+  // Continuing a TLS 1.3 session on the standby (mcu/src/takeover/tls/errors.ts). The first three
+  // are thrown; the others are the stable codes of a "cannot continue" result (TlsCannotContinue).
+  TLS_RECORD_INVALID: 'tls-takeover',
+  TLS_SECRETS_INVALID: 'tls-takeover',
+  TLS_CONTINUATION_STATE: 'tls-takeover',
+  TLS_VERSION_UNSUPPORTED: 'tls-takeover',
+  TLS_SUITE_UNSUPPORTED: 'tls-takeover',
+  TLS_SECRETS_INCOMPLETE: 'tls-takeover',
+  TLS_HANDSHAKE_INCOMPLETE: 'tls-takeover',
+  TLS_RECORD_CUT: 'tls-takeover',
+  TLS_RECORD_UNDECRYPTABLE: 'tls-takeover',
+  TLS_SESSION_CLOSED: 'tls-takeover',
   // The native addon (native/src/errors.ts: NativeError).
   NATIVE_ADDON_UNAVAILABLE: 'native',
   NATIVE_SYSCALL_FAILED: 'native',
