@@ -1,0 +1,68 @@
+/**
+ * Only the heartbeat threads of an MCU are ever real-time: a real MCU process (replication on, so
+ * its heartbeat thread beats), real libwebrtc peers joining and leaving in a loop (each join
+ * makes libwebrtc start encoder, decoder and pacer threads that ask for SCHED_FIFO 49-98), and
+ * every thread of the MCU sampled every few milliseconds throughout. Before the fix those
+ * threads were demoted 100-300 ms after they started, which was long enough to starve the
+ * heartbeat's helpers (see README, *Real-time threads*).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nativeAddonAvailable } from '../../native/src/index.ts';
+import { HEARTBEAT_RT_PRIORITY } from '../../mcu/src/core/realtime.ts';
+import { startMcu, startNode } from '../../scripts/common/processes.ts';
+import { isRealtime, readThreads, SCHED_FIFO, startThreadSampler } from '../../scripts/common/thread-scheduling.ts';
+import { until } from '../../scripts/common/wait-for.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
+
+const skip =
+  process.platform !== 'linux' || process.getuid?.() !== 0
+    ? 'Linux as root only (real-time scheduling needs CAP_SYS_NICE)'
+    : !nativeAddonAvailable()
+      ? 'the native addon is not built (bash scripts/build-native.sh)'
+      : false;
+
+/** libwebrtc's per-connection threads, by the names it gives them: proof the joins made them. */
+const MEDIA_THREADS = ['EncoderQueue', 'DecodingQueue', 'IncomingVideoSt', 'AudioEncoder', 'TaskQueuePacedS', 'rtp_send_contro'];
+
+describe('real-time threads of an MCU while participants join and leave', { skip }, () => {
+  const cleanups = cleanupsAfterEach();
+
+  it('never shows a real-time thread other than the heartbeat thread, and media threads at nice 0', async (t) => {
+    const mcu = await startMcu({ MCU_REPLICATION_SECRET: 'realtime-threads-test-secret', MCU_SPARE_PATHS: '0' });
+    cleanups.push(() => mcu.stop());
+    const pid = mcu.process.pid!;
+
+    // The heartbeat thread makes itself real-time right after its socket is bound.
+    await until('the heartbeat thread is real-time', () => readThreads(pid).some(isRealtime), { timeoutMs: 10_000, intervalMs: 20 });
+    const heartbeat = readThreads(pid).find(isRealtime)!;
+    assert.deepEqual([heartbeat.policy, heartbeat.priority], [SCHED_FIFO, HEARTBEAT_RT_PRIORITY]);
+    const sampler = await startThreadSampler(pid, [heartbeat.tid], 5);
+    cleanups.push(() => sampler.stop());
+
+    const peers = startNode('scripts/clients/join-leave-peers.ts', {}, [mcu.url, '--peers', '3', '--cycles', '4', '--stay-ms', '1500', '--seconds', '60']);
+    cleanups.push(() => peers.close());
+    const done = await peers.waitFor((e) => e.event === 'done', { timeoutMs: 90_000 });
+    const report = await sampler.stop();
+    const threads = readThreads(pid);
+    t.diagnostic(`${report.samples} samples of ${report.threadsSeen} threads, longest interval ${report.longestIntervalMs} ms; ${JSON.stringify(done)}`);
+
+    assert.equal(done.failures, 0, `every join connected: ${JSON.stringify(done)}`);
+    assert.ok(Number(done.joins) >= 12, `joins: ${JSON.stringify(done)}`);
+    const mediaSeen = MEDIA_THREADS.filter((name) => (report.names[name] ?? 0) > 0);
+    assert.ok(mediaSeen.length >= 3, `the joins started libwebrtc's media threads (seen: ${JSON.stringify(report.names)})`);
+    // libwebrtc's threads used to stay real-time 100-330 ms each (strace), ~40 of them per 12 joins.
+    assert.ok(report.samples > 500 && report.longestIntervalMs < 250, `sampled often enough: ${report.samples} samples, longest interval ${report.longestIntervalMs} ms`);
+    assert.deepEqual(report.unexpectedRealtime, [], 'no thread but the heartbeat thread was ever real-time');
+    // The main thread mixes at nice -20 (realtime.mainNice); the threads it created did not inherit that.
+    const main = threads.find((t) => t.tid === pid);
+    assert.equal(main?.nice, -20);
+    assert.deepEqual(
+      threads.filter((t) => t.tid !== pid && t.nice !== 0 && !isRealtime(t)),
+      [],
+      'every other normal thread at nice 0',
+    );
+    const stillHeartbeat = threads.find((t) => t.tid === heartbeat.tid);
+    assert.deepEqual([stillHeartbeat?.policy, stillHeartbeat?.priority], [SCHED_FIFO, HEARTBEAT_RT_PRIORITY], 'the heartbeat thread is still real-time');
+  });
+});
