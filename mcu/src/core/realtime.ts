@@ -1,4 +1,5 @@
 import { readlinkSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import type { RealtimeConfig } from './config.ts';
 import { McuError } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -28,6 +29,24 @@ export function makeCurrentThreadRealtime(priority: number): { ok: boolean; tid:
   } catch (err) {
     return { ok: false, tid, detail: `${(err as Error).message}: heartbeats run at normal priority` };
   }
+}
+
+let idleGcOff = false;
+
+/**
+ * Call before starting a heartbeat thread (a worker thread at SCHED_FIFO 99). V8's memory
+ * reducer runs major GCs in an isolate that looks idle, which a heartbeat thread always does;
+ * each ends with an incremental sweep of the C++ heap (cppgc) that reposts itself at once while
+ * its concurrent part, on one of V8's worker threads at normal priority, is unfinished. At FIFO
+ * 99 that repost loop never blocks, so the worker thread it waits for gets no CPU on that core
+ * until the kernel's real-time throttling gives normal threads their 50 ms, 950 ms later: the
+ * ~1 s pauses of issue 14 (perf: README, *Real-time threads*). The flag is process-wide: the
+ * main isolate then shrinks its heap after idle spells only when it allocates again.
+ */
+export function disableIdleGarbageCollection(): void {
+  if (idleGcOff) return;
+  setFlagsFromString('--no-memory-reducer');
+  idleGcOff = true;
 }
 
 let confined: RealtimeConfinement | null = null;
