@@ -1,4 +1,3 @@
-import { readlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import type { RealtimeConfig } from './config.ts';
 import { McuError } from './errors.ts';
@@ -19,15 +18,12 @@ export const HEARTBEAT_RT_PRIORITY = 99;
  * thread at start). Without the capability (not root) or the addon, the thread stays at normal
  * priority and says why.
  */
-export function makeCurrentThreadRealtime(priority: number): { ok: boolean; tid: string; detail: string } {
-  let tid = '';
+export function makeCurrentThreadRealtime(priority: number): { ok: boolean; detail: string } {
   try {
-    // "/proc/thread-self" -> "<pid>/task/<tid>"
-    tid = readlinkSync('/proc/thread-self').split('/').pop() ?? '';
-    nativeMakeCurrentThreadRealtime(priority);
-    return { ok: true, tid, detail: `SCHED_FIFO priority ${priority}` };
+    const tid = nativeMakeCurrentThreadRealtime(priority);
+    return { ok: true, detail: `SCHED_FIFO priority ${priority} (thread ${tid})` };
   } catch (err) {
-    return { ok: false, tid, detail: `${(err as Error).message}: heartbeats run at normal priority` };
+    return { ok: false, detail: `${(err as Error).message}: heartbeats run at normal priority` };
   }
 }
 
