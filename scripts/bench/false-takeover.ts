@@ -112,6 +112,8 @@ interface PairResult {
   fenceStalls: number;
   primaryFencing: unknown;
   clientReport: Record<string, unknown> | null;
+  /** Why the pair could not be set up or measured (a run goes on with a fresh pair), or null. */
+  error: string | null;
   /** Join/leave rounds of the synthetic participants while the pair served. */
   churn: { rounds: number; joins: number; joinFailures: number };
   /** The primary's threads sampled every 10 ms: any real-time thread but its heartbeat thread. */
@@ -144,7 +146,9 @@ async function main(): Promise<void> {
     stopLoads();
   });
   try {
-    while (!stopping && Date.now() < runEnd - 5000) {
+    // A pair that cannot be set up (e.g. its client cannot connect to a fenced primary's host yet)
+    // is recorded and replaced; three in a row end the run.
+    while (!stopping && Date.now() < runEnd - 5000 && pairs.slice(-3).filter((p) => p.error !== null).length < 3) {
       pairs.push(
         await runPair({
           until: runEnd,
@@ -185,6 +189,7 @@ async function main(): Promise<void> {
     suspicions: total('suspicions'),
     nearMisses: pairs.flatMap((p) => p.nearMisses).sort((a, b) => a - b),
     fenceStalls: total('fenceStalls'),
+    pairErrors: pairs.filter((p) => p.error !== null).length,
     joins: pairs.reduce((n, p) => n + p.churn.joins, 0),
     joinFailures: pairs.reduce((n, p) => n + p.churn.joinFailures, 0),
     unexpectedRealtimeThreads: pairs.reduce((n, p) => n + (p.primaryThreads?.unexpectedRealtime.length ?? 0), 0),
@@ -198,7 +203,7 @@ async function main(): Promise<void> {
       `false takeovers under load: ${seconds} s, ${busy} busy + ${flood} loopback flood process(es) on ${result.cpus} cores, heartbeats ${heartbeatMs} ms x ${missed} missed (+ confirm window)`,
       `  joins and leaves: ${peers} participant(s) per round, ${stayMs} ms each; ${result.joins} joins (${result.joinFailures} failed); CPUs ${cpuSplit ? `servers ${cpuSplit.servers}, clients ${cpuSplit.clients}` : 'not pinned'}`,
       `  real-time threads of the primary other than its heartbeat thread: ${result.unexpectedRealtimeThreads}`,
-      `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load)`,
+      `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load; ${result.pairErrors} could not be set up or measured)`,
       `  death verdicts: ${result.deathVerdicts}   promotions: ${result.promotions}   primaries fenced: ${result.fencedPrimaries}`,
       `  standby suspicions (replication stream lost): ${result.suspicions}   primary pauses verified with the standby: ${result.fenceStalls}`,
       `  near misses (a beat after more than the missed-beats window, before the verdict): ${result.nearMisses.length}${result.nearMisses.length ? `, silences ${result.nearMisses.join(', ')} ms` : ''}`,
@@ -207,6 +212,7 @@ async function main(): Promise<void> {
         (p, i) =>
           `  pair ${i}: ${p.seconds.toFixed(0)} s, verdicts ${p.deathVerdicts} (${p.verdictReasons.join(', ') || '-'}), promotions ${p.promotions}, fenced ${p.primaryFenced ? `yes (${p.fencedReason})` : 'no'}, ` +
           `client acked ${String(p.clientReport?.acked ?? '?')}/${String(p.clientReport?.sent ?? '?')}, disconnects ${String(p.clientReport?.disconnects ?? '?')}, ` +
+          (p.error ? `ERROR ${p.error.split('\n')[0]}, ` : '') +
           `joins ${p.churn.joins} in ${p.churn.rounds} rounds (${p.churn.joinFailures} failed), threads sampled ${p.primaryThreads?.samples ?? 0}x (longest interval ${p.primaryThreads?.longestIntervalMs ?? '-'} ms)`,
       ),
       '  written to bench-results/false-takeover.json',
@@ -245,6 +251,7 @@ async function runPair(opts: {
     fenceStalls: 0,
     primaryFencing: null,
     clientReport: null,
+    error: null,
     churn: { rounds: 0, joins: 0, joinFailures: 0 },
     primaryThreads: null,
   };
@@ -313,6 +320,9 @@ async function runPair(opts: {
     result.clientReport = (await client.request({ op: 'stop' }, 15_000).catch(() => null)) as Record<string, unknown> | null;
     result.endedAt = Date.now();
     result.seconds = (result.endedAt - loadedFrom) / 1000;
+  } catch (err) {
+    result.error = (err as Error).message;
+    result.endedAt = Date.now();
   } finally {
     counting = false;
     if (sampler) {
