@@ -64,6 +64,8 @@ export interface ThreadSamplerReport {
   samples: number;
   /** Longest interval between two samples, ms (how short-lived a real-time episode could escape). */
   longestIntervalMs: number;
+  /** Intervals between two samples longer than 50 ms (a loaded machine delays even the sampler now and then). */
+  slowIntervals: number;
   /** Distinct threads seen. */
   threadsSeen: number;
   /** Thread names seen, with how many distinct threads had each. */
@@ -85,6 +87,7 @@ export class ThreadSchedulingSampler {
   #last = performance.now();
   #samples = 0;
   #longestIntervalMs = 0;
+  #slowIntervals = 0;
   readonly #seen = new Map<number, string>();
   readonly #unexpected = new Map<number, ThreadScheduling & { atMs: number }>();
 
@@ -98,6 +101,7 @@ export class ThreadSchedulingSampler {
   sample(): void {
     const now = performance.now();
     this.#longestIntervalMs = Math.max(this.#longestIntervalMs, now - this.#last);
+    if (now - this.#last > 50) this.#slowIntervals++;
     this.#last = now;
     this.#samples++;
     for (const t of readThreads(this.#pid)) {
@@ -113,6 +117,7 @@ export class ThreadSchedulingSampler {
     return {
       samples: this.#samples,
       longestIntervalMs: Math.round(this.#longestIntervalMs * 10) / 10,
+      slowIntervals: this.#slowIntervals,
       threadsSeen: this.#seen.size,
       names,
       unexpectedRealtime: [...this.#unexpected.values()],
