@@ -120,7 +120,8 @@ describe('heartbeats of a pair sharing one CPU while participants join and leave
     const peers = startNode('scripts/clients/join-leave-peers.ts', {}, [`http://127.0.0.1:${port}`, '--peers', '6', '--cycles', '8', '--stay-ms', '2500', '--seconds', '30']);
     cleanups.push(() => peers.close());
     await pinTo(peers.pid, '1');
-    const done = await peers.waitFor((e) => e.event === 'done', { timeoutMs: 90_000 });
+    // On a very loaded machine the peers may not finish their rounds: the silences are checked anyway.
+    const done = await peers.waitFor((e) => e.event === 'done', { timeoutMs: 120_000 }).catch((err: Error) => ({ event: 'done', joins: 0, error: err.message }));
     // The silences first: a false takeover is also why joins then fail.
     assert.deepEqual(pauses, [], 'no heartbeat silence of 500 ms or more, no verdict');
     assert.ok(Number(done.joins) >= 6, `participants joined: ${JSON.stringify(done)}`);
