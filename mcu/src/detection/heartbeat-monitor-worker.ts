@@ -118,7 +118,8 @@ port.on('message', (msg: MonitorControl) => {
 });
 
 socket.connect(data.port, data.host, () => {
-  void makeCurrentThreadRealtime(data.rtPriority).then((r) => post({ type: 'realtime', ok: r.ok, detail: r.detail }));
+  const rt = makeCurrentThreadRealtime(data.rtPriority);
+  post({ type: 'realtime', ok: rt.ok, detail: rt.detail });
   connected = true;
   // Judging starts now: the time the connect took is no pause of this thread (no beat yet, so no output).
   act(judge.tick(Date.now()));
