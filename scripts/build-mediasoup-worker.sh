@@ -60,15 +60,17 @@ cache_dir="$cache_base/$version"
 bin="$cache_dir/mediasoup-worker"
 stamp="$cache_dir/mediasoup-worker.stamp"
 
-# The recipe: this script and the project's meson stubs and compat header. A change to any of
-# them rebuilds the worker of the same version.
+# mediasoup's release set-up (worker/tasks.py) with downloads off and liburing (a download too) off.
+meson_options=(--wrap-mode=nodownload --buildtype=release -Db_ndebug=true -Dms_disable_liburing=true)
+
+# The recipe: the meson options and the project's meson stubs and compat header. A change to
+# any of them rebuilds the worker of the same version (other edits of this script do not).
 recipe_hash() {
   (
-    cd "$root"
+    cd "$recipe_dir"
     {
-      echo "$version"
-      sha256sum scripts/build-mediasoup-worker.sh
-      find native/mediasoup-worker/subprojects -type f -print0 | sort -z | xargs -0 sha256sum
+      echo "$version ${meson_options[*]}"
+      find subprojects -type f -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -d' ' -f1
   )
 }
@@ -129,6 +131,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/mediasoup-worker-$version.XXXXXX")"
 log="$work/build.log"
 kept_log="${TMPDIR:-/tmp}/mediasoup-worker-$version-build.log"
 trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP
 
 # Runs one build step with its output in the log; a failure names the step, shows the end of
 # the log and keeps it, and names the Debian package behind a dependency meson did not find.
@@ -138,6 +141,7 @@ step() {
   echo "== $name: $*" >>"$log"
   if ! "$@" >>"$log" 2>&1; then
     cp "$log" "$kept_log"
+    [[ -f "$work/build/meson-logs/meson-log.txt" ]] && cat "$work/build/meson-logs/meson-log.txt" >>"$kept_log"
     echo "---- last lines of the build log (all of it: $kept_log)" >&2
     tail -n 40 "$log" >&2
     local dep
@@ -175,8 +179,7 @@ grep -q "meson_version: '>= 1.1.0'" "$src/meson.build" ||
   fail "worker/meson.build of mediasoup $version no longer asks for meson >= 1.1.0: review native/mediasoup-worker/README.md"
 sed -i "s/meson_version: '>= 1.1.0'/meson_version: '>= 1.0.0'/" "$src/meson.build"
 
-step "meson setup" meson setup --wrap-mode=nodownload --buildtype=release -Db_ndebug=true \
-  -Dms_disable_liburing=true "$work/build" "$src"
+step "meson setup" meson setup "${meson_options[@]}" "$work/build" "$src"
 # The FBS headers first: on a clean tree ninja can start on sources including FBS/message.h
 # before the generator has run.
 step "flatc (FBS headers)" nice -n 10 ninja -C "$work/build" -j "$jobs" fbs/FBS
