@@ -3,7 +3,8 @@
  * mcu/src/media/mediasoup-worker.ts: a router with opus and VP8 (+rtx), a WebRtcTransport on
  * 127.0.0.1, real RTP over UDP through SRTP PlainTransports with every crypto suite (libsrtp 2
  * under the worker's libsrtp 3 calls: native/mediasoup-worker/), the worker's resource usage,
- * and the fixed DTLS certificate a hot standby shares with its primary.
+ * the fixed DTLS certificate a hot standby shares with its primary, and the pinned
+ * mediasoup-client (the page's side) against this server.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -16,6 +17,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
+import { Device } from 'mediasoup-client';
+import * as fakeParameters from 'mediasoup-client/fakeParameters';
+import { FakeHandler } from 'mediasoup-client/handlers/FakeHandler';
 import { MediasoupWorkerMissingError } from '../../mcu/src/core/errors.ts';
 import { createMediasoupWorker, resolveMediasoupWorkerBin } from '../../mcu/src/media/mediasoup-worker.ts';
 import { until } from '../../scripts/common/wait-for.ts';
@@ -160,6 +164,58 @@ describe('mediasoup worker built by the set-up (real worker processes, real UDP)
 
     await closeWorker(worker);
     assert.ok(worker.closed && router.closed && transport.closed && producer.closed && consumer.closed, 'closing the worker closes its tree');
+  });
+
+  it('speaks with the pinned mediasoup-client: the device loads the router\'s capabilities and consumes its producers', async () => {
+    const worker = await startWorker(cleanups);
+    const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
+    const send = await router.createWebRtcTransport({ listenInfos: [{ protocol: 'udp', ip: LOOPBACK }] });
+    const recv = await router.createWebRtcTransport({ listenInfos: [{ protocol: 'udp', ip: LOOPBACK }] });
+    const audio = await send.produce({
+      kind: 'audio',
+      rtpParameters: { mid: '0', codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 44444444 }] },
+    });
+    const video = await send.produce({
+      kind: 'video',
+      rtpParameters: {
+        mid: '1',
+        codecs: [
+          { mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] },
+          { mimeType: 'video/rtx', payloadType: 97, clockRate: 90000, parameters: { apt: 96 } },
+        ],
+        encodings: [{ ssrc: 55555555, rtx: { ssrc: 66666666 } }],
+      },
+    });
+
+    // The browser's side, with mediasoup-client's own fake handler in place of an RTCPeerConnection.
+    const device = new Device({ handlerFactory: FakeHandler.createFactory(fakeParameters) });
+    await device.load({ routerRtpCapabilities: router.rtpCapabilities });
+    assert.ok(device.canProduce('audio') && device.canProduce('video'));
+    const transport = device.createRecvTransport({
+      id: recv.id,
+      iceParameters: recv.iceParameters,
+      iceCandidates: recv.iceCandidates,
+      dtlsParameters: recv.dtlsParameters,
+    });
+    cleanups.push(() => transport.close());
+    let connected = false;
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      recv.connect({ dtlsParameters }).then(() => {
+        connected = true;
+        callback();
+      }, errback);
+    });
+    for (const producer of [audio, video]) {
+      const consumer = await recv.consume({ producerId: producer.id, rtpCapabilities: device.rtpCapabilities, paused: true });
+      const received = await transport.consume({ id: consumer.id, producerId: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters });
+      assert.equal(received.kind, producer.kind);
+      assert.deepEqual(
+        received.rtpParameters.codecs.map((c) => c.mimeType.toLowerCase()),
+        producer.kind === 'audio' ? ['audio/opus'] : ['video/vp8', 'video/rtx'],
+      );
+      await consumer.resume();
+    }
+    assert.ok(connected, 'the server took the client\'s DTLS parameters');
   });
 
   for (const { suite, tagBytes } of SRTP_SUITES) {
