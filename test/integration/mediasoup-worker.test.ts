@@ -112,6 +112,34 @@ describe('mediasoup worker built by the set-up (real worker processes, real UDP)
     await assert.rejects(resolveMediasoupWorkerBin({ MEDIASOUP_WORKER_BIN: notExecutable }), /not executable.*bash scripts\/setup\.sh/);
   });
 
+  it('refuses a mediasoup loaded before the module chose the binary, and names a binary that is no worker (fresh processes)', async () => {
+    const bin = await resolveMediasoupWorkerBin();
+    const dir = await mkdtemp(path.join(tmpdir(), 'mediasoup-bin-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const moduleUrl = new URL('../../mcu/src/media/mediasoup-worker.ts', import.meta.url).href;
+    // Prints the code of what createMediasoupWorker() threw.
+    const attempt = `const { createMediasoupWorker } = await import(${JSON.stringify(moduleUrl)});
+      try { (await createMediasoupWorker()).close(); console.log('started'); } catch (err) { console.log(err.code); }`;
+    const run = async (env: NodeJS.ProcessEnv, code: string): Promise<string> => {
+      const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+        env: { ...process.env, LOG_LEVEL: 'error', ...env },
+        timeout: 30_000,
+      });
+      return stdout.trim();
+    };
+
+    const early = `process.env.MEDIASOUP_WORKER_BIN = '/nonexistent/mediasoup-worker';
+      await import('mediasoup');
+      process.env.MEDIASOUP_WORKER_BIN = ${JSON.stringify(bin.path)};
+      ${attempt}`;
+    assert.equal(await run({}, early), 'MEDIASOUP_LOADED_TOO_EARLY');
+
+    const notAWorker = path.join(dir, 'mediasoup-worker');
+    await writeFile(notAWorker, '#!/bin/sh\nexit 1\n');
+    await chmod(notAWorker, 0o755);
+    assert.equal(await run({ MEDIASOUP_WORKER_BIN: notAWorker }, attempt), 'MEDIASOUP_WORKER_START_FAILED');
+  });
+
   it('starts the worker, routes opus and VP8 with rtx, listens for WebRTC on 127.0.0.1, reports its resource usage and closes', async () => {
     const bin = await resolveMediasoupWorkerBin();
     const worker = await startWorker(cleanups);

@@ -43,9 +43,7 @@ export async function mediasoupVersion(): Promise<string> {
   const main = createRequire(import.meta.url).resolve('mediasoup');
   // main is <package>/node/lib/index.js.
   const manifest = path.resolve(path.dirname(main), '..', '..', 'package.json');
-  const { version } = JSON.parse(await readFile(manifest, 'utf8')) as { version?: unknown };
-  if (typeof version !== 'string') throw new Error(`no version in ${manifest}`);
-  return version;
+  return (JSON.parse(await readFile(manifest, 'utf8')) as { version: string }).version;
 }
 
 /** The cached worker of a mediasoup version, as scripts/build-mediasoup-worker.sh installs it. */
