@@ -167,6 +167,11 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     this.#worker?.postMessage({ type: 'channel-closed', deliberate } satisfies MonitorControl);
   }
 
+  /** Sends a subscription now (a live primary answers it with a beat at once). */
+  subscribeNow(): void {
+    this.#worker?.postMessage({ type: 'subscribe-now' } satisfies MonitorControl);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
