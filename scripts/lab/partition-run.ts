@@ -121,7 +121,6 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
   const records: PartitionRecord[] = [];
   const problems: string[] = [];
   const histories: ClientHistory[] = [];
-  const claims: EpochClaim[] = [];
   const mcus: LabProcess[] = [];
   let clients: Array<{ name: string; proc: LabProcess }> = [];
   let clientSerial = 0;
@@ -143,7 +142,6 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     let primaryHost: ServerHost = 'primary';
     let primary = startMcu('primary', 'primary');
     const listening = await primary.waitForEvent('listening', { timeoutMs: 60_000 });
-    claims.push({ epoch: Number(listening.epoch ?? 1), pid: primary.pid, host: 'primary', at: Date.now() });
     let standby: LabProcess | null = startMcu('standby', 'standby');
     await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });
 
@@ -164,7 +162,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     await sleep(500);
 
     const hostOf = (role: Role): LabHost => (role === 'primary' ? primaryHost : role === 'standby' ? other(primaryHost) : role);
-    let epoch = claims[0]!.epoch;
+    let epoch = Number(listening.epoch ?? 1);
 
     for (let index = 1; index <= options.partitions; index++) {
       if (options.budgetMs !== undefined && Date.now() - startedAt > options.budgetMs) {
@@ -190,7 +188,6 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
           if (promoted) {
             const oldPrimary = primary;
             const newEpoch = Number(promoted.epoch);
-            claims.push({ epoch: newEpoch, pid: standby.pid, host: standby.host, at: Date.now() });
             // Under load a standby may take over again before the pair settled: availability, not safety.
             if (record.failover) record.notes.push(`a second failover (to epoch ${newEpoch}) before the pair settled`);
             record.failover = true;
@@ -215,10 +212,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
           record.notes.push(`no MCU left serving (the last primary exited with ${JSON.stringify(exit)}): a fresh pair was started`);
           primary = startMcu(primaryHost, 'primary');
           const up = await primary.waitForEvent('listening', { timeoutMs: Math.max(1000, deadline - Date.now()) }).catch(() => null);
-          if (up) {
-            epoch = Number(up.epoch);
-            claims.push({ epoch, pid: primary.pid, host: primaryHost, at: Date.now() });
-          }
+          if (up) epoch = Number(up.epoch);
           continue;
         }
         if (!standby && primary.running) {
@@ -277,7 +271,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     }
     for (const c of clients) await retireClient(c);
     clients = [];
-    verdict = checkHistory(histories, claims);
+    verdict = checkHistory(histories, claimsOf(mcus));
     failed = problems.length > 0 || !verdict.ok;
   } finally {
     if (failed) {
@@ -289,7 +283,16 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     await lab.down();
   }
   const { log: _log, ...recorded } = options;
-  return { options: recorded, records, verdict: verdict ?? checkHistory(histories, claims), problems, completed: records.length, durationMs: Date.now() - startedAt };
+  return { options: recorded, records, verdict: verdict ?? checkHistory(histories, claimsOf(mcus)), problems, completed: records.length, durationMs: Date.now() - startedAt };
+}
+
+/** Every epoch each MCU process announced serving (`listening`, `promoted`), whenever it did: the run's own bookkeeping may miss one. */
+function claimsOf(mcus: readonly LabProcess[]): EpochClaim[] {
+  for (const p of mcus) {
+    const epochs = new Set(p.select((e: LabEvent) => (e.event === 'listening' || e.event === 'promoted') && typeof e.epoch === 'number').map((e) => Number(e.epoch)));
+    for (const epoch of epochs) claims.push({ epoch, pid: p.pid, host: p.host, at: 0 });
+  }
+  return claims;
 }
 
 function other(host: ServerHost): ServerHost {
