@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need on a fresh Debian machine (Node 20, root):
 # npm packages, Debian's Chromium for the browser tests, nftables, etcd-server (the witness),
-# the demo page bundle and the native addon. Idempotent and quiet when all is there.
+# the demo page bundle, the native addon and the mediasoup worker. Idempotent and quiet when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,10 @@ if [ -L node_modules ]; then
   [ -d node_modules/ ] || { echo "node_modules links to a missing directory: $(readlink node_modules)" >&2; exit 1; }
 elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== npm ci"
-  npm ci --no-audit --no-fund
+  # mediasoup's postinstall downloads a prebuilt worker or pip-installs meson (no internet here).
+  # npm 11 skips it (package.json: allowScripts); MEDIASOUP_WORKER_BIN makes it skip itself on
+  # older npm. The worker is built below, by scripts/build-mediasoup-worker.sh.
+  MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-built-by-scripts/build-mediasoup-worker.sh}" npm ci --no-audit --no-fund
 fi
 
 missing=()
@@ -34,3 +37,6 @@ node scripts/build-client.mjs
 
 echo "== build native addon (TCP_REPAIR, capture)"
 bash scripts/build-native.sh
+
+echo "== mediasoup worker (built once per version, then cached)"
+bash scripts/build-mediasoup-worker.sh

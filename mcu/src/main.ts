@@ -2,17 +2,18 @@ import { loadConfigOrExit } from './core/config.ts';
 import { McuError } from './core/errors.ts';
 import { configureLogging, createLogger } from './core/logger.ts';
 import { Mcu } from './mcu.ts';
-import { limitRealtimeThreads } from './core/realtime.ts';
+import { confineRealtimeThreads } from './core/realtime.ts';
 import { PrimaryFencedError } from './takeover/errors.ts';
 import { FENCED_EXIT_CODE } from './takeover/fencing/fencing.ts';
 
 const config = loadConfigOrExit();
 configureLogging(config.log);
 const log = createLogger('main');
+// Before anything can create a libwebrtc thread: only the heartbeat threads may be real-time.
+confineRealtimeThreads(log, config.realtime);
 
 async function main(): Promise<void> {
   const mcu = new Mcu({ config });
-  limitRealtimeThreads(log, config.realtime);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -29,6 +29,19 @@ export interface NativeCaptureHandle {
   unref(): void;
 }
 
+/** What confineRealtimeScheduling() did to this process (see native/addon/thread_sched.cc). */
+export interface RealtimeConfinement {
+  /** The thread that called it (the main thread). */
+  tid: number;
+  mainNice: number;
+  /** Whether the process holds CAP_SYS_NICE (permitted): without it no thread can be made real-time. */
+  hadCapability: boolean;
+  /** Whether threads created from now on are refused real-time scheduling. */
+  capabilityDropped: boolean;
+  /** RLIMIT_RTPRIO's soft limit now. */
+  rtprioLimit: number;
+}
+
 /** The addon's raw exports; native/src/index.ts wraps them with types and named errors. */
 export interface NativeAddon {
   readSequenceNumbers(fd: number): { sendSeq: number; recvSeq: number; inq: number; outq: number };
@@ -40,7 +53,8 @@ export interface NativeAddon {
   setRepair(fd: number, mode: number): void;
   repairConnection(state: object): number;
   closeFd(fd: number): void;
-  setThreadNormal(tid: number): void;
+  confineRealtimeScheduling(options: { mainNice: number; keepMediaRealtime: boolean }): RealtimeConfinement;
+  makeCurrentThreadRealtime(priority: number): number;
   NativePacketCapture: new (
     ifname: string,
     port: number,

@@ -6,10 +6,10 @@
  * CAP_NET_RAW). Build the addon with `bash scripts/build-native.sh`.
  */
 import net from 'node:net';
-import { callAddon } from './addon.ts';
+import { callAddon, type RealtimeConfinement } from './addon.ts';
 import { NativeNoFdError, NativeSequenceUnstableError } from './errors.ts';
 
-export { ADDON_PATH, nativeAddonAvailable } from './addon.ts';
+export { ADDON_PATH, nativeAddonAvailable, type RealtimeConfinement } from './addon.ts';
 export * from './errors.ts';
 export * from './tcp-segment.ts';
 export { PacketCapture, type PacketCaptureEvents, type PacketCaptureOptions, type PacketCaptureStats } from './packet-capture.ts';
@@ -236,9 +236,19 @@ export function repairConnection(state: RepairState): number {
   return callAddon((a) => a.repairConnection(state));
 }
 
-/** Sets one thread of this process (by tid) to normal scheduling (SCHED_OTHER); needs CAP_SYS_NICE to lower a real-time one. */
-export function setThreadNormal(tid: number): void {
-  callAddon((a) => a.setThreadNormal(tid));
+/**
+ * Called once by the main thread, before libwebrtc creates a thread: sets its nice to
+ * `mainNice`, lets the threads it creates start at nice 0, and (unless `keepMediaRealtime`)
+ * drops CAP_SYS_NICE from its effective set and RLIMIT_RTPRIO to 0, so no thread created from
+ * then on can make itself real-time except through makeCurrentThreadRealtime().
+ */
+export function confineRealtimeScheduling(options: { mainNice: number; keepMediaRealtime: boolean }): RealtimeConfinement {
+  return callAddon((a) => a.confineRealtimeScheduling(options));
+}
+
+/** Makes the calling thread SCHED_FIFO `priority` (1-99), raising CAP_SYS_NICE for itself only; returns its tid. */
+export function makeCurrentThreadRealtime(priority: number): number {
+  return callAddon((a) => a.makeCurrentThreadRealtime(priority));
 }
 
 /** Closes a file descriptor that was never adopted. */

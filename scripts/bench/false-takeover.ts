@@ -1,11 +1,21 @@
 /**
  * False takeovers under load: runs the lab pair in takeover mode (primary and standby in their
  * namespaces, a socket.io client sending a numbered request every 10 ms) while both cores are
- * loaded, and counts what the standby and the primary did although no fault was injected:
- * death verdicts, promotions, primaries that fenced themselves, and the primary's own pauses
- * (heartbeat-thread stalls verified with the standby, main-thread-only stalls).
+ * loaded and participants join and leave all the time, and counts what the standby and the
+ * primary did although no fault was injected: death verdicts, promotions, primaries that fenced
+ * themselves, the primary's own pauses (heartbeat-thread stalls verified with the standby,
+ * main-thread-only stalls), and any thread of the primary other than its heartbeat thread seen
+ * real-time (sampled every 10 ms).
  *
- *   node --import tsx scripts/bench/false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--heartbeat-ms 10] [--missed 3]
+ *   node --import tsx scripts/bench/false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--peers 3] [--stay-ms 2500]
+ *     [--join-cycles 500] [--pin 1] [--heartbeat-ms 10] [--missed 3]
+ *
+ * Joins and leaves (issue 14: the false takeovers happened while pages joined): --peers synthetic
+ * libwebrtc participants (scripts/clients/join-leave-peers.ts, in the client host) join one room
+ * together, stay --stay-ms, leave and join again, at most --join-cycles rounds and never beyond
+ * the run (0 peers: no joins). With --pin 1 (default, 2+ cores) the server hosts run on the first
+ * half of the CPUs and the client host on the rest (as bench-chaos does): both MCUs share one
+ * CPU, the case where the pauses were seen.
  *
  * Load, bounded in time (it stops with the run, and each load process ends itself after
  * --seconds plus a margin even if this script dies): --busy processes spinning at normal
@@ -21,11 +31,13 @@ import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
 import { labAdminEnv, labMcuEnv } from '../lab/start-mcu.ts';
-import { LabTopology } from '../lab/topology.ts';
+import { LabTopology, splitCpus, type LabCpus } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
 import { parseBenchArgs } from './common/args.ts';
+import { isRealtime, readThreads, startThreadSampler, type ThreadSamplerReport } from '../common/thread-scheduling.ts';
 
 const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
+const PEERS = 'scripts/clients/join-leave-peers.ts';
 const SELF = 'scripts/bench/false-takeover.ts';
 const LOG_DIR = 'bench-results/false-takeover-logs';
 
@@ -36,6 +48,10 @@ const args = parseBenchArgs({
     seconds: { type: 'int', default: 60, min: 5, max: 3600, help: 'loaded run time, s' },
     busy: { type: 'int', default: 2, min: 0, max: 16, help: 'processes spinning at normal priority' },
     flood: { type: 'int', default: 1, min: 0, max: 8, help: 'TCP loopback floods in the client host' },
+    peers: { type: 'int', default: 3, min: 0, max: 12, help: 'synthetic participants joining and leaving together (0: no joins)' },
+    'stay-ms': { type: 'int', default: 2500, min: 100, max: 600_000, help: 'how long each round of participants stays before leaving, ms' },
+    'join-cycles': { type: 'int', default: 500, min: 1, max: 100_000, help: 'most join/leave rounds per pair' },
+    pin: { type: 'int', default: 1, min: 0, max: 1, help: '1: server hosts on the first half of the CPUs, the client host on the rest' },
     'heartbeat-ms': { type: 'int', default: 10, min: 1, max: 1000, help: 'heartbeat interval (MCU_HEARTBEAT_MS)' },
     missed: { type: 'int', default: 3, min: 1, max: 100, help: 'missed heartbeats before a verdict (MCU_MISSED_HEARTBEATS)' },
     'load-busy': { type: 'int', min: 1, max: 86_400_000, help: '(internal) be one busy load process for this many ms' },
@@ -96,10 +112,17 @@ interface PairResult {
   fenceStalls: number;
   primaryFencing: unknown;
   clientReport: Record<string, unknown> | null;
+  /** Why the pair could not be set up or measured (a run goes on with a fresh pair), or null. */
+  error: string | null;
+  /** Join/leave rounds of the synthetic participants while the pair served. */
+  churn: { rounds: number; joins: number; joinFailures: number };
+  /** The primary's threads sampled every 10 ms: any real-time thread but its heartbeat thread. */
+  primaryThreads: Pick<ThreadSamplerReport, 'samples' | 'longestIntervalMs' | 'unexpectedRealtime'> | null;
 }
 
 async function main(): Promise<void> {
-  const { seconds, busy, flood, 'heartbeat-ms': heartbeatMs, missed } = args;
+  const { seconds, busy, flood, peers, 'stay-ms': stayMs, 'join-cycles': joinCycles, pin, 'heartbeat-ms': heartbeatMs, missed } = args;
+  const cpuSplit = pin === 1 ? splitCpus() : null;
   const unsupported = await takeoverLabUnsupportedReason();
   if (unsupported) {
     process.stderr.write(`bench-false-takeover: ${unsupported}\n`);
@@ -123,12 +146,18 @@ async function main(): Promise<void> {
     stopLoads();
   });
   try {
-    while (!stopping && Date.now() < runEnd - 5000) {
+    // A pair that cannot be set up (e.g. its client cannot connect to a fenced primary's host yet)
+    // is recorded and replaced; three in a row end the run.
+    while (!stopping && Date.now() < runEnd - 5000 && pairs.slice(-3).filter((p) => p.error !== null).length < 3) {
       pairs.push(
         await runPair({
           until: runEnd,
           heartbeatMs,
           missed,
+          peers,
+          stayMs,
+          joinCycles,
+          cpus: cpuSplit,
           onReady: () => {
             if (loads.length > 0) return;
             const loadMs = runEnd - Date.now() + 2000;
@@ -150,7 +179,7 @@ async function main(): Promise<void> {
     startedAt: new Date(runStart).toISOString(),
     seconds,
     cpus: cpus().length,
-    load: { busyProcesses: busy, loopbackFloods: flood },
+    load: { busyProcesses: busy, loopbackFloods: flood, joiningPeers: peers, stayMs, joinCycles, cpus: cpuSplit },
     heartbeat: { intervalMs: heartbeatMs, missedBeats: missed, detectionBudgetMs: heartbeatMs * missed * 2 },
     loadavg: { start: loadStart, end: loadEnd, max1m: Math.max(loadEnd[0]!, ...loadSamples.map((s) => s[0]!)), samples: loadSamples },
     pairSeconds: loadedSeconds,
@@ -160,6 +189,10 @@ async function main(): Promise<void> {
     suspicions: total('suspicions'),
     nearMisses: pairs.flatMap((p) => p.nearMisses).sort((a, b) => a - b),
     fenceStalls: total('fenceStalls'),
+    pairErrors: pairs.filter((p) => p.error !== null).length,
+    joins: pairs.reduce((n, p) => n + p.churn.joins, 0),
+    joinFailures: pairs.reduce((n, p) => n + p.churn.joinFailures, 0),
+    unexpectedRealtimeThreads: pairs.reduce((n, p) => n + (p.primaryThreads?.unexpectedRealtime.length ?? 0), 0),
     pairs,
   };
   mkdirSync('bench-results', { recursive: true });
@@ -168,7 +201,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       `false takeovers under load: ${seconds} s, ${busy} busy + ${flood} loopback flood process(es) on ${result.cpus} cores, heartbeats ${heartbeatMs} ms x ${missed} missed (+ confirm window)`,
-      `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load)`,
+      `  joins and leaves: ${peers} participant(s) per round, ${stayMs} ms each; ${result.joins} joins (${result.joinFailures} failed); CPUs ${cpuSplit ? `servers ${cpuSplit.servers}, clients ${cpuSplit.clients}` : 'not pinned'}`,
+      `  real-time threads of the primary other than its heartbeat thread: ${result.unexpectedRealtimeThreads}`,
+      `  pairs run: ${pairs.length} (${loadedSeconds.toFixed(0)} s with the pair serving under load; ${result.pairErrors} could not be set up or measured)`,
       `  death verdicts: ${result.deathVerdicts}   promotions: ${result.promotions}   primaries fenced: ${result.fencedPrimaries}`,
       `  standby suspicions (replication stream lost): ${result.suspicions}   primary pauses verified with the standby: ${result.fenceStalls}`,
       `  near misses (a beat after more than the missed-beats window, before the verdict): ${result.nearMisses.length}${result.nearMisses.length ? `, silences ${result.nearMisses.join(', ')} ms` : ''}`,
@@ -176,7 +211,9 @@ async function main(): Promise<void> {
       ...pairs.map(
         (p, i) =>
           `  pair ${i}: ${p.seconds.toFixed(0)} s, verdicts ${p.deathVerdicts} (${p.verdictReasons.join(', ') || '-'}), promotions ${p.promotions}, fenced ${p.primaryFenced ? `yes (${p.fencedReason})` : 'no'}, ` +
-          `client acked ${String(p.clientReport?.acked ?? '?')}/${String(p.clientReport?.sent ?? '?')}, disconnects ${String(p.clientReport?.disconnects ?? '?')}`,
+          `client acked ${String(p.clientReport?.acked ?? '?')}/${String(p.clientReport?.sent ?? '?')}, disconnects ${String(p.clientReport?.disconnects ?? '?')}, ` +
+          (p.error ? `ERROR ${p.error.split('\n')[0]}, ` : '') +
+          `joins ${p.churn.joins} in ${p.churn.rounds} rounds (${p.churn.joinFailures} failed), threads sampled ${p.primaryThreads?.samples ?? 0}x (longest interval ${p.primaryThreads?.longestIntervalMs ?? '-'} ms)`,
       ),
       '  written to bench-results/false-takeover.json',
     ].join('\n') + '\n',
@@ -184,8 +221,17 @@ async function main(): Promise<void> {
 }
 
 /** One primary/standby pair under load until `until` or a promotion. */
-async function runPair(opts: { until: number; heartbeatMs: number; missed: number; onReady: () => void }): Promise<PairResult> {
-  const lab = new LabTopology();
+async function runPair(opts: {
+  until: number;
+  heartbeatMs: number;
+  missed: number;
+  peers: number;
+  stayMs: number;
+  joinCycles: number;
+  cpus: LabCpus | null;
+  onReady: () => void;
+}): Promise<PairResult> {
+  const lab = new LabTopology({ cpus: opts.cpus ?? undefined });
   const processes = new LabProcessGroup(lab);
   const start = processes.start.bind(processes);
   const startedAt = Date.now();
@@ -205,13 +251,17 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     fenceStalls: 0,
     primaryFencing: null,
     clientReport: null,
+    error: null,
+    churn: { rounds: 0, joins: 0, joinFailures: 0 },
+    primaryThreads: null,
   };
+  let sampler: Awaited<ReturnType<typeof startThreadSampler>> | null = null;
   try {
     await lab.up();
     const secret = `false-takeover-${process.pid}-${startedAt}`;
     const common = { LOG_LEVEL: 'info', MCU_HEARTBEAT_MS: String(opts.heartbeatMs), MCU_MISSED_HEARTBEATS: String(opts.missed) };
     const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
-    await primary.waitForEvent('listening', { timeoutMs: 60_000 });
+    const listening = await primary.waitForEvent('listening', { timeoutMs: 60_000 });
     const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
     standby.on('stderr', (line) => {
       if (!counting) return;
@@ -234,6 +284,22 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     await client.waitForEvent('connect', { timeoutMs: 30_000 });
     const joined = await client.request({ op: 'start' }, 30_000);
     if (joined.ok !== true) throw new Error(`join failed: ${JSON.stringify(joined)}`);
+    if (opts.peers > 0) {
+      const seconds = Math.max(1, Math.floor((opts.until - Date.now()) / 1000));
+      const args = ['--room', 'false-takeover-joins', '--peers', String(opts.peers), '--stay-ms', String(opts.stayMs), '--cycles', String(opts.joinCycles), '--seconds', String(seconds)];
+      const churn = start('client', PEERS, [`http://${lab.addresses.vip}:${lab.servicePort}`, ...args], {});
+      churn.on('event', (e: LabEvent) => {
+        if (e.event === 'joined') {
+          result.churn.rounds++;
+          result.churn.joins += Number(e.peers);
+        }
+        if (e.event === 'join-failed') result.churn.joinFailures++;
+      });
+    }
+    // The heartbeat thread is the primary's only real-time thread by now (it beats); anything else real-time is a media thread.
+    const primaryPid = Number(listening.pid);
+    const heartbeatTids = readThreads(primaryPid).filter(isRealtime).map((t) => t.tid);
+    sampler = await startThreadSampler(primaryPid, heartbeatTids, 10);
     opts.onReady();
     const loadedFrom = Date.now();
     const remaining = Math.max(0, opts.until - Date.now());
@@ -254,8 +320,15 @@ async function runPair(opts: { until: number; heartbeatMs: number; missed: numbe
     result.clientReport = (await client.request({ op: 'stop' }, 15_000).catch(() => null)) as Record<string, unknown> | null;
     result.endedAt = Date.now();
     result.seconds = (result.endedAt - loadedFrom) / 1000;
+  } catch (err) {
+    result.error = (err as Error).message;
+    result.endedAt = Date.now();
   } finally {
     counting = false;
+    if (sampler) {
+      const report = await sampler.stop();
+      result.primaryThreads = { samples: report.samples, longestIntervalMs: report.longestIntervalMs, unexpectedRealtime: report.unexpectedRealtime };
+    }
     // A false takeover's post-mortem: both processes' logs (their last lines).
     if (result.deathVerdicts > 0) {
       mkdirSync(LOG_DIR, { recursive: true });

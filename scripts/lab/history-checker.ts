@@ -3,10 +3,12 @@
  * it judges only what was observed — the clients' request/ack histories and the servers' own
  * announcements — never what the servers believed.
  *
- * - **One primary at any moment**: every ack names the epoch of the MCU that answered. Over all
- *   clients, the last ack any client got from epoch e must arrive before the first ack any client
- *   got from a later epoch: an older primary answering after a newer one served is a split brain.
- *   Each epoch is claimed by one process only (its `promoted`/`listening` line).
+ * - **One primary at any moment**: every ack names the epoch of the MCU that answered and when
+ *   it answered (the lab's hosts share one clock). Over all clients, the last ack epoch e
+ *   produced must come before the first ack any later epoch produced: an older primary
+ *   answering after a newer one served is a split brain. (Arrival order is not the test: a
+ *   takeover delivers the output the old primary had committed from the output log, after the
+ *   new primary answered others.) Each epoch is claimed by one process only.
  * - **Every acknowledged request answered once and in order**: per client no duplicate, no ack
  *   out of order, no refused request, no epoch going backwards, no roster push lost or repeated
  *   (the fixture checks the roster against each ack). A request still unanswered at the end is a
@@ -36,7 +38,7 @@ export interface HistoryVerdict {
   /** Requests lost with a dropped connection (not a violation; a reconnect fallback). */
   lostWithDisconnect: number;
   disconnects: number;
-  /** Per pair of consecutive epochs: the gap between the old primary's last ack and the new one's first (negative: overlap). */
+  /** Per pair of consecutive epochs: the gap between the old primary's last answer and the new one's first (negative: overlap). */
   handovers: Array<{ from: number; to: number; gapMs: number }>;
 }
 
@@ -60,10 +62,10 @@ export function checkHistory(clients: readonly ClientHistory[], claims: readonly
     }
     for (const span of report.epochs) {
       const seen = spans.get(span.epoch);
-      if (!seen) spans.set(span.epoch, { first: span.firstAckAt, last: span.lastAckAt, firstBy: name, lastBy: name });
+      if (!seen) spans.set(span.epoch, { first: span.firstServedAt, last: span.lastServedAt, firstBy: name, lastBy: name });
       else {
-        if (span.firstAckAt < seen.first) Object.assign(seen, { first: span.firstAckAt, firstBy: name });
-        if (span.lastAckAt > seen.last) Object.assign(seen, { last: span.lastAckAt, lastBy: name });
+        if (span.firstServedAt < seen.first) Object.assign(seen, { first: span.firstServedAt, firstBy: name });
+        if (span.lastServedAt > seen.last) Object.assign(seen, { last: span.lastServedAt, lastBy: name });
       }
     }
   }

@@ -51,6 +51,8 @@ export interface PartitionRunOptions {
   /** Longest wait for the pair to serve again after a heal, ms. */
   settleTimeoutMs: number;
   seed: number;
+  /** Stop starting new partitions after this long, ms (the run reports what it completed). */
+  budgetMs?: number;
   /** Extra environment for both MCU processes. */
   env?: Record<string, string>;
   log?: (line: string) => void;
@@ -71,7 +73,9 @@ export interface PartitionRecord {
   standbysStarted: number;
   clientsReplaced: number;
   /** Nobody served after the heal: a fresh primary was started (an availability failure, not a safety one). */
-  pairRestarted: string | null;
+  pairRestarted: boolean;
+  /** What happened besides the plan that is not a safety failure (a second failover, a fresh pair). */
+  notes: string[];
   problems: string[];
 }
 
@@ -136,6 +140,10 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
     await sleep(500);
 
     for (let index = 1; index <= options.partitions; index++) {
+      if (options.budgetMs !== undefined && Date.now() - startedAt > options.budgetMs) {
+        log(`time budget of ${Math.round(options.budgetMs / 1000)} s spent after ${index - 1} partitions`);
+        break;
+      }
       const kind = PARTITION_ROTATION[(index - 1) % PARTITION_ROTATION.length]!;
       const holdMs = Math.round(options.holdMinMs + random() * (options.holdMaxMs - options.holdMinMs));
       const links = kind.cuts.map(([a, b]) => [p.hostOf(a), p.hostOf(b)] as [LabHost, LabHost]);
@@ -158,6 +166,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
         standbysStarted: settle.standbysStarted,
         clientsReplaced: 0,
         pairRestarted: settle.pairRestarted,
+        notes: [...settle.notes],
         problems: [...settle.problems],
       };
       let settled = settle.settled;
@@ -186,7 +195,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
       log(
         `partition ${index}/${options.partitions} ${kind.name.padEnd(36)} held ${holdMs} ms: ` +
           `${record.failover ? `failover ${record.fromEpoch} -> ${record.toEpoch}` : `epoch ${record.toEpoch} kept`}, settled in ${record.settleMs} ms` +
-          `${record.pairRestarted ? `; ${record.pairRestarted}` : ''}${record.problems.length ? `; PROBLEMS: ${record.problems.join('; ')}` : ''}`,
+          `${record.notes.length ? `; ${record.notes.join('; ')}` : ''}${record.problems.length ? `; PROBLEMS: ${record.problems.join('; ')}` : ''}`,
       );
       if (!settled) break;
     }

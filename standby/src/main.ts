@@ -1,7 +1,7 @@
 import { loadConfigOrExit } from '../../mcu/src/core/config.ts';
 import { McuError } from '../../mcu/src/core/errors.ts';
 import { configureLogging, createLogger } from '../../mcu/src/core/logger.ts';
-import { limitRealtimeThreads } from '../../mcu/src/core/realtime.ts';
+import { confineRealtimeThreads } from '../../mcu/src/core/realtime.ts';
 import { FENCED_EXIT_CODE } from '../../mcu/src/takeover/fencing/fencing.ts';
 import { Standby } from './standby.ts';
 
@@ -9,6 +9,8 @@ import { Standby } from './standby.ts';
 const config = loadConfigOrExit({ requireReplication: true });
 configureLogging(config.log);
 const log = createLogger('standby-main');
+// Before anything can create a libwebrtc thread (spare paths): only the heartbeat threads may be real-time.
+confineRealtimeThreads(log, config.realtime);
 
 /** One JSON line on stdout per milestone: what the supervisor and the tests wait for. */
 function announce(event: Record<string, unknown>): void {
@@ -16,7 +18,6 @@ function announce(event: Record<string, unknown>): void {
 }
 
 async function main(): Promise<void> {
-  limitRealtimeThreads(log, config.realtime);
   const standby = new Standby({
     config,
     // On one host the primary's replication address is the one this standby takes over (standby.primaryHost's default).

@@ -4,6 +4,7 @@ import * as core from '../../mcu/src/core/errors.ts';
 import { ERROR_CODES, McuError, RoomFullError, toWireError } from '../../mcu/src/core/errors.ts';
 import * as conference from '../../mcu/src/conference/session-state.ts';
 import * as takeover from '../../mcu/src/takeover/errors.ts';
+import * as tlsTakeover from '../../mcu/src/takeover/tls/errors.ts';
 import * as native from '../../native/src/errors.ts';
 import * as supervisor from '../../standby/src/supervisor/supervisor.ts';
 import * as witness from '../../mcu/src/witness/errors.ts';
@@ -15,7 +16,7 @@ function errorClasses(module: Record<string, unknown>): Array<[string, Function]
 
 describe('one error base', () => {
   it('every error class of the MCU, the takeover, the native helpers and the supervisor extends McuError', () => {
-    const classes = [core, conference, takeover, native, supervisor, witness].flatMap((m) => errorClasses(m as Record<string, unknown>));
+    const classes = [core, conference, takeover, tlsTakeover, native, supervisor, witness].flatMap((m) => errorClasses(m as Record<string, unknown>));
     assert.ok(classes.length >= 50, `found ${classes.length} error classes`);
     for (const [name, cls] of classes) assert.ok(cls === McuError || cls.prototype instanceof McuError, `${name} extends McuError`);
   });
@@ -27,6 +28,8 @@ describe('one error base', () => {
       new takeover.UnknownNamespaceError('/x'),
       new takeover.OutputLogGapError('c1', 10, 20),
       new takeover.TransportAcceptorStateError('cannot listen: the acceptor is closed'),
+      new tlsTakeover.TlsRecordInvalidError('bad_record_mac', 120, 'does not authenticate'),
+      new tlsTakeover.TlsCannotContinueError({ ok: false, code: 'TLS_RECORD_CUT', detail: 'cut', direction: 'server', offset: 7 }),
       new native.NativeNoFdError('destroyed'),
       new supervisor.SupervisorClosedError('mcu/src/main.ts'),
       new witness.WitnessUnreachableError('a read of /mcu/x/epoch', ['http://10.0.0.4:2379: ECONNREFUSED']),

@@ -64,12 +64,28 @@ export const ERROR_CODES = {
   TRACKER_INVALID_ARGUMENT: 'transport',
   CONNECTION_ALREADY_ATTACHED: 'transport',
   TRANSPORT_ACCEPTOR_STATE: 'transport',
+  // Continuing a TLS 1.3 session on the standby (mcu/src/takeover/tls/errors.ts). The first three
+  // are thrown; the others are the stable codes of a "cannot continue" result (TlsCannotContinue).
+  TLS_RECORD_INVALID: 'tls-takeover',
+  TLS_SECRETS_INVALID: 'tls-takeover',
+  TLS_CONTINUATION_STATE: 'tls-takeover',
+  TLS_VERSION_UNSUPPORTED: 'tls-takeover',
+  TLS_SUITE_UNSUPPORTED: 'tls-takeover',
+  TLS_SECRETS_INCOMPLETE: 'tls-takeover',
+  TLS_HANDSHAKE_INCOMPLETE: 'tls-takeover',
+  TLS_RECORD_CUT: 'tls-takeover',
+  TLS_RECORD_UNDECRYPTABLE: 'tls-takeover',
+  TLS_SESSION_CLOSED: 'tls-takeover',
   // The native addon (native/src/errors.ts: NativeError).
   NATIVE_ADDON_UNAVAILABLE: 'native',
   NATIVE_SYSCALL_FAILED: 'native',
   NATIVE_INVALID_ARGUMENT: 'native',
   NATIVE_SEQUENCE_UNSTABLE: 'native',
   NATIVE_NO_FD: 'native',
+  // The mediasoup worker binary (mcu/src/media/mediasoup-worker.ts).
+  MEDIASOUP_WORKER_MISSING: 'media',
+  MEDIASOUP_WORKER_START_FAILED: 'media',
+  MEDIASOUP_LOADED_TOO_EARLY: 'media',
   // Child processes and their supervisor (mcu/src/core/child-process.ts, standby/src/supervisor).
   PROCESS_START_FAILED: 'process',
   PROCESS_EXITED: 'process',
@@ -272,5 +288,43 @@ export class ProcessExitedError extends McuError {
 export class ProcessTimeoutError extends McuError {
   constructor(label: string, pid: number, timeoutMs: number, stderrTail: string) {
     super('PROCESS_TIMEOUT', `${label} (pid ${pid}) did not print the expected event within ${timeoutMs} ms; stderr tail:\n${stderrTail}`);
+  }
+}
+
+/** Where the MCU looked for the mediasoup worker: `MEDIASOUP_WORKER_BIN`, or the cache `scripts/setup.sh` builds into. */
+export type MediasoupWorkerSource = 'MEDIASOUP_WORKER_BIN' | 'cache';
+
+/** The mediasoup worker binary is not there (or not executable): the set-up has not built it. */
+export class MediasoupWorkerMissingError extends McuError {
+  readonly path: string;
+  constructor(path: string, source: MediasoupWorkerSource, version: string, detail: string) {
+    super(
+      'MEDIASOUP_WORKER_MISSING',
+      source === 'MEDIASOUP_WORKER_BIN'
+        ? `MEDIASOUP_WORKER_BIN=${path} is not a usable mediasoup-worker (${detail}): point it at a worker built for mediasoup ${version}, or unset it and run bash scripts/setup.sh`
+        : `mediasoup-worker ${version} not found at ${path} (${detail}): run bash scripts/setup.sh (it builds the worker once, a few minutes), or set MEDIASOUP_WORKER_BIN to a worker built elsewhere`,
+    );
+    this.path = path;
+  }
+}
+/** The mediasoup worker binary is there but the worker did not start (wrong build, missing shared library). */
+export class MediasoupWorkerStartError extends McuError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super(
+      'MEDIASOUP_WORKER_START_FAILED',
+      `mediasoup-worker ${path} did not start: ${detail}; rebuild it with bash scripts/setup.sh (or check MEDIASOUP_WORKER_BIN)`,
+      options,
+    );
+    this.path = path;
+  }
+}
+/** mediasoup was loaded before mcu/src/media/mediasoup-worker.ts chose the worker binary, so it would start another one. */
+export class MediasoupLoadedTooEarlyError extends McuError {
+  constructor(loadedBin: string, wantedBin: string) {
+    super(
+      'MEDIASOUP_LOADED_TOO_EARLY',
+      `mediasoup was loaded before the MCU chose its worker binary (it would start ${loadedBin}, not ${wantedBin}): import mediasoup's values only through mcu/src/media/mediasoup-worker.ts (type-only imports are fine)`,
+    );
   }
 }

@@ -128,7 +128,8 @@ port.on('message', (msg: BeaconControl) => {
 
 socket.bind(data.port, data.host, () => {
   post({ type: 'ready', port: socket.address().port });
-  void makeCurrentThreadRealtime(data.rtPriority).then((r) => post({ type: 'realtime', ok: r.ok, detail: r.detail }));
+  const rt = makeCurrentThreadRealtime(data.rtPriority);
+  post({ type: 'realtime', ok: rt.ok, detail: rt.detail });
   if (data.kernelLease) lease = new KernelLease(data.kernelLease, (detail) => post({ type: 'lease-failed', detail }));
   timer = setInterval(tick, data.intervalMs);
 });

@@ -5,7 +5,7 @@ import { createLogger } from '../core/logger.ts';
 import { ThrottledLog } from '../core/log-throttle.ts';
 import { startTsWorker } from '../core/ts-worker.ts';
 import type { BeaconControl, BeaconWorkerData, BeaconWorkerMessage } from './heartbeat-beacon-worker.ts';
-import { HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
+import { disableIdleGarbageCollection, HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
 
 export interface HeartbeatBeaconOptions {
   host: string;
@@ -72,6 +72,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
       rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
       kernelLease: this.#opts.kernelLease ? { ...this.#opts.kernelLease, rtPriority: (this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY) - 1 } : null,
     };
+    disableIdleGarbageCollection();
     const worker = startTsWorker(new URL('./heartbeat-beacon-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
     worker.unref();

@@ -35,7 +35,7 @@ export type MonitorWorkerMessage =
   | { type: 'summary'; lastBeatAt: number | null; beats: number; rejected: number }
   | { type: 'rejected'; reason: string };
 
-export type MonitorControl = { type: 'channel-closed'; deliberate: boolean } | { type: 'stop' };
+export type MonitorControl = { type: 'channel-closed'; deliberate: boolean } | { type: 'subscribe-now' } | { type: 'stop' };
 
 const data = workerData as MonitorWorkerData;
 const port = parentPort!;
@@ -109,6 +109,7 @@ let summaryTimer: NodeJS.Timeout | null = null;
 
 port.on('message', (msg: MonitorControl) => {
   if (msg.type === 'channel-closed') act(judge.channelClosed(msg.deliberate, Date.now()));
+  if (msg.type === 'subscribe-now') subscribe();
   if (msg.type === 'stop') {
     stopped = true;
     for (const t of [subscribeTimer, judgeTimer, summaryTimer]) if (t) clearInterval(t);
@@ -118,7 +119,8 @@ port.on('message', (msg: MonitorControl) => {
 });
 
 socket.connect(data.port, data.host, () => {
-  void makeCurrentThreadRealtime(data.rtPriority).then((r) => post({ type: 'realtime', ok: r.ok, detail: r.detail }));
+  const rt = makeCurrentThreadRealtime(data.rtPriority);
+  post({ type: 'realtime', ok: rt.ok, detail: rt.detail });
   connected = true;
   // Judging starts now: the time the connect took is no pause of this thread (no beat yet, so no output).
   act(judge.tick(Date.now()));

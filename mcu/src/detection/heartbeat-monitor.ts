@@ -4,7 +4,7 @@ import { createLogger } from '../core/logger.ts';
 import { ThrottledLog } from '../core/log-throttle.ts';
 import { startTsWorker } from '../core/ts-worker.ts';
 import type { MonitorControl, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
-import { HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
+import { disableIdleGarbageCollection, HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
 import { failureDetectorSettings, type HeartbeatVerdict, type SuspicionCause } from './failure-detector.ts';
 
 export type { HeartbeatVerdict } from './failure-detector.ts';
@@ -101,6 +101,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
       detector,
       hostProbePort: this.#opts.hostProbePort ?? DEFAULT_HOST_PROBE_PORT,
     };
+    disableIdleGarbageCollection();
     const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
     this.#worker = worker;
     worker.unref();
@@ -164,6 +165,11 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
    */
   channelClosed(deliberate: boolean): void {
     this.#worker?.postMessage({ type: 'channel-closed', deliberate } satisfies MonitorControl);
+  }
+
+  /** Sends a subscription now (a live primary answers it with a beat at once). */
+  subscribeNow(): void {
+    this.#worker?.postMessage({ type: 'subscribe-now' } satisfies MonitorControl);
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { NegotiationFailedError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { scanRealtimeThreadsSoon } from '../core/realtime.ts';
 import type { NegotiatedMedia } from '../conference/session-state.ts';
 import {
   RTCAudioSink,
@@ -107,7 +106,6 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     if (!audioSent && !videoSent) throw new NegotiationFailedError('the offer has neither an audio nor a video m-line');
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     this.#negotiated = { mlines, remoteSdp: offerSdp };
     const local = pc.localDescription;
@@ -143,7 +141,6 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     const local = pc.localDescription;
     if (!local) throw new NegotiationFailedError('no local description after offering');
@@ -158,7 +155,6 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
       const ownMids = pc.getTransceivers().map((t) => t.mid ?? '');
       try {
         await pc.setRemoteDescription({ type: 'answer', sdp: remapMids(answerSdp, mlines.map((m) => m.mid), ownMids) });
-        scanRealtimeThreadsSoon();
       } catch (err) {
         throw new NegotiationFailedError(`the answer was refused: ${(err as Error).message}`, err);
       }

@@ -14,9 +14,10 @@ export interface WireError {
 
 export type Result<T> = ({ ok: true } & T) | { ok: false; error: WireError };
 
-/** What the MCU's answers carry besides the reply: the epoch of the MCU that answered (it changes when a standby took over). */
+/** What the MCU's answers carry besides the reply: the epoch of the MCU that answered (it changes when a standby took over) and when it did (wall clock, ms). */
 export interface ServedBy {
   epoch: number;
+  servedAt: number;
 }
 
 export interface RosterEntry {

@@ -175,9 +175,9 @@ export class SignalingServer {
       checkMessageSize(args, this.#config.limits.maxMessageBytes);
       if (args.length > 1) throw new InvalidMessageError(`"${event}" takes one payload and an acknowledgement callback, got ${args.length} arguments`);
       const result = await this.#handlers[event as ClientEventName](socket, args[0]);
-      // Every answer names the epoch of the MCU that gave it: a client (and the partition
-      // checker, scripts/lab/history-checker.ts) sees which primary served it.
-      ack?.({ ok: true, epoch: this.#opts.epoch(), ...result.reply });
+      // Every answer names the epoch of the MCU that gave it and when (wall clock, ms): a client
+      // (and the partition checker, scripts/lab/history-checker.ts) sees which primary served it.
+      ack?.({ ok: true, epoch: this.#opts.epoch(), servedAt: Date.now(), ...result.reply });
       ack = undefined;
       if (result.afterAck) await result.afterAck();
     } catch (err) {

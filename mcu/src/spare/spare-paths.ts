@@ -3,7 +3,6 @@ import { NegotiationFailedError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { filterCandidates, withVideoStartBitrate } from '../media/media-session.ts';
 import { RTCPeerConnection } from '../media/wrtc.ts';
-import { scanRealtimeThreadsSoon } from '../core/realtime.ts';
 import { safeEmit } from '../core/events.ts';
 import type { NegotiatedMedia } from '../conference/session-state.ts';
 import { BlobKind, parseBlob, type SpareOfferBlob, type SparePathState, type SpareStateBlob } from '../wire/index.ts';
@@ -83,7 +82,6 @@ export class SparePath extends EventEmitter<SparePathEvents> {
     pc.addTransceiver('video', { direction: 'sendrecv' });
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    scanRealtimeThreadsSoon();
     await this.#gatheringComplete();
     const local = pc.localDescription;
     if (this.closed) throw new NegotiationFailedError('the spare path closed while offering');
@@ -97,7 +95,6 @@ export class SparePath extends EventEmitter<SparePathEvents> {
     if (this.#state !== 'offering') throw new NegotiationFailedError(`spare answer in state ${this.#state}`);
     try {
       await this.#pc.setRemoteDescription({ type: 'answer', sdp: withVideoStartBitrate(sdp, SPARE_VIDEO_START_KBPS) });
-      scanRealtimeThreadsSoon();
     } catch (err) {
       throw new NegotiationFailedError(`the spare answer was refused: ${(err as Error).message}`, err);
     }

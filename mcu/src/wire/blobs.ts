@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import type { SessionRecord } from '../takeover/session/session-record.ts';
 import type { TransportRecord } from '../takeover/transport/transport-record.ts';
+import { TLS13_SUITES, type TlsSuiteName } from '../takeover/tls/key-schedule.ts';
+import type { TlsSessionSecrets } from '../takeover/tls/secrets.ts';
 import { parsePayload, type Schema } from './messages.ts';
 
 /**
@@ -10,7 +12,8 @@ import { parsePayload, type Schema } from './messages.ts';
  * validates them here (parseBlob) before using them. A snapshot extra hands a standby that
  * syncs mid-stream what the blobs before its snapshot told.
  *
- *   primary -> standby: session, transport, fence-check, spare-answer, spare-failed
+ *   primary -> standby: session, transport, fence-check, spare-answer, spare-failed,
+ *                       tls-secrets (schema only: not sent yet, issue 11 item 2)
  *   standby -> primary: spare-offer, spare-state
  *   snapshot extras:    sessions, transports
  */
@@ -29,6 +32,8 @@ export const BlobKind = {
   SpareAnswer: 'spare-answer',
   /** ...or why the primary could not relay the offer. */
   SpareFailed: 'spare-failed',
+  /** A TLS 1.3 connection's traffic secrets and suite at handshake (TlsSecretsBlob): continuing its session at takeover. */
+  TlsSecrets: 'tls-secrets',
 } as const;
 export type BlobKind = (typeof BlobKind)[keyof typeof BlobKind];
 
@@ -141,6 +146,14 @@ export interface SpareFailedBlob {
   reason: string;
 }
 
+// ---- TLS secrets ----
+
+/** Payload of a 'tls-secrets' blob: sent once per connection, when its handshake completes. */
+export interface TlsSecretsBlob {
+  connId: string;
+  secrets: TlsSessionSecrets;
+}
+
 /** What a producer sends under each kind. */
 export interface BlobPayloads {
   session: SessionBlob;
@@ -150,6 +163,7 @@ export interface BlobPayloads {
   'spare-state': SpareStateBlob;
   'spare-answer': SpareAnswerBlob;
   'spare-failed': SpareFailedBlob;
+  'tls-secrets': TlsSecretsBlob;
 }
 
 /** What parseBlob returns for each kind: the payload, except a session blob's record (still to be checked). */
@@ -201,6 +215,30 @@ const sessionBlobSchema: Schema<SessionBlobEnvelope> = z
   })
   .transform((b): SessionBlobEnvelope => (b.outputTail === undefined ? { connId: b.connId, record: b.record } : { connId: b.connId, record: b.record, outputTail: b.outputTail }));
 
+const hexSchema = z.string().regex(/^[0-9a-f]+$/, 'lowercase hex');
+const suiteNames = Object.keys(TLS13_SUITES) as [TlsSuiteName, ...TlsSuiteName[]];
+
+/** A TlsSessionSecrets record: every secret as long as its suite's hash. */
+export const tlsSessionSecretsSchema: z.ZodType<TlsSessionSecrets> = z
+  .object({
+    version: z.literal(1),
+    protocol: z.literal('TLSv1.3'),
+    suite: z.enum(suiteNames),
+    clientRandom: hexSchema.length(64),
+    clientHandshakeTrafficSecret: hexSchema,
+    serverHandshakeTrafficSecret: hexSchema,
+    clientTrafficSecret0: hexSchema,
+    serverTrafficSecret0: hexSchema,
+    capturedAt: z.number().finite(),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    const digits = TLS13_SUITES[r.suite].hashLength * 2;
+    for (const key of ['clientHandshakeTrafficSecret', 'serverHandshakeTrafficSecret', 'clientTrafficSecret0', 'serverTrafficSecret0'] as const) {
+      if (r[key].length !== digits) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `${r[key].length} hex digits, ${r.suite} needs ${digits}` });
+    }
+  });
+
 const spareIdSchema = z.string().min(1).max(256);
 const sdpSchema = z.string().min(1).max(256 * 1024).startsWith('v=0', 'sdp does not start with "v=0"');
 const spareOfferOrAnswerSchema = z.object({ participantId: spareIdSchema, pathId: spareIdSchema, sdp: sdpSchema }).strict();
@@ -229,6 +267,7 @@ const blobSchemas: { [K in BlobKind]: Schema<ParsedBlobs[K]> } = {
     .strict(),
   'spare-answer': spareOfferOrAnswerSchema,
   'spare-failed': z.object({ participantId: spareIdSchema, pathId: spareIdSchema, reason: z.string().max(1024) }).strict(),
+  'tls-secrets': z.object({ connId: connIdSchema, secrets: tlsSessionSecretsSchema }).strict(),
 };
 
 const extraSchemas: { [K in SnapshotExtraKey]: Schema<ParsedSnapshotExtras[K]> } = {

@@ -250,7 +250,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const absorbUnplanned = async (beforeFault: number): Promise<void> => {
       const pre = await p.settle({ standbyFrom: watchFrom, timeoutMs: options.settleTimeoutMs, oldPrimaryEnd: 'fenced' });
       if (pre.failover || !pre.settled) {
-        unplanned.push({ beforeFault, fromEpoch: pre.fromEpoch, toEpoch: pre.toEpoch, problems: pre.problems });
+        unplanned.push({ beforeFault, fromEpoch: pre.fromEpoch, toEpoch: pre.toEpoch, problems: [...pre.notes, ...pre.problems] });
         log(`unplanned failover before fault ${beforeFault}: epoch ${pre.fromEpoch} -> ${pre.toEpoch}${pre.problems.length ? `; ${pre.problems.join('; ')}` : ''}`);
         problems.push(...pre.problems.map((x) => `before fault ${beforeFault}: ${x}`));
       }
@@ -516,7 +516,9 @@ async function runFault(
   record.oldPrimaryExit = settle.oldPrimaryExit;
   record.settleMs = settle.settleMs;
   record.problems.push(...settle.problems);
-  if (settle.pairRestarted) record.problems.push(settle.pairRestarted);
+  // A second failover or a fresh pair is availability, not safety, for the partition run; for
+  // the soak it is a fault not recovered as it should be.
+  record.problems.push(...settle.notes);
   if (record.failover !== record.expectedFailover) record.problems.push(record.expectedFailover ? 'no failover' : 'a failover nobody caused (the primary was not touched)');
   return record;
 }
