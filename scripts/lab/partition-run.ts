@@ -288,6 +288,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
 
 /** Every epoch each MCU process announced serving (`listening`, `promoted`), whenever it did: the run's own bookkeeping may miss one. */
 function claimsOf(mcus: readonly LabProcess[]): EpochClaim[] {
+  const claims: EpochClaim[] = [];
   for (const p of mcus) {
     const epochs = new Set(p.select((e: LabEvent) => (e.event === 'listening' || e.event === 'promoted') && typeof e.epoch === 'number').map((e) => Number(e.epoch)));
     for (const epoch of epochs) claims.push({ epoch, pid: p.pid, host: p.host, at: 0 });
