@@ -11,6 +11,7 @@
  * test/integration/partitions.test.ts (one round of the rotation, in CI).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { seededRandom } from '../common/seeded-random.ts';
 import { checkHistory, type ClientHistory, type HistoryVerdict } from './history-checker.ts';
 import { LabPair, type PairRole } from './lab-pair.ts';
 import { LabProcessGroup, type LabEvent, type LabProcess } from './lab-process.ts';
@@ -89,21 +90,9 @@ export interface PartitionRunResult {
   durationMs: number;
 }
 
-/** A small seeded PRNG (mulberry32): the same seed, the same hold times. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function runPartitions(options: PartitionRunOptions): Promise<PartitionRunResult> {
   const log = options.log ?? ((): void => undefined);
-  const random = prng(options.seed);
+  const random = seededRandom(options.seed);
   const startedAt = Date.now();
   await LabTopology.cleanupStale();
   const lab = new LabTopology();
