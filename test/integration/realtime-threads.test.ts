@@ -114,8 +114,15 @@ describe('heartbeats of a pair sharing one CPU while participants join and leave
     // Normal-priority work on that CPU, as other processes of a loaded host: the V8 worker
     // thread a spinning heartbeat thread waits for is then mid-task when preempted. Bounded.
     for (let i = 0; i < 2; i++) {
-      const busy = spawn('taskset', ['-c', '0', 'timeout', '60', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' });
-      cleanups.push(() => void busy.kill('SIGKILL'));
+      // Its own process group: SIGKILL to `timeout` alone would leave its `sh` spinning forever.
+      const busy = spawn('taskset', ['-c', '0', 'timeout', '60', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore', detached: true });
+      cleanups.push(() => {
+        try {
+          if (busy.pid !== undefined) process.kill(-busy.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      });
     }
     const peers = startNode('scripts/clients/join-leave-peers.ts', {}, [`http://127.0.0.1:${port}`, '--peers', '6', '--cycles', '8', '--stay-ms', '2500', '--seconds', '30']);
     cleanups.push(() => peers.close());
