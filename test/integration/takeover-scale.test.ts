@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LabProcessGroup, type LabEvent } from '../../scripts/lab/lab-process.ts';
 import { labAdminEnv } from '../../scripts/lab/start-mcu.ts';
 import { LabTopology } from '../../scripts/lab/topology.ts';
+import type { ScaleClientsReport } from '../../scripts/clients/takeover-scale-clients.ts';
 import { takeoverLabUnsupportedReason } from '../../scripts/lab/takeover-support.ts';
 
 const CLIENTS = 'scripts/clients/takeover-scale-clients.ts';
@@ -31,23 +32,6 @@ const skipReason = await takeoverLabUnsupportedReason();
 
 export type Fault = 'kill' | 'crash';
 
-export interface ScaleReport {
-  clients: number;
-  sent: number;
-  acked: number;
-  missing: number;
-  duplicates: number;
-  outOfOrder: number;
-  failed: number;
-  disconnects: number;
-  reconnects: number;
-  identityChanged: number;
-  problems: string[];
-  maxGapMs: number;
-  maxGapClient: number;
-  gapP50: number;
-  gapP90: number;
-}
 
 interface TakeoverSummary {
   connections?: number;
@@ -116,7 +100,7 @@ async function failover(
     const timeline = promoted.timeline as Timeline;
     const takeover = timeline.takeover ?? {};
     await sleep(opts.dwellAfterMs);
-    const report = (await clients.request({ op: 'stop' }, 20_000)) as unknown as ScaleReport & LabEvent;
+    const report = (await clients.request({ op: 'stop' }, 20_000)) as unknown as ScaleClientsReport & LabEvent;
 
     const fallbacks = takeover.fallbacks ?? [];
     const byCode = new Map<string, number>();

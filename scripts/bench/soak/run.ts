@@ -30,7 +30,7 @@ import { LabTopology, type ServerHost } from '../../lab/topology.ts';
 import { cellCentres, COLOUR_TOLERANCE, hearing, PARTICIPANTS } from '../../probe/mix.ts';
 import { armGlitchReadout, readCallState, readGlitches, readSteadyFor, samePeerConnection } from '../../probe/page-readout.ts';
 import { startSignalingProbe, stopSignalingProbe } from '../../probe/signaling-probe.ts';
-import type { McuClientReport } from '../../clients/takeover-mcu-client.ts';
+import type { ScaleClientsReport } from '../../clients/takeover-scale-clients.ts';
 import { registerCleanup } from '../chaos/cleanup.ts';
 import { LAB_CPUS, POLL_MS, STALL_THRESHOLDS } from '../chaos/settings.ts';
 import { readProcessResources, resourceTrends, type ResourceSample, type ResourceTrend } from './resources.ts';
@@ -127,17 +127,8 @@ export interface MixCheck {
   levels: Record<string, number>;
 }
 
-export interface ClientTotals {
-  clients: number;
-  sent: number;
-  acked: number;
-  missing: number;
-  duplicates: number;
-  outOfOrder: number;
-  failed: number;
-  disconnects: number;
-  maxGapMs: number;
-}
+/** The clients' aggregate the soak reports (of what the scale-clients fixture answers at `stop`). */
+export type ClientTotals = Pick<ScaleClientsReport, 'clients' | 'sent' | 'acked' | 'missing' | 'duplicates' | 'outOfOrder' | 'failed' | 'disconnects' | 'maxGapMs'>;
 
 export interface SoakResult {
   options: Omit<SoakOptions, 'log'>;
@@ -174,10 +165,6 @@ interface StatusDoc {
   spares?: { participants?: Array<{ id: string; room: string }> };
 }
 
-interface ScaleStop extends ClientTotals {
-  histories?: Array<{ participantId: string | null; report: McuClientReport }>;
-}
-
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? ((): void => undefined);
   const startedAt = Date.now();
@@ -197,7 +184,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let pages: ParticipantPage[] = [];
   let pair: LabPair | null = null;
   let clients: LabProcess | null = null;
-  let clientStop: ScaleStop | null = null;
+  let clientStop: ScaleClientsReport | null = null;
   let roster: RosterCheck | null = null;
   let stoppedBy: SoakResult['stoppedBy'] = 'done';
   /** A fault left in place by an error: undone before the teardown. */
@@ -341,7 +328,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
     }
     const status = (await labStatus(lab, secret, { timeoutMs: 5000 }).catch(() => null)) as StatusDoc | null;
-    clientStop = (await clients.request({ op: 'stop', histories: true }, 60_000)) as unknown as ScaleStop;
+    clientStop = (await clients.request({ op: 'stop', histories: true }, 60_000)) as unknown as ScaleClientsReport;
     const clientIds = (clientStop.histories ?? []).map((h) => h.participantId);
     const present = new Set((status?.spares?.participants ?? []).map((x) => x.id));
     const expected = [...pageIds.map((id, i) => ({ id, who: `page ${specs[i]!.name}` })), ...clientIds.map((id, i) => ({ id, who: `client ${i}` }))];
@@ -380,7 +367,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     problems.push(`the soak stopped: ${(err as Error).message.split('\n')[0]}`);
   } finally {
     if (clients && clientStop === null && clients.running) {
-      clientStop = (await clients.request({ op: 'stop', histories: true }, 30_000).catch(() => null)) as unknown as ScaleStop | null;
+      clientStop = (await clients.request({ op: 'stop', histories: true }, 30_000).catch(() => null)) as unknown as ScaleClientsReport | null;
     }
     if (failed || problems.length > 0) log(`logs: ${group.writeLogs(`soak-${process.pid}`).join(' ')}`);
     await teardown();
