@@ -28,6 +28,8 @@ export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'waiting' | 'acti
 /** How often a standby reads the witness's epoch while it follows (shown in /status; keeps the connection warm for the compare-and-set), ms. */
 const WITNESS_READ_MS = 1000;
 /** After a subscription sent just before a late compare-and-set, how long a live primary has to answer with a beat, ms (a LAN round trip plus a loaded host). */
+/** Witness retry: how long the primary gets to answer a fresh subscription before the next compare-and-set, ms. */
+const LATE_PROMOTION_CHECK_MS = 60;
 /** Synced with a witness: how often to ask it whether it names this standby as the sync standby yet, ms. */
 const SYNC_POLL_MS = 20;
 
@@ -448,7 +450,15 @@ export class Standby extends EventEmitter<StandbyEvents> {
       };
       const onBeat = (): void => done('primary-alive');
       const onStop = (): void => done('stopped');
-      const timer = setTimeout(() => done('retry'), ms);
+      // Before the next compare-and-set, ask the primary once more and give it a moment to
+      // answer: after a partition heals the witness may answer before the renewed subscription
+      // reaches a primary that served all along. Not for safety (the sync key orders a primary
+      // going on without us and our promotion at the witness) but to spare a needless failover
+      // of a live primary. Found by scripts/lab/partition-run.ts.
+      let timer = setTimeout(() => {
+        monitor?.subscribeNow();
+        timer = setTimeout(() => done('retry'), LATE_PROMOTION_CHECK_MS);
+      }, ms);
       monitor?.once('first-beat', onBeat);
       this.#stopped.signal.addEventListener('abort', onStop, { once: true });
     });
