@@ -54,6 +54,13 @@ struct Subscriber {
   double lastSeenMs = 0;
 };
 
+// Raises an atomic maximum that another thread may reset (exchange to 0) meanwhile.
+void RaiseTo(std::atomic<int64_t>& max, int64_t value) {
+  int64_t current = max.load(std::memory_order_relaxed);
+  while (value > current && !max.compare_exchange_weak(current, value, std::memory_order_relaxed)) {
+  }
+}
+
 bool SameAddress(const sockaddr_storage& a, const sockaddr_storage& b) {
   if (a.ss_family != b.ss_family) return false;
   if (a.ss_family == AF_INET) {
@@ -99,6 +106,7 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
                            InstanceMethod("setEpoch", &HeartbeatBeacon::SetEpoch),
                            InstanceMethod("pauses", &HeartbeatBeacon::Pauses),
                            InstanceMethod("stats", &HeartbeatBeacon::Stats),
+                           InstanceMethod("takeWindowGap", &HeartbeatBeacon::TakeWindowGap),
                            InstanceMethod("attachLease", &HeartbeatBeacon::AttachLease),
                            InstanceMethod("close", &HeartbeatBeacon::Close),
                            InstanceAccessor("port", &HeartbeatBeacon::Port, nullptr),
@@ -294,9 +302,9 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
     lastTickMs_ = now;
     lastTickUs_.store(static_cast<int64_t>(now * 1000), std::memory_order_relaxed);
     const int64_t gapUs = static_cast<int64_t>(gap * 1000);
-    int64_t longest = maxGapUs_.load(std::memory_order_relaxed);
-    while (gapUs > longest && !maxGapUs_.compare_exchange_weak(longest, gapUs, std::memory_order_relaxed)) {
-    }
+    RaiseTo(maxGapUs_, gapUs);
+    RaiseTo(windowGapUs_, gapUs);
+    RaiseTo(longestGapUs_, gapUs);
 
     const uint64_t liveness = liveness_.load(std::memory_order_relaxed);
     if (liveness != lastLiveness_) {
@@ -477,7 +485,14 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
     out.Set("subscribers", Napi::Number::New(env, subscriberCount_.load(std::memory_order_relaxed)));
     out.Set("rejected", Napi::Number::New(env, static_cast<double>(rejected_.load(std::memory_order_relaxed))));
     out.Set("beatsSent", Napi::Number::New(env, static_cast<double>(beatsSent_.load(std::memory_order_relaxed))));
+    out.Set("longestGapMs", Napi::Number::New(env, std::round(static_cast<double>(longestGapUs_.load(std::memory_order_relaxed)) / 100) / 10));
     return out;
+  }
+
+  // The longest gap between two ticks since the previous call (reset), ms: for a periodic report.
+  Napi::Value TakeWindowGap(const Napi::CallbackInfo& info) {
+    const double gap = static_cast<double>(windowGapUs_.exchange(0, std::memory_order_relaxed)) / 1000;
+    return Napi::Number::New(info.Env(), std::round(gap * 10) / 10);
   }
 
   Napi::Value Port(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_); }
@@ -538,7 +553,10 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
   std::atomic<uint64_t> liveness_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> lastTickUs_{0};
+  // Longest gap between ticks: since fencing last asked (pauses()), since the last report, since start.
   std::atomic<int64_t> maxGapUs_{0};
+  std::atomic<int64_t> windowGapUs_{0};
+  std::atomic<int64_t> longestGapUs_{0};
   std::atomic<uint64_t> rejected_{0};
   std::atomic<uint64_t> beatsSent_{0};
   std::atomic<uint32_t> subscriberCount_{0};

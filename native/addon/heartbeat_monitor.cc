@@ -94,6 +94,12 @@ const char* RejectionName(MonitorRejection r) {
   return "unknown";
 }
 
+void RaiseTo(std::atomic<int64_t>& max, int64_t value) {
+  int64_t current = max.load(std::memory_order_relaxed);
+  while (value > current && !max.compare_exchange_weak(current, value, std::memory_order_relaxed)) {
+  }
+}
+
 DetectorSettings SettingsArg(Napi::Env env, const Napi::Object& obj) {
   DetectorSettings s;
   s.intervalMs = NumberProp(env, obj, "intervalMs");
@@ -117,6 +123,7 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
                            InstanceMethod("channelClosed", &HeartbeatMonitor::ChannelClosed),
                            InstanceMethod("subscribeNow", &HeartbeatMonitor::SubscribeNow),
                            InstanceMethod("stats", &HeartbeatMonitor::Stats),
+                           InstanceMethod("takeWindowGap", &HeartbeatMonitor::TakeWindowGap),
                            InstanceMethod("close", &HeartbeatMonitor::Close),
                        });
   }
@@ -304,10 +311,19 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
         continue;
       }
       const double now = DateNowMs();
+      const double arrived = MonotonicMs();
+      if (lastBeatMono_ > 0) {
+        // The silence the judge saw between two beats, on the monotonic clock.
+        const int64_t gapUs = static_cast<int64_t>((arrived - lastBeatMono_) * 1000);
+        RaiseTo(windowGapUs_, gapUs);
+        RaiseTo(longestGapUs_, gapUs);
+      }
+      lastBeatMono_ = arrived;
       beats_.fetch_add(1, std::memory_order_relaxed);
-      lastBeatAt_.store(static_cast<int64_t>(now), std::memory_order_relaxed);
       DetectorOutputs outs;
       judge_.Beat(now, &outs);
+      // The judge's last beat: frozen once it gave a verdict.
+      if (judge_.hasLastBeat()) lastBeatAt_.store(static_cast<int64_t>(judge_.lastBeatAt()), std::memory_order_relaxed);
       Act(outs, datagram.epoch);
     }
   }
@@ -484,7 +500,14 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
     out.Set("rejected", Napi::Number::New(env, static_cast<double>(rejected_.load(std::memory_order_relaxed))));
     const int64_t last = lastBeatAt_.load(std::memory_order_relaxed);
     out.Set("lastBeatAt", last < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(last)));
+    out.Set("longestGapMs", Napi::Number::New(env, std::round(static_cast<double>(longestGapUs_.load(std::memory_order_relaxed)) / 100) / 10));
     return out;
+  }
+
+  // The longest silence between two beats since the previous call (reset), ms: for a periodic report.
+  Napi::Value TakeWindowGap(const Napi::CallbackInfo& info) {
+    const double gap = static_cast<double>(windowGapUs_.exchange(0, std::memory_order_relaxed)) / 1000;
+    return Napi::Number::New(info.Env(), std::round(gap * 10) / 10);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -534,6 +557,9 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
   std::atomic<uint64_t> beats_{0};
   std::atomic<uint64_t> rejected_{0};
   std::atomic<int64_t> lastBeatAt_{-1};
+  // Longest silence between two beats: since the last report, since start (microseconds).
+  std::atomic<int64_t> windowGapUs_{0};
+  std::atomic<int64_t> longestGapUs_{0};
   struct {
     SpscRing<MonitorEvent, kEventRing> ring;
     Wakeup wake;
@@ -544,6 +570,7 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
   FailureDetector judge_;
   HostProbe probes_[kMaxHostProbes];
   uint32_t seq_ = 0;
+  double lastBeatMono_ = 0;
   // The main thread's.
   pthread_t thread_{};
   bool running_ = false;

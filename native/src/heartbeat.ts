@@ -61,7 +61,10 @@ export interface NativeBeaconHandle {
   setEpoch(epoch: number): void;
   /** The thread's own scheduling: since its last tick, and its longest gap between ticks since the previous call (reset). Null before its first tick. */
   pauses(): { sinceTickMs: number; maxGapMs: number } | null;
-  stats(): { subscribers: number; rejected: number; beatsSent: number };
+  /** `longestGapMs`: the longest gap between two of its ticks since it started. */
+  stats(): { subscribers: number; rejected: number; beatsSent: number; longestGapMs: number };
+  /** The longest gap between two ticks since the previous call (reset), ms. */
+  takeWindowGap(): number;
   /** Renew a kernel lease on every beat by writing `renewal` to `fd`; `revocation` when the thread ends. Once. */
   attachLease(lease: { fd: number; renewal: string; revocation: string }): void;
   /** Stops and joins the thread (it revokes the lease on its way out). Idempotent. */
@@ -108,7 +111,10 @@ export interface NativeMonitorOptions {
 export interface NativeMonitorHandle {
   channelClosed(deliberate: boolean): void;
   subscribeNow(): void;
-  stats(): { beats: number; rejected: number; lastBeatAt: number | null };
+  /** `lastBeatAt`: the judge's last beat (frozen at its verdict); `longestGapMs`: the longest silence between two beats since start. */
+  stats(): { beats: number; rejected: number; lastBeatAt: number | null; longestGapMs: number };
+  /** The longest silence between two beats since the previous call (reset), ms. */
+  takeWindowGap(): number;
   /** Stops and joins the thread. Idempotent. */
   close(): void;
 }

@@ -13,6 +13,13 @@ import { confineRealtimeScheduling, type NativeRealtimeReport, type RealtimeConf
  */
 export const HEARTBEAT_RT_PRIORITY = 99;
 
+/**
+ * How often the heartbeat threads' owners log the longest gap of the last period (the beacon's
+ * between its ticks, the monitor's between the beats it received): a record of the heartbeat's
+ * own scheduling that bench/false-takeover.ts reads.
+ */
+export const HEARTBEAT_GAP_REPORT_MS = 10_000;
+
 /** How a heartbeat thread's attempt to become real-time reads in the logs. */
 export function realtimeDetail(report: NativeRealtimeReport): string {
   if (report.ok) return `SCHED_FIFO priority ${report.priority} (thread ${report.tid})`;

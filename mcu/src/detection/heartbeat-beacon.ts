@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { McuError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { ThrottledLog } from '../core/log-throttle.ts';
-import { HEARTBEAT_RT_PRIORITY, realtimeDetail } from '../core/realtime.ts';
+import { HEARTBEAT_GAP_REPORT_MS, HEARTBEAT_RT_PRIORITY, realtimeDetail } from '../core/realtime.ts';
 import { heartbeatRejectionReason } from '../wire/heartbeat-wire.ts';
 import { KernelLease } from '../takeover/fencing/kernel-lease.ts';
 import { NativeSyscallError, startHeartbeatBeaconThread, type NativeBeaconEvent, type NativeBeaconHandle } from '../../../native/src/index.ts';
@@ -54,6 +54,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
   #lease: KernelLease | null = null;
   #leaseFailed = false;
   #livenessTimer: NodeJS.Timeout | null = null;
+  #gapReportTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #subscribers = 0;
 
@@ -98,6 +99,10 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
     // The main thread's proof of progress, read by the heartbeat thread.
     this.#livenessTimer = setInterval(() => thread.touch(), 10);
     this.#livenessTimer.unref();
+    this.#gapReportTimer = setInterval(() => {
+      this.#log.info('heartbeat thread gaps', { longestTickGapMs: thread.takeWindowGap(), intervalMs, periodMs: HEARTBEAT_GAP_REPORT_MS });
+    }, HEARTBEAT_GAP_REPORT_MS);
+    this.#gapReportTimer.unref();
     this.#log.info('heartbeat thread beating', { port: thread.port, intervalMs, kernelLeaseTtlMs: spec?.ttlMs ?? null });
     return Promise.resolve(thread.port);
   }
@@ -157,6 +162,11 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
     return this.#thread?.pauses() ?? null;
   }
 
+  /** The longest gap between two of the heartbeat thread's ticks since it started, ms (null before start). */
+  get longestTickGapMs(): number | null {
+    return this.#thread?.stats().longestGapMs ?? null;
+  }
+
   /** Datagrams rejected since start (not a valid subscription or beat). */
   get rejected(): number {
     return this.#thread?.stats().rejected ?? this.#rejected;
@@ -177,6 +187,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
     this.#closed = true;
     this.#rejectedLog.close();
     if (this.#livenessTimer) clearInterval(this.#livenessTimer);
+    if (this.#gapReportTimer) clearInterval(this.#gapReportTimer);
     const thread = this.#thread;
     this.#thread = null;
     // The thread writes the revocation on its way out; then nft reads it and its input ends.

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createLogger } from '../core/logger.ts';
 import { ThrottledLog } from '../core/log-throttle.ts';
-import { HEARTBEAT_RT_PRIORITY, realtimeDetail } from '../core/realtime.ts';
+import { HEARTBEAT_GAP_REPORT_MS, HEARTBEAT_RT_PRIORITY, realtimeDetail } from '../core/realtime.ts';
 import { heartbeatRejectionReason } from '../wire/heartbeat-wire.ts';
 import { hostProbeDetail, failureDetectorSettings, type FailureDetectorSettings, type HeartbeatVerdict, type SuspicionCause } from './failure-detector.ts';
 import { startHeartbeatMonitorThread, type NativeMonitorEvent, type NativeMonitorHandle } from '../../../native/src/index.ts';
@@ -54,6 +54,8 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
   #rejected = 0;
   #thread: NativeMonitorHandle | null = null;
+  #gapReportTimer: NodeJS.Timeout | null = null;
+  #longestGapMs = 0;
   #lastHeartbeatAt: number | null = null;
   #beats = 0;
   #verdict: HeartbeatVerdict | null = null;
@@ -83,12 +85,19 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     if (!stats) return;
     this.#lastHeartbeatAt = stats.lastBeatAt;
     this.#beats = stats.beats;
+    this.#longestGapMs = stats.longestGapMs;
     this.#rejected = Math.max(this.#rejected, stats.rejected);
   }
 
   /** Beats that came after more than the missed-beats window of silence (near misses), and the longest such silence. */
   get nearMisses(): { count: number; longestSilenceMs: number } {
     return { count: this.#lateBeats, longestSilenceMs: this.#longestSilenceMs };
+  }
+
+  /** The longest silence between two beats since the first, ms, as the heartbeat thread measured it (0 before two beats). */
+  get longestBeatGapMs(): number {
+    this.#readCounters();
+    return this.#longestGapMs;
   }
 
   /** Times the heartbeat thread itself was not scheduled long enough to skip a judgement. */
@@ -125,6 +134,15 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
         for (const event of events) this.#onEvent(event, detector);
       },
     );
+    const thread = this.#thread;
+    let beatsBefore = 0;
+    this.#gapReportTimer = setInterval(() => {
+      const beats = thread.stats().beats;
+      if (beats === 0) return;
+      this.#log.info('heartbeat gaps', { longestBeatGapMs: thread.takeWindowGap(), beats: beats - beatsBefore, periodMs: HEARTBEAT_GAP_REPORT_MS });
+      beatsBefore = beats;
+    }, HEARTBEAT_GAP_REPORT_MS);
+    this.#gapReportTimer.unref();
   }
 
   #onEvent(event: NativeMonitorEvent, detector: FailureDetectorSettings): void {
@@ -203,6 +221,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#rejectedLog.close();
+    if (this.#gapReportTimer) clearInterval(this.#gapReportTimer);
     this.#readCounters();
     const thread = this.#thread;
     this.#thread = null;
