@@ -168,7 +168,7 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
       Cleanup();
       ThrowSyscall(env, "uv_poll_start", -uvErr);
     }
-    err = pthread_create(&thread_, nullptr, &HeartbeatBeacon::ThreadMain, this);
+    err = StartHeartbeatThread(&thread_, &HeartbeatBeacon::ThreadMain, this);
     if (err != 0) {
       Cleanup();
       ThrowSyscall(env, "pthread_create(heartbeat beacon)", err);
@@ -189,6 +189,7 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
   }
 
   void Run() {
+    PrefaultHeartbeatStack();
     pthread_setname_np(pthread_self(), "hb-beacon");
     BeaconEvent rt;
     rt.type = BeaconEventType::kRealtime;

@@ -176,7 +176,7 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
       Cleanup();
       ThrowSyscall(env, "uv_poll_start", -uvErr);
     }
-    err = pthread_create(&thread_, nullptr, &HeartbeatMonitor::ThreadMain, this);
+    err = StartHeartbeatThread(&thread_, &HeartbeatMonitor::ThreadMain, this);
     if (err != 0) {
       Cleanup();
       ThrowSyscall(env, "pthread_create(heartbeat monitor)", err);
@@ -197,6 +197,7 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
   }
 
   void Run() {
+    PrefaultHeartbeatStack();
     pthread_setname_np(pthread_self(), "hb-monitor");
     MonitorEvent rt;
     rt.type = MonitorEventType::kRealtime;

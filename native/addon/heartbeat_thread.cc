@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,32 @@ double WallClockMs() {
 }
 
 double DateNowMs() { return std::floor(WallClockMs()); }
+
+namespace {
+// A heartbeat thread's loop needs a few KiB of stack; this leaves room and is all touched at start.
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kPrefaultBytes = 64 * 1024;
+}  // namespace
+
+int StartHeartbeatThread(pthread_t* thread, void* (*body)(void*), void* arg) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kStackBytes);
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const int rc = pthread_create(thread, &attr, body, arg);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  pthread_attr_destroy(&attr);
+  return rc;
+}
+
+void PrefaultHeartbeatStack() {
+  volatile uint8_t stack[kPrefaultBytes];
+  for (size_t i = 0; i < kPrefaultBytes; i += 256) stack[i] = 0;
+  (void)stack[0];
+}
 
 Wakeup::~Wakeup() { Close(); }
 

@@ -95,6 +95,15 @@ class MainThreadInbox {
   void* owner_ = nullptr;
 };
 
+// Starts a heartbeat thread: every signal blocked in it (it inherits the mask it is created with,
+// so no signal is ever handled there: libuv's handler takes a lock the main thread holds while it
+// installs handlers), a small stack. Returns 0 or the pthread_create error.
+int StartHeartbeatThread(pthread_t* thread, void* (*body)(void*), void* arg);
+
+// First thing on a heartbeat thread: touches the stack it will use, so its loop takes no page
+// fault (which could wait for the main thread's address-space changes: V8 maps and unmaps heap).
+void PrefaultHeartbeatStack();
+
 // The result of making the calling thread real-time (thread_sched.cc).
 struct RealtimeResult {
   bool ok = false;
