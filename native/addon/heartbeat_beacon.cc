@@ -281,7 +281,9 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
       Push(added);
     }
     slot->lastSeenMs = now;
-    SendBeat(*slot);
+    // A subscription is also the standby's port probe: a process whose main thread is stuck
+    // must not answer it with a beat, or a hung primary would never be judged dead.
+    if (!stalled_) SendBeat(*slot);
   }
 
   void SendBeat(const Subscriber& to) {
@@ -361,7 +363,7 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
   }
 
   void Push(const BeaconEvent& event) {
-    events_.ring.Push(event);
+    events_.ring.Push(event, event.type == BeaconEventType::kRejected ? kReservedEventSlots : 0);
     events_.wake.Signal();
   }
 

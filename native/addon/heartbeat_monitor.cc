@@ -417,7 +417,7 @@ class HeartbeatMonitor : public Napi::ObjectWrap<HeartbeatMonitor> {
   }
 
   void Push(const MonitorEvent& event) {
-    events_.ring.Push(event);
+    events_.ring.Push(event, event.type == MonitorEventType::kRejected ? kReservedEventSlots : 0);
     events_.wake.Signal();
   }
 

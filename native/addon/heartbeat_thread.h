@@ -26,9 +26,11 @@ namespace tkt {
 template <typename T, size_t Capacity>
 class SpscRing {
  public:
-  bool Push(const T& item) {
+  // `reserve`: slots left free for other records (a flood of rejected datagrams must not crowd
+  // out a verdict while the main thread is slow to drain).
+  bool Push(const T& item, size_t reserve = 0) {
     const size_t head = head_.load(std::memory_order_relaxed);
-    if (head - tail_.load(std::memory_order_acquire) >= Capacity) {
+    if (head - tail_.load(std::memory_order_acquire) + reserve >= Capacity) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
@@ -54,6 +56,9 @@ class SpscRing {
   alignas(64) std::atomic<size_t> tail_{0};
   std::atomic<uint64_t> dropped_{0};
 };
+
+// Ring slots only the records that matter for a verdict or its logs may take (not rejected datagrams).
+constexpr size_t kReservedEventSlots = 128;
 
 // Milliseconds on CLOCK_MONOTONIC (intervals, deadlines) and on the wall clock (epoch ms, as
 // Date.now(): what the beats carry and the verdicts report).

@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, it } from 'node:test';
-import { failureDetectorSettings } from '../../mcu/src/detection/failure-detector.ts';
+import { DEFAULT_MAIN_STALL_MS } from '../../mcu/src/detection/heartbeat-beacon.ts';
+import { failureDetectorSettings, type HeartbeatVerdict } from '../../mcu/src/detection/failure-detector.ts';
 import { HeartbeatMonitor } from '../../mcu/src/detection/heartbeat-monitor.ts';
 import { nativeAddonAvailable } from '../../native/src/index.ts';
 import { FixtureProcess } from '../../scripts/common/child-process.ts';
@@ -30,14 +31,14 @@ const cleanups = cleanupsAfterEach();
 const skip = nativeAddonAvailable() ? false : 'the native addon is not built (bash scripts/build-native.sh)';
 
 /** A primary beating, and a monitor here hearing it; every suspicion and verdict is kept. */
-async function heardPrimary(): Promise<{ primary: FixtureProcess; monitor: HeartbeatMonitor; suspicions: string[]; verdicts: unknown[] }> {
+async function heardPrimary(): Promise<{ primary: FixtureProcess; monitor: HeartbeatMonitor; suspicions: string[]; verdicts: HeartbeatVerdict[] }> {
   const primary = new FixtureProcess('scripts/fixtures/replication-primary.ts', { REPL_SECRET: SECRET, REPL_BEACON: '1', LOG_LEVEL: 'warn' });
   cleanups.push(() => primary.kill());
   const port = Number((await primary.next('listening', 20_000)).port);
   const monitor = new HeartbeatMonitor({ host: '127.0.0.1', port, secret: SECRET, minEpoch: 1 });
   cleanups.push(() => monitor.close());
   const suspicions: string[] = [];
-  const verdicts: unknown[] = [];
+  const verdicts: HeartbeatVerdict[] = [];
   monitor.on('suspected', (cause) => suspicions.push(cause));
   monitor.on('dead', (v) => verdicts.push(v));
   const firstBeat = waitFor(monitor, 'first-beat', { timeoutMs: 10_000 });
@@ -102,5 +103,19 @@ describe('a stuck main thread does not pause the native heartbeat threads', { sk
     assert.equal(monitor.nearMisses.count, 0);
     assert.ok(longestGapMs > 0 && longestGapMs <= WINDOW_MS, `longest silence between beats ${longestGapMs} ms, the missed-beats window is ${WINDOW_MS} ms`);
     assert.ok(beats >= Math.floor(stallMs / WINDOW_MS), `${beats} beats in ${Math.round(stallMs)} ms of stall`);
+  });
+
+  it("a main thread stuck longer than mainStallMs is a hung process: the beacon stops beating and answering probes, and the standby judges it dead", async (t) => {
+    const { primary, monitor, verdicts } = await heardPrimary();
+    const dead = waitFor(monitor, 'dead', { timeoutMs: DEFAULT_MAIN_STALL_MS + 10_000 });
+    const askedAt = Date.now();
+    primary.send({ cmd: 'stall', busyMs: DEFAULT_MAIN_STALL_MS + 1000, heapObjects: 0 });
+    const [verdict] = await dead;
+    const silentFromMs = (verdict.lastHeartbeatAt ?? 0) - askedAt;
+    t.diagnostic(`verdict ${verdict.reason} ${verdict.detectedAt - askedAt} ms after the stall began, the last beat ${silentFromMs} ms after it`);
+    assert.equal(verdict.reason, 'heartbeat-timeout', 'its host and port still answer: only the silence tells');
+    assert.equal(verdicts.length, 1);
+    // Beats went on while the main thread was stuck for less than mainStallMs.
+    assert.ok(silentFromMs >= DEFAULT_MAIN_STALL_MS - WINDOW_MS, `the last beat came ${silentFromMs} ms into the stall`);
   });
 });

@@ -7,6 +7,9 @@ import { heartbeatRejectionReason } from '../wire/heartbeat-wire.ts';
 import { KernelLease } from '../takeover/fencing/kernel-lease.ts';
 import { NativeSyscallError, startHeartbeatBeaconThread, type NativeBeaconEvent, type NativeBeaconHandle } from '../../../native/src/index.ts';
 
+/** A main thread stuck this long is a hung process: its heartbeat thread stops beating (and answering probes). */
+export const DEFAULT_MAIN_STALL_MS = 3000;
+
 export interface HeartbeatBeaconOptions {
   host: string;
   /** UDP port: the replication port number (UDP and TCP port spaces are separate). */
@@ -15,7 +18,7 @@ export interface HeartbeatBeaconOptions {
   epoch: number;
   /** Beat period (default 10 ms). */
   intervalMs?: number;
-  /** Stop beating when the main thread has been stuck this long (default 3000 ms). */
+  /** Stop beating when the main thread has been stuck this long (default DEFAULT_MAIN_STALL_MS, 3000 ms). */
   mainStallMs?: number;
   /** SCHED_FIFO priority of the heartbeat thread (default HEARTBEAT_RT_PRIORITY, 99). */
   rtPriority?: number;
@@ -76,7 +79,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
           secret: this.#opts.secret,
           epoch: this.#opts.epoch,
           intervalMs,
-          mainStallMs: this.#opts.mainStallMs ?? 3000,
+          mainStallMs: this.#opts.mainStallMs ?? DEFAULT_MAIN_STALL_MS,
           rtPriority,
         },
         (events) => this.#onEvents(events),
