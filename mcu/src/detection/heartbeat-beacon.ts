@@ -52,6 +52,7 @@ export class HeartbeatBeacon extends EventEmitter<HeartbeatBeaconEvents> {
   readonly #log = createLogger('heartbeat-beacon');
   // Anyone who can reach the port can send datagrams: one log line per second at most.
   readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
+  /** The highest total a 'rejected' event carried. */
   #rejected = 0;
   #thread: NativeBeaconHandle | null = null;
   #lease: KernelLease | null = null;

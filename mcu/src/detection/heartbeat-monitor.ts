@@ -53,6 +53,8 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   // Anyone who can reach the port can send datagrams: one log line per second at most.
   readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
   #rejected = 0;
+  /** The highest total a 'rejected' event carried. */
+  #rejectedReported = 0;
   #thread: NativeMonitorHandle | null = null;
   #gapReportTimer: NodeJS.Timeout | null = null;
   #longestGapMs = 0;
@@ -163,7 +165,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
         break;
       }
       case 'dropped':
-        if (event.rejectedTotal > this.#rejected) this.#noteRejected(`${event.rejectedTotal - this.#rejected} more (not itemized: the heartbeat thread's event ring was full)`, event.rejectedTotal);
+        if (event.rejectedTotal > this.#rejectedReported) this.#noteRejected(`${event.rejectedTotal - this.#rejectedReported} more (not itemized: the heartbeat thread's event ring was full)`, event.rejectedTotal);
         break;
       case 'late-beat':
         this.#lateBeats++;
@@ -198,6 +200,7 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
 
   #noteRejected(reason: string, total: number): void {
     this.#rejected = Math.max(this.#rejected, total);
+    this.#rejectedReported = Math.max(this.#rejectedReported, total);
     this.#rejectedLog.note({ reason, rejected: total });
     if (!this.#closed) this.emit('rejected', reason, total);
   }
