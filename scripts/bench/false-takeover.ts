@@ -149,7 +149,9 @@ function mcuEntries(): { primary: string; standby: string; tree: string | null }
   return { primary, standby, tree };
 }
 
-const maxOf = (values: number[]): number | null => (values.length > 0 ? Math.max(...values) : null);
+function maxOf(values: number[]): number | null {
+  return values.length > 0 ? Math.max(...values) : null;
+}
 
 async function main(): Promise<void> {
   const { seconds, busy, flood, peers, 'stay-ms': stayMs, 'join-cycles': joinCycles, pin, 'heartbeat-ms': heartbeatMs, missed } = args;
