@@ -364,7 +364,7 @@ export class Mcu extends EventEmitter<McuEvents> {
         // address (and the epoch): we must let go of both, as in takeover mode.
         bound.on('superseded', (info) => void this.#fence(`superseded: standby ${info.standbyId} is promoting itself with epoch ${info.epoch}`));
       }
-      // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
+      // Heartbeats on UDP, same port number, from a native real-time thread (detection/heartbeat-beacon.ts).
       const replicationPort = bound.address()!.port;
       await withBindRetry(
         async () => {

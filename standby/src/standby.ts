@@ -354,7 +354,13 @@ export class Standby extends EventEmitter<StandbyEvents> {
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       primary: this.client.primary,
       replication: { state: this.#client.state, seq: store.seq },
-      heartbeats: { received: this.#monitor?.beats ?? 0, lastAt: this.#monitor?.lastHeartbeatAt ?? null, nearMisses: this.#monitor?.nearMisses ?? null },
+      heartbeats: {
+        received: this.#monitor?.beats ?? 0,
+        lastAt: this.#monitor?.lastHeartbeatAt ?? null,
+        nearMisses: this.#monitor?.nearMisses ?? null,
+        // The heartbeat thread's own measure: the longest silence between two beats since it started.
+        longestGapMs: this.#monitor?.longestBeatGapMs ?? null,
+      },
       checkpoint: {
         rooms: store.state.rooms().length,
         participants: store.state.participantCount,
