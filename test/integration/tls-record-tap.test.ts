@@ -1,0 +1,166 @@
+/**
+ * The primary's TLS tap (mcu/src/takeover/tls/record-tap.ts) with real sockets and real TLS:
+ * a `tls.TLSSocket(isServer)` made over the tap over a real TCP connection, a real Node TLS
+ * client behind the recording relay (test/helpers/tls-relay.ts, the standby's capture and output
+ * log). What the tap writes to the socket is whole records only, every time; the connection's
+ * secrets, complete from the key log, are there before the first record under them leaves (the
+ * point where the primary replicates its `tls-secrets` blob); and the tap's ciphertext input
+ * boundary is where the tracker finds the session, so the standby continues it: the client
+ * talks on over the same connection with no error.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type Socket as NetSocket } from 'node:net';
+import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
+import { before, describe, it } from 'node:test';
+import { TlsContinuation } from '../../mcu/src/takeover/tls/continuation.ts';
+import { RecordFramer } from '../../mcu/src/takeover/tls/record.ts';
+import { TlsRecordTap } from '../../mcu/src/takeover/tls/record-tap.ts';
+import { parseTlsSessionSecrets, secretsFromKeylog, type TlsSessionSecrets } from '../../mcu/src/takeover/tls/secrets.ts';
+import { trackTlsSession } from '../../mcu/src/takeover/tls/sequence-tracker.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
+import { makeTestCertificate } from '../helpers/tls.ts';
+import { LineReader, RecordingRelay } from '../helpers/tls-relay.ts';
+
+const cleanups = cleanupsAfterEach();
+let key: Buffer;
+let certPem: Buffer;
+before(async () => {
+  const cert = await makeTestCertificate('tls-record-tap');
+  key = readFileSync(cert.keyFile);
+  certPem = readFileSync(cert.certFile);
+});
+
+interface TappedPrimary {
+  port: number;
+  /** Each write the tap made to the TCP socket. */
+  socketWrites: Buffer[];
+  /** The secrets as the primary would replicate them, and the output offset they were ready at. */
+  secrets: Promise<{ secrets: TlsSessionSecrets; atOutput: number }>;
+  tap: Promise<TlsRecordTap>;
+  drop: () => void;
+}
+
+/** A primary serving TLS over the tap: each line is answered "primary:<line>" (long lines by their length). */
+async function startTappedPrimary(): Promise<TappedPrimary> {
+  const secureContext = createSecureContext({ key, cert: certPem });
+  const socketWrites: Buffer[] = [];
+  const sockets = new Set<NetSocket>();
+  let resolveSecrets!: (s: { secrets: TlsSessionSecrets; atOutput: number }) => void;
+  const secrets = new Promise<{ secrets: TlsSessionSecrets; atOutput: number }>((resolve) => (resolveSecrets = resolve));
+  let resolveTap!: (tap: TlsRecordTap) => void;
+  const tapReady = new Promise<TlsRecordTap>((resolve) => (resolveTap = resolve));
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    // Observes what reaches the socket (where output commit logs it).
+    const write = socket.write.bind(socket) as (chunk: Buffer, cb?: (err?: Error | null) => void) => boolean;
+    socket.write = ((chunk: Buffer, cb?: (err?: Error | null) => void) => {
+      socketWrites.push(Buffer.from(chunk));
+      return write(chunk, cb);
+    }) as NetSocket['write'];
+    const keylog: Buffer[] = [];
+    let sent = false;
+    let tlsSocket: TLSSocket | null = null;
+    const tap = new TlsRecordTap(socket, {
+      // Where the primary sends its tls-secrets blob: before any record under those secrets goes.
+      beforeOutput: () => {
+        if (sent || !tlsSocket) return;
+        const cipher = tlsSocket.getCipher() as { standardName?: string } | undefined;
+        const result = secretsFromKeylog(keylog, { protocol: tlsSocket.getProtocol(), suite: cipher?.standardName ?? null });
+        if (!result.ok) return;
+        sent = true;
+        resolveSecrets({ secrets: result.secrets, atOutput: tap.outputOffset });
+      },
+    });
+    tlsSocket = new TLSSocket(tap, { isServer: true, secureContext });
+    tlsSocket.on('keylog', (line: Buffer) => keylog.push(line));
+    tlsSocket.on('error', () => undefined);
+    let pending = '';
+    tlsSocket.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) tlsSocket!.write(line.length > 1000 ? `primary:long ${line.length}\n` : `primary:${line}\n`);
+    });
+    resolveTap(tap);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const drop = (): void => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  };
+  cleanups.push(drop);
+  return { port: (server.address() as { port: number }).port, socketWrites, secrets, tap: tapReady, drop };
+}
+
+describe('TLS record tap (primary side of the TLS takeover)', () => {
+  it('writes whole records only, has the secrets before the first record under them, and its input boundary lets the standby continue the session', async () => {
+    const primary = await startTappedPrimary();
+    const relay = new RecordingRelay(primary.port);
+    const port = await relay.listen();
+    cleanups.push(() => relay.close());
+    const client = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: certPem, minVersion: 'TLSv1.3' });
+    cleanups.push(() => client.destroy());
+    const clientErrors: Error[] = [];
+    client.on('error', (err) => clientErrors.push(err));
+    const lines = new LineReader(client);
+    await once(client, 'secureConnect');
+    for (let i = 1; i <= 3; i++) {
+      client.write(`p${i}\n`);
+      await lines.waitFor(new RegExp(`^primary:p${i}$`));
+    }
+    // Replies over several records each way (the TLS layer writes them in pieces).
+    client.write('x'.repeat(50_000) + '\n');
+    await lines.waitFor(/^primary:long 50000$/);
+    const tap = await primary.tap;
+
+    // Every socket write is whole records: the output log can never end inside one.
+    assert.ok(primary.socketWrites.length > 3);
+    for (const [i, chunk] of primary.socketWrites.entries()) {
+      const framer = new RecordFramer();
+      assert.ok(framer.push(chunk).length > 0, `write ${i} holds a record`);
+      assert.equal(framer.buffered, 0, `write ${i} (${chunk.length} bytes) ends at a record boundary`);
+    }
+    const stats = tap.stats();
+    assert.equal(stats.heldOutputBytes, 0);
+    assert.equal(stats.outputBytes, relay.serverBytes);
+
+    // The takeover: the primary goes, the standby tracks the relay's bytes from the replicated secrets.
+    const { secrets, atOutput } = await primary.secrets;
+    const inputBoundary = tap.inputBoundary;
+    const taken = relay.takeOver();
+    primary.drop();
+    const tracked = trackTlsSession({
+      secrets: parseTlsSessionSecrets(JSON.parse(JSON.stringify(secrets))),
+      client: { bytes: taken.clientBytes, until: inputBoundary },
+      server: { bytes: taken.serverBytes },
+    });
+    assert.ok(tracked.ok, JSON.stringify(tracked));
+    assert.ok(tracked.server.applicationStart !== null && atOutput <= tracked.server.applicationStart, `secrets ready at output ${atOutput}, first application record at ${tracked.server.applicationStart}`);
+    assert.equal(tracked.client.boundary, inputBoundary);
+    assert.equal(tracked.server.newSessionTickets, 2);
+
+    const session = new TlsContinuation(taken.client, tracked.state, { head: taken.clientBytes.subarray(tracked.client.boundary), inputOffset: tracked.client.boundary });
+    cleanups.push(() => session.close());
+    const sessionErrors: Error[] = [];
+    session.on('error', (err) => sessionErrors.push(err));
+    let pending = '';
+    session.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const got = pending.split('\n');
+      pending = got.pop() ?? '';
+      for (const line of got) session.write(`standby:${line}\n`);
+    });
+    for (let i = 1; i <= 3; i++) {
+      client.write(`s${i}\n`);
+      await lines.waitFor(new RegExp(`^standby:s${i}$`));
+    }
+    client.end();
+    await once(client, 'close');
+    assert.deepEqual(clientErrors, []);
+    assert.deepEqual(sessionErrors, []);
+  });
+});
