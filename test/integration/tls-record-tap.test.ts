@@ -1,6 +1,6 @@
 /**
- * The primary's TLS tap (mcu/src/takeover/tls/record-tap.ts) with real sockets and real TLS:
- * a `tls.TLSSocket(isServer)` made over the tap over a real TCP connection, a real Node TLS
+ * The primary's TLS tap (mcu/src/takeover/tls/record-tap.ts, tapped-connection.ts) with real
+ * sockets and real TLS: a `tls.TLSSocket(isServer)` made over the tap over a real TCP connection, a real Node TLS
  * client behind the recording relay (test/helpers/tls-relay.ts, the standby's capture and output
  * log). What the tap writes to the socket is whole records only, every time; the connection's
  * secrets, complete from the key log, are there before the first record under them leaves (the
@@ -12,12 +12,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Socket as NetSocket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createSecureContext } from 'node:tls';
 import { before, describe, it } from 'node:test';
 import { TlsContinuation } from '../../mcu/src/takeover/tls/continuation.ts';
 import { RecordFramer } from '../../mcu/src/takeover/tls/record.ts';
-import { TlsRecordTap } from '../../mcu/src/takeover/tls/record-tap.ts';
-import { parseTlsSessionSecrets, secretsFromKeylog, type TlsSessionSecrets } from '../../mcu/src/takeover/tls/secrets.ts';
+import { parseTlsSessionSecrets, type TlsSecretsResult } from '../../mcu/src/takeover/tls/secrets.ts';
+import { TappedTlsConnection } from '../../mcu/src/takeover/tls/tapped-connection.ts';
 import { trackTlsSession } from '../../mcu/src/takeover/tls/sequence-tracker.ts';
 import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 import { makeTestCertificate } from '../helpers/tls.ts';
@@ -36,21 +36,21 @@ interface TappedPrimary {
   port: number;
   /** Each write the tap made to the TCP socket. */
   socketWrites: Buffer[];
-  /** The secrets as the primary would replicate them, and the output offset they were ready at. */
-  secrets: Promise<{ secrets: TlsSessionSecrets; atOutput: number }>;
-  tap: Promise<TlsRecordTap>;
+  /** The secrets result as the primary would replicate it, and the output offset it was reported at. */
+  secrets: Promise<{ result: TlsSecretsResult; atOutput: number }>;
+  connection: Promise<TappedTlsConnection>;
   drop: () => void;
 }
 
 /** A primary serving TLS over the tap: each line is answered "primary:<line>" (long lines by their length). */
-async function startTappedPrimary(): Promise<TappedPrimary> {
-  const secureContext = createSecureContext({ key, cert: certPem });
+async function startTappedPrimary(tlsOptions: { maxVersion?: 'TLSv1.2' } = {}): Promise<TappedPrimary> {
+  const secureContext = createSecureContext({ key, cert: certPem, ...(tlsOptions.maxVersion ? { maxVersion: tlsOptions.maxVersion, ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' } : {}) });
   const socketWrites: Buffer[] = [];
   const sockets = new Set<NetSocket>();
-  let resolveSecrets!: (s: { secrets: TlsSessionSecrets; atOutput: number }) => void;
-  const secrets = new Promise<{ secrets: TlsSessionSecrets; atOutput: number }>((resolve) => (resolveSecrets = resolve));
-  let resolveTap!: (tap: TlsRecordTap) => void;
-  const tapReady = new Promise<TlsRecordTap>((resolve) => (resolveTap = resolve));
+  let resolveSecrets!: (s: { result: TlsSecretsResult; atOutput: number }) => void;
+  const secrets = new Promise<{ result: TlsSecretsResult; atOutput: number }>((resolve) => (resolveSecrets = resolve));
+  let resolveConnection!: (c: TappedTlsConnection) => void;
+  const connection = new Promise<TappedTlsConnection>((resolve) => (resolveConnection = resolve));
   const server = createNetServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
@@ -60,31 +60,22 @@ async function startTappedPrimary(): Promise<TappedPrimary> {
       socketWrites.push(Buffer.from(chunk));
       return write(chunk, cb);
     }) as NetSocket['write'];
-    const keylog: Buffer[] = [];
-    let sent = false;
-    let tlsSocket: TLSSocket | null = null;
-    const tap = new TlsRecordTap(socket, {
-      // Where the primary sends its tls-secrets blob: before any record under those secrets goes.
-      beforeOutput: () => {
-        if (sent || !tlsSocket) return;
-        const cipher = tlsSocket.getCipher() as { standardName?: string } | undefined;
-        const result = secretsFromKeylog(keylog, { protocol: tlsSocket.getProtocol(), suite: cipher?.standardName ?? null });
-        if (!result.ok) return;
-        sent = true;
-        resolveSecrets({ secrets: result.secrets, atOutput: tap.outputOffset });
-      },
+    const conn: TappedTlsConnection = new TappedTlsConnection({
+      socket,
+      secureContext,
+      // Where the primary sends its tls-secrets blob.
+      onSecrets: (result) => resolveSecrets({ result, atOutput: conn.tap.outputOffset }),
     });
-    tlsSocket = new TLSSocket(tap, { isServer: true, secureContext });
-    tlsSocket.on('keylog', (line: Buffer) => keylog.push(line));
+    const tlsSocket = conn.tlsSocket;
     tlsSocket.on('error', () => undefined);
     let pending = '';
     tlsSocket.on('data', (chunk: Buffer) => {
       pending += chunk.toString();
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
-      for (const line of lines) tlsSocket!.write(line.length > 1000 ? `primary:long ${line.length}\n` : `primary:${line}\n`);
+      for (const line of lines) tlsSocket.write(line.length > 1000 ? `primary:long ${line.length}\n` : `primary:${line}\n`);
     });
-    resolveTap(tap);
+    resolveConnection(conn);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -93,10 +84,10 @@ async function startTappedPrimary(): Promise<TappedPrimary> {
     server.close();
   };
   cleanups.push(drop);
-  return { port: (server.address() as { port: number }).port, socketWrites, secrets, tap: tapReady, drop };
+  return { port: (server.address() as { port: number }).port, socketWrites, secrets, connection, drop };
 }
 
-describe('TLS record tap (primary side of the TLS takeover)', () => {
+describe('TLS record tap and TappedTlsConnection (primary side of the TLS takeover)', () => {
   it('writes whole records only, has the secrets before the first record under them, and its input boundary lets the standby continue the session', async () => {
     const primary = await startTappedPrimary();
     const relay = new RecordingRelay(primary.port);
@@ -115,7 +106,7 @@ describe('TLS record tap (primary side of the TLS takeover)', () => {
     // Replies over several records each way (the TLS layer writes them in pieces).
     client.write('x'.repeat(50_000) + '\n');
     await lines.waitFor(/^primary:long 50000$/);
-    const tap = await primary.tap;
+    const { tap } = await primary.connection;
 
     // Every socket write is whole records: the output log can never end inside one.
     assert.ok(primary.socketWrites.length > 3);
@@ -129,7 +120,9 @@ describe('TLS record tap (primary side of the TLS takeover)', () => {
     assert.equal(stats.outputBytes, relay.serverBytes);
 
     // The takeover: the primary goes, the standby tracks the relay's bytes from the replicated secrets.
-    const { secrets, atOutput } = await primary.secrets;
+    const { result, atOutput } = await primary.secrets;
+    assert.ok(result.ok, JSON.stringify(result));
+    const secrets = result.secrets;
     const inputBoundary = tap.inputBoundary;
     const taken = relay.takeOver();
     primary.drop();
@@ -162,5 +155,25 @@ describe('TLS record tap (primary side of the TLS takeover)', () => {
     await once(client, 'close');
     assert.deepEqual(clientErrors, []);
     assert.deepEqual(sessionErrors, []);
+  });
+
+  it('a TLS 1.2 connection is served over the tap and reported once as not continuable (TLS_VERSION_UNSUPPORTED)', async () => {
+    const primary = await startTappedPrimary({ maxVersion: 'TLSv1.2' });
+    const client = tlsConnect({ host: '127.0.0.1', port: primary.port, servername: 'localhost', ca: certPem, maxVersion: 'TLSv1.2' });
+    cleanups.push(() => client.destroy());
+    const lines = new LineReader(client);
+    await once(client, 'secureConnect');
+    client.write('hello\n');
+    await lines.waitFor(/^primary:hello$/);
+    const { result } = await primary.secrets;
+    assert.equal(result.ok, false);
+    assert.equal(!result.ok && result.code, 'TLS_VERSION_UNSUPPORTED');
+    const conn = await primary.connection;
+    assert.equal(conn.secrets, result);
+    for (const chunk of primary.socketWrites) {
+      const framer = new RecordFramer();
+      framer.push(chunk);
+      assert.equal(framer.buffered, 0);
+    }
   });
 });
