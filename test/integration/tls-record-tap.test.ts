@@ -14,11 +14,10 @@ import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Socket as NetSocket } from 'node:net';
 import { connect as tlsConnect, createSecureContext } from 'node:tls';
 import { before, describe, it } from 'node:test';
-import { TlsContinuation } from '../../mcu/src/takeover/tls/continuation.ts';
 import { RecordFramer } from '../../mcu/src/takeover/tls/record.ts';
 import { parseTlsSessionSecrets, type TlsSecretsResult } from '../../mcu/src/takeover/tls/secrets.ts';
 import { TappedTlsConnection } from '../../mcu/src/takeover/tls/tapped-connection.ts';
-import { trackTlsSession } from '../../mcu/src/takeover/tls/sequence-tracker.ts';
+import { continueTlsConnection, TlsTakeoverTally } from '../../mcu/src/takeover/tls/standby-continuation.ts';
 import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 import { makeTestCertificate } from '../helpers/tls.ts';
 import { LineReader, RecordingRelay } from '../helpers/tls-relay.ts';
@@ -122,21 +121,26 @@ describe('TLS record tap and TappedTlsConnection (primary side of the TLS takeov
     // The takeover: the primary goes, the standby tracks the relay's bytes from the replicated secrets.
     const { result, atOutput } = await primary.secrets;
     assert.ok(result.ok, JSON.stringify(result));
-    const secrets = result.secrets;
     const inputBoundary = tap.inputBoundary;
     const taken = relay.takeOver();
     primary.drop();
-    const tracked = trackTlsSession({
-      secrets: parseTlsSessionSecrets(JSON.parse(JSON.stringify(secrets))),
-      client: { bytes: taken.clientBytes, until: inputBoundary },
-      server: { bytes: taken.serverBytes },
+    // The standby's step, from what it was replicated (the secrets as the wire validates them).
+    const tally = new TlsTakeoverTally();
+    const continued = continueTlsConnection({
+      socket: taken.client,
+      secrets: { ok: true, secrets: parseTlsSessionSecrets(JSON.parse(JSON.stringify(result.secrets))) },
+      capturedInput: taken.clientBytes,
+      consumedInput: inputBoundary,
+      outputLog: taken.serverBytes,
     });
-    assert.ok(tracked.ok, JSON.stringify(tracked));
+    tally.count(continued);
+    assert.ok(continued.ok, JSON.stringify(continued));
+    assert.deepEqual(tally.toJSON(), { continued: 1, notContinued: {} });
+    const { tracked, continuation: session } = continued;
     assert.ok(tracked.server.applicationStart !== null && atOutput <= tracked.server.applicationStart, `secrets ready at output ${atOutput}, first application record at ${tracked.server.applicationStart}`);
     assert.equal(tracked.client.boundary, inputBoundary);
     assert.equal(tracked.server.newSessionTickets, 2);
 
-    const session = new TlsContinuation(taken.client, tracked.state, { head: taken.clientBytes.subarray(tracked.client.boundary), inputOffset: tracked.client.boundary });
     cleanups.push(() => session.close());
     const sessionErrors: Error[] = [];
     session.on('error', (err) => sessionErrors.push(err));
@@ -175,5 +179,40 @@ describe('TLS record tap and TappedTlsConnection (primary side of the TLS takeov
       framer.push(chunk);
       assert.equal(framer.buffered, 0);
     }
+  });
+
+  it('a connection that cannot be continued (output log cut inside a record, no secrets) is counted by code and closed cleanly: the client sees the end, no stall', async () => {
+    const tally = new TlsTakeoverTally();
+    for (const how of ['cut', 'no-secrets'] as const) {
+      const primary = await startTappedPrimary();
+      const relay = new RecordingRelay(primary.port);
+      const port = await relay.listen();
+      cleanups.push(() => relay.close());
+      const client = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: certPem, minVersion: 'TLSv1.3' });
+      cleanups.push(() => client.destroy());
+      const lines = new LineReader(client);
+      await once(client, 'secureConnect');
+      client.write('p1\n');
+      await lines.waitFor(/^primary:p1$/);
+      const { result } = await primary.secrets;
+      const { tap } = await primary.connection;
+      const inputBoundary = tap.inputBoundary;
+      const taken = relay.takeOver();
+      primary.drop();
+      const closed = once(client, 'close');
+      const outcome = continueTlsConnection({
+        socket: taken.client,
+        secrets: how === 'no-secrets' ? null : result,
+        capturedInput: taken.clientBytes,
+        consumedInput: inputBoundary,
+        // As if the log ended 3 bytes into the last record (what whole-record commit prevents).
+        outputLog: how === 'cut' ? taken.serverBytes.subarray(0, taken.serverBytes.length - 3) : taken.serverBytes,
+      });
+      tally.count(outcome);
+      assert.equal(outcome.ok, false);
+      assert.equal(!outcome.ok && outcome.code, how === 'cut' ? 'TLS_RECORD_CUT' : 'TLS_SECRETS_MISSING');
+      await closed;
+    }
+    assert.deepEqual(tally.toJSON(), { continued: 0, notContinued: { TLS_RECORD_CUT: 1, TLS_SECRETS_MISSING: 1 } });
   });
 });

@@ -13,3 +13,4 @@ export * from './sequence-tracker.ts';
 export * from './continuation.ts';
 export * from './record-tap.ts';
 export * from './tapped-connection.ts';
+export * from './standby-continuation.ts';
