@@ -30,6 +30,7 @@ import { WitnessUnreachableError } from './witness/errors.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 import type { SpareHandoff } from './spare/spare-paths.ts';
 import { FailoverStep } from './wire/failover-steps.ts';
+import { SnapshotExtraKey } from './wire/blobs.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
@@ -355,6 +356,9 @@ export class Mcu extends EventEmitter<McuEvents> {
         void this.#syncStandby?.lost(info.standbyId);
       });
       this.replication = bound;
+      const tls = this.tls;
+      // The standby serves with our session ticket keys: clients resume TLS there after a failover.
+      if (tls) bound.addSnapshotExtra(() => ({ [SnapshotExtraKey.TlsTicketKeys]: tls.ticketKeys.toString('base64') }));
       this.spares.setReplication(bound);
       // Output commit and session records ride the same ordered channel as the session state.
       this.takeover?.setReplication(bound);

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
-import { ConfigError } from '../../mcu/src/core/errors.ts';
+import { ConfigError, McuError } from '../../mcu/src/core/errors.ts';
 import { AdminServer } from '../../mcu/src/http/admin.ts';
 import { StandbyMetrics } from '../../mcu/src/http/metrics.ts';
 import { ServiceTls, type TlsReloadOutcome } from '../../mcu/src/http/tls.ts';
@@ -15,6 +15,7 @@ import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions } from '../../mcu/src/takeover/standby.ts';
 import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
+import { SnapshotExtraKey, parseSnapshotExtra } from '../../mcu/src/wire/blobs.ts';
 import { newNonce, nodeIdentity, witnessFromConfig, type SyncStandby, type Witness } from '../../mcu/src/witness/witness.ts';
 import { Promotion, type PromotionTimeline } from './promotion.ts';
 
@@ -176,6 +177,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.spares.follow(client);
     client.on('synced', (info) => {
       this.#log.info('checkpoint synced', { seq: info.seq, epoch: info.epoch, primary: info.primaryId });
+      this.#adoptTicketKeys(client.store.extra[SnapshotExtraKey.TlsTicketKeys]);
       this.#startMonitor(info.epoch);
       this.#maybeReady();
     });
@@ -202,6 +204,17 @@ export class Standby extends EventEmitter<StandbyEvents> {
       }, 500);
     });
     return client;
+  }
+
+  /** The primary's TLS session ticket keys, when both serve TLS: a promotion serves with them. */
+  #adoptTicketKeys(raw: unknown): void {
+    if (!this.tls || raw === undefined) return;
+    try {
+      this.tls.adoptTicketKeys(Buffer.from(parseSnapshotExtra(SnapshotExtraKey.TlsTicketKeys, raw), 'base64'));
+    } catch (err) {
+      // Only resumption is lost: clients that reconnect after a failover make a full handshake.
+      this.#log.warn(`the primary's TLS ticket keys not adopted: ${(err as Error).message}`, { code: err instanceof McuError ? err.code : undefined });
+    }
   }
 
   #startMonitor(epoch: number): void {
