@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
+import { STEADY_BASELINE_MS } from '../../client-demo/src/stats/perceived-gaps.ts';
 import { readPageClock, readPerceivedGaps, type PerceivedGaps } from '../../scripts/probe/page-readout.ts';
 import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { makeTestCertificate } from '../helpers/tls.ts';
@@ -56,14 +57,38 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
     const observers = [green, blue];
     // Every tone heard first (the meters' steady levels are taken from before each window).
     for (const page of pages) assert.ok((await eventually(() => hearing(page, othersOf(page.spec)), (v) => v.ok)).ok);
-    const measure = async (during: () => Promise<number>): Promise<{ heldMs: number; gaps: PerceivedGaps[] }> => {
+    await new Promise((r) => setTimeout(r, STEADY_BASELINE_MS));
+    /**
+     * One window: `during` (resolving to how long it held a track off), then the observers' gaps
+     * once `seen` says the dropout has passed (on a loaded machine Red's audio reached the others
+     * more than 1.5 s late), at most 10 s.
+     */
+    const measure = async (during: () => Promise<number>, seen: (g: PerceivedGaps, heldMs: number) => boolean = () => true): Promise<{ heldMs: number; gaps: PerceivedGaps[]; packetGaps: number[] }> => {
       const since = await Promise.all(observers.map((p) => readPageClock(p.page)));
       await new Promise((r) => setTimeout(r, 300));
       const heldMs = await during();
-      // Long enough for the dropout to pass the MCU and the receivers' jitter buffers.
-      await new Promise((r) => setTimeout(r, 1500));
-      const gaps = await Promise.all(observers.map((p, i) => readPerceivedGaps(p.page, { armedAt: since[i]! }, othersOf(p.spec))));
-      return { heldMs, gaps };
+      await new Promise((r) => setTimeout(r, 1000));
+      const read = (): Promise<PerceivedGaps[]> => Promise.all(observers.map((p, i) => readPerceivedGaps(p.page, { armedAt: since[i]! }, othersOf(p.spec))));
+      const gaps = await eventually(read, (all) => all.every((g) => seen(g, heldMs)), 10_000, 250);
+      // The packets' and frames' view of the same window: the longest stretch without a received
+      // audio packet or a rendered frame (a stalled MCU or page stalls both).
+      const packetGaps = await Promise.all(
+        observers.map((p, i) =>
+          p.page.evaluate((from) => {
+            const probe = window.mcuDemo.probe!;
+            let longest = 0;
+            let previous: number | null = null;
+            for (const [first, latest] of probe.audioArrivals) {
+              if (previous !== null && first >= from) longest = Math.max(longest, first - previous);
+              previous = latest;
+            }
+            const frames = probe.frameTimes;
+            for (let f = 1; f < frames.length; f++) if (frames[f]! >= from) longest = Math.max(longest, frames[f]! - frames[f - 1]!);
+            return longest;
+          }, since[i]!),
+        ),
+      );
+      return { heldMs, gaps, packetGaps };
     };
     const describeGaps = (g: PerceivedGaps): string =>
       `voices ${g.voices.map((v) => `${v.hz} Hz ${v.gapMs === null ? '-' : Math.round(v.gapMs)} ms (steady ${v.steadyDb?.toFixed(0)} dB)`).join(', ')}; tiles ${g.tiles.map((t) => (t.gapMs === null ? '-' : Math.round(t.gapMs))).join('/')} ms; ${g.voiceSamples} voice samples (longest interval ${Math.round(g.longestVoiceSampleIntervalMs)} ms), ${g.tileFrames} frames`;
@@ -82,45 +107,54 @@ describe('three participants in one room (real Chromium, real MCU)', () => {
       );
     const voiceOf = (g: PerceivedGaps, hz: number) => g.voices.find((v) => v.hz === hz)!;
     const redHz = red.spec.toneHz;
-    const blueHz = blue.spec.toneHz;
 
-    // Undisturbed: every voice audible at every sample (its gap is the sampler's own longest
-    // interval), every tile moving on nearly every frame.
+    // The three windows first, then the verdicts: every measurement is printed even when one fails.
     const calm = await measure(async () => 0);
+    // 1.5 s: longer than what a loaded 2-core machine does to the whole call (stalls of 300-400 ms
+    // in every voice and tile were seen at load average 19).
+    const heardAgain = (g: PerceivedGaps, heldMs: number): boolean => {
+      const v = voiceOf(g, redHz);
+      return v.gapMs !== null && v.gapMs >= heldMs - 300 && !v.open;
+    };
+    const mic = await measure(() => switchOff(red, 'audio', 1500), heardAgain);
+    const movingAgain = (g: PerceivedGaps, heldMs: number): boolean => g.tiles[0]?.gapMs != null && g.tiles[0].gapMs >= heldMs - 300 && !g.tiles[0].open;
+    const camera = await measure(() => switchOff(red, 'video', 1500), movingAgain);
+    const name = (i: number): string => observers[i]!.spec.name;
+    calm.gaps.forEach((g, i) => console.log(`${name(i)}, undisturbed: ${describeGaps(g)}`));
+    mic.gaps.forEach((g, i) => console.log(`${name(i)}, Red's microphone off ${Math.round(mic.heldMs)} ms: ${describeGaps(g)}`));
+    camera.gaps.forEach((g, i) => console.log(`${name(i)}, Red's camera off ${Math.round(camera.heldMs)} ms: ${describeGaps(g)}`));
+
+    // The meters ran: a reading every 10 ms on the sample clock, three tiles read on the frames.
     for (const [i, g] of calm.gaps.entries()) {
-      console.log(`${observers[i]!.spec.name}, undisturbed: ${describeGaps(g)}`);
-      assert.ok(g.voiceSamples > 100, `${observers[i]!.spec.name} sampled its voices: ${describeGaps(g)}`);
-      for (const v of g.voices) assert.ok(v.gapMs !== null && v.gapMs <= g.longestVoiceSampleIntervalMs + 2 * 10, `${observers[i]!.spec.name}: ${v.hz} Hz has a gap in an undisturbed call: ${describeGaps(g)}`);
-      assert.ok(g.tileFrames > 10, `${observers[i]!.spec.name} read its tiles: ${describeGaps(g)}`);
-      assert.equal(g.tiles.length, 3, `${observers[i]!.spec.name} measures three tiles`);
+      assert.ok(g.voiceSamples > 100 && g.longestVoiceSampleIntervalMs < 30, `${name(i)} sampled its voices on the sample clock: ${describeGaps(g)}`);
+      assert.equal(g.tiles.length, 3, `${name(i)} measures three tiles`);
+      assert.ok(g.tileFrames > 5, `${name(i)} read its tiles: ${describeGaps(g)}`);
     }
-    const calmTileMs = Math.max(...calm.gaps.map((g) => g.tileGapMs!));
-
-    // Red's microphone off for ~500 ms: Red's voice is gone that long at Green and Blue, Blue's
-    // (at Green) is not.
-    const mic = await measure(() => switchOff(red, 'audio', 500));
+    // Red's microphone off: Red's voice is gone that long at Green and Blue. The dropout's two
+    // ends pass the same path (Opus, the MCU's jitter buffer and mix, the page's jitter buffer,
+    // the meter's 20 ms window), so its length is kept, less the disabled track's fade-out
+    // (its first ~100 ms stay within 20 dB) and give or take jitter-buffer adaptation: 300 ms at
+    // most; whatever else disturbed the call in that window (a loaded machine) shows as the
+    // other voice's gap and may add that much.
     for (const [i, g] of mic.gaps.entries()) {
-      console.log(`${observers[i]!.spec.name}, Red's microphone off ${Math.round(mic.heldMs)} ms: ${describeGaps(g)}`);
       const redGap = voiceOf(g, redHz).gapMs!;
-      // The dropout's two ends pass the same path (Opus, the MCU's jitter buffer and mix, the
-      // page's jitter buffer, the analyser's 21 ms window): its length is kept, give or take
-      // jitter-buffer adaptation and the 10 ms sampling.
-      assert.ok(Math.abs(redGap - mic.heldMs) <= 120, `${observers[i]!.spec.name}: Red's voice gap ${Math.round(redGap)} ms for a microphone off ${Math.round(mic.heldMs)} ms`);
-      assert.equal(g.voiceGapMs, redGap, 'Red\'s is the worst voice');
+      const other = g.voices.find((v) => v.hz !== redHz)!;
+      assert.ok(redGap >= mic.heldMs - 300 && redGap <= mic.heldMs + other.gapMs! + 100, `${name(i)}: Red's voice gap ${Math.round(redGap)} ms for a microphone off ${Math.round(mic.heldMs)} ms: ${describeGaps(g)}`);
+      assert.ok(other.gapMs! < redGap, `${name(i)}: the other voice (${other.hz} Hz) was not the one switched off: ${describeGaps(g)}`);
+      assert.equal(g.voiceGapMs, redGap, "Red's is the worst voice");
     }
-    const blueAtGreen = voiceOf(mic.gaps[0]!, blueHz);
-    assert.ok(blueAtGreen.gapMs! <= mic.gaps[0]!.longestVoiceSampleIntervalMs + 2 * 10, `Blue's voice at Green is undisturbed: ${describeGaps(mic.gaps[0]!)}`);
-
-    // Red's camera off for ~500 ms: Red's tile (the first: join order) stops moving that long.
-    const camera = await measure(() => switchOff(red, 'video', 500));
+    // Red's camera off: Red's tile (the first: join order) stops moving that long; the other
+    // tiles' longest stretches in the same window bound what the frames' own spacing adds.
     for (const [i, g] of camera.gaps.entries()) {
-      console.log(`${observers[i]!.spec.name}, Red's camera off ${Math.round(camera.heldMs)} ms: ${describeGaps(g)}`);
-      assert.equal(g.worstTile, 0, `${observers[i]!.spec.name}: Red's tile is the one that stopped: ${describeGaps(g)}`);
+      assert.equal(g.worstTile, 0, `${name(i)}: Red's tile is the one that stopped: ${describeGaps(g)}`);
       const redTile = g.tiles[0]!.gapMs!;
-      // At least the time the camera was off; at most that plus an undisturbed tile's longest
-      // stretch on each side (the last frame before and the first after are whole frames apart).
-      assert.ok(redTile >= camera.heldMs - 100 && redTile <= camera.heldMs + 2 * calmTileMs + 100, `${observers[i]!.spec.name}: Red's tile gap ${Math.round(redTile)} ms for a camera off ${Math.round(camera.heldMs)} ms (undisturbed ${Math.round(calmTileMs)} ms)`);
-      for (const t of [1, 2]) assert.ok(g.tiles[t]!.gapMs! < redTile, `${observers[i]!.spec.name}: tile ${t} kept moving: ${describeGaps(g)}`);
+      const others = Math.max(g.tiles[1]!.gapMs!, g.tiles[2]!.gapMs!);
+      assert.ok(redTile >= camera.heldMs - 300 && redTile <= camera.heldMs + 2 * others + 100, `${name(i)}: Red's tile gap ${Math.round(redTile)} ms for a camera off ${Math.round(camera.heldMs)} ms: ${describeGaps(g)}`);
+    }
+    // Undisturbed, no voice has a gap of its own: nothing beyond what the call's packets and
+    // frames show for the same window (on a quiet machine, one 10 ms reading).
+    for (const [i, g] of calm.gaps.entries()) {
+      for (const v of g.voices) assert.ok(v.gapMs !== null && v.gapMs <= Math.max(g.longestVoiceSampleIntervalMs, calm.packetGaps[i]!) + 60, `${name(i)}: ${v.hz} Hz has a gap in an undisturbed call (longest audio packet or frame gap ${Math.round(calm.packetGaps[i]!)} ms): ${describeGaps(g)}`);
     }
   });
 

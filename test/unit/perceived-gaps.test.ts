@@ -8,6 +8,7 @@ import {
   markerMoved,
   markerPosition,
   median,
+  quantile,
   STEADY_BASELINE_MS,
   tileGaps,
   voiceGaps,
@@ -60,6 +61,12 @@ describe('median', () => {
     assert.equal(median([3, 1, NaN, 2, Infinity]), 2);
     assert.equal(median([4, 1, 3, 2]), 2.5);
     assert.equal(median([NaN]), null);
+  });
+
+  it('has a quantile by nearest rank', () => {
+    assert.equal(quantile([5, 1, 4, 2, 3], 0.8), 4);
+    assert.equal(quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.8), 8);
+    assert.equal(quantile([], 0.5), null);
   });
 });
 
@@ -121,6 +128,14 @@ describe('voiceGaps', () => {
     const gaps = voiceGaps(busy, [RED], 4000, 6000);
     assert.equal(gaps.worstMs, 300);
     assert.equal(gaps.longestSampleIntervalMs, 300);
+  });
+
+  it('gets the steady level of a voice that joined late in the baseline', () => {
+    // Red came in 1 s before the event: two thirds of the baseline are silence.
+    const history = voiceHistory(8000, [RED], (_, t) => (t < 3000 ? SILENT : STEADY));
+    const gaps = voiceGaps(history, [RED], 4000, 8000);
+    assert.equal(gaps.voices[0]!.steadyDb, STEADY);
+    assert.equal(gaps.worstMs, 10);
   });
 
   it('uses only the baseline window before `since` for the steady level', () => {

@@ -249,6 +249,18 @@ export class MediaProbe {
     return voiceGaps(this.#voices?.history ?? { times: [], levels: {} }, tones, since, until);
   }
 
+  /** The voice meter's readings of `hz` in [since, until]: [time, dBFS] pairs (for failure messages and plots). */
+  voiceLevels(hz: number, since: number, until = performance.now()): Array<[number, number]> {
+    const history = this.#voices?.history;
+    const levels = history?.levels[String(hz)];
+    if (!history || !levels) return [];
+    const out: Array<[number, number]> = [];
+    history.times.forEach((t, i) => {
+      if (t >= since && t <= until) out.push([t, levels[i]!]);
+    });
+    return out;
+  }
+
   /** Each tile's longest stretch without its marker moving, ending in [since, until], and the worst tile's. */
   tileGaps(since: number, until = performance.now()): TileGaps {
     return tileGaps(this.#tiles.history, since, until);

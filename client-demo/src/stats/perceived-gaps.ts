@@ -13,7 +13,7 @@
 
 /**
  * A tone counts as audible while its level is at most this far below its steady level (the
- * median before the event). Relative, not absolute: the level a tone arrives at depends on the
+ * level it reached in a fifth of the samples before the event: STEADY_QUANTILE). Relative, not absolute: the level a tone arrives at depends on the
  * mix (gains, saturation, how many voices), on Opus and on the analyser's window, none of which
  * this judgement should depend on. 20 dB: a voice 20 dB under the others of the mix is masked by
  * them (a tenth of its amplitude), and the meter's reading of a silent tone (codec noise plus the
@@ -28,6 +28,12 @@ export const VOICE_PRESENT_DB = -70;
 
 /** How long before the event the steady level of each tone is taken from, ms. */
 export const STEADY_BASELINE_MS = 3000;
+
+/**
+ * The steady level is this quantile of the baseline's readings: a voice that joined (or came
+ * back) only a second before the event still gets its real level, not the silence before it.
+ */
+export const STEADY_QUANTILE = 0.8;
 
 /** A stretch without evidence: when it started (the last evidence before it), how long it lasted. */
 export interface QuietStretch {
@@ -70,6 +76,13 @@ export function median(values: readonly number[]): number | null {
   return finite.length % 2 === 1 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
 }
 
+/** The `q` quantile (0..1, nearest rank) of the finite values, null without any. */
+export function quantile(values: readonly number[], q: number): number | null {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (finite.length === 0) return null;
+  return finite[Math.min(finite.length - 1, Math.max(0, Math.ceil(q * finite.length) - 1))]!;
+}
+
 /** The voice meter's history: sample times and, per tone, its level (dBFS) at each sample. */
 export interface VoiceHistory {
   /** performance.now() of each sample, ascending. */
@@ -81,7 +94,7 @@ export interface VoiceHistory {
 /** One participant's voice around an event. */
 export interface VoiceGap {
   hz: number;
-  /** Median level in the STEADY_BASELINE_MS before `since`, dBFS; null when there were no samples. */
+  /** Its steady level (STEADY_QUANTILE of the STEADY_BASELINE_MS before `since`), dBFS; null when there were no samples. */
   steadyDb: number | null;
   /** The longest stretch between audible samples ending after `since`; null when the voice was not present before the event. */
   gap: QuietStretch | null;
@@ -100,7 +113,7 @@ export interface VoiceGaps {
 }
 
 /**
- * Per tone: the steady level from the STEADY_BASELINE_MS before `since`, every sample within
+ * Per tone: the steady level from the STEADY_BASELINE_MS before `since` (STEADY_QUANTILE), every sample within
  * INAUDIBLE_BELOW_STEADY_DB of it is evidence the voice was heard, and its gap is the longest
  * stretch between such samples that ends in [since, until].
  */
@@ -110,7 +123,7 @@ export function voiceGaps(history: VoiceHistory, tones: readonly number[], since
     const levels = history.levels[String(hz)] ?? [];
     const baseline: number[] = [];
     for (let i = 0; i < times.length && times[i]! < since; i++) if (times[i]! >= since - STEADY_BASELINE_MS) baseline.push(levels[i] ?? -Infinity);
-    const steadyDb = median(baseline.map((l) => (Number.isFinite(l) ? l : -200)));
+    const steadyDb = quantile(baseline.map((l) => (Number.isFinite(l) ? l : -200)), STEADY_QUANTILE);
     if (steadyDb === null || steadyDb < VOICE_PRESENT_DB) return { hz, steadyDb, gap: null };
     const threshold = steadyDb - INAUDIBLE_BELOW_STEADY_DB;
     const audible: number[] = [];
