@@ -231,6 +231,8 @@ export interface PerceivedGaps {
   longestVoiceSampleIntervalMs: number;
   /** Rendered frames the tile meter read since the arming. */
   tileFrames: number;
+  /** How the voice meter read: 'worklet' (audio thread, sample clock) or 'analyser' (page timer: no AudioWorklet outside a secure context). */
+  voiceMeter: string | null;
 }
 
 /** Since the arming (or since `since`, page clock) up to now: each of `tones`' voice gap and each tile's. */
@@ -251,6 +253,7 @@ export function readPerceivedGaps(page: Page, armed: Pick<ArmedPage, 'armedAt'>,
         voiceSamples: voices.samples,
         longestVoiceSampleIntervalMs: voices.longestSampleIntervalMs,
         tileFrames: tiles.frames,
+        voiceMeter: probe.voiceMeterMethod,
       };
     },
     { since: armed.armedAt, tones: [...tones] },

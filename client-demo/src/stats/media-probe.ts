@@ -14,7 +14,7 @@ import { medianFrameInterval, stallsSince, steadyFor, type Stall, type StallThre
 import { tileGaps, voiceGaps, type TileGaps, type VoiceGaps } from './perceived-gaps.ts';
 import { videoFreezes } from './reception.ts';
 import { TileMeter } from './tile-meter.ts';
-import { VoiceMeter } from './voice-meter.ts';
+import { VoiceMeter, type VoiceMeterMethod } from './voice-meter.ts';
 
 /** The MCU's Opus packets carry 20 ms each. */
 const AUDIO_PACKET_MS = 20;
@@ -40,6 +40,7 @@ export class MediaProbe {
   #analyser: AnalyserNode | null = null;
   #voices: VoiceMeter | null = null;
   readonly #tiles = new TileMeter();
+  #tileMeterFailed = false;
   /** The call's received audio and the spare path's, each while there is one. */
   #source: MediaStreamAudioSourceNode | null = null;
   #spareSource: MediaStreamAudioSourceNode | null = null;
@@ -68,10 +69,16 @@ export class MediaProbe {
       if (this.#lastFrameAt !== null) this.#gaps.longestVideoGapMs = Math.max(this.#gaps.longestVideoGapMs, now - this.#lastFrameAt);
       this.#lastFrameAt = now;
       this.#gaps.videoFrames++;
-      this.#tiles.onFrame(video, now);
       this.frameTimes.push(now);
       while (this.frameTimes.length > 0 && now - this.frameTimes[0]! > 30000) this.frameTimes.shift();
       video.requestVideoFrameCallback(onFrame);
+      // Last, and never able to end the frame loop above.
+      try {
+        this.#tiles.onFrame(video, now);
+      } catch (err) {
+        if (!this.#tileMeterFailed) console.warn('tile meter failed:', err);
+        this.#tileMeterFailed = true;
+      }
     };
     video.requestVideoFrameCallback(onFrame);
   }
@@ -259,6 +266,11 @@ export class MediaProbe {
       if (t >= since && t <= until) out.push([t, levels[i]!]);
     });
     return out;
+  }
+
+  /** How the voice meter reads (AudioWorklet in a secure context, else an analyser on a page timer); null before any audio. */
+  get voiceMeterMethod(): VoiceMeterMethod | null {
+    return this.#voices?.method ?? null;
   }
 
   /** Each tile's longest stretch without its marker moving, ending in [since, until], and the worst tile's. */

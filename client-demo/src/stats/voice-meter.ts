@@ -11,6 +11,11 @@
  * (Goertzel) over the last 20 ms (960 samples, Blackman window: main lobe +-150 Hz, side lobes
  * -58 dB, so tones at least 350 Hz apart do not leak into each other), every 10 ms. A symmetric
  * window shifts both ends of a dropout by the same ~10 ms, so the length of a gap is kept.
+ *
+ * AudioWorklet exists only in a secure context: a page served over plain HTTP from another host
+ * (takeover mode in the lab, behind no TLS) falls back to an AnalyserNode (1024 points: the last
+ * 21 ms, 47 Hz bins) read every 10 ms by a page timer, stamped with performance.now() at the
+ * read; there a stall of the page's main thread counts as a gap (`method` says which ran).
  */
 import type { VoiceHistory } from './perceived-gaps.ts';
 
@@ -83,8 +88,14 @@ registerProcessor('voice-meter', class extends AudioWorkletProcessor {
 });
 `;
 
+/** How the levels are read: on the audio thread, or from an analyser by a page timer (no AudioWorklet outside a secure context). */
+export type VoiceMeterMethod = 'worklet' | 'analyser';
+
 export class VoiceMeter {
   readonly #context: AudioContext;
+  readonly method: VoiceMeterMethod;
+  #analyser: AnalyserNode | null = null;
+  #timer: ReturnType<typeof setInterval> | null = null;
   readonly #tones: readonly number[];
   readonly #times: number[] = [];
   readonly #levels: Record<string, number[]> = {};
@@ -97,7 +108,30 @@ export class VoiceMeter {
     this.#context = context;
     this.#tones = [...tones];
     for (const hz of this.#tones) this.#levels[String(hz)] = [];
-    void this.#start(input).catch((err: unknown) => console.warn('voice meter unavailable:', err));
+    // context.audioWorklet is undefined outside a secure context.
+    this.method = (context as { audioWorklet?: AudioWorklet }).audioWorklet ? 'worklet' : 'analyser';
+    if (this.method === 'worklet') void this.#start(input).catch((err: unknown) => console.warn('voice meter unavailable:', err));
+    else this.#startAnalyser(input);
+  }
+
+  #startAnalyser(input: AudioNode): void {
+    const size = 1024;
+    const analyser = (this.#analyser = this.#context.createAnalyser());
+    analyser.fftSize = size;
+    analyser.smoothingTimeConstant = 0;
+    input.connect(analyser);
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    const binHz = this.#context.sampleRate / size;
+    this.#timer = setInterval(() => {
+      analyser.getFloatFrequencyData(bins);
+      const levels = this.#tones.map((hz) => {
+        const centre = Math.round(hz / binHz);
+        let peak = -Infinity;
+        for (let b = Math.max(0, centre - 1); b <= Math.min(bins.length - 1, centre + 1); b++) peak = Math.max(peak, bins[b]!);
+        return peak;
+      });
+      this.#push(performance.now(), levels);
+    }, VOICE_SAMPLE_MS);
   }
 
   async #start(input: AudioNode): Promise<void> {
@@ -136,8 +170,11 @@ export class VoiceMeter {
     const stamp = this.#context.getOutputTimestamp();
     const contextTime = stamp.contextTime ?? this.#context.currentTime;
     const performanceTime = stamp.performanceTime ?? performance.now();
-    const at = performanceTime + (frame / this.#context.sampleRate - contextTime) * 1000;
-    // Ascending times (the mapping is re-read per reading and may wobble by a fraction of a ms).
+    this.#push(performanceTime + (frame / this.#context.sampleRate - contextTime) * 1000, levels);
+  }
+
+  #push(at: number, levels: number[]): void {
+    // Ascending times (the worklet's mapping is re-read per reading and may wobble by a fraction of a ms).
     const last = this.#times.at(-1);
     this.#times.push(last !== undefined && at < last ? last : at);
     this.#tones.forEach((hz, i) => {
@@ -158,6 +195,9 @@ export class VoiceMeter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#analyser?.disconnect();
     if (this.#node) {
       this.#node.port.onmessage = null;
       this.#node.disconnect();

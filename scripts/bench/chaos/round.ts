@@ -51,7 +51,7 @@ export interface PageSample {
   /** Per tile (grid order, the participants' join order): its gap and where it started (ms after the kill). */
   tiles: Array<{ tile: number; gapMs: number | null; fromMs: number | null; open: boolean }>;
   /** The voice meter's samples in the window and its longest interval between them (a busy page samples late; such a pause counts in the voice gap). */
-  voiceSampling: { samples: number; longestIntervalMs: number; tileFrames: number } | null;
+  voiceSampling: { samples: number; longestIntervalMs: number; tileFrames: number; method: string | null } | null;
   /** The page probe's longest audio gap: from the latest packet before it to the first after it, by the packets' arrival stamps (20 ms polls). */
   audioGapMs: number | null;
   /** The earlier method: the longest interval between poll times at which the received count changed. */
@@ -315,7 +315,7 @@ export async function runRound(mode: ModeDescriptor, call: Call, kill: number): 
         open: v.open,
       }));
       sample.tiles = perceived.tiles.map((g, tile) => ({ tile, gapMs: g.gapMs === null ? null : Math.round(g.gapMs), fromMs: fromKill(g.gapAt), open: g.open }));
-      sample.voiceSampling = { samples: perceived.voiceSamples, longestIntervalMs: Math.round(perceived.longestVoiceSampleIntervalMs), tileFrames: perceived.tileFrames };
+      sample.voiceSampling = { samples: perceived.voiceSamples, longestIntervalMs: Math.round(perceived.longestVoiceSampleIntervalMs), tileFrames: perceived.tileFrames, method: perceived.voiceMeter };
       sample.stalls = out.stalls.map((st) => ({ kind: st.kind, fromMs: Math.round(st.at - killedAt), ms: Math.round(st.ms) }));
       sample.audioArrivalsMs = out.audioArrivals.map((t) => Math.round(t - killedAt)).filter((ms) => ms >= -200 && ms <= 800);
       const reconnected = out.events.filter((e) => e.event === 'reconnected').at(-1);
