@@ -93,7 +93,11 @@ async function join(room: string, name: string): Promise<void> {
     demo.states.push({ state, at: performance.now() });
     setIndicator(state);
   });
-  client.on('roster', (update) => renderRoster(update.participants, client.participantId));
+  client.on('roster', (update) => {
+    renderRoster(update.participants, client.participantId);
+    // Every participant of the room has a tile in the grid, in roster order.
+    probe.setTileCount(update.participants.length);
+  });
   client.on('remote-stream', (remote) => {
     // The same stream again (its tracks swapped for a spare path's): keep the element playing.
     if (mix.srcObject !== remote) {
@@ -122,7 +126,7 @@ async function join(room: string, name: string): Promise<void> {
   client.on('spare-audio', (track) => {
     spareOut.srcObject = track ? new MediaStream([track]) : null;
     if (track) void spareOut.play().catch(() => undefined);
-    probe.watchSpare(track ? client.sparePeerConnection : null);
+    probe.watchSpare(track ? client.sparePeerConnection : null, track);
   });
   client.on('spare-alarm', (info) => log('spare-alarm', info));
   client.on('spare-switched', (info) => {

@@ -1,16 +1,14 @@
 /** What a participant should hear and see in the mix: shared by the browser tests and the chaos benchmark. */
+import { voiceToneHz } from '../../client-demo/src/media/synthetic-media.ts';
 import { gridLayout } from '../../mcu/src/media/video-layout.ts';
 import { colourDistance, hexToRgb, type ParticipantPage, type ParticipantSpec } from '../common/browser.ts';
 
-// Tones chosen so that no harmonic or intermodulation product (a±b, 2a-b, 3a-2b, 2a-2b,
-// 2a..6a) of them comes within 110 Hz of another, and no two are closer than 350 Hz
-// (400/700/1100 failed: 1100 - 700 = 400;
-// 440/620/1030 leaked: 1030 - 620 = 410), or codec artifacts of the others' mix would
-// read as hearing oneself.
+// Tones from the one tone plan (voiceToneHz: far apart, no harmonic or intermodulation product
+// of the others near any of them), by seat: the join order of the calls.
 export const PARTICIPANTS: ParticipantSpec[] = [
-  { name: 'Red', toneHz: 560, tile: '#e53935' },
-  { name: 'Green', toneHz: 1340, tile: '#43a047' },
-  { name: 'Blue', toneHz: 1790, tile: '#1e88e5' },
+  { name: 'Red', toneHz: voiceToneHz(0), tile: '#e53935' },
+  { name: 'Green', toneHz: voiceToneHz(1), tile: '#43a047' },
+  { name: 'Blue', toneHz: voiceToneHz(2), tile: '#1e88e5' },
 ];
 export const TONES = PARTICIPANTS.map((p) => p.toneHz);
 /**

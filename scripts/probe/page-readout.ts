@@ -200,3 +200,67 @@ export function readGlitches(page: Page, armed: ArmedPage, thresholds: StallThre
     { from: armed.eventCount, since: armed.armedAt, thresholds },
   );
 }
+
+// ---- what a person perceives: voices and tiles
+
+/** One voice around an event, times in epoch ms. */
+export interface VoiceReadout {
+  hz: number;
+  /** Its level before the event (median), dBFS in the voice meter; null without samples. */
+  steadyDb: number | null;
+  /** Its longest inaudible stretch ending after the arming, ms; null when the voice was not in the call before. */
+  gapMs: number | null;
+  /** When that stretch started (the last audible sample before it), epoch ms. */
+  gapAt: number | null;
+  /** Still inaudible at the read-out. */
+  open: boolean;
+}
+
+/** A page's perceived gaps around an event (client-demo/src/stats/perceived-gaps.ts), since the arming. */
+export interface PerceivedGaps {
+  /** The page's voice gap: its worst other participant's, ms (null when none was heard before). */
+  voiceGapMs: number | null;
+  voices: VoiceReadout[];
+  /** The page's tile gap: its worst tile's longest stretch without moving, ms (null without tiles). */
+  tileGapMs: number | null;
+  /** Per tile (grid order): its longest stretch without moving, ms, and when it started (epoch ms). */
+  tiles: Array<{ gapMs: number | null; gapAt: number | null; open: boolean }>;
+  worstTile: number | null;
+  /** Voice samples since the arming and the longest interval between them (a busy page samples late). */
+  voiceSamples: number;
+  longestVoiceSampleIntervalMs: number;
+  /** Rendered frames the tile meter read since the arming. */
+  tileFrames: number;
+  /** How the voice meter read: 'worklet' (audio thread, sample clock) or 'analyser' (page timer: no AudioWorklet outside a secure context). */
+  voiceMeter: string | null;
+}
+
+/** Since the arming (or since `since`, page clock) up to now: each of `tones`' voice gap and each tile's. */
+export function readPerceivedGaps(page: Page, armed: Pick<ArmedPage, 'armedAt'>, tones: readonly number[]): Promise<PerceivedGaps> {
+  return page.evaluate(
+    ({ since, tones }) => {
+      const probe = window.mcuDemo.probe!;
+      const origin = performance.timeOrigin;
+      const until = performance.now();
+      const voices = probe.voiceGaps(tones, since, until);
+      const tiles = probe.tileGaps(since, until);
+      return {
+        voiceGapMs: voices.worstMs,
+        voices: voices.voices.map((v) => ({ hz: v.hz, steadyDb: v.steadyDb, gapMs: v.gap?.ms ?? null, gapAt: v.gap ? origin + v.gap.at : null, open: v.gap?.open ?? false })),
+        tileGapMs: tiles.worstMs,
+        tiles: tiles.tiles.map((g) => ({ gapMs: g?.ms ?? null, gapAt: g ? origin + g.at : null, open: g?.open ?? false })),
+        worstTile: tiles.worstTile,
+        voiceSamples: voices.samples,
+        longestVoiceSampleIntervalMs: voices.longestSampleIntervalMs,
+        tileFrames: tiles.frames,
+        voiceMeter: probe.voiceMeterMethod,
+      };
+    },
+    { since: armed.armedAt, tones: [...tones] },
+  );
+}
+
+/** The page's clock now (performance.now()): to arm a perceived-gaps read-out without resetting anything. */
+export function readPageClock(page: Page): Promise<number> {
+  return page.evaluate(() => performance.now());
+}

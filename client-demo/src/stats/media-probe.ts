@@ -1,11 +1,20 @@
 /**
  * Measures what the page receives, from the browser's own view: tone levels in the
  * received audio (AnalyserNode), pixel colours of the received video, rendered-frame
- * gaps (requestVideoFrameCallback) and received-audio gaps (inbound-rtp stats).
+ * gaps (requestVideoFrameCallback) and received-audio gaps (inbound-rtp stats), and what a
+ * person perceives: each participant's voice (voice-meter.ts) and each tile's motion
+ * (tile-meter.ts), judged in perceived-gaps.ts.
  * Used by the tests and by the page's own glitch indicator.
+ *
+ * The analysers hear what the person hears: the call's received audio and, while the page
+ * plays it beside (Call 'spare-audio'), the warm spare path's, summed.
  */
+import { VOICE_TONES_HZ } from '../media/synthetic-media.ts';
 import { medianFrameInterval, stallsSince, steadyFor, type Stall, type StallThresholds } from './glitch-stats.ts';
+import { tileGaps, voiceGaps, type TileGaps, type VoiceGaps } from './perceived-gaps.ts';
 import { videoFreezes } from './reception.ts';
+import { TileMeter } from './tile-meter.ts';
+import { VoiceMeter, type VoiceMeterMethod } from './voice-meter.ts';
 
 /** The MCU's Opus packets carry 20 ms each. */
 const AUDIO_PACKET_MS = 20;
@@ -26,8 +35,15 @@ export interface GapStats {
 export class MediaProbe {
   readonly #video: HTMLVideoElement;
   #audio: AudioContext | null = null;
+  /** Everything the page plays, summed: the analysers' one input. */
+  #heard: GainNode | null = null;
   #analyser: AnalyserNode | null = null;
+  #voices: VoiceMeter | null = null;
+  readonly #tiles = new TileMeter();
+  #tileMeterFailed = false;
+  /** The call's received audio and the spare path's, each while there is one. */
   #source: MediaStreamAudioSourceNode | null = null;
+  #spareSource: MediaStreamAudioSourceNode | null = null;
   #lastFrameAt: number | null = null;
   #gaps: GapStats = { longestVideoGapMs: 0, longestAudioGapMs: 0, videoFrames: 0, audioPolls: 0 };
   readonly #audioCounts = new Map<string, number>();
@@ -56,6 +72,13 @@ export class MediaProbe {
       this.frameTimes.push(now);
       while (this.frameTimes.length > 0 && now - this.frameTimes[0]! > 30000) this.frameTimes.shift();
       video.requestVideoFrameCallback(onFrame);
+      // Last, and never able to end the frame loop above.
+      try {
+        this.#tiles.onFrame(video, now);
+      } catch (err) {
+        if (!this.#tileMeterFailed) console.warn('tile meter failed:', err);
+        this.#tileMeterFailed = true;
+      }
     };
     video.requestVideoFrameCallback(onFrame);
   }
@@ -65,24 +88,48 @@ export class MediaProbe {
     this.#pc = pc;
     const track = stream.getAudioTracks()[0];
     if (track) {
-      this.#audio ??= new AudioContext({ sampleRate: 48000 });
+      const heard = this.#hearing();
       this.#source?.disconnect();
-      this.#source = this.#audio.createMediaStreamSource(new MediaStream([track]));
-      this.#analyser = this.#audio.createAnalyser();
-      this.#analyser.fftSize = 8192;
-      this.#analyser.smoothingTimeConstant = 0;
-      this.#source.connect(this.#analyser);
-      void this.#audio.resume();
+      this.#source = heard.context.createMediaStreamSource(new MediaStream([track]));
+      this.#source.connect(heard.node);
     }
     if (this.#pollTimer === null) this.#pollTimer = setInterval(() => void this.#pollAudio(), 20);
   }
 
   /**
    * Also counts the audio received on this spare path (null: none): the page plays it beside the
-   * call's own, so its first packets end a gap even before the page switched to it.
+   * call's own, so its first packets end a gap even before the page switched to it; with its
+   * audio `track`, the analysers hear it too.
    */
-  watchSpare(pc: RTCPeerConnection | null): void {
+  watchSpare(pc: RTCPeerConnection | null, track: MediaStreamTrack | null = null): void {
     this.#sparePc = pc;
+    this.#spareSource?.disconnect();
+    this.#spareSource = null;
+    if (track) {
+      const heard = this.#hearing();
+      this.#spareSource = heard.context.createMediaStreamSource(new MediaStream([track]));
+      this.#spareSource.connect(heard.node);
+    }
+  }
+
+  /** The grid has `count` tiles (the room's participants, from the roster): the tile meter's layout. */
+  setTileCount(count: number): void {
+    this.#tiles.setTileCount(count);
+  }
+
+  /** The audio graph, made on first use: the sum of what the page plays, feeding the tone-level analyser and the voice meter. */
+  #hearing(): { context: AudioContext; node: GainNode } {
+    if (!this.#audio || !this.#heard) {
+      const context = (this.#audio ??= new AudioContext({ sampleRate: 48000 }));
+      const heard = (this.#heard = context.createGain());
+      this.#analyser = context.createAnalyser();
+      this.#analyser.fftSize = 8192;
+      this.#analyser.smoothingTimeConstant = 0;
+      heard.connect(this.#analyser);
+      this.#voices = new VoiceMeter(context, heard, VOICE_TONES_HZ);
+      void context.resume();
+    }
+    return { context: this.#audio, node: this.#heard };
   }
 
   async #pollAudio(): Promise<void> {
@@ -200,6 +247,37 @@ export class MediaProbe {
     return medianFrameInterval(this.frameTimes);
   }
 
+  /**
+   * Each of `tones`' voice gap around an event: the longest stretch it was inaudible (more than
+   * INAUDIBLE_BELOW_STEADY_DB under its level before `since`) ending in [since, until]
+   * (performance.now() clock), and the worst voice's.
+   */
+  voiceGaps(tones: readonly number[], since: number, until = performance.now()): VoiceGaps {
+    return voiceGaps(this.#voices?.history ?? { times: [], levels: {} }, tones, since, until);
+  }
+
+  /** The voice meter's readings of `hz` in [since, until]: [time, dBFS] pairs (for failure messages and plots). */
+  voiceLevels(hz: number, since: number, until = performance.now()): Array<[number, number]> {
+    const history = this.#voices?.history;
+    const levels = history?.levels[String(hz)];
+    if (!history || !levels) return [];
+    const out: Array<[number, number]> = [];
+    history.times.forEach((t, i) => {
+      if (t >= since && t <= until) out.push([t, levels[i]!]);
+    });
+    return out;
+  }
+
+  /** How the voice meter reads (AudioWorklet in a secure context, else an analyser on a page timer); null before any audio. */
+  get voiceMeterMethod(): VoiceMeterMethod | null {
+    return this.#voices?.method ?? null;
+  }
+
+  /** Each tile's longest stretch without its marker moving, ending in [since, until], and the worst tile's. */
+  tileGaps(since: number, until = performance.now()): TileGaps {
+    return tileGaps(this.#tiles.history, since, until);
+  }
+
   /** Chromium's freeze counters of the inbound video streams of `pc` (the call's peer connection). */
   videoFreezes(pc: RTCPeerConnection): Promise<Record<string, [number, number]>> {
     return videoFreezes(pc);
@@ -217,7 +295,10 @@ export class MediaProbe {
     if (this.#pollTimer) clearInterval(this.#pollTimer);
     this.#pollTimer = null;
     this.#source?.disconnect();
+    this.#spareSource?.disconnect();
+    this.#voices?.close();
     void this.#audio?.close();
     this.#audio = null;
+    this.#heard = null;
   }
 }

@@ -28,8 +28,10 @@
  * Per kill: clean baseline (everyone hears the other two, media steady), primary
  * protected (GET /status `protected: true`, standby `ready`), the pages' gap counters
  * reset, SIGKILL, the promotion awaited, then the pages must hear the right tones again
- * with the media steady for 1.5 s. Each page then reports its longest audio and video
- * gaps, the signaling outage, whether it fell back to a fresh peer connection and whether
+ * with the media steady for 1.5 s. Each page then reports what a person perceives, its voice
+ * gap (the longest stretch one of the other two participants' tones was inaudible) and tile
+ * gap (the longest stretch a tile of the grid did not move), next to its longest audio packet
+ * and video frame gaps, the signaling outage, whether it fell back to a fresh peer connection and whether
  * its participant id changed; the promoted standby reports its timeline. A round whose
  * mix is wrong afterwards is recorded as failed and the run goes on; only a system that
  * is gone (no promotion, no primary, no browser) stops a mode.
@@ -54,6 +56,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Browser } from 'playwright-core';
+import { INAUDIBLE_BELOW_STEADY_DB, STEADY_BASELINE_MS } from '../../../client-demo/src/stats/perceived-gaps.ts';
+import { VOICE_SAMPLE_MS } from '../../../client-demo/src/stats/voice-meter.ts';
 import { launchChromium } from '../../common/browser.ts';
 import { LabTopology } from '../../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../../lab/takeover-support.ts';
@@ -140,6 +144,9 @@ function buildReport(): Report {
       participants: PARTICIPANTS,
       probeIntervalMs: PROBE_INTERVAL_MS,
       labMissedHeartbeats: LAB_MISSED_HEARTBEATS,
+      voiceSampleMs: VOICE_SAMPLE_MS,
+      voiceInaudibleBelowSteadyDb: INAUDIBLE_BELOW_STEADY_DB,
+      voiceSteadyBaselineMs: STEADY_BASELINE_MS,
     },
     modes,
     medianRatioToReconnect: medianRatios(modes),

@@ -46,6 +46,7 @@ export function plotHtml(report: Report): string {
     subtitle: [
       `${report.date} · ${report.machine.cpus} cores (${report.machine.model}) · Node ${report.machine.node} · Chromium ${report.machine.chromium}`,
       `${modes.map(([n, r]) => `${n}: ${r.rounds} kills`).join(' · ')} · page samples: one per page per kill (pages that recovered); detection/promotion: one per kill`,
+      'The headline is what a person perceives: the voice gap (another participant inaudible) and the tile gap (a tile not moving); the audio and video gaps count packets and rendered frames',
     ],
     legend: [...PARTICIPANTS.map((p) => ({ colour: p.tile, label: `${p.name} page` })), { colour: '#555555', label: 'per kill' }],
     metrics,

@@ -3,6 +3,7 @@
  * with each median's ratio to reconnect's (the JSON), and the console table printed as the run
  * goes and at its end.
  */
+import { INAUDIBLE_BELOW_STEADY_DB } from '../../../client-demo/src/stats/perceived-gaps.ts';
 import { SILENT_DB } from '../../probe/mix.ts';
 import { summarize as summarizeSample, type Summary } from '../common/stats.ts';
 import type { ModeDescriptor } from './modes.ts';
@@ -18,11 +19,15 @@ export function summarize(values: number[]): Stats | null {
   return finite.length === 0 ? null : summarizeSample(finite, 1);
 }
 
-export type PageMetric = 'audioGapMs' | 'audioGapPollMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingGapMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
-export type KillMetric = 'detectionMs' | 'promotionMs' | 'acceptingMs' | 'completeMs';
+export type PageMetric = 'voiceGapMs' | 'tileGapMs' | 'audioGapMs' | 'audioGapPollMs' | 'videoGapMs' | 'videoGlitchMs' | 'signalingGapMs' | 'signalingOutageMs' | 'mediaRestartedAtMs' | 'mediaBackMs';
+export type KillMetric = 'worstVoiceGapMs' | 'worstTileGapMs' | 'detectionMs' | 'promotionMs' | 'acceptingMs' | 'completeMs';
 
 /** What each metric is, in report order; `per` says what one sample is. */
 export const METRICS: Array<{ key: PageMetric | KillMetric; per: 'page' | 'kill'; label: string; note: string }> = [
+  { key: 'voiceGapMs', per: 'page', label: 'Voice gap', note: `what a person hears: per page per kill, the longest stretch one of the other participants' tones was inaudible (more than ${INAUDIBLE_BELOW_STEADY_DB} dB under its own level before the kill; FFT energy at the tone in what the page plays, call and spare path summed, every 10 ms), worst voice; ~10 ms when nothing is lost` },
+  { key: 'tileGapMs', per: 'page', label: 'Tile gap', note: `what a person sees: per page per kill, the longest stretch a tile of the received grid did not move (each participant's tile carries a moving marker, read on every rendered frame), worst tile; one or two frame intervals (${NOMINAL_FRAME_MS.toFixed(0)}-${(2 * NOMINAL_FRAME_MS).toFixed(0)} ms) when nothing is lost` },
+  { key: 'worstVoiceGapMs', per: 'kill', label: 'Voice gap, worst page', note: 'the call\'s voice gap per kill: the worst recovered page\'s' },
+  { key: 'worstTileGapMs', per: 'kill', label: 'Tile gap, worst page', note: 'the call\'s tile gap per kill: the worst recovered page\'s' },
   { key: 'audioGapMs', per: 'page', label: 'Audio gap', note: 'longest stretch without a received audio packet, per page per kill: from the latest packet before it to the first after it, by the packets\' arrival stamps (inbound-rtp lastPacketReceivedTimestamp, 20 ms per packet; polled every 20 ms); only a growing count of some stream ends a gap, and a played spare path counts' },
   { key: 'audioGapPollMs', per: 'page', label: 'Audio gap (poll times)', note: 'the earlier sessions\' method: the longest interval between the poll times at which the received count changed (Chromium\'s ~50 ms stats cache and a busy page put both ends late)' },
   { key: 'videoGapMs', per: 'page', label: 'Video gap (raw)', note: 'longest interval between rendered frames (requestVideoFrameCallback), per page per kill' },
@@ -120,14 +125,14 @@ export function printRow(row: KillRow): void {
     ...(row.failure ? [`FAILED: ${row.failure}`] : []),
   ];
   console.log(
-    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapPollMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingGapMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
+    `${String(row.kill).padStart(4)}  ${row.ok ? 'ok  ' : 'FAIL'} ${n0(row.detectionMs, 5)} ${n0(row.promotionMs, 5)} ${n0(row.acceptingMs, 5)} |${per((p) => p.voiceGapMs)} |${per((p) => p.tileGapMs)} |${per((p) => p.audioGapMs)} |${per((p) => p.audioGapPollMs)} |${per((p) => p.videoGapMs)} |${per((p) => p.videoGlitchMs)} |${per((p) => p.signalingGapMs)} |${per((p) => p.signalingOutageMs)} |${per((p) => p.mediaRestartedAtMs)} |${per((p) => p.mediaBackMs)}  ${flags.join('; ')}`,
   );
 }
 
 export function printRowHeader(mode: ModeName): void {
   console.log(`\nmode ${mode}: per kill (ms; page columns are Red Green Blue)`);
-  console.log('det: kill -> detection; promo: promotion (timeline); serve: kill -> serving (log); restart: kill -> media-restarted; back: kill -> media steady again');
-  console.log(`kill  res    det promo serve |  audio gap R G B | audio/poll R G B |  video gap R G B | vid glitch R G B |    sig gap R G B | sig outage R G B |    restart R G B |       back R G B`);
+  console.log('det: kill -> detection; promo: promotion (timeline); serve: kill -> serving (log); voice: longest stretch an other participant was inaudible; tile: longest stretch a tile did not move; audio/video: packet and frame gaps; restart: kill -> media-restarted; back: kill -> media steady again');
+  console.log(`kill  res    det promo serve |  voice gap R G B |   tile gap R G B |  audio gap R G B | audio/poll R G B |  video gap R G B | vid glitch R G B |    sig gap R G B | sig outage R G B |    restart R G B |       back R G B`);
 }
 
 export function printSummary(reports: Record<string, ModeReport>): void {
@@ -154,6 +159,7 @@ export function printSummary(reports: Record<string, ModeReport>): void {
       console.log(`${`Own tone in own mix, ${when} kill (dB)`.padEnd(44)} ${'page'.padEnd(5)} ${String(s?.n ?? 0).padStart(4)} ${v(s?.min)} ${v(s?.median)} ${v(s?.p95)} ${v(s?.max)}`);
     }
   }
+  printHeadline(reports);
   const ratios = medianRatios(reports);
   const others = Object.keys(ratios).filter((m) => m !== 'reconnect');
   if (others.length === 0) return;
@@ -162,6 +168,20 @@ export function printSummary(reports: Record<string, ModeReport>): void {
   for (const m of METRICS) {
     const med = (mode: string): string => String(reports[mode]?.metrics[m.key]?.median === undefined ? '-' : Math.round(reports[mode]!.metrics[m.key]!.median)).padStart(9);
     console.log(`${(m.label + ' (ms)').padEnd(44)} ${med('reconnect')} ${others.map((o) => `${med(o)} ${String(ratios[o]![m.key] ?? '-').padStart(6)}`).join(' ')}`);
+  }
+}
+
+/**
+ * The headline: what a person perceives per mode, the voice gap and the tile gap (per page per
+ * kill), with the packet and frame gaps beside them for comparison.
+ */
+export function printHeadline(reports: Record<string, ModeReport>): void {
+  const cell = (s: Stats | null | undefined): string => (s ? `${Math.round(s.min)} / ${Math.round(s.median)} / ${Math.round(s.p95)} / ${Math.round(s.max)}` : '-').padStart(22);
+  console.log(`\nheadline: what a person perceives, min / median / p95 / max ms per page per kill (packet and frame gaps beside)`);
+  console.log(`${'mode'.padEnd(18)} ${'voice gap'.padStart(22)} ${'tile gap'.padStart(22)} ${'audio gap (packets)'.padStart(22)} ${'video gap (frames)'.padStart(22)}`);
+  for (const [mode, rep] of Object.entries(reports)) {
+    const m = rep.metrics;
+    console.log(`${mode.padEnd(18)} ${cell(m.voiceGapMs)} ${cell(m.tileGapMs)} ${cell(m.audioGapMs)} ${cell(m.videoGapMs)}`);
   }
 }
 

@@ -7,8 +7,8 @@ import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser } from 'playwright-core';
 import { openParticipant, type ParticipantPage } from '../../common/browser.ts';
-import { PARTICIPANTS, seeing, SILENT_DB } from '../../probe/mix.ts';
-import { armGlitchReadout, eventNamesSince, readGlitches } from '../../probe/page-readout.ts';
+import { othersOf, PARTICIPANTS, seeing, SILENT_DB } from '../../probe/mix.ts';
+import { armGlitchReadout, eventNamesSince, readGlitches, readPerceivedGaps } from '../../probe/page-readout.ts';
 import { startSignalingProbe, stopSignalingProbe, waitForProbeAcks, type SignalingProbeReport } from '../../probe/signaling-probe.ts';
 import type { ModeDescriptor } from './modes.ts';
 import { checkClean, fmtLevels, hearing, ownToneDb, waitClean, type CleanCheck } from './page-checks.ts';
@@ -38,6 +38,20 @@ export interface PageSample {
   /** Loudest own-tone level over 4 analyser reads right before the kill / after the recovery, dB. */
   ownToneBeforeDb: number;
   ownToneAfterDb: number | null;
+  /**
+   * The page's voice gap: the longest stretch one of the other participants' tones was inaudible
+   * (more than 20 dB under its level before the kill, sampled every 10 ms in what the page plays),
+   * worst voice; null when the page could not be read.
+   */
+  voiceGapMs: number | null;
+  /** The page's tile gap: the longest stretch a tile of the received grid did not move (its marker, on every rendered frame), worst tile. */
+  tileGapMs: number | null;
+  /** Per other participant: its voice gap, where it started (ms after the kill), its level before the kill. */
+  voices: Array<{ name: string; hz: number; gapMs: number | null; fromMs: number | null; steadyDb: number | null; open: boolean }>;
+  /** Per tile (grid order, the participants' join order): its gap and where it started (ms after the kill). */
+  tiles: Array<{ tile: number; gapMs: number | null; fromMs: number | null; open: boolean }>;
+  /** The voice meter's samples in the window and its longest interval between them (a busy page samples late; such a pause counts in the voice gap). */
+  voiceSampling: { samples: number; longestIntervalMs: number; tileFrames: number; method: string | null } | null;
   /** The page probe's longest audio gap: from the latest packet before it to the first after it, by the packets' arrival stamps (20 ms polls). */
   audioGapMs: number | null;
   /** The earlier method: the longest interval between poll times at which the received count changed. */
@@ -115,6 +129,9 @@ export interface KillRow {
   epoch: number | null;
   reason: string | null;
   detectionMs: number | null;
+  /** The worst recovered page's voice gap and tile gap: the call's, for this kill. */
+  worstVoiceGapMs: number | null;
+  worstTileGapMs: number | null;
   promotionMs: number | null;
   /** Kill -> the promoted process logs 'serving as primary' (signaling port open). */
   acceptingMs: number | null;
@@ -249,6 +266,11 @@ export async function runRound(mode: ModeDescriptor, call: Call, kill: number): 
       levels: rec.levels,
       ownToneBeforeDb: ownBefore[i]!,
       ownToneAfterDb: null,
+      voiceGapMs: null,
+      tileGapMs: null,
+      voices: [],
+      tiles: [],
+      voiceSampling: null,
       audioGapMs: null,
       audioGapPollMs: null,
       videoGapMs: null,
@@ -279,6 +301,21 @@ export async function runRound(mode: ModeDescriptor, call: Call, kill: number): 
     if (!rec.ok) fail('not-recovered', `${page.spec.name} not recovered within ${RECOVERY_TIMEOUT_MS} ms (${rec.why})`);
     try {
       const out = await readGlitches(page.page, armed[i]!, STALL_THRESHOLDS);
+      // What a person perceives, over the same window (the arming, before the kill, to now).
+      const perceived = await readPerceivedGaps(page.page, armed[i]!, othersOf(page.spec));
+      const fromKill = (t: number | null): number | null => (t === null ? null : Math.round(t - killedAt));
+      sample.voiceGapMs = perceived.voiceGapMs === null ? null : Math.round(perceived.voiceGapMs);
+      sample.tileGapMs = perceived.tileGapMs === null ? null : Math.round(perceived.tileGapMs);
+      sample.voices = perceived.voices.map((v) => ({
+        name: PARTICIPANTS.find((p) => p.toneHz === v.hz)?.name ?? String(v.hz),
+        hz: v.hz,
+        gapMs: v.gapMs === null ? null : Math.round(v.gapMs),
+        fromMs: fromKill(v.gapAt),
+        steadyDb: v.steadyDb === null ? null : Math.round(v.steadyDb * 10) / 10,
+        open: v.open,
+      }));
+      sample.tiles = perceived.tiles.map((g, tile) => ({ tile, gapMs: g.gapMs === null ? null : Math.round(g.gapMs), fromMs: fromKill(g.gapAt), open: g.open }));
+      sample.voiceSampling = { samples: perceived.voiceSamples, longestIntervalMs: Math.round(perceived.longestVoiceSampleIntervalMs), tileFrames: perceived.tileFrames, method: perceived.voiceMeter };
       sample.stalls = out.stalls.map((st) => ({ kind: st.kind, fromMs: Math.round(st.at - killedAt), ms: Math.round(st.ms) }));
       sample.audioArrivalsMs = out.audioArrivals.map((t) => Math.round(t - killedAt)).filter((ms) => ms >= -200 && ms <= 800);
       const reconnected = out.events.filter((e) => e.event === 'reconnected').at(-1);
@@ -352,6 +389,12 @@ export async function runRound(mode: ModeDescriptor, call: Call, kill: number): 
   row.acceptingMs = row.steps.find((st) => st.step === 'serving' && st.pid === promotion.promotedPid)?.ms ?? null;
   // Detection from the logs (scripts/failover-timeline.ts): the promoted standby's verdict line; the timeline's value otherwise.
   row.detectionMs = row.steps.find((st) => st.step === 'confirmed-dead' && st.pid === promotion.promotedPid)?.ms ?? row.detectionMs;
+  const worst = (f: (p: PageSample) => number | null): number | null => {
+    const values = row.pages.filter((p) => p.recovered).map(f).filter((v): v is number => v !== null);
+    return values.length > 0 ? Math.max(...values) : null;
+  };
+  row.worstVoiceGapMs = worst((p) => p.voiceGapMs);
+  row.worstTileGapMs = worst((p) => p.tileGapMs);
   row.ok = failures.length === 0;
   row.failure = failures.length > 0 ? failures.join('; ') : null;
   return row;
@@ -373,6 +416,8 @@ export function emptyRow(mode: ModeName, kill: number): KillRow {
     epoch: null,
     reason: null,
     detectionMs: null,
+    worstVoiceGapMs: null,
+    worstTileGapMs: null,
     promotionMs: null,
     acceptingMs: null,
     completeMs: null,

@@ -242,7 +242,11 @@ export class LabSystem implements SystemUnderTest {
       await primary.waitForEvent('listening', { timeoutMs: 30_000 });
       const standby = start('standby', 'standby/src/main.ts');
       await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
-      browser = await launchChromium([], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
+      // The pages are on plain HTTP from the VIP (takeover mode serves no TLS): treat that origin as
+      // secure, as the demo's HTTPS is, so the pages' voice meter runs on the audio thread
+      // (AudioWorklet exists only in a secure context; without it a busy page's stalls read as voice gaps).
+      const origin = `http://${lab.addresses.vip}:${lab.servicePort}`;
+      browser = await launchChromium([`--unsafely-treat-insecure-origin-as-secure=${origin}`], { netns: lab.namespace('client'), ...(lab.cpus ? { cpus: lab.cpus.clients } : {}) });
       const b = browser;
       registerCleanup(() => b.close());
       return new LabSystem(lab, primary, standby, browser, options.takeover, secret);
