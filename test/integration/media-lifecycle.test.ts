@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { MEDIA_PLANES } from '../../mcu/src/core/config.ts';
 import { gridLayout } from '../../mcu/src/media/video-layout.ts';
-import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
+import { childPids, startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { SyntheticPeer, type Rgb, type SyntheticPeerOptions } from '../../scripts/common/synthetic-peer.ts';
 import { until } from '../../scripts/common/wait-for.ts';
 
@@ -45,18 +45,6 @@ function sampleProcessTree(pid: number): ProcessSample {
     total.sockets += s.sockets;
   }
   return total;
-}
-
-function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      pids.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return pids;
 }
 
 function sampleProcess(pid: number): ProcessSample {
