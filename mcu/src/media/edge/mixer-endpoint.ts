@@ -42,6 +42,8 @@ export class MixerEndpoint extends EventEmitter<MixerEndpointEvents> {
   readonly #recv: msc.Transport;
   readonly #inputs = new Map<string, MixerInput>();
   readonly #mixes = new Map<string, msc.Producer>();
+  /** The router's side of what the mixer produces, by id (the same id as the mixer's producer). */
+  readonly #serverProducers = new Map<string, ms.Producer>();
   /** Members removed: a request of theirs still running must not leave a producer or consumer behind. */
   readonly #removed = new Set<string>();
   readonly #device: msc.Device;
@@ -58,7 +60,11 @@ export class MixerEndpoint extends EventEmitter<MixerEndpointEvents> {
     this.#send = device.createSendTransport(transportOptions(serverSend));
     this.#send.on('connect', ({ dtlsParameters }, done, fail) => void serverSend.connect({ dtlsParameters }).then(done, fail));
     this.#send.on('produce', ({ kind, rtpParameters, appData }, done, fail) =>
-      void serverSend.produce({ kind, rtpParameters, appData }).then((producer) => done({ id: producer.id }), fail),
+      void serverSend.produce({ kind, rtpParameters, appData }).then((producer) => {
+        this.#serverProducers.set(producer.id, producer);
+        producer.observer.on('close', () => this.#serverProducers.delete(producer.id));
+        done({ id: producer.id });
+      }, fail),
     );
     this.#recv = device.createRecvTransport(transportOptions(serverRecv));
     this.#recv.on('connect', ({ dtlsParameters }, done, fail) => void serverRecv.connect({ dtlsParameters }).then(done, fail));
@@ -108,6 +114,7 @@ export class MixerEndpoint extends EventEmitter<MixerEndpointEvents> {
     const producer = await this.#send.produce({ track, stopTracks: false, codecOptions: { opusStereo: false, opusDtx: false, opusFec: true }, appData: { output: 'mix', memberId } });
     if (this.#closed || this.#removed.has(memberId)) {
       producer.close();
+      this.#serverProducers.get(producer.id)?.close();
       throw new Error(`member ${memberId} left while its mix was being produced`);
     }
     this.#mixes.set(memberId, producer);
@@ -158,7 +165,10 @@ export class MixerEndpoint extends EventEmitter<MixerEndpointEvents> {
     for (const [id, input] of this.#inputs) if (input.memberId === memberId) this.#dropInput(id);
     const mix = this.#mixes.get(memberId);
     this.#mixes.delete(memberId);
-    mix?.close();
+    if (!mix) return;
+    // mediasoup-client's close() only stops the sender: the router's producer is closed here.
+    mix.close();
+    this.#serverProducers.get(mix.id)?.close();
   }
 
   /** Idempotent: stops every sink, closes the producers, consumers and both transports. */
