@@ -63,7 +63,7 @@ interface Options {
 function parseOptions(): Options {
   const args = parseBenchArgs({
     command: 'scripts/bench/mixing.ts',
-    summary: 'CPU per participant and the largest room this machine mixes in real time (640x480/15 fps); writes bench-results/mixing.json.',
+    summary: 'CPU per participant and the largest room this machine mixes in real time (640x480/15 fps), on each media plane in the same run; writes bench-results/mixing.json and mixing.html.',
     options: {
       planes: { type: 'list', default: ['wrtc', 'mediasoup'], choices: MEDIA_PLANES, help: 'media planes to measure, one after the other in this run' },
       max: { type: 'int', default: 12, min: 1, max: 32, help: 'largest room size' },
@@ -182,9 +182,16 @@ interface BenchMcu {
   stop(): Promise<void>;
 }
 
-/** The MCU's child processes: the mediasoup worker on the mediasoup plane, none on wrtc. */
+/** The MCU's mediasoup worker (its child process on the mediasoup plane; none on wrtc). tsx's esbuild service is a child too: not counted. */
 function workerPids(mcu: BenchMcu): number[] {
-  return childPids(mcu.process.pid);
+  return childPids(mcu.process.pid).filter((pid) => {
+    try {
+      // comm is cut to 15 characters.
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('mediasoup-work');
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The real MCU with the stats probe, on one media plane; stopped with SIGTERM, then SIGKILL after 5 s. */
