@@ -24,12 +24,14 @@ import { ServiceFence } from './takeover/fencing/service-fence.ts';
 import { kernelLeaseTtlMs } from './takeover/fencing/kernel-lease.ts';
 import { failureDetectorSettings } from './detection/failure-detector.ts';
 import { PrimaryLease, type PrimaryLeaseStatus } from './witness/primary-lease.ts';
+import { SyncStandbyRecord, type SyncStandbyStatus } from './witness/sync-standby.ts';
 import { newNonce, nodeIdentity, witnessFromConfig, type PrimaryRecord, type Witness } from './witness/witness.ts';
 import { WitnessUnreachableError } from './witness/errors.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 import type { SpareHandoff } from './spare/spare-paths.ts';
 import { FailoverStep } from './wire/failover-steps.ts';
 import { MediaEdge } from './media/edge/media-edge.ts';
+import { SnapshotExtraKey } from './wire/blobs.ts';
 
 /**
  * The life of an MCU process. Only a `primary` serves calls. `fenced`: a primary that learned
@@ -59,7 +61,7 @@ export interface McuStatus {
   /** Takeover mode: the fencing guard (stalls verified, standby losses judged, fenced or not); null otherwise. */
   fencing: FencingStatus | null;
   /** With a witness (MCU_WITNESS_ENDPOINTS): this primary's hold on its epoch there; null in two-node mode. */
-  witness: PrimaryLeaseStatus | null;
+  witness: (PrimaryLeaseStatus & { syncStandby: SyncStandbyStatus | null }) | null;
   rooms: Array<{ name: string; participants: number; connected: number }>;
   participants: number;
   /** Warm spare media paths: on or off (MCU_SPARE_PATHS), how many are connected, and each participant's. */
@@ -161,6 +163,8 @@ export class Mcu extends EventEmitter<McuEvents> {
   readonly #witnessClaim: McuOptions['witnessClaim'];
   /** Our hold on the epoch at the witness, from the claim at start (or the standby's win) on. */
   #lease: PrimaryLease | null = null;
+  /** With a witness: which standby may promote (witness/sync-standby.ts). */
+  #syncStandby: SyncStandbyRecord | null = null;
   readonly #vipInterface: string | null;
   readonly #lanInterface: string | null;
   readonly #hostSetup: HostSetup;
@@ -343,9 +347,24 @@ export class Mcu extends EventEmitter<McuEvents> {
         'replication port',
       );
       const bound = replication as unknown as ReplicationServer;
-      bound.on('standby-synced', (info) => this.#log.info('protected: standby synced', { standby: info.standbyId, syncMs: info.syncMs }));
-      bound.on('standby-lost', (info) => this.#log.warn('unprotected: standby lost', { standby: info.standbyId, reason: info.reason, detail: info.detail }));
+      if (this.#witness) {
+        const sync = new SyncStandbyRecord({ witness: this.#witness, epoch: this.#epoch, retryMs: this.config.witness.retryMs });
+        sync.on('superseded', (epoch) => void this.#fence(`the witness holds epoch ${epoch}, above ours (${this.#epoch})`));
+        this.#syncStandby = sync;
+      }
+      bound.on('standby-synced', (info) => {
+        this.#log.info('protected: standby synced', { standby: info.standbyId, syncMs: info.syncMs });
+        this.#syncStandby?.synced(info.standbyId);
+      });
+      bound.on('standby-lost', (info) => {
+        this.#log.warn('unprotected: standby lost', { standby: info.standbyId, reason: info.reason, detail: info.detail });
+        // Takeover mode: the fencing guard waits for this before releasing held output.
+        void this.#syncStandby?.lost(info.standbyId);
+      });
       this.replication = bound;
+      const tls = this.tls;
+      // The standby serves with our session ticket keys: clients resume TLS there after a failover.
+      if (tls) bound.addSnapshotExtra(() => ({ [SnapshotExtraKey.TlsTicketKeys]: tls.ticketKeys.toString('base64') }));
       this.spares.setReplication(bound);
       // Output commit and session records ride the same ordered channel as the session state.
       this.takeover?.setReplication(bound);
@@ -355,7 +374,7 @@ export class Mcu extends EventEmitter<McuEvents> {
         // address (and the epoch): we must let go of both, as in takeover mode.
         bound.on('superseded', (info) => void this.#fence(`superseded: standby ${info.standbyId} is promoting itself with epoch ${info.epoch}`));
       }
-      // Heartbeats on UDP, same port number, from a real-time thread (see heartbeat-beacon-worker.ts).
+      // Heartbeats on UDP, same port number, from a native real-time thread (detection/heartbeat-beacon.ts).
       const replicationPort = bound.address()!.port;
       await withBindRetry(
         async () => {
@@ -458,6 +477,7 @@ export class Mcu extends EventEmitter<McuEvents> {
     const fence = this.#serviceFence;
     if (!fence || fence.fenced) return;
     this.setRole('fenced');
+    this.#syncStandby?.close();
     void this.#lease?.close({ revoke: false });
     void this.#beacon?.close();
     const info = await fence.fence(reason);
@@ -500,10 +520,12 @@ export class Mcu extends EventEmitter<McuEvents> {
       ...(this.#serviceFence ? { serviceFence: this.#serviceFence } : {}),
       stallMs: repl.heartbeatMs * repl.missedHeartbeats,
       beaconPauses: () => this.#beacon?.pauses() ?? null,
+      ...(this.#syncStandby ? { clearSyncStandby: (standbyId: string) => this.#syncStandby!.lost(standbyId) } : {}),
     });
     guard.on('state', (to) => {
       if (to !== 'fenced') return;
       this.setRole('fenced');
+      this.#syncStandby?.close();
       void this.#lease?.close({ revoke: false });
       void this.#beacon?.close();
     });
@@ -600,7 +622,7 @@ export class Mcu extends EventEmitter<McuEvents> {
       replication: this.replication?.stats() ?? null,
       lastFailover: this.#lastFailover,
       fencing: this.#fencing?.status() ?? null,
-      witness: this.#lease?.status() ?? null,
+      witness: this.#lease ? { ...this.#lease.status(), syncStandby: this.#syncStandby?.status() ?? null } : null,
       rooms: conference.rooms,
       participants: conference.participants,
       spares: this.#spareStatus(),
@@ -673,6 +695,7 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.setRole('stopping');
     // Tell the standby first: a deliberate stop must never look like a crash.
     await this.replication?.close('primary shutting down');
+    this.#syncStandby?.close();
     // Our record goes with the lease: a primary may start again at once.
     await this.#lease?.close();
     await this.#beacon?.close();

@@ -14,8 +14,9 @@
 //     through the rlimit either;
 //   - the main thread gets SCHED_RESET_ON_FORK, so the threads it creates start at nice 0
 //     instead of inheriting its raised priority (nice -20: it mixes the audio).
-// A heartbeat thread then asks explicitly (MakeCurrentThreadRealtime): it raises CAP_SYS_NICE
-// from its permitted set for itself alone, sets SCHED_FIFO, and drops the capability again.
+// A heartbeat thread (a native pthread of this addon, started from the main thread) then asks
+// explicitly (MakeCallingThreadRealtime): it raises CAP_SYS_NICE from its permitted set for
+// itself alone, sets SCHED_FIFO, and drops the capability again.
 #include <linux/capability.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -26,6 +27,7 @@
 #include <cerrno>
 
 #include "common.h"
+#include "heartbeat_thread.h"
 
 #ifndef SCHED_RESET_ON_FORK
 #define SCHED_RESET_ON_FORK 0x40000000
@@ -115,32 +117,30 @@ Napi::Value ConfineRealtimeScheduling(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// makeCurrentThreadRealtime(priority) -> tid. The allow path: the calling thread (a heartbeat
-// thread) becomes SCHED_FIFO `priority`. SCHED_RESET_ON_FORK keeps whatever it starts (a child
-// process, a helper thread) from inheriting that.
-Napi::Value MakeCurrentThreadRealtime(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) ThrowType(env, "makeCurrentThreadRealtime(priority): priority must be a number");
-  const int32_t priority = info[0].As<Napi::Number>().Int32Value();
-  if (priority < 1 || priority > 99) ThrowType(env, "makeCurrentThreadRealtime: priority must be within 1..99");
-  bool permitted = false;
-  if (!SetEffectiveNice(true, &permitted)) ThrowSyscall(env, "capset(raise CAP_SYS_NICE)", errno);
+}  // namespace
+
+// The allow path, called by a heartbeat thread on itself (heartbeat_beacon.cc, heartbeat_monitor.cc).
+// SCHED_RESET_ON_FORK keeps whatever it starts from inheriting SCHED_FIFO.
+RealtimeResult MakeCallingThreadRealtime(int priority) {
+  RealtimeResult result;
+  result.tid = CurrentTid();
+  if (!SetEffectiveNice(true, &result.permitted)) {
+    result.err = errno;
+    return result;
+  }
   sched_param param{};
   param.sched_priority = priority;
   const int rc = sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &param);
-  const int err = errno;
-  // Given up again at once: nothing this thread runs later needs it.
+  result.err = rc == 0 ? 0 : errno;
+  // Given up again at once: nothing this thread does later needs it.
   bool ignored = false;
   SetEffectiveNice(false, &ignored);
-  if (rc != 0) ThrowSyscall(env, permitted ? "sched_setscheduler(SCHED_FIFO)" : "sched_setscheduler(SCHED_FIFO) without CAP_SYS_NICE", err);
-  return Napi::Number::New(env, CurrentTid());
+  result.ok = rc == 0;
+  return result;
 }
-
-}  // namespace
 
 void InitThreadSched(Napi::Env env, Napi::Object exports) {
   exports.Set("confineRealtimeScheduling", Napi::Function::New(env, ConfineRealtimeScheduling, "confineRealtimeScheduling"));
-  exports.Set("makeCurrentThreadRealtime", Napi::Function::New(env, MakeCurrentThreadRealtime, "makeCurrentThreadRealtime"));
 }
 
 }  // namespace tkt

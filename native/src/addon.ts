@@ -3,6 +3,18 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { NativeAddonUnavailableError, translateNativeError } from './errors.ts';
+import type {
+  NativeBeaconEvent,
+  NativeBeaconHandle,
+  NativeBeaconOptions,
+  NativeDetectorSettings,
+  NativeFailureDetectorHandle,
+  NativeHeartbeatDatagram,
+  NativeHeartbeatDecodeResult,
+  NativeMonitorEvent,
+  NativeMonitorHandle,
+  NativeMonitorOptions,
+} from './heartbeat.ts';
 
 /** A raw frame as read from the AF_PACKET socket. */
 export interface RawFrame {
@@ -54,7 +66,12 @@ export interface NativeAddon {
   repairConnection(state: object): number;
   closeFd(fd: number): void;
   confineRealtimeScheduling(options: { mainNice: number; keepMediaRealtime: boolean }): RealtimeConfinement;
-  makeCurrentThreadRealtime(priority: number): number;
+  NativeHeartbeatBeacon: new (options: NativeBeaconOptions, onEvents: (events: NativeBeaconEvent[]) => void) => NativeBeaconHandle;
+  NativeHeartbeatMonitor: new (options: NativeMonitorOptions, onEvents: (events: NativeMonitorEvent[]) => void) => NativeMonitorHandle;
+  NativeFailureDetector: new (settings: NativeDetectorSettings, startedAt: number) => NativeFailureDetectorHandle;
+  encodeHeartbeat(datagram: NativeHeartbeatDatagram, secret: string | Buffer): Buffer;
+  decodeHeartbeat(bytes: Buffer, secret: string | Buffer): NativeHeartbeatDecodeResult;
+  createLeasePipe(): { readFd: number; writeFd: number };
   NativePacketCapture: new (
     ifname: string,
     port: number,

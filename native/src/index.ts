@@ -12,6 +12,7 @@ import { NativeNoFdError, NativeSequenceUnstableError } from './errors.ts';
 export { ADDON_PATH, nativeAddonAvailable, type RealtimeConfinement } from './addon.ts';
 export * from './errors.ts';
 export * from './tcp-segment.ts';
+export * from './heartbeat.ts';
 export { PacketCapture, type PacketCaptureEvents, type PacketCaptureOptions, type PacketCaptureStats } from './packet-capture.ts';
 
 /** The two queues' sequence numbers of a connection, read in repair mode. */
@@ -240,15 +241,10 @@ export function repairConnection(state: RepairState): number {
  * Called once by the main thread, before libwebrtc creates a thread: sets its nice to
  * `mainNice`, lets the threads it creates start at nice 0, and (unless `keepMediaRealtime`)
  * drops CAP_SYS_NICE from its effective set and RLIMIT_RTPRIO to 0, so no thread created from
- * then on can make itself real-time except through makeCurrentThreadRealtime().
+ * then on can make itself real-time except the addon's heartbeat threads (heartbeat.ts).
  */
 export function confineRealtimeScheduling(options: { mainNice: number; keepMediaRealtime: boolean }): RealtimeConfinement {
   return callAddon((a) => a.confineRealtimeScheduling(options));
-}
-
-/** Makes the calling thread SCHED_FIFO `priority` (1-99), raising CAP_SYS_NICE for itself only; returns its tid. */
-export function makeCurrentThreadRealtime(priority: number): number {
-  return callAddon((a) => a.makeCurrentThreadRealtime(priority));
 }
 
 /** Closes a file descriptor that was never adopted. */

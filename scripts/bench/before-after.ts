@@ -3,7 +3,7 @@
  * beside this one) and on this tree, so both see the same machine, the same load and the same
  * drift over time (this 2-core machine is noisy: figures from different runs do not compare).
  *
- *   node --import tsx scripts/bench/before-after.ts --base <rev> --bench chaos|takeover [--rounds 2] -- <benchmark options>
+ *   node --import tsx scripts/bench/before-after.ts --base <rev> --bench chaos|takeover|false-takeover [--rounds 2] -- <benchmark options>
  *
  * Each round runs the benchmark once in each tree (the order alternates between rounds), with
  * the same options. The old tree gets its own worktree under /tmp/mcu-bench-trees/<sha>
@@ -22,12 +22,16 @@ import { BenchArgsError, parseBenchArgs } from './common/args.ts';
 import { renderPlotPage, type PlotMetric } from './common/plot.ts';
 import { summarize, type Summary } from './common/stats.ts';
 
-type BenchName = 'chaos' | 'takeover';
+type BenchName = 'chaos' | 'takeover' | 'false-takeover';
 
-/** Where each benchmark's entry point and report have lived (newest layout first). */
-const BENCHES: Record<BenchName, { entries: string[]; report: string }> = {
+/**
+ * Where each benchmark's entry point and report have lived (newest layout first). `mcuTreeOption`:
+ * the benchmark runs from this tree and takes the other tree's MCU through that option.
+ */
+const BENCHES: Record<BenchName, { entries: string[]; report: string; mcuTreeOption?: string }> = {
   chaos: { entries: ['scripts/bench/chaos/main.ts', 'scripts/bench/chaos.ts', 'scripts/bench-chaos.ts'], report: 'bench-results/chaos.json' },
   takeover: { entries: ['scripts/bench/takeover.ts', 'scripts/bench-takeover.ts'], report: 'bench-results/takeover.json' },
+  'false-takeover': { entries: ['scripts/bench/false-takeover.ts'], report: 'bench-results/false-takeover.json', mcuTreeOption: '--mcu-tree' },
 };
 
 /** At most this many rounds: each runs two full benchmarks. */
@@ -82,6 +86,22 @@ const EXTRACT: Record<BenchName, (report: unknown) => Extracted> = {
     for (const s of r.scale ?? []) if (s.ok === true) push(out.samples, `scale ${String(s.connections)} reattachMs`, s.reattachMs);
     return out;
   },
+  'false-takeover'(report) {
+    const out: Extracted = { samples: {}, counts: {} };
+    const r = report as Record<string, unknown> & { pairs?: Array<Record<string, unknown>>; nearMisses?: unknown[]; heartbeatPauses?: { standbySelfPausesMs?: unknown[] } };
+    for (const pair of r.pairs ?? []) {
+      for (const v of (pair.beatGapsMs as unknown[] | undefined) ?? []) push(out.samples, 'standby beatGapMs (per 10 s)', v);
+      for (const v of (pair.tickGapsMs as unknown[] | undefined) ?? []) push(out.samples, 'primary tickGapMs (per 10 s)', v);
+    }
+    for (const v of r.nearMisses ?? []) push(out.samples, 'nearMissMs', v);
+    for (const v of r.heartbeatPauses?.standbySelfPausesMs ?? []) push(out.samples, 'standby selfPauseMs', v);
+    for (const key of ['deathVerdicts', 'promotions', 'fencedPrimaries', 'suspicions', 'fenceStalls', 'pairErrors', 'joins', 'unexpectedRealtimeThreads', 'pairSeconds']) {
+      const v = r[key];
+      if (typeof v === 'number') out.counts[key] = Math.round(v);
+    }
+    out.counts.nearMisses = (r.nearMisses ?? []).length;
+    return out;
+  },
 };
 
 function git(args: string[], cwd = projectRoot): string {
@@ -122,12 +142,16 @@ function entryIn(tree: string, bench: BenchName): string {
 
 /** Runs the benchmark in `tree`; resolves with its report (copied to `saveAs`). */
 function runBench(tree: string, bench: BenchName, args: string[], saveAs: string): Promise<unknown> {
-  const entry = entryIn(tree, bench);
-  const report = join(tree, BENCHES[bench].report);
+  const option = BENCHES[bench].mcuTreeOption;
+  // This tree's harness with the other tree's MCU, or each tree's own benchmark.
+  const runIn = option ? projectRoot : tree;
+  if (option && tree !== projectRoot) args = [...args, option, tree];
+  const entry = entryIn(runIn, bench);
+  const report = join(runIn, BENCHES[bench].report);
   rmSync(report, { force: true });
-  console.log(`\n== ${tree}: node --import tsx ${entry} ${args.join(' ')}`);
+  console.log(`\n== ${runIn}: node --import tsx ${entry} ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: tree, stdio: 'inherit' });
+    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: runIn, stdio: 'inherit' });
     const timer = setTimeout(() => child.kill('SIGINT'), RUN_TIMEOUT_MS);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
@@ -158,7 +182,7 @@ async function main(): Promise<void> {
       summary: 'One benchmark alternately on an older commit (a worktree) and on this tree, same options, same run; options after -- go to the benchmark.',
       options: {
         base: { type: 'string', help: 'the older commit (any git revision)' },
-        bench: { type: 'list', choices: ['chaos', 'takeover'], default: ['chaos'], help: 'the benchmark' },
+        bench: { type: 'list', choices: ['chaos', 'takeover', 'false-takeover'], default: ['chaos'], help: 'the benchmark' },
         rounds: { type: 'int', default: 2, min: 1, max: MAX_ROUNDS, help: 'rounds; each runs the benchmark once per tree, the order alternating' },
       },
     },

@@ -8,7 +8,15 @@
  * real-time (sampled every 10 ms).
  *
  *   node --import tsx scripts/bench/false-takeover.ts [--seconds 60] [--busy 2] [--flood 1] [--peers 3] [--stay-ms 2500]
- *     [--join-cycles 500] [--pin 1] [--heartbeat-ms 10] [--missed 3]
+ *     [--join-cycles 500] [--pin 1] [--heartbeat-ms 10] [--missed 3] [--mcu-tree <dir>]
+ *
+ * The heartbeat's own pauses: the standby's monitor thread logs the longest silence between two
+ * beats every 10 s (`longestBeatGapMs`), the primary's beacon thread the longest gap between its
+ * ticks (`longestTickGapMs`); both are collected, with the pauses the monitor reports of itself
+ * (`heartbeat thread was not scheduled for N ms`, over 15 ms) and the near misses (silences past
+ * the missed-beats window). Older MCUs log only the last two. --mcu-tree runs the MCU and standby
+ * of another checkout (e.g. an older commit's worktree, with its own native addon built) under
+ * this harness, so before and after are measured the same way (bench/before-after.ts does).
  *
  * Joins and leaves (issue 14: the false takeovers happened while pages joined): --peers synthetic
  * libwebrtc participants (scripts/clients/join-leave-peers.ts, in the client host) join one room
@@ -23,17 +31,19 @@
  * the kernel's softirq network path, which is what delays heartbeat datagrams on a loaded host).
  * A false takeover ends its pair (the old primary fences itself); a fresh pair is started for
  * the rest of the run; both processes' logs go to bench-results/false-takeover-logs/. Needs root, iproute2, nftables and the native addon. Prints the counts
- * and load averages and writes bench-results/false-takeover.json.
+ * and load averages and writes bench-results/false-takeover.json and a plot page (.html).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
 import { LabProcessGroup, type LabProcess, type LabEvent } from '../lab/lab-process.ts';
 import { labAdminEnv, labMcuEnv } from '../lab/start-mcu.ts';
 import { LabTopology, splitCpus, type LabCpus } from '../lab/topology.ts';
 import { takeoverLabUnsupportedReason } from '../lab/takeover-support.ts';
 import { parseBenchArgs } from './common/args.ts';
+import { renderPlotPage } from './common/plot.ts';
 import { isRealtime, readThreads, startThreadSampler, type ThreadSamplerReport } from '../common/thread-scheduling.ts';
 
 const CLIENT = 'scripts/clients/takeover-mcu-client.ts';
@@ -54,6 +64,7 @@ const args = parseBenchArgs({
     pin: { type: 'int', default: 1, min: 0, max: 1, help: '1: server hosts on the first half of the CPUs, the client host on the rest' },
     'heartbeat-ms': { type: 'int', default: 10, min: 1, max: 1000, help: 'heartbeat interval (MCU_HEARTBEAT_MS)' },
     missed: { type: 'int', default: 3, min: 1, max: 100, help: 'missed heartbeats before a verdict (MCU_MISSED_HEARTBEATS)' },
+    'mcu-tree': { type: 'string', help: "another checkout whose mcu/ and standby/ to run (its native addon built); default: this one's" },
     'load-busy': { type: 'int', min: 1, max: 86_400_000, help: '(internal) be one busy load process for this many ms' },
     'load-flood': { type: 'int', min: 1, max: 86_400_000, help: '(internal) be one loopback flood for this many ms' },
   },
@@ -109,6 +120,12 @@ interface PairResult {
   suspicions: number;
   /** Silences longer than the missed-beats window that a late beat ended before the verdict, ms. */
   nearMisses: number[];
+  /** The standby's heartbeat thread: the longest silence between two beats, per 10 s report, ms. */
+  beatGapsMs: number[];
+  /** The primary's heartbeat thread: the longest gap between two of its ticks, per 10 s report, ms. */
+  tickGapsMs: number[];
+  /** The standby's heartbeat thread not scheduled (its own pauses over 15 ms), ms. */
+  selfPausesMs: number[];
   fenceStalls: number;
   primaryFencing: unknown;
   clientReport: Record<string, unknown> | null;
@@ -120,8 +137,25 @@ interface PairResult {
   primaryThreads: Pick<ThreadSamplerReport, 'samples' | 'longestIntervalMs' | 'unexpectedRealtime'> | null;
 }
 
+/** The MCU and standby entry points: this checkout's, or --mcu-tree's. */
+function mcuEntries(): { primary: string; standby: string; tree: string | null } {
+  const tree = args['mcu-tree'] ? resolve(args['mcu-tree']) : null;
+  const primary = tree ? join(tree, 'mcu/src/main.ts') : 'mcu/src/main.ts';
+  const standby = tree ? join(tree, 'standby/src/main.ts') : 'standby/src/main.ts';
+  if (tree && (!existsSync(primary) || !existsSync(standby))) {
+    process.stderr.write(`bench-false-takeover: --mcu-tree ${tree} has no mcu/src/main.ts and standby/src/main.ts\n`);
+    process.exit(2);
+  }
+  return { primary, standby, tree };
+}
+
+function maxOf(values: number[]): number | null {
+  return values.length > 0 ? Math.max(...values) : null;
+}
+
 async function main(): Promise<void> {
   const { seconds, busy, flood, peers, 'stay-ms': stayMs, 'join-cycles': joinCycles, pin, 'heartbeat-ms': heartbeatMs, missed } = args;
+  const entries = mcuEntries();
   const cpuSplit = pin === 1 ? splitCpus() : null;
   const unsupported = await takeoverLabUnsupportedReason();
   if (unsupported) {
@@ -158,6 +192,7 @@ async function main(): Promise<void> {
           stayMs,
           joinCycles,
           cpus: cpuSplit,
+          entries,
           onReady: () => {
             if (loads.length > 0) return;
             const loadMs = runEnd - Date.now() + 2000;
@@ -188,6 +223,13 @@ async function main(): Promise<void> {
     fencedPrimaries: pairs.filter((p) => p.primaryFenced).length,
     suspicions: total('suspicions'),
     nearMisses: pairs.flatMap((p) => p.nearMisses).sort((a, b) => a - b),
+    mcuTree: entries.tree,
+    heartbeatPauses: {
+      standbyLongestBeatGapMs: maxOf(pairs.flatMap((p) => p.beatGapsMs)),
+      primaryLongestTickGapMs: maxOf(pairs.flatMap((p) => p.tickGapsMs)),
+      standbySelfPausesMs: pairs.flatMap((p) => p.selfPausesMs).sort((a, b) => a - b),
+      beatGapReports: pairs.reduce((n, p) => n + p.beatGapsMs.length, 0),
+    },
     fenceStalls: total('fenceStalls'),
     pairErrors: pairs.filter((p) => p.error !== null).length,
     joins: pairs.reduce((n, p) => n + p.churn.joins, 0),
@@ -197,6 +239,35 @@ async function main(): Promise<void> {
   };
   mkdirSync('bench-results', { recursive: true });
   writeFileSync('bench-results/false-takeover.json', JSON.stringify(result, null, 2) + '\n');
+  const windowMs = heartbeatMs * missed;
+  const series = (name: string, values: number[]): { name: string; points: Array<{ value: number }> } => ({ name, points: values.map((value) => ({ value })) });
+  writeFileSync(
+    'bench-results/false-takeover.html',
+    renderPlotPage({
+      title: 'False takeovers under load: the heartbeat threads\' own pauses',
+      subtitle: [
+        `${result.startedAt}, ${seconds} s, ${busy} busy + ${flood} flood, ${peers} joining peers, load max ${result.loadavg.max1m.toFixed(1)}; ${result.deathVerdicts} verdicts, ${result.promotions} promotions`,
+        entries.tree ? `MCU from ${entries.tree}` : 'MCU from this checkout',
+      ],
+      metrics: [
+        {
+          label: 'standby: longest silence between beats',
+          unit: 'ms',
+          note: 'per 10 s report of the monitor thread',
+          reference: { value: windowMs, label: 'missed-beats window' },
+          series: [series('per 10 s', pairs.flatMap((p) => p.beatGapsMs))],
+        },
+        {
+          label: "primary: longest gap between the beacon's ticks",
+          unit: 'ms',
+          note: 'per 10 s report of the beacon thread',
+          reference: { value: windowMs, label: 'missed-beats window' },
+          series: [series('per 10 s', pairs.flatMap((p) => p.tickGapsMs))],
+        },
+        { label: 'near misses and heartbeat-thread pauses', unit: 'ms', series: [series('near misses', result.nearMisses), series('monitor pauses', result.heartbeatPauses.standbySelfPausesMs)] },
+      ],
+    }),
+  );
   const f = (x: number[]): string => x.map((v) => v.toFixed(2)).join(' ');
   process.stdout.write(
     [
@@ -207,15 +278,18 @@ async function main(): Promise<void> {
       `  death verdicts: ${result.deathVerdicts}   promotions: ${result.promotions}   primaries fenced: ${result.fencedPrimaries}`,
       `  standby suspicions (replication stream lost): ${result.suspicions}   primary pauses verified with the standby: ${result.fenceStalls}`,
       `  near misses (a beat after more than the missed-beats window, before the verdict): ${result.nearMisses.length}${result.nearMisses.length ? `, silences ${result.nearMisses.join(', ')} ms` : ''}`,
+      `  heartbeat threads: longest silence between beats at the standby ${result.heartbeatPauses.standbyLongestBeatGapMs ?? '-'} ms (${result.heartbeatPauses.beatGapReports} reports of 10 s), ` +
+        `longest gap between the primary's ticks ${result.heartbeatPauses.primaryLongestTickGapMs ?? '-'} ms, standby thread pauses over 15 ms: ${result.heartbeatPauses.standbySelfPausesMs.length}` +
+        `${result.heartbeatPauses.standbySelfPausesMs.length ? ` (${result.heartbeatPauses.standbySelfPausesMs.join(', ')} ms)` : ''}${entries.tree ? `; MCU from ${entries.tree}` : ''}`,
       `  load average (1/5/15 min): start ${f(loadStart)}, end ${f(loadEnd)}, max 1-min ${result.loadavg.max1m.toFixed(2)}`,
       ...pairs.map(
         (p, i) =>
           `  pair ${i}: ${p.seconds.toFixed(0)} s, verdicts ${p.deathVerdicts} (${p.verdictReasons.join(', ') || '-'}), promotions ${p.promotions}, fenced ${p.primaryFenced ? `yes (${p.fencedReason})` : 'no'}, ` +
           `client acked ${String(p.clientReport?.acked ?? '?')}/${String(p.clientReport?.sent ?? '?')}, disconnects ${String(p.clientReport?.disconnects ?? '?')}, ` +
           (p.error ? `ERROR ${p.error.split('\n')[0]}, ` : '') +
-          `joins ${p.churn.joins} in ${p.churn.rounds} rounds (${p.churn.joinFailures} failed), threads sampled ${p.primaryThreads?.samples ?? 0}x (longest interval ${p.primaryThreads?.longestIntervalMs ?? '-'} ms)`,
+          `joins ${p.churn.joins} in ${p.churn.rounds} rounds (${p.churn.joinFailures} failed), heartbeat gaps: standby ${maxOf(p.beatGapsMs) ?? '-'} ms, primary ${maxOf(p.tickGapsMs) ?? '-'} ms, threads sampled ${p.primaryThreads?.samples ?? 0}x (longest interval ${p.primaryThreads?.longestIntervalMs ?? '-'} ms)`,
       ),
-      '  written to bench-results/false-takeover.json',
+      '  written to bench-results/false-takeover.json and .html',
     ].join('\n') + '\n',
   );
 }
@@ -229,6 +303,7 @@ async function runPair(opts: {
   stayMs: number;
   joinCycles: number;
   cpus: LabCpus | null;
+  entries: { primary: string; standby: string };
   onReady: () => void;
 }): Promise<PairResult> {
   const lab = new LabTopology({ cpus: opts.cpus ?? undefined });
@@ -248,6 +323,9 @@ async function runPair(opts: {
     verdictReasons: [],
     suspicions: 0,
     nearMisses: [],
+    beatGapsMs: [],
+    tickGapsMs: [],
+    selfPausesMs: [],
     fenceStalls: 0,
     primaryFencing: null,
     clientReport: null,
@@ -260,9 +338,9 @@ async function runPair(opts: {
     await lab.up();
     const secret = `false-takeover-${process.pid}-${startedAt}`;
     const common = { LOG_LEVEL: 'info', MCU_HEARTBEAT_MS: String(opts.heartbeatMs), MCU_MISSED_HEARTBEATS: String(opts.missed) };
-    const primary = start('primary', 'mcu/src/main.ts', [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
+    const primary = start('primary', opts.entries.primary, [], { ...labMcuEnv(lab, 'primary', secret, { takeover: true }), ...common });
     const listening = await primary.waitForEvent('listening', { timeoutMs: 60_000 });
-    const standby = start('standby', 'standby/src/main.ts', [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
+    const standby = start('standby', opts.entries.standby, [], { ...labMcuEnv(lab, 'standby', secret, { takeover: true }), ...common });
     standby.on('stderr', (line) => {
       if (!counting) return;
       if (line.includes('failover step: primary confirmed dead')) {
@@ -274,9 +352,15 @@ async function runPair(opts: {
       if (line.includes('"failover":"suspected"')) result.suspicions++;
       const near = /"nearMissMs":(\d+)/.exec(line);
       if (near) result.nearMisses.push(Number(near[1]));
+      const gap = /"longestBeatGapMs":([\d.]+)/.exec(line);
+      if (gap) result.beatGapsMs.push(Number(gap[1]));
+      const paused = /"pausedMs":(\d+)/.exec(line);
+      if (paused && line.includes('heartbeat thread was not scheduled')) result.selfPausesMs.push(Number(paused[1]));
     });
     primary.on('stderr', (line) => {
       if (!counting) return;
+      const gap = /"longestTickGapMs":([\d.]+)/.exec(line);
+      if (gap) result.tickGapsMs.push(Number(gap[1]));
       if (line.includes('"failover":"fence-stall"')) result.fenceStalls++;
     });
     await standby.waitForEvent('standby-ready', { timeoutMs: 60_000 });

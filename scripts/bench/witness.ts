@@ -56,8 +56,10 @@ async function placement(data: 'tmpfs' | 'disk'): Promise<PlacementResult> {
     const lease = await witness.client.leaseGrant(2);
     let epoch = (await witness.claimFresh(nodeIdentity('primary'), lease.id)).epoch;
     const identity = nodeIdentity('standby');
+    // The primary of each epoch names this standby as its sync standby (not timed: it happens long before a failover).
     const cas = async (): Promise<number> => {
-      const r = await witness.compareAndSetEpoch(epoch, identity, newNonce());
+      await witness.recordSyncStandby(epoch, identity.node);
+      const r = await witness.compareAndSetEpoch(epoch, identity, newNonce(), identity.node);
       if (r.outcome !== 'won') throw new Error(`compare-and-set from ${epoch} lost: ${JSON.stringify(r)}`);
       epoch = r.epoch;
       return r.tookMs;

@@ -61,7 +61,7 @@ export class ReplicationFuzzBed {
     const primary = new FixtureLog(new FixtureProcess('scripts/fixtures/replication-primary.ts', { ...env, REPL_EPOCH: String(FUZZ_PRIMARY_EPOCH), REPL_SEED: '7' }));
     this.#primary = primary;
     this.#primaryPort = Number((await primary.waitFor((m) => m.type === 'listening', 0, 20_000, '"listening"')).port);
-    this.#proxy = await ReplicationProxy.listen(this.#primaryPort);
+    this.#proxy = await ReplicationProxy.listen(this.#primaryPort, FUZZ_REPLICATION_SECRET);
     const standby = new FixtureLog(
       new FixtureProcess('scripts/fixtures/checkpoint-standby.ts', { ...env, REPL_PORT: String(this.#proxy.port), REPL_FRAME_TIMEOUT_MS: String(FUZZ_FRAME_TIMEOUT_MS) }),
     );

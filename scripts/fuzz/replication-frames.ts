@@ -1,12 +1,14 @@
 /**
  * Malformed replication frames (mcu/src/wire/frame-codec.ts) as fast-check arbitraries, in the
- * classes the receiver must tell apart: a bad HMAC; a good HMAC over a malformed body, a huge
+ * classes the receiver must tell apart: a bad tag (AES-GCM: another key, altered bytes); a good
+ * tag over a malformed body, a huge
  * declared length, a stale epoch, an out-of-order sequence number, or a bad header; and a body
  * that parses but does not fit the receiver's state. Each is a recipe resolved against the
  * stream it is injected into (its epoch and last seq), with the outcome it must have.
  */
 import fc from 'fast-check';
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FRAME_MAC_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameType } from '../../mcu/src/wire/frame-codec.ts';
+import type { FrameSealing } from '../common/raw-replication-peer.ts';
 import type { ErrorCode } from '../../mcu/src/core/errors.ts';
 
 /** What the receiver must do with an injected frame: refuse it with this code, or resync after a state conflict. */
@@ -92,7 +94,7 @@ export const frameRecipe = (): fc.Arbitrary<FrameRecipe> =>
         .record({
           body: validBody(),
           how: fc.constantFrom('random', 'other-secret', 'flip-payload', 'flip-epoch', 'flip-seq', 'truncated-mac'),
-          bytes: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          bytes: fc.uint8Array({ minLength: 16, maxLength: 16 }),
           bit: fc.nat({ max: 1023 }),
         })
         .map((r): FrameRecipe => ({ class: 'bad-mac', ...r })),
@@ -132,8 +134,9 @@ function json(body: unknown): Buffer {
   return Buffer.from(JSON.stringify(body), 'utf8');
 }
 
-function jsonFrame(body: unknown, epoch: number, seq: number, secret: string): Buffer {
-  return encodeFrame({ type: FrameType.Json, epoch, seq, payload: json(body) }, secret);
+function jsonFrame(body: unknown, epoch: number, seq: number, sealing: FrameSealing, otherSecret?: string): Buffer {
+  const frame = { type: FrameType.Json, epoch, seq, payload: json(body) } as const;
+  return otherSecret === undefined ? sealing.seal(frame) : sealing.sealWithSecret(frame, otherSecret);
 }
 
 /** Seq a frame carrying `body` must have to be in order after `lastSeq`. */
@@ -141,21 +144,25 @@ function inOrderSeq(body: ValidBody, lastSeq: number): number {
   return isUnsequenced(body) ? lastSeq : lastSeq + 1;
 }
 
-/** The bytes of `recipe` for a stream at `at`, signed with `secret` where the recipe wants a good MAC, and what the receiver may do (one of). */
-export function buildFrame(recipe: FrameRecipe, at: StreamPosition, secret: string): { bytes: Buffer; expect: ExpectedOutcome[] } {
+/**
+ * The bytes of `recipe` for a stream at `at`, sealed as the next frame of the connection
+ * (`sealing`: the connection's key) where the recipe wants a good tag, and what the receiver may
+ * do (one of). Call it when the bytes are about to be written: sealing takes the next nonce.
+ */
+export function buildFrame(recipe: FrameRecipe, at: StreamPosition, sealing: FrameSealing): { bytes: Buffer; expect: ExpectedOutcome[] } {
   switch (recipe.class) {
     case 'bad-mac': {
-      const good = jsonFrame(recipe.body, at.epoch, inOrderSeq(recipe.body, at.lastSeq), secret);
-      const macAt = good.length - 32;
+      const good = jsonFrame(recipe.body, at.epoch, inOrderSeq(recipe.body, at.lastSeq), sealing);
+      const macAt = good.length - FRAME_MAC_BYTES;
       const bytes = Buffer.from(good);
       switch (recipe.how) {
         case 'random':
           Buffer.from(recipe.bytes).copy(bytes, macAt);
-          // One chance in 2^256 of the right MAC; make it none.
+          // One chance in 2^128 of the right tag; make it none.
           if (bytes.subarray(macAt).equals(good.subarray(macAt))) bytes[macAt]! ^= 1;
           break;
         case 'other-secret':
-          return { bytes: jsonFrame(recipe.body, at.epoch, inOrderSeq(recipe.body, at.lastSeq), `${secret}-not`), expect: ['REPLICATION_AUTH_FAILED'] };
+          return { bytes: jsonFrame(recipe.body, at.epoch, inOrderSeq(recipe.body, at.lastSeq), sealing, 'fuzz-another-secret'), expect: ['REPLICATION_AUTH_FAILED'] };
         case 'flip-payload': {
           const payloadBits = (macAt - FRAME_HEADER_BYTES) * 8;
           const bit = recipe.bit % payloadBits;
@@ -172,13 +179,16 @@ export function buildFrame(recipe: FrameRecipe, at: StreamPosition, secret: stri
           break;
         case 'truncated-mac':
           // A short MAC swallows the first bytes of the next frame as its own: still a bad MAC.
-          return { bytes: Buffer.concat([bytes.subarray(0, macAt + (recipe.bit % 32)), Buffer.alloc(32 - (recipe.bit % 32), 0xee)]), expect: ['REPLICATION_AUTH_FAILED'] };
+          return {
+            bytes: Buffer.concat([bytes.subarray(0, macAt + (recipe.bit % FRAME_MAC_BYTES)), Buffer.alloc(FRAME_MAC_BYTES - (recipe.bit % FRAME_MAC_BYTES), 0xee)]),
+            expect: ['REPLICATION_AUTH_FAILED'],
+          };
       }
       return { bytes, expect: ['REPLICATION_AUTH_FAILED'] };
     }
     case 'malformed-body':
       return {
-        bytes: encodeFrame({ type: FrameType.Json, epoch: Math.min(at.epoch + recipe.epochAhead, 0xffffffff), seq: at.lastSeq + 1, payload: Buffer.from(recipe.payload) }, secret),
+        bytes: sealing.seal({ type: FrameType.Json, epoch: Math.min(at.epoch + recipe.epochAhead, 0xffffffff), seq: at.lastSeq + 1, payload: Buffer.from(recipe.payload) }),
         expect: ['REPLICATION_MALFORMED'],
       };
     case 'huge-length': {
@@ -198,17 +208,17 @@ export function buildFrame(recipe: FrameRecipe, at: StreamPosition, secret: stri
       const epoch = at.epoch - recipe.epochsBack;
       if (epoch < 0) {
         // The stream is too young for an older epoch: a body the schema refuses stands in.
-        return { bytes: encodeFrame({ type: FrameType.Json, epoch: at.epoch, seq: at.lastSeq + 1, payload: json({ type: 'nothing' }) }, secret), expect: ['REPLICATION_MALFORMED'] };
+        return { bytes: sealing.seal({ type: FrameType.Json, epoch: at.epoch, seq: at.lastSeq + 1, payload: json({ type: 'nothing' }) }), expect: ['REPLICATION_MALFORMED'] };
       }
-      return { bytes: jsonFrame(recipe.body, epoch, inOrderSeq(recipe.body, at.lastSeq), secret), expect: ['REPLICATION_STALE_EPOCH'] };
+      return { bytes: jsonFrame(recipe.body, epoch, inOrderSeq(recipe.body, at.lastSeq), sealing), expect: ['REPLICATION_STALE_EPOCH'] };
     }
     case 'out-of-order': {
       const seq = inOrderSeq(recipe.body, at.lastSeq) + recipe.seqShift;
-      if (seq < 0) return { bytes: jsonFrame(recipe.body, at.epoch, Number.MAX_SAFE_INTEGER, secret), expect: ['REPLICATION_MALFORMED'] };
-      return { bytes: jsonFrame(recipe.body, Math.min(at.epoch + recipe.epochAhead, 0xffffffff), seq, secret), expect: ['REPLICATION_MALFORMED'] };
+      if (seq < 0) return { bytes: jsonFrame(recipe.body, at.epoch, Number.MAX_SAFE_INTEGER, sealing), expect: ['REPLICATION_MALFORMED'] };
+      return { bytes: jsonFrame(recipe.body, Math.min(at.epoch + recipe.epochAhead, 0xffffffff), seq, sealing), expect: ['REPLICATION_MALFORMED'] };
     }
     case 'bad-header': {
-      const good = jsonFrame({ type: 'heartbeat', sentAt: 0 }, at.epoch, at.lastSeq, secret);
+      const good = jsonFrame({ type: 'heartbeat', sentAt: 0 }, at.epoch, at.lastSeq, sealing);
       good.writeUInt16BE(recipe.magic, 0);
       good.writeUInt8(recipe.version, 2);
       good.writeUInt8(recipe.type, 3);
@@ -216,7 +226,7 @@ export function buildFrame(recipe: FrameRecipe, at: StreamPosition, secret: stri
       return { bytes: good, expect: ['REPLICATION_MALFORMED'] };
     }
     case 'conflicting-delta':
-      return { bytes: jsonFrame({ type: 'delta', deltas: [recipe.delta] }, at.epoch, at.lastSeq + 1, secret), expect: ['resync'] };
+      return { bytes: jsonFrame({ type: 'delta', deltas: [recipe.delta] }, at.epoch, at.lastSeq + 1, sealing), expect: ['resync'] };
   }
 }
 

@@ -1,20 +1,46 @@
 /**
  * A TCP proxy between a primary's replication port and its standby that can put bytes into the
- * primary -> standby stream on the wire, as an on-path attacker or a corrupting network would.
- * It forwards that direction one whole frame at a time (it reads the frame headers), so an
- * injection always lands between two of the primary's frames; it remembers the epoch and the
- * highest seq the primary sent on the current connection, for frames that must look current.
- * The standby -> primary direction is forwarded as it comes.
+ * primary -> standby stream on the wire, as an on-path attacker holding the shared secret (or a
+ * corrupting network) would. The channel is encrypted with per-connection keys and the frame's
+ * index as nonce (frame-codec.ts), so the proxy is a full man in the middle of that direction:
+ * it reads both link hellos, derives the primary -> standby key, opens each of the primary's
+ * frames and seals it again as the next frame towards the standby; an injected frame takes the
+ * next nonce, and the primary's later frames follow it. An injection always lands between two
+ * whole frames; the proxy remembers the epoch and the highest seq the primary sent on the
+ * current connection, for frames that must look current. The standby -> primary direction is
+ * forwarded as it comes.
  */
 import { EventEmitter } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { FRAME_HEADER_BYTES, FRAME_MAC_BYTES } from '../../mcu/src/wire/frame-codec.ts';
+import {
+  FrameDecoder,
+  FrameSealer,
+  LINK_HELLO_BYTES,
+  deriveFrameKey,
+  encodeFrame,
+  linkHelloNonce,
+  type Frame,
+  type Secret,
+} from '../../mcu/src/wire/frame-codec.ts';
+import type { FrameSealing } from '../common/raw-replication-peer.ts';
+
+interface PrimaryDirection {
+  primaryNonce: Buffer;
+  standbyNonce: Buffer;
+  decoder: FrameDecoder;
+  sealer: FrameSealer;
+}
 
 interface Pair {
   downstream: Socket;
   upstream: Socket;
-  /** primary -> standby bytes not yet forwarded (an incomplete frame). */
+  /** primary -> standby bytes before the keys exist (the primary's hello and what follows it). */
   pending: Buffer;
+  /** The standby's first bytes, until its link hello is complete. */
+  standbyHello: Buffer;
+  primaryHello: Buffer | null;
+  /** Null until both hellos passed. */
+  direction: PrimaryDirection | null;
   /** Epoch and highest seq of the primary's frames forwarded on this connection; null before the first. */
   lastEpoch: number | null;
   lastSeq: number;
@@ -31,19 +57,21 @@ export type ReplicationProxyEvents = {
 export class ReplicationProxy extends EventEmitter<ReplicationProxyEvents> {
   readonly #server: Server;
   readonly #upstreamPort: number;
+  readonly #secret: Secret;
   readonly #pairs = new Set<Pair>();
   #current: Pair | null = null;
   #closed = false;
 
-  private constructor(upstreamPort: number) {
+  private constructor(upstreamPort: number, secret: Secret) {
     super();
     this.#upstreamPort = upstreamPort;
+    this.#secret = secret;
     this.#server = createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
   /** Listens on a free port of 127.0.0.1, forwarding to the primary at 127.0.0.1:`upstreamPort`. */
-  static async listen(upstreamPort: number): Promise<ReplicationProxy> {
-    const proxy = new ReplicationProxy(upstreamPort);
+  static async listen(upstreamPort: number, secret: Secret): Promise<ReplicationProxy> {
+    const proxy = new ReplicationProxy(upstreamPort, secret);
     await new Promise<void>((resolve, reject) => {
       proxy.#server.once('error', reject);
       proxy.#server.listen(0, '127.0.0.1', () => resolve());
@@ -62,12 +90,22 @@ export class ReplicationProxy extends EventEmitter<ReplicationProxyEvents> {
     return { epoch: p.lastEpoch, lastSeq: p.lastSeq, frames: p.frames };
   }
 
-  /** Writes `bytes` to the current standby connection, between two of the primary's frames. False without one. */
-  inject(bytes: Uint8Array): boolean {
+  /**
+   * Writes what `build` makes to the current standby connection, between two of the primary's
+   * frames; `build` seals with this connection's primary -> standby key (the next nonce). Null
+   * without a connection whose keys are known.
+   */
+  inject<T extends { bytes: Uint8Array }>(build: (sealing: FrameSealing) => T): T | null {
     const p = this.#current;
-    if (!p || p.downstream.destroyed || !p.downstream.writable) return false;
-    p.downstream.write(bytes);
-    return true;
+    const d = p?.direction;
+    if (!p || !d || p.downstream.destroyed || !p.downstream.writable) return null;
+    const sealing: FrameSealing = {
+      seal: (frame: Frame) => d.sealer.seal(frame),
+      sealWithSecret: (frame: Frame, secret: Secret) => encodeFrame(frame, deriveFrameKey(secret, d.primaryNonce, d.standbyNonce), d.sealer.sealed),
+    };
+    const built = build(sealing);
+    p.downstream.write(built.bytes);
+    return built;
   }
 
   #onConnection(downstream: Socket): void {
@@ -76,7 +114,17 @@ export class ReplicationProxy extends EventEmitter<ReplicationProxyEvents> {
       return;
     }
     const upstream = connect({ host: '127.0.0.1', port: this.#upstreamPort, noDelay: true });
-    const pair: Pair = { downstream, upstream, pending: Buffer.alloc(0), lastEpoch: null, lastSeq: 0, frames: 0 };
+    const pair: Pair = {
+      downstream,
+      upstream,
+      pending: Buffer.alloc(0),
+      standbyHello: Buffer.alloc(0),
+      primaryHello: null,
+      direction: null,
+      lastEpoch: null,
+      lastSeq: 0,
+      frames: 0,
+    };
     this.#pairs.add(pair);
     this.#current = pair;
     const end = (): void => {
@@ -89,31 +137,50 @@ export class ReplicationProxy extends EventEmitter<ReplicationProxyEvents> {
       s.on('error', end);
       s.on('close', end);
     }
-    downstream.on('data', (chunk: Buffer) => upstream.write(chunk));
+    downstream.on('data', (chunk: Buffer) => {
+      if (pair.standbyHello.length < LINK_HELLO_BYTES) {
+        pair.standbyHello = Buffer.concat([pair.standbyHello, chunk]);
+        this.#fromPrimary(pair, Buffer.alloc(0));
+      }
+      upstream.write(chunk);
+    });
     upstream.on('data', (chunk: Buffer) => this.#fromPrimary(pair, chunk));
     this.emit('paired');
   }
 
   #fromPrimary(pair: Pair, chunk: Buffer): void {
-    pair.pending = pair.pending.length === 0 ? chunk : Buffer.concat([pair.pending, chunk]);
-    for (;;) {
-      const b = pair.pending;
-      if (b.length < FRAME_HEADER_BYTES) return;
-      if (b.readUInt16BE(0) !== 0x4852) {
-        // Not our framing (cannot happen with a real primary): pass it on untouched.
-        pair.downstream.write(b);
-        pair.pending = Buffer.alloc(0);
-        this.emit('unframed');
-        return;
+    if (!pair.direction) {
+      pair.pending = pair.pending.length === 0 ? chunk : Buffer.concat([pair.pending, chunk]);
+      if (!pair.primaryHello) {
+        if (pair.pending.length < LINK_HELLO_BYTES) return;
+        if (!linkHelloNonce(pair.pending)) return this.#unframed(pair);
+        pair.primaryHello = pair.pending.subarray(0, LINK_HELLO_BYTES);
+        pair.downstream.write(pair.primaryHello);
+        pair.pending = pair.pending.subarray(LINK_HELLO_BYTES);
       }
-      const size = FRAME_HEADER_BYTES + b.readUInt32BE(16) + FRAME_MAC_BYTES;
-      if (b.length < size) return;
-      pair.lastEpoch = b.readUInt32BE(4);
-      pair.lastSeq = Math.max(pair.lastSeq, Number(b.readBigUInt64BE(8)));
-      pair.frames++;
-      pair.downstream.write(b.subarray(0, size));
-      pair.pending = b.subarray(size);
+      const standbyNonce = linkHelloNonce(pair.standbyHello);
+      const primaryNonce = linkHelloNonce(pair.primaryHello);
+      if (!standbyNonce || !primaryNonce) return;
+      const key = deriveFrameKey(this.#secret, primaryNonce, standbyNonce);
+      pair.direction = { primaryNonce, standbyNonce, decoder: new FrameDecoder(key), sealer: new FrameSealer(key) };
+      chunk = pair.pending;
+      pair.pending = Buffer.alloc(0);
     }
+    const { frames, error } = pair.direction.decoder.push(chunk);
+    for (const frame of frames) {
+      pair.lastEpoch = frame.epoch;
+      pair.lastSeq = Math.max(pair.lastSeq, frame.seq);
+      pair.frames++;
+      pair.downstream.write(pair.direction.sealer.seal(frame));
+    }
+    // The primary's stream does not open with the secret the proxy was given: cannot happen with a real primary.
+    if (error) this.#unframed(pair);
+  }
+
+  #unframed(pair: Pair): void {
+    this.emit('unframed');
+    pair.downstream.destroy();
+    pair.upstream.destroy();
   }
 
   /** Idempotent: closes the listener and every connection. */

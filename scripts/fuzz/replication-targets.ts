@@ -17,6 +17,7 @@ import { canonicalSnapshot } from '../../mcu/src/replication/checkpoint-store.ts
 import type { FuzzTarget } from './fuzz-run.ts';
 import { FUZZ_PRIMARY_EPOCH, FUZZ_REPLICATION_SECRET, type ReplicationFuzzBed } from './replication-bed.ts';
 import { buildFrame, frameRecipe, type FrameRecipe } from './replication-frames.ts';
+import { RawReplicationPeer } from '../common/raw-replication-peer.ts';
 
 const WAIT_MS = 10_000;
 
@@ -35,11 +36,12 @@ export function standbyStreamTarget(bed: ReplicationFuzzBed): FuzzTarget<Standby
     async run({ recipe, churn }) {
       const at = bed.proxy.stream;
       assert.ok(at, 'no primary -> standby stream to inject into');
-      const { bytes, expect } = buildFrame(recipe, { epoch: at.epoch, lastSeq: at.lastSeq }, FUZZ_REPLICATION_SECRET);
       const standby = bed.standby;
       const mark = standby.mark();
       const lineMark = standby.lineMark();
-      assert.ok(bed.proxy.inject(bytes), 'the proxy has no standby connection');
+      const injected = bed.proxy.inject((sealing) => buildFrame(recipe, { epoch: at.epoch, lastSeq: at.lastSeq }, sealing));
+      assert.ok(injected, 'the proxy has no standby connection');
+      const { expect } = injected;
       let outcome: string;
       if (expect.includes('resync')) {
         await standby.waitFor((m) => m.type === 'state' && m.from === 'synced', mark, WAIT_MS, 'a resync');
@@ -88,9 +90,6 @@ export function primaryListenerTarget(bed: ReplicationFuzzBed): FuzzTarget<Prima
       }
     },
     async run({ recipes, preamble }) {
-      // A fresh connection: nothing received yet, the first sequenced frame must be seq 1.
-      const frames = recipes.map((r) => buildFrame(r, { epoch: FUZZ_PRIMARY_EPOCH, lastSeq: 0 }, FUZZ_REPLICATION_SECRET));
-      const bytes = Buffer.concat([preamble, ...frames.map((f) => f.bytes)]);
       const primary = bed.primary;
       const mark = primary.mark();
       const lineMark = primary.lineMark();
@@ -98,13 +97,19 @@ export function primaryListenerTarget(bed: ReplicationFuzzBed): FuzzTarget<Prima
       socket.on('error', () => {});
       await once(socket, 'connect');
       const remote = `127.0.0.1:${socket.localPort}`;
-      socket.on('data', () => {});
-      const closed = once(socket, 'close');
-      socket.end(bytes);
+      // Not once(): it rejects on the 'error' (a reset) that may come while the handshake is awaited.
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      // The link handshake first (after the preamble, which the primary refuses at once), then
+      // the frames sealed with this connection's key. A fresh connection: nothing received yet,
+      // the first sequenced frame must be seq 1.
+      const peer = await RawReplicationPeer.start(socket, FUZZ_REPLICATION_SECRET, { preamble: Buffer.from(preamble) }).catch(() => null);
+      const frames = peer ? recipes.map((r) => buildFrame(r, { epoch: FUZZ_PRIMARY_EPOCH, lastSeq: 0 }, peer)) : [];
+      socket.resume();
+      socket.end(Buffer.concat(frames.map((f) => f.bytes)));
       const refused = await primary.waitFor((m) => m.type === 'standby-refused' && m.remote === remote, mark, WAIT_MS, `the refusal of ${remote}`);
       await closed;
       const code = refused.code === null ? null : String(refused.code);
-      if (preamble.length === 0 && frames[0]!.expect.length === 1 && frames[0]!.expect[0] === 'REPLICATION_AUTH_FAILED') {
+      if (preamble.length === 0 && frames[0]?.expect.length === 1 && frames[0].expect[0] === 'REPLICATION_AUTH_FAILED') {
         assert.equal(code, 'REPLICATION_AUTH_FAILED', `a bad MAC refused as ${code}: ${String(refused.reason)}`);
       }
       await primary.waitLine((l) => l.includes(remote) && l.includes('refused'), lineMark, WAIT_MS, `the log line of the refusal of ${remote}`);

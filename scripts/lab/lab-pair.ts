@@ -162,6 +162,9 @@ export class LabPair {
           // Under load a standby may take over again before the pair settled: availability, not safety.
           if (out.failover) out.notes.push(`a second failover (to epoch ${newEpoch}) before the pair settled`);
           out.failover = true;
+          // Connections the new primary could not take over (their clients reconnect): why, from its timeline.
+          const fallbacks = (promoted.timeline as { takeover?: { fallbacks?: Array<{ code: string; reason: string }> } } | undefined)?.takeover?.fallbacks ?? [];
+          if (fallbacks.length > 0) out.notes.push(`epoch ${newEpoch} could not take over ${fallbacks.length} connection(s): ${fallbacks.map((f) => `${f.code} (${f.reason})`).join('; ')}`);
           this.primary = this.standby;
           this.primaryHost = this.standby.host as ServerHost;
           this.standby = null;

@@ -120,9 +120,9 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
       if (started.ok !== true) throw new Error(`${name} could not join: ${JSON.stringify(started)}`);
       clients.push({ name, proc });
     };
-    const retireClient = async (c: { name: string; proc: LabProcess }): Promise<void> => {
+    const retireClient = async (c: { name: string; proc: LabProcess }, lostWithPair = false): Promise<void> => {
       const report = (await c.proc.request({ op: 'stop' }, 15_000)) as unknown as McuClientReport;
-      histories.push({ name: c.name, report });
+      histories.push({ name: c.name, report, ...(lostWithPair ? { lostWithPair } : {}) });
       await c.proc.close();
     };
     for (let i = 0; i < options.clients; i++) await startClient();
@@ -162,8 +162,9 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
       // A client whose connection dropped (a reconnect fallback) is replaced: its history stands.
       const alive: typeof clients = [];
       for (const c of clients) {
-        if (c.proc.select((e: LabEvent) => e.event === 'disconnect').length > 0) {
-          await retireClient(c);
+        // After a pair restarted from nothing no MCU holds any client's connection: all replaced.
+        if (settle.pairRestarted || c.proc.select((e: LabEvent) => e.event === 'disconnect').length > 0) {
+          await retireClient(c, settle.pairRestarted);
           record.clientsReplaced++;
         } else alive.push(c);
       }

@@ -74,6 +74,8 @@ export interface PromotionOptions {
    * that was hung) is recognised as this standby's own win by the next attempt.
    */
   witnessNonce: string;
+  /** This standby's id on the replication link: the witness must name it as the sync standby. */
+  standbyId: string;
   /**
    * Witness unreachable: the standby waits `ms` while it watches the primary's heartbeats again
    * (a fresh heartbeat thread): `retry` when they stayed silent, `primary-alive` when the primary
@@ -91,7 +93,7 @@ export interface Promoted {
 /** No promotion: the witness holds another epoch, or the primary beats again, or the standby stopped, before the epoch was won. */
 export interface NotPromoted {
   kind: 'not-promoted';
-  why: 'witness-lost' | 'primary-alive' | 'stopped';
+  why: 'witness-lost' | 'not-sync' | 'primary-alive' | 'stopped';
   detail: string;
 }
 
@@ -282,7 +284,7 @@ export class Promotion {
       const started = performance.now();
       let cas: EpochCas;
       try {
-        cas = await witness.compareAndSetEpoch(expected, identity, nonce);
+        cas = await witness.compareAndSetEpoch(expected, identity, nonce, this.#opts.standbyId);
       } catch (err) {
         // Every attempt at first, then one line in ten: the timeline shows the wait without drowning.
         if (attempt <= 3 || attempt % 10 === 0) {
@@ -309,6 +311,12 @@ export class Promotion {
           sinceDetectedMs: Math.round(Date.now() - death.detectedAt),
         });
         return { kind: 'won', claim: { record: cas.record, confirmedAt: started } };
+      }
+      if (cas.outcome === 'not-sync') {
+        const named = cas.syncStandby?.epoch === expected && cas.syncStandby.standbyId ? `names ${cas.syncStandby.standbyId}` : 'names no standby';
+        const detail = `the witness still holds epoch ${expected} but ${named} as the sync standby, not ${this.#opts.standbyId}: the primary went on without this standby, whose copy is stale`;
+        logStep(log, FailoverStep.WitnessNotSync, `failover step: ${detail}: no promotion, following again`, { expectedEpoch: expected, syncStandby: cas.syncStandby?.standbyId ?? null, tookMs: round1(cas.tookMs), attempt }, 'error');
+        return { kind: 'not-promoted', why: 'not-sync', detail };
       }
       const holder = cas.holder ? ` (${cas.holder.node} since ${cas.holder.since})` : '';
       const detail = cas.epoch === null

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { redactConfig, type McuConfig } from '../../mcu/src/core/config.ts';
-import { ConfigError } from '../../mcu/src/core/errors.ts';
+import { ConfigError, McuError } from '../../mcu/src/core/errors.ts';
 import { AdminServer } from '../../mcu/src/http/admin.ts';
 import { StandbyMetrics } from '../../mcu/src/http/metrics.ts';
 import { ServiceTls, type TlsReloadOutcome } from '../../mcu/src/http/tls.ts';
@@ -15,7 +15,8 @@ import { SparePathManager } from '../../mcu/src/spare/spare-paths.ts';
 import { TakeoverEngine, type TakeoverEngineOptions } from '../../mcu/src/takeover/standby.ts';
 import { HostSetup, hostSetupSettings } from '../../mcu/src/takeover/fencing/host-setup.ts';
 import { FailoverStep } from '../../mcu/src/wire/failover-steps.ts';
-import { newNonce, witnessFromConfig, type Witness } from '../../mcu/src/witness/witness.ts';
+import { SnapshotExtraKey, parseSnapshotExtra } from '../../mcu/src/wire/blobs.ts';
+import { newNonce, nodeIdentity, witnessFromConfig, type SyncStandby, type Witness } from '../../mcu/src/witness/witness.ts';
 import { Promotion, type PromotionTimeline } from './promotion.ts';
 
 /**
@@ -28,7 +29,10 @@ export type StandbyState = 'syncing' | 'ready' | 'promoting' | 'waiting' | 'acti
 /** How often a standby reads the witness's epoch while it follows (shown in /status; keeps the connection warm for the compare-and-set), ms. */
 const WITNESS_READ_MS = 1000;
 /** After a subscription sent just before a late compare-and-set, how long a live primary has to answer with a beat, ms (a LAN round trip plus a loaded host). */
+/** Witness retry: how long the primary gets to answer a fresh subscription before the next compare-and-set, ms. */
 const LATE_PROMOTION_CHECK_MS = 60;
+/** Synced with a witness: how often to ask it whether it names this standby as the sync standby yet, ms. */
+const SYNC_POLL_MS = 20;
 
 export type StandbyEvents = {
   state: [to: StandbyState, from: StandbyState];
@@ -81,8 +85,15 @@ export class Standby extends EventEmitter<StandbyEvents> {
   readonly spares: SparePathManager;
   /** The witness (MCU_WITNESS_ENDPOINTS): a promotion needs the next epoch there; null: two-node mode. */
   readonly #witness: Witness | null;
+  /** Our id on the replication link and at the witness (the primary records it as its sync standby). */
+  readonly #standbyId: string = nodeIdentity('standby').node;
   #witnessTimer: NodeJS.Timeout | null = null;
   #witnessSeen: { epoch: number | null; at: number; error: string | null } | null = null;
+  /** The epoch at which the witness last named us as the sync standby (null: not since we (re)synced). */
+  #syncConfirmedEpoch: number | null = null;
+  #syncPoll: NodeJS.Timeout | null = null;
+  /** The sync key as last read. */
+  #witnessSync: SyncStandby | null = null;
   /** The nonce of our compare-and-sets from the epoch we follow (see PromotionOptions.witnessNonce). */
   #witnessNonce: { epoch: number; nonce: string } | null = null;
   /**
@@ -152,17 +163,21 @@ export class Standby extends EventEmitter<StandbyEvents> {
    */
   #createClient(): ReplicationClient {
     const { repl, primary } = this.#opts;
+    // A new stream: the primary records us as in sync again once we are.
+    this.#syncConfirmedEpoch = null;
     const client = new ReplicationClient({
       host: primary.host,
       port: primary.port,
       secret: repl.secret,
       store: this.store,
       heartbeatIntervalMs: repl.heartbeatMs,
+      standbyId: this.#standbyId,
     });
     this.takeover?.follow(client);
     this.spares.follow(client);
     client.on('synced', (info) => {
       this.#log.info('checkpoint synced', { seq: info.seq, epoch: info.epoch, primary: info.primaryId });
+      this.#adoptTicketKeys(client.store.extra[SnapshotExtraKey.TlsTicketKeys]);
       this.#startMonitor(info.epoch);
       this.#maybeReady();
     });
@@ -191,6 +206,17 @@ export class Standby extends EventEmitter<StandbyEvents> {
     return client;
   }
 
+  /** The primary's TLS session ticket keys, when both serve TLS: a promotion serves with them. */
+  #adoptTicketKeys(raw: unknown): void {
+    if (!this.tls || raw === undefined) return;
+    try {
+      this.tls.adoptTicketKeys(Buffer.from(parseSnapshotExtra(SnapshotExtraKey.TlsTicketKeys, raw), 'base64'));
+    } catch (err) {
+      // Only resumption is lost: clients that reconnect after a failover make a full handshake.
+      this.#log.warn(`the primary's TLS ticket keys not adopted: ${(err as Error).message}`, { code: err instanceof McuError ? err.code : undefined });
+    }
+  }
+
   #startMonitor(epoch: number): void {
     if (this.#monitor) return;
     const { repl, primary } = this.#opts;
@@ -212,6 +238,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
   /** Ready = a checkpoint and the heartbeat thread hearing the primary: only then can a death be judged. */
   #maybeReady(): void {
     if (this.#state === 'syncing' && this.#client.state === 'synced' && this.#monitor?.lastHeartbeatAt != null) {
+      // With a witness, ready means able to promote: the witness names us as the sync standby.
+      if (this.#witness && this.#syncConfirmedEpoch !== this.store.epoch) {
+        this.#confirmSync(this.#witness);
+        return;
+      }
       this.#setState('ready');
       setImmediate(() => this.#warmUp());
     }
@@ -273,6 +304,32 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#watchWitness();
   }
 
+  /** Asks the witness every SYNC_POLL_MS, while syncing, until it names us as the sync standby of the epoch we follow. */
+  #confirmSync(witness: Witness): void {
+    if (this.#syncPoll) return;
+    const poll = async (): Promise<void> => {
+      if (this.#state !== 'syncing') {
+        this.#syncPoll = null;
+        return;
+      }
+      try {
+        const sync = await witness.syncStandby();
+        this.#witnessSync = sync;
+        if (sync?.epoch === this.store.epoch && sync.standbyId === this.#standbyId) {
+          this.#syncPoll = null;
+          this.#syncConfirmedEpoch = sync.epoch;
+          this.#log.info('the witness names this standby as the sync standby', { epoch: sync.epoch, standby: this.#standbyId });
+          this.#maybeReady();
+          return;
+        }
+      } catch {
+        // Unreachable: asked again below (a promotion would need it anyway).
+      }
+      this.#syncPoll = setTimeout(() => void poll(), SYNC_POLL_MS);
+    };
+    this.#syncPoll = setTimeout(() => void poll(), 0);
+  }
+
   /**
    * While following: reads the witness's epoch every WITNESS_READ_MS, for /status and to keep a
    * connection to it warm (the compare-and-set at a promotion then costs one round trip); says
@@ -310,7 +367,13 @@ export class Standby extends EventEmitter<StandbyEvents> {
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       primary: this.client.primary,
       replication: { state: this.#client.state, seq: store.seq },
-      heartbeats: { received: this.#monitor?.beats ?? 0, lastAt: this.#monitor?.lastHeartbeatAt ?? null, nearMisses: this.#monitor?.nearMisses ?? null },
+      heartbeats: {
+        received: this.#monitor?.beats ?? 0,
+        lastAt: this.#monitor?.lastHeartbeatAt ?? null,
+        nearMisses: this.#monitor?.nearMisses ?? null,
+        // The heartbeat thread's own measure: the longest silence between two beats since it started.
+        longestGapMs: this.#monitor?.longestBeatGapMs ?? null,
+      },
       checkpoint: {
         rooms: store.state.rooms().length,
         participants: store.state.participantCount,
@@ -323,7 +386,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       takeover: this.takeover?.stats() ?? null,
       promotion: this.timeline,
       witness: this.#witness
-        ? { cluster: this.#witness.clusterName, endpoint: this.#witness.client.endpoint, epoch: this.#witnessSeen?.epoch ?? null, readAt: this.#witnessSeen?.at ?? null, error: this.#witnessSeen?.error ?? null }
+        ? { cluster: this.#witness.clusterName, endpoint: this.#witness.client.endpoint, epoch: this.#witnessSeen?.epoch ?? null, readAt: this.#witnessSeen?.at ?? null, error: this.#witnessSeen?.error ?? null, syncStandby: this.#witnessSync, syncConfirmedEpoch: this.#syncConfirmedEpoch }
         : null,
       mcu: this.mcu?.status() ?? null,
       config: redactConfig(this.#opts.config),
@@ -351,6 +414,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
       witness: this.#witness,
       witnessRetryMs: this.#opts.config.witness.retryMs,
       witnessNonce: this.#nonceFor(this.store.epoch),
+      standbyId: this.#standbyId,
       waitForWitness: (ms) => this.#waitForWitness(ms),
     });
     this.#promotion = promotion;
@@ -405,10 +469,11 @@ export class Standby extends EventEmitter<StandbyEvents> {
       };
       const onBeat = (): void => done('primary-alive');
       const onStop = (): void => done('stopped');
-      // Before the next compare-and-set, ask the primary once more, and give it a moment to
+      // Before the next compare-and-set, ask the primary once more and give it a moment to
       // answer: after a partition heals the witness may answer before the renewed subscription
-      // reaches a primary that served all along (and released its output unprotected meanwhile:
-      // our copy is stale). Found by scripts/lab/partition-run.ts.
+      // reaches a primary that served all along. Not for safety (the sync key orders a primary
+      // going on without us and our promotion at the witness) but to spare a needless failover
+      // of a live primary. Found by scripts/lab/partition-run.ts.
       let timer = setTimeout(() => {
         monitor?.subscribeNow();
         timer = setTimeout(() => done('retry'), LATE_PROMOTION_CHECK_MS);
@@ -460,6 +525,7 @@ export class Standby extends EventEmitter<StandbyEvents> {
     this.#stopped.abort();
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
     if (this.#witnessTimer) clearInterval(this.#witnessTimer);
+    if (this.#syncPoll) clearTimeout(this.#syncPoll);
     this.#client.close('standby shutting down');
     this.spares.close();
     this.takeover?.close();

@@ -1,7 +1,8 @@
 /**
  * Fuzzing the replication channel between a real primary process and a real standby process
  * (scripts/fuzz/replication-*.ts), FUZZ_RUNS cases each (default 1000):
- * - frames injected into the primary -> standby stream by a proxy: bad HMACs, and good HMACs on
+ * - frames injected into the primary -> standby stream by a proxy (a man in the middle holding the
+ *   secret): bad GCM tags, and good tags on
  *   malformed bodies, huge lengths, stale epochs, out-of-order seqs, bad headers, changes that
  *   do not fit. The standby refuses each with its named error (or resyncs), logs it, syncs
  *   again and holds the primary's state at the primary's epoch;

@@ -6,8 +6,9 @@
  * threads were demoted 100-300 ms after they started, which was long enough to starve the
  * heartbeat's helpers. Then a primary and its standby pinned to one CPU (as the lab pins its
  * server hosts) while peers join and leave from the other one: their heartbeat threads, FIFO 99
- * on the same CPU, used to spin ~950 ms in V8's C++-heap sweep (the false takeovers of issue 14;
- * see README, *Real-time threads*).
+ * on the same CPU, used to spin ~950 ms in V8's C++-heap sweep when they were JS worker threads
+ * (the false takeovers of issue 14; now native threads without an isolate, see README,
+ * *Real-time threads* and *Heartbeat threads*).
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -111,8 +112,8 @@ describe('heartbeats of a pair sharing one CPU while participants join and leave
     watch(standby, 'standby');
     await standby.waitFor((e) => e.event === 'standby-ready', { timeoutMs: 60_000 });
 
-    // Normal-priority work on that CPU, as other processes of a loaded host: the V8 worker
-    // thread a spinning heartbeat thread waits for is then mid-task when preempted. Bounded.
+    // Normal-priority work on that CPU, as other processes of a loaded host (what made a worker
+    // heartbeat thread spin: the V8 helper thread it waited for was preempted mid-task). Bounded.
     for (let i = 0; i < 2; i++) {
       // Its own process group: SIGKILL to `timeout` alone would leave its `sh` spinning forever.
       const busy = spawn('taskset', ['-c', '0', 'timeout', '60', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore', detached: true });

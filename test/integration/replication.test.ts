@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { ReplicationAuthError, ReplicationClosedError, ReplicationMalformedError, StaleEpochError } from '../../mcu/src/core/errors.ts';
-import { FrameType, encodeFrame } from '../../mcu/src/wire/frame-codec.ts';
+import { RawReplicationPeer } from '../../scripts/common/raw-replication-peer.ts';
 import type { PrimaryMessage, StandbyMessage } from '../../mcu/src/wire/messages.ts';
 import { preciseNow } from '../../mcu/src/core/clock.ts';
 import { ReplicationServer } from '../../mcu/src/replication/replication-server.ts';
@@ -47,12 +47,13 @@ function assertSameState(client: ReplicationClient, expected: SessionSnapshot, c
 }
 
 /** A TCP server speaking raw frames, to play a misbehaving primary. */
-async function fakePrimary(onConnection: (socket: Socket) => void): Promise<number> {
+async function fakePrimary(onConnection: (socket: Socket) => void | Promise<void>): Promise<number> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => {});
-    onConnection(socket);
+    // A standby that hung up before the link handshake ended: nothing to play.
+    Promise.resolve(onConnection(socket)).catch(() => socket.destroy());
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -66,9 +67,7 @@ async function fakePrimary(onConnection: (socket: Socket) => void): Promise<numb
   return (server.address() as AddressInfo).port;
 }
 
-function jsonFrame(msg: PrimaryMessage | StandbyMessage | Record<string, unknown>, seq: number, epoch: number, secret = SECRET): Buffer {
-  return encodeFrame({ type: FrameType.Json, epoch, seq, payload: Buffer.from(JSON.stringify(msg)) }, secret);
-}
+type AnyMessage = PrimaryMessage | StandbyMessage | Record<string, unknown>;
 
 async function rawConnect(port: number): Promise<Socket> {
   const socket = connect({ port, host: '127.0.0.1' });
@@ -220,7 +219,8 @@ describe('replication over TCP', () => {
     // A standby that says hello and never acknowledges anything.
     const socket = await rawConnect(port);
     const connected = waitFor(server, 'standby-connected');
-    socket.write(jsonFrame({ type: 'hello', standbyId: 'mute', pid: 1 }, 1, 0));
+    const peer = await RawReplicationPeer.start(socket, SECRET);
+    socket.write(peer.json({ type: 'hello', standbyId: 'mute', pid: 1 }, 1, 0));
     await connected;
     const pending = server.sendBlobAndWaitAck('output-log', { n: 1 });
     const lost = waitFor(server, 'standby-lost');
@@ -246,9 +246,10 @@ describe('replication over TCP', () => {
   });
 
   it('refuses frames from a primary with the wrong secret (standby side)', async () => {
-    const port = await fakePrimary((socket) => {
-      socket.write(jsonFrame({ type: 'hello', primaryId: 'impostor', epoch: 1, pid: 1, service: {} }, 1, 1, 'wrong-secret'));
-      socket.write(jsonFrame({ type: 'snapshot', seq: 2, state: { rooms: [], participants: [] }, extra: {} }, 2, 1, 'wrong-secret'));
+    const port = await fakePrimary(async (socket) => {
+      const peer = await RawReplicationPeer.start(socket, 'wrong-secret');
+      socket.write(peer.json({ type: 'hello', primaryId: 'impostor', epoch: 1, pid: 1, service: {} }, 1, 1));
+      socket.write(peer.json({ type: 'snapshot', seq: 2, state: { rooms: [], participants: [] }, extra: {} }, 2, 1));
     });
     const client = startClient(port);
     const [error] = await waitFor(client, 'rejected');
@@ -270,11 +271,12 @@ describe('replication over TCP', () => {
   });
 
   it('refuses a frame whose epoch goes backwards mid-stream, after applying what came before', async () => {
-    const port = await fakePrimary((socket) => {
-      socket.write(jsonFrame({ type: 'hello', primaryId: 'p', epoch: 4, pid: 1, service: {} }, 1, 4));
-      socket.write(jsonFrame({ type: 'snapshot', seq: 2, state: { rooms: [], participants: [] }, extra: {} }, 2, 4));
+    const port = await fakePrimary(async (socket) => {
+      const peer = await RawReplicationPeer.start(socket, SECRET);
+      socket.write(peer.json({ type: 'hello', primaryId: 'p', epoch: 4, pid: 1, service: {} }, 1, 4));
+      socket.write(peer.json({ type: 'snapshot', seq: 2, state: { rooms: [], participants: [] }, extra: {} }, 2, 4));
       const room = { name: 'r', createdAt: 1, participants: [] };
-      socket.write(jsonFrame({ type: 'delta', deltas: [{ op: 'room-created', room }] }, 3, 3));
+      socket.write(peer.json({ type: 'delta', deltas: [{ op: 'room-created', room }] }, 3, 3));
     });
     const client = startClient(port);
     const [error] = await waitFor(client, 'rejected');
@@ -303,17 +305,23 @@ describe('replication over TCP', () => {
     const { state } = seededState(20, 20);
     const { server, port } = await startServer(state);
 
-    const cases: Array<[string, Buffer, new (...args: never[]) => Error]> = [
-      ['invalid hello', jsonFrame({ type: 'hello', standbyId: 42 }, 1, 0), ReplicationMalformedError],
-      ['not JSON', encodeFrame({ type: FrameType.Json, epoch: 0, seq: 1, payload: Buffer.from('{"type":"hel') }, SECRET), ReplicationMalformedError],
+    // What a would-be standby sends once the link handshake is done (a Buffer: no handshake, these raw bytes).
+    const cases: Array<[string, ((peer: RawReplicationPeer) => Buffer) | Buffer, new (...args: never[]) => Error]> = [
+      ['invalid hello', (peer) => peer.json({ type: 'hello', standbyId: 42 }, 1, 0), ReplicationMalformedError],
+      ['not JSON', (peer) => peer.json('{"type":"hel', 1, 0), ReplicationMalformedError],
       ['not a frame', Buffer.from('GET / HTTP/1.1\r\nHost: primary\r\n\r\n'), ReplicationMalformedError],
-      ['ack before hello', jsonFrame({ type: 'ack', seq: 0 }, 0, 0), ReplicationMalformedError],
-      ['oversized', Buffer.from('48520101' + '00000000' + '0000000000000001' + 'ffffffff', 'hex'), ReplicationMalformedError],
+      ['ack before hello', (peer) => peer.json({ type: 'ack', seq: 0 }, 0, 0), ReplicationMalformedError],
+      ['oversized', () => Buffer.from('48520201' + '00000000' + '0000000000000001' + 'ffffffff', 'hex'), ReplicationMalformedError],
+      ['another secret', (peer) => peer.json({ type: 'hello', standbyId: 's', pid: 1 }, 1, 0), ReplicationAuthError],
     ];
     for (const [name, bytes, errorClass] of cases) {
       const refused = waitFor(server, 'standby-refused');
       const socket = await rawConnect(port);
-      socket.write(bytes);
+      if (Buffer.isBuffer(bytes)) {
+        socket.write(bytes);
+        // Reads (and drops) the primary's link hello, so the end of the stream is seen.
+        socket.resume();
+      } else socket.write(bytes(await RawReplicationPeer.start(socket, name === 'another secret' ? 'another-secret-entirely' : SECRET)));
       const [info] = await refused;
       if (name === 'ack before hello') {
         // A valid frame at the wrong protocol step.
@@ -332,9 +340,10 @@ describe('replication over TCP', () => {
   });
 
   it('refuses a malformed payload from the primary and applies nothing of it', async () => {
-    const port = await fakePrimary((socket) => {
-      socket.write(jsonFrame({ type: 'hello', primaryId: 'p', epoch: 1, pid: 1, service: {} }, 1, 1));
-      socket.write(jsonFrame({ type: 'snapshot', seq: 2, state: { rooms: [{ name: 'r' }], participants: 'x' }, extra: {} }, 2, 1));
+    const port = await fakePrimary(async (socket) => {
+      const peer = await RawReplicationPeer.start(socket, SECRET);
+      socket.write(peer.json({ type: 'hello', primaryId: 'p', epoch: 1, pid: 1, service: {} }, 1, 1));
+      socket.write(peer.json({ type: 'snapshot', seq: 2, state: { rooms: [{ name: 'r' }], participants: 'x' }, extra: {} }, 2, 1));
     });
     const client = startClient(port);
     const [error] = await waitFor(client, 'rejected');

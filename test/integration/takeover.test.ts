@@ -14,7 +14,11 @@
  * standby starts on the dead host (re-protection), so the next failover is possible.
  *
  * The client must see no `disconnect`, the same local TCP port, socket id and engine id
- * throughout, every ack exactly once and in order, and an unbroken roster stream.
+ * throughout, every ack exactly once and in order, and an unbroken roster stream. A second
+ * client connects and then sends nothing at all: its connection must be taken over too, at
+ * every failover, including by the standbys started after it connected (each learns the idle
+ * connection's TCP state only from its capture: the primary pings every client when a standby
+ * syncs).
  * TAKEOVER_FAILOVERS sets the count (default 20).
  *
  * Needs root, iproute2, nftables and the native addon; skipped otherwise.
@@ -69,6 +73,9 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       assert.equal((status.status as { mode?: string } | undefined)?.mode, 'takeover', `primary /status: ${JSON.stringify(status)}`);
       const started = await client.request({ op: 'start' }, 10_000);
       assert.equal(started.ok, true, `join failed: ${JSON.stringify(started)}`);
+      // Connected, never joins, never sends: only engine.io's pings (every 25 s) cross its connection.
+      const idle = start('client', CLIENT, [`http://${vip}:${port}`, `${ROOM}-idle`, String(INTERVAL_MS)], labAdminEnv(secret));
+      const idleConnected = await idle.waitForEvent('connect', { timeoutMs: 20_000 });
 
       for (let n = 1; n <= FAILOVERS; n++) {
         await sleep(DWELL_BEFORE_MS);
@@ -102,7 +109,10 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
         t.diagnostic(line);
         assert.equal(where.socketId, connected.socketId, `failover ${n}: socket.io id changed`);
         assert.equal(where.localPort, connected.localPort, `failover ${n}: local TCP port changed`);
-        assert.equal(takeover?.reattached, 1, `failover ${n}: takeover report ${JSON.stringify(takeover)}`);
+        const idleWhere = await idle.request({ op: 'where' }, 10_000);
+        assert.equal(idleWhere.socketId, idleConnected.socketId, `failover ${n}: the idle client's socket.io id changed (takeover report ${JSON.stringify(takeover)})`);
+        assert.equal(idleWhere.localPort, idleConnected.localPort, `failover ${n}: the idle client's local TCP port changed`);
+        assert.equal(takeover?.reattached, 2, `failover ${n}: takeover report ${JSON.stringify(takeover)}`);
         standby = start(dead, 'standby/src/main.ts', [], { ...labMcuEnv(lab, dead, secret, { takeover: true, role: 'standby' }), ...common });
         await standby.waitForEvent('standby-ready', { timeoutMs: 30_000 });
       }
@@ -112,6 +122,9 @@ describe('connection-level takeover of the MCU in the lab (MCU_TAKEOVER=1)', { s
       outcomes.push(line);
       t.diagnostic(line);
       assertClientSurvivedTakeover(report, connected);
+      const idleReport = (await idle.request({ op: 'stop' }, 15_000)) as unknown as McuClientReport & LabEvent;
+      assert.equal(idleReport.disconnects, 0, `the idle client was disconnected: ${JSON.stringify(idleReport.disconnectReasons)}`);
+      assert.equal(idleReport.connects, 1, 'the idle client connected more than once');
       assert.equal(report.rosterBreaks, 0, 'a roster push was lost, repeated or reordered (the latest roster at an ack did not show that mute)');
       assert.ok(report.rosters >= report.acked, `rosters ${report.rosters} < acks ${report.acked}`);
       failed = false;

@@ -60,6 +60,30 @@ function peerFingerprint(port: number): Promise<string> {
   });
 }
 
+/** A TLS 1.3 session ticket from a new connection to 127.0.0.1:`port` (the first of the server's tickets). */
+function sessionTicket(port: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+    socket.once('session', (session: Buffer) => {
+      socket.end();
+      resolve(session);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Whether a new connection to 127.0.0.1:`port` offering `session` resumed it (no full handshake). */
+function resumes(port: number, session: Buffer): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, session }, () => {
+      const reused = socket.isSessionReused();
+      socket.end();
+      resolve(reused);
+    });
+    socket.once('error', reject);
+  });
+}
+
 /** GET over HTTPS through `agent`: the status, whether the agent reused an open connection, and that connection's certificate. */
 function get(url: string, agent: Agent): Promise<{ status: number; reused: boolean; fingerprint: string; body: string }> {
   return new Promise((resolve, reject) => {
@@ -233,6 +257,9 @@ describe('HTTPS and WSS (real processes)', () => {
     assert.equal(standbyStatus.tls?.fingerprint256, b.credentials.fingerprint256, 'the standby holds the reloaded certificate for its promotion');
     assert.equal(await peerFingerprint(port), b.credentials.fingerprint256);
     assert.equal(client.disconnects, 0);
+    // A ticket the primary issues: the standby has its ticket keys (snapshot extra), so it resumes there too.
+    const ticket = await sessionTicket(port);
+    assert.equal(await resumes(port, ticket), true, 'the primary resumes its own ticket');
 
     const promoted = new Promise<void>((resolve) => supervisor.once('promoted', () => resolve()));
     await primary.process.kill('SIGKILL');
@@ -247,6 +274,7 @@ describe('HTTPS and WSS (real processes)', () => {
     assert.equal(resumed.participantId, joined.participantId);
     assert.equal(resumed.epoch, 2);
     assert.equal(await peerFingerprint(port), b.credentials.fingerprint256, 'the promoted standby serves the certificate it reloaded');
+    assert.equal(await resumes(port, ticket), true, "the promoted standby resumes the dead primary's ticket: no full handshake");
     const st = (await (await fetch(`${supervisor.adminUrl}/status`)).json()) as { pid: number; scheme: string; tls: TlsStatus | null };
     assert.equal(st.pid, standby.pid);
     assert.equal(st.scheme, 'https');

@@ -119,7 +119,7 @@ async function status(url: string): Promise<Record<string, unknown>> {
 }
 
 describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () => {
-  it('compare-and-set of the epoch: one of two contending standbys wins, once; a retried win counts; a second primary is refused while the first holds its lease', async () => {
+  it('compare-and-set of the epoch: only the sync standby wins, once; a retried win counts; a primary clearing its sync standby and that standby promoting never both succeed; a second primary is refused while the first holds its lease', async (t) => {
     const server = await etcd();
     const cluster = `cas-${process.pid}`;
     const primary = witnessOf(server, cluster);
@@ -132,29 +132,50 @@ describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () 
     const intruderLease = await intruder.client.leaseGrant(2);
     await assert.rejects(intruder.claimFresh({ node: 'primary-1@elsewhere', pid: 1, host: 'elsewhere' }, intruderLease.id), (err: unknown) => err instanceof WitnessPrimaryExistsError && err.code === 'WITNESS_PRIMARY_EXISTS');
 
-    // Two standbys that followed epoch 1 try at the same time, each on its own connection.
+    // Only the standby the primary records as in sync may promote. Two standbys that followed
+    // epoch 1 try at the same time, each on its own connection: the sync one wins, once.
+    assert.equal(await primary.recordSyncStandby(1, 'standby-0@test'), 1);
     const contenders = [witnessOf(server, cluster), witnessOf(server, cluster)];
     const nonces = [newNonce(), newNonce()];
-    const outcomes: EpochCas[] = await Promise.all(contenders.map((w, i) => w.compareAndSetEpoch(1, { node: `standby-${i}@test`, pid: i, host: 'test' }, nonces[i]!)));
-    const winners = outcomes.filter((o) => o.outcome === 'won');
-    assert.equal(winners.length, 1, `exactly one winner: ${JSON.stringify(outcomes)}`);
-    const winner = outcomes.findIndex((o) => o.outcome === 'won');
-    const loser = outcomes[1 - winner]!;
-    assert.equal(loser.outcome, 'lost');
-    assert.equal(loser.outcome === 'lost' ? loser.epoch : null, 2, 'the loser is told the epoch moved on');
-    assert.equal(loser.outcome === 'lost' ? loser.holder?.node : null, `standby-${winner}@test`, 'and who holds it');
+    const outcomes: EpochCas[] = await Promise.all(contenders.map((w, i) => w.compareAndSetEpoch(1, { node: `standby-${i}@test`, pid: i, host: 'test' }, nonces[i]!, `standby-${i}@test`)));
+    assert.equal(outcomes[0]!.outcome, 'won', `the sync standby wins: ${JSON.stringify(outcomes)}`);
+    const other = outcomes[1]!;
+    assert.ok(other.outcome === 'lost' || other.outcome === 'not-sync', `the other one does not: ${JSON.stringify(other)}`);
+    if (other.outcome === 'lost') assert.equal(other.holder?.node, 'standby-0@test', 'and is told who holds the epoch');
+    if (other.outcome === 'not-sync') assert.equal(other.syncStandby?.standbyId, 'standby-0@test', 'and is told who is in sync');
     const view = await primary.read();
     assert.equal(view.epoch, 2);
-    assert.equal(view.primary?.record.node, `standby-${winner}@test`);
+    assert.equal(view.primary?.record.node, 'standby-0@test');
     assert.equal(view.primary?.leased, false, "the winner's record has no lease until its MCU attaches one");
 
-    // The winner's retry (its answer lost) counts as won; the loser's retry stays lost.
-    assert.equal((await contenders[winner]!.compareAndSetEpoch(1, { node: `standby-${winner}@test`, pid: winner, host: 'test' }, nonces[winner]!)).outcome, 'won');
-    assert.equal((await contenders[1 - winner]!.compareAndSetEpoch(1, { node: `standby-${1 - winner}@test`, pid: 1 - winner, host: 'test' }, nonces[1 - winner]!)).outcome, 'lost');
+    // The winner's retry (its answer lost) counts as won; the other's stays refused.
+    assert.equal((await contenders[0]!.compareAndSetEpoch(1, { node: 'standby-0@test', pid: 0, host: 'test' }, nonces[0]!, 'standby-0@test')).outcome, 'won');
+    assert.equal((await contenders[1]!.compareAndSetEpoch(1, { node: 'standby-1@test', pid: 1, host: 'test' }, nonces[1]!, 'standby-1@test')).outcome, 'lost');
+
+    // A primary that lost its standby records "none in sync" while that standby tries to promote:
+    // the witness orders them, exactly one succeeds, every time.
+    let epoch = 2;
+    const tally = { promoted: 0, cleared: 0 };
+    for (let round = 0; round < 20; round++) {
+      const holder = contenders[0]!;
+      assert.equal(await holder.recordSyncStandby(epoch, 'standby-s@test'), epoch);
+      const [held, cas] = await Promise.all([holder.recordSyncStandby(epoch, null), contenders[1]!.compareAndSetEpoch(epoch, { node: 'standby-s@test', pid: 2, host: 'test' }, newNonce(), 'standby-s@test')]);
+      const cleared = held === epoch;
+      assert.notEqual(cleared, cas.outcome === 'won', `round ${round}: exactly one of the clear (held ${held}) and the compare-and-set (${cas.outcome}) succeeds`);
+      if (cleared) {
+        assert.equal(cas.outcome, 'not-sync');
+        tally.cleared++;
+      } else {
+        assert.equal(held, epoch + 1, 'the primary is told the epoch moved on: it fences');
+        tally.promoted++;
+        epoch++;
+      }
+    }
+    t.diagnostic(`clear vs promotion, 20 races: ${tally.cleared} cleared first, ${tally.promoted} promoted first`);
 
     // Once the old primary's lease is gone, a fresh primary may claim the next epoch.
     await primary.client.leaseRevoke(lease.id);
-    assert.equal((await intruder.claimFresh({ node: 'primary-1@elsewhere', pid: 1, host: 'elsewhere' }, intruderLease.id)).epoch, 3);
+    assert.equal((await intruder.claimFresh({ node: 'primary-1@elsewhere', pid: 1, host: 'elsewhere' }, intruderLease.id)).epoch, epoch + 1);
   });
 
   it('a member that cannot be reached is skipped for the next one, which is then asked first; none: WITNESS_UNREACHABLE naming each', async () => {
@@ -201,7 +222,9 @@ describe('the witness (etcd) for promotion', { skip: etcdMissing ?? false }, () 
     // Another node wins epoch 2 (as a standby elsewhere would).
     const other = witnessOf(server, cluster);
     const movedAt = Date.now();
-    const cas = await other.compareAndSetEpoch(1, { node: 'standby-elsewhere', pid: 1, host: 'elsewhere' }, newNonce());
+    // (It must be the sync standby there, as far as the witness knows.)
+    assert.equal(await other.recordSyncStandby(1, 'standby-elsewhere'), 1);
+    const cas = await other.compareAndSetEpoch(1, { node: 'standby-elsewhere', pid: 1, host: 'elsewhere' }, newNonce(), 'standby-elsewhere');
     assert.equal(cas.outcome, 'won');
     await failoverStep(primary, FailoverStep.WitnessSuperseded);
     const fenced = await primary.waitFor((e) => e.event === 'fenced');

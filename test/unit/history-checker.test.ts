@@ -84,5 +84,9 @@ describe('partition history checker', () => {
     const dropped = checkHistory([{ name: 'a', report: report(span, { missing: [7, 8], disconnects: 1 }) }], claims);
     assert.equal(dropped.ok, true);
     assert.equal(dropped.lostWithDisconnect, 2);
+    // A connection that went with a pair restarted from nothing, its client not yet aware.
+    const withPair = checkHistory([{ name: 'a', report: report(span, { missing: [7, 8, 9] }), lostWithPair: true }], claims);
+    assert.equal(withPair.ok, true, withPair.violations.join('\n'));
+    assert.equal(withPair.lostWithDisconnect, 3);
   });
 });

@@ -76,6 +76,7 @@ export const ERROR_CODES = {
   TLS_VERSION_UNSUPPORTED: 'tls-takeover',
   TLS_SUITE_UNSUPPORTED: 'tls-takeover',
   TLS_SECRETS_INCOMPLETE: 'tls-takeover',
+  TLS_SECRETS_MISSING: 'tls-takeover',
   TLS_HANDSHAKE_INCOMPLETE: 'tls-takeover',
   TLS_RECORD_CUT: 'tls-takeover',
   TLS_RECORD_UNDECRYPTABLE: 'tls-takeover',

@@ -1,48 +1,29 @@
-import { setFlagsFromString } from 'node:v8';
 import type { RealtimeConfig } from './config.ts';
 import { McuError } from './errors.ts';
 import type { Logger } from './logger.ts';
-import { confineRealtimeScheduling, makeCurrentThreadRealtime as nativeMakeCurrentThreadRealtime, type RealtimeConfinement } from '../../../native/src/index.ts';
+import { confineRealtimeScheduling, type NativeRealtimeReport, type RealtimeConfinement } from '../../../native/src/index.ts';
 
 /**
  * SCHED_FIFO priority of the heartbeat threads (beacon and monitor): the highest. They are the
  * only real-time threads of the process (see confineRealtimeThreads); they work microseconds
- * per beat.
+ * per beat. They are native threads of the addon (native/addon/heartbeat_*.cc) that make
+ * themselves real-time as they start: the allow path, CAP_SYS_NICE raised from the permitted
+ * set for that thread alone (the process gave it up for every other thread at start). Without
+ * the capability (not root) a heartbeat thread stays at normal priority and says why.
  */
 export const HEARTBEAT_RT_PRIORITY = 99;
 
 /**
- * The allow path: gives the calling thread (a heartbeat thread) SCHED_FIFO `priority`, so a
- * loaded machine cannot delay it (a late heartbeat is a false takeover). Through the native
- * addon, which raises CAP_SYS_NICE for this thread alone (the process gave it up for every other
- * thread at start). Without the capability (not root) or the addon, the thread stays at normal
- * priority and says why.
+ * How often the heartbeat threads' owners log the longest gap of the last period (the beacon's
+ * between its ticks, the monitor's between the beats it received): a record of the heartbeat's
+ * own scheduling that bench/false-takeover.ts reads.
  */
-export function makeCurrentThreadRealtime(priority: number): { ok: boolean; detail: string } {
-  try {
-    const tid = nativeMakeCurrentThreadRealtime(priority);
-    return { ok: true, detail: `SCHED_FIFO priority ${priority} (thread ${tid})` };
-  } catch (err) {
-    return { ok: false, detail: `${(err as Error).message}: heartbeats run at normal priority` };
-  }
-}
+export const HEARTBEAT_GAP_REPORT_MS = 10_000;
 
-let idleGcOff = false;
-
-/**
- * Call before starting a heartbeat thread (a worker thread at SCHED_FIFO 99). V8's memory
- * reducer runs major GCs in an isolate that looks idle, which a heartbeat thread always does;
- * each ends with an incremental sweep of the C++ heap (cppgc) that reposts itself at once while
- * its concurrent part, on one of V8's worker threads at normal priority, is unfinished. At FIFO
- * 99 that repost loop never blocks, so the worker thread it waits for gets no CPU on that core
- * until the kernel's real-time throttling gives normal threads their 50 ms, 950 ms later: the
- * ~1 s pauses of issue 14 (perf: README, *Real-time threads*). The flag is process-wide: the
- * main isolate then shrinks its heap after idle spells only when it allocates again.
- */
-export function disableIdleGarbageCollection(): void {
-  if (idleGcOff) return;
-  setFlagsFromString('--no-memory-reducer');
-  idleGcOff = true;
+/** How a heartbeat thread's attempt to become real-time reads in the logs. */
+export function realtimeDetail(report: NativeRealtimeReport): string {
+  if (report.ok) return `SCHED_FIFO priority ${report.priority} (thread ${report.tid})`;
+  return `${report.step ?? 'sched_setscheduler'}: ${report.errnoName ?? 'UNKNOWN'} (${report.message ?? 'no detail'}): heartbeats run at normal priority`;
 }
 
 let confined: RealtimeConfinement | null = null;
@@ -55,7 +36,7 @@ let confined: RealtimeConfinement | null = null;
  * to: the main thread gives up CAP_SYS_NICE for the threads it creates from now on and
  * RLIMIT_RTPRIO goes to 0 (the kernel refuses them real-time scheduling; libwebrtc carries on at
  * normal priority), and only the heartbeat threads become real-time, through
- * makeCurrentThreadRealtime(). The main thread (mixing, signaling) gets `realtime.mainNice`,
+ * the addon's own call (heartbeat_thread.h). The main thread (mixing, signaling) gets `realtime.mainNice`,
  * and the threads it creates start at nice 0. `realtime.mediaRealtime` lets libwebrtc's threads
  * be real-time again. Idempotent. See native/addon/thread_sched.cc and README, *Real-time threads*.
  */

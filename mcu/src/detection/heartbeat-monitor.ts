@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type { Worker } from 'node:worker_threads';
 import { createLogger } from '../core/logger.ts';
 import { ThrottledLog } from '../core/log-throttle.ts';
-import { startTsWorker } from '../core/ts-worker.ts';
-import type { MonitorControl, MonitorWorkerData, MonitorWorkerMessage } from './heartbeat-monitor-worker.ts';
-import { disableIdleGarbageCollection, HEARTBEAT_RT_PRIORITY } from '../core/realtime.ts';
-import { failureDetectorSettings, type HeartbeatVerdict, type SuspicionCause } from './failure-detector.ts';
+import { HEARTBEAT_GAP_REPORT_MS, HEARTBEAT_RT_PRIORITY, realtimeDetail } from '../core/realtime.ts';
+import { heartbeatRejectionReason } from '../wire/heartbeat-wire.ts';
+import { hostProbeDetail, failureDetectorSettings, type FailureDetectorSettings, type HeartbeatVerdict, type SuspicionCause } from './failure-detector.ts';
+import { startHeartbeatMonitorThread, type NativeMonitorEvent, type NativeMonitorHandle } from '../../../native/src/index.ts';
 
 export type { HeartbeatVerdict } from './failure-detector.ts';
 
@@ -41,14 +40,24 @@ export interface HeartbeatMonitorOptions {
   hostProbePort?: number;
 }
 
-/** The standby's side of the heartbeat path: a real-time worker thread judging the primary's beats (FailureDetector). */
+/**
+ * The standby's side of the heartbeat path: a native thread of the addon (native/addon/heartbeat_monitor.cc)
+ * at SCHED_FIFO that subscribes to the primary's beats, probes its port and host, and judges
+ * with the FailureDetector on its own clock. It has no V8 isolate and takes no lock this (main)
+ * thread holds; its news (first beat, suspicions, near misses, the verdict) arrives here through
+ * a lock-free ring, its counters are read on demand.
+ */
 export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
   readonly #opts: HeartbeatMonitorOptions;
   readonly #log = createLogger('heartbeat-monitor');
   // Anyone who can reach the port can send datagrams: one log line per second at most.
   readonly #rejectedLog = new ThrottledLog(this.#log, 'warn', 'heartbeat datagram rejected');
   #rejected = 0;
-  #worker: Worker | null = null;
+  /** The highest total a 'rejected' event carried. */
+  #rejectedReported = 0;
+  #thread: NativeMonitorHandle | null = null;
+  #gapReportTimer: NodeJS.Timeout | null = null;
+  #longestGapMs = 0;
   #lastHeartbeatAt: number | null = null;
   #beats = 0;
   #verdict: HeartbeatVerdict | null = null;
@@ -62,17 +71,35 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
     this.#opts = opts;
   }
 
+  /** Epoch ms of the last beat the judge took (frozen at the verdict), null before the first. */
   get lastHeartbeatAt(): number | null {
+    this.#readCounters();
     return this.#lastHeartbeatAt;
   }
 
   get beats(): number {
+    this.#readCounters();
     return this.#beats;
+  }
+
+  #readCounters(): void {
+    const stats = this.#thread?.stats();
+    if (!stats) return;
+    this.#lastHeartbeatAt = stats.lastBeatAt;
+    this.#beats = stats.beats;
+    this.#longestGapMs = stats.longestGapMs;
+    this.#rejected = Math.max(this.#rejected, stats.rejected);
   }
 
   /** Beats that came after more than the missed-beats window of silence (near misses), and the longest such silence. */
   get nearMisses(): { count: number; longestSilenceMs: number } {
     return { count: this.#lateBeats, longestSilenceMs: this.#longestSilenceMs };
+  }
+
+  /** The longest silence between two beats since the first, ms, as the heartbeat thread measured it (0 before two beats). */
+  get longestBeatGapMs(): number {
+    this.#readCounters();
+    return this.#longestGapMs;
   }
 
   /** Times the heartbeat thread itself was not scheduled long enough to skip a judgement. */
@@ -86,76 +113,96 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
 
   /** Datagrams rejected since start (not a valid beat of the primary's epoch). */
   get rejected(): number {
+    this.#readCounters();
     return this.#rejected;
   }
 
+  /** Starts the heartbeat thread (throws NativeAddonUnavailableError without the addon, NativeSyscallError if the primary's address is unusable). */
   start(): void {
+    if (this.#thread || this.#closed) return;
     const { intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs } = this.#opts;
     const detector = failureDetectorSettings({ intervalMs, missedBeats, confirmMs, hostProbeTimeoutMs });
-    const data: MonitorWorkerData = {
-      host: this.#opts.host,
-      port: this.#opts.port,
-      secret: this.#opts.secret,
-      minEpoch: this.#opts.minEpoch,
-      rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
-      detector,
-      hostProbePort: this.#opts.hostProbePort ?? DEFAULT_HOST_PROBE_PORT,
-    };
-    disableIdleGarbageCollection();
-    const worker = startTsWorker(new URL('./heartbeat-monitor-worker.ts', import.meta.url), data as unknown as Record<string, unknown>);
-    this.#worker = worker;
-    worker.unref();
-    worker.on('error', (err) => this.#log.error('heartbeat thread failed', { error: err.message }));
-    worker.on('message', (msg: MonitorWorkerMessage) => {
-      switch (msg.type) {
-        case 'realtime':
-          if (msg.ok) this.#log.info('heartbeat thread is real-time', { detail: msg.detail });
-          else this.#log.warn('heartbeat thread is not real-time: a loaded machine may delay heartbeats', { detail: msg.detail });
-          break;
-        case 'first-beat':
-          this.#lastHeartbeatAt = msg.at;
-          this.#log.info('receiving heartbeats', { epoch: msg.epoch, intervalMs: detector.intervalMs, missedBeats: detector.missedBeats });
-          this.emit('first-beat', msg.at);
-          break;
-        case 'summary':
-          this.#lastHeartbeatAt = msg.lastBeatAt;
-          this.#beats = msg.beats;
-          break;
-        case 'rejected':
-          this.#rejected++;
-          this.#rejectedLog.note({ reason: msg.reason, rejected: this.#rejected });
-          if (!this.#closed) this.emit('rejected', msg.reason, this.#rejected);
-          break;
-        case 'late-beat':
-          this.#lateBeats++;
-          this.#longestSilenceMs = Math.max(this.#longestSilenceMs, msg.silenceMs);
-          this.#log.warn(`late heartbeat after ${msg.silenceMs} ms of silence (dead after ${detector.intervalMs * detector.missedBeats} + ${detector.confirmMs} ms): near miss`, {
-            nearMissMs: msg.silenceMs,
-            at: new Date(msg.at).toISOString(),
-          });
-          break;
-        case 'self-pause':
-          this.#selfPauses++;
-          this.#log.warn(`heartbeat thread was not scheduled for ${msg.ms} ms: judging again once the beats sent meanwhile are read`, {
-            pausedMs: msg.ms,
-            at: new Date(msg.at).toISOString(),
-          });
-          break;
-        case 'host-probe':
-          if (msg.usable) this.#log.info('host probe ready: a crashed host is judged without waiting for the confirm window', { detail: msg.detail });
-          else this.#log.warn('host probe unusable', { detail: msg.detail });
-          break;
-        case 'suspected':
-          if (!this.#closed) this.emit('suspected', msg.cause, msg.at);
-          break;
-        case 'dead':
-          if (this.#verdict || this.#closed) return;
-          this.#verdict = msg.verdict;
-          this.#lastHeartbeatAt = msg.verdict.lastHeartbeatAt;
-          this.emit('dead', this.#verdict);
-          break;
+    this.#thread = startHeartbeatMonitorThread(
+      {
+        host: this.#opts.host,
+        port: this.#opts.port,
+        secret: this.#opts.secret,
+        minEpoch: this.#opts.minEpoch,
+        rtPriority: this.#opts.rtPriority ?? HEARTBEAT_RT_PRIORITY,
+        detector,
+        hostProbePort: this.#opts.hostProbePort ?? DEFAULT_HOST_PROBE_PORT,
+      },
+      (events) => {
+        for (const event of events) this.#onEvent(event, detector);
+      },
+    );
+    const thread = this.#thread;
+    let beatsBefore = 0;
+    this.#gapReportTimer = setInterval(() => {
+      const beats = thread.stats().beats;
+      if (beats === 0) return;
+      this.#log.info('heartbeat gaps', { longestBeatGapMs: thread.takeWindowGap(), beats: beats - beatsBefore, periodMs: HEARTBEAT_GAP_REPORT_MS });
+      beatsBefore = beats;
+    }, HEARTBEAT_GAP_REPORT_MS);
+    this.#gapReportTimer.unref();
+  }
+
+  #onEvent(event: NativeMonitorEvent, detector: FailureDetectorSettings): void {
+    switch (event.type) {
+      case 'realtime':
+        if (event.ok) this.#log.info('heartbeat thread is real-time', { detail: realtimeDetail(event) });
+        else this.#log.warn('heartbeat thread is not real-time: a loaded machine may delay heartbeats', { detail: realtimeDetail(event) });
+        break;
+      case 'first-beat':
+        this.#lastHeartbeatAt = event.at;
+        this.#log.info('receiving heartbeats', { epoch: event.epoch, intervalMs: detector.intervalMs, missedBeats: detector.missedBeats });
+        if (!this.#closed) this.emit('first-beat', event.at);
+        break;
+      case 'rejected': {
+        const reason =
+          event.reason === 'not-a-beat' ? 'not a beat' : event.reason === 'stale-epoch' ? `stale epoch ${event.epoch} < ${event.minEpoch}` : heartbeatRejectionReason(event.reason, event);
+        this.#noteRejected(reason, event.total);
+        break;
       }
-    });
+      case 'dropped':
+        if (event.rejectedTotal > this.#rejectedReported) this.#noteRejected(`${event.rejectedTotal - this.#rejectedReported} more (not itemized: the heartbeat thread's event ring was full)`, event.rejectedTotal);
+        break;
+      case 'late-beat':
+        this.#lateBeats++;
+        this.#longestSilenceMs = Math.max(this.#longestSilenceMs, event.silenceMs);
+        this.#log.warn(`late heartbeat after ${event.silenceMs} ms of silence (dead after ${detector.intervalMs * detector.missedBeats} + ${detector.confirmMs} ms): near miss`, {
+          nearMissMs: event.silenceMs,
+          at: new Date(event.at).toISOString(),
+        });
+        break;
+      case 'self-pause':
+        this.#selfPauses++;
+        this.#log.warn(`heartbeat thread was not scheduled for ${event.ms} ms: judging again once the beats sent meanwhile are read`, {
+          pausedMs: event.ms,
+          at: new Date(event.at).toISOString(),
+        });
+        break;
+      case 'host-probe':
+        if (event.usable) this.#log.info('host probe ready: a crashed host is judged without waiting for the confirm window', { detail: hostProbeDetail(event.ms) });
+        else this.#log.warn('host probe unusable', { detail: hostProbeDetail(event.ms) });
+        break;
+      case 'suspected':
+        if (!this.#closed) this.emit('suspected', event.cause, event.at);
+        break;
+      case 'dead':
+        if (this.#verdict || this.#closed) return;
+        this.#verdict = event.verdict;
+        this.#lastHeartbeatAt = event.verdict.lastHeartbeatAt;
+        this.emit('dead', this.#verdict);
+        break;
+    }
+  }
+
+  #noteRejected(reason: string, total: number): void {
+    this.#rejected = Math.max(this.#rejected, total);
+    this.#rejectedReported = Math.max(this.#rejectedReported, total);
+    this.#rejectedLog.note({ reason, rejected: total });
+    if (!this.#closed) this.emit('rejected', reason, total);
   }
 
   /**
@@ -164,23 +211,23 @@ export class HeartbeatMonitor extends EventEmitter<HeartbeatMonitorEvents> {
    * with one, no verdict follows any more.
    */
   channelClosed(deliberate: boolean): void {
-    this.#worker?.postMessage({ type: 'channel-closed', deliberate } satisfies MonitorControl);
+    this.#thread?.channelClosed(deliberate);
   }
 
   /** Sends a subscription now (a live primary answers it with a beat at once). */
   subscribeNow(): void {
-    this.#worker?.postMessage({ type: 'subscribe-now' } satisfies MonitorControl);
+    this.#thread?.subscribeNow();
   }
 
+  /** Idempotent: stops and joins the heartbeat thread. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#rejectedLog.close();
-    const worker = this.#worker;
-    this.#worker = null;
-    if (worker) {
-      worker.postMessage({ type: 'stop' } satisfies MonitorControl);
-      await worker.terminate();
-    }
+    if (this.#gapReportTimer) clearInterval(this.#gapReportTimer);
+    this.#readCounters();
+    const thread = this.#thread;
+    this.#thread = null;
+    thread?.close();
   }
 }

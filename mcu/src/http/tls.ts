@@ -9,13 +9,13 @@
  * No logger import here: config.ts checks the files through this module, and the logger reads
  * config.ts when it loads; the owner of a ServiceTls passes its own createLogger() child.
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
-import { TlsCredentialsError } from '../core/errors.ts';
+import { ReplicationMalformedError, TlsCredentialsError } from '../core/errors.ts';
 import { safeEmit } from '../core/events.ts';
 import type { Logger } from '../core/logger.ts';
 
@@ -153,6 +153,15 @@ type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
  * the files on the promotion path. close() forgets the servers (idempotent); they are their
  * owner's to close.
  */
+/** Size of `tls.Server` session ticket keys. */
+export const TLS_TICKET_KEYS_BYTES = 48;
+/**
+ * The session id context of every server (OpenSSL resumes a ticket only in the context it was
+ * issued in). Node's default hashes the process's argv, which differs between the primary
+ * (mcu/src/main.ts) and the standby (standby/src/main.ts): the standby would refuse every ticket.
+ */
+const TLS_SESSION_ID_CONTEXT = 'hot-standby-mcu';
+
 export class ServiceTls extends EventEmitter<ServiceTlsEvents> {
   readonly files: TlsFiles;
   readonly #log: Logger;
@@ -161,6 +170,13 @@ export class ServiceTls extends EventEmitter<ServiceTlsEvents> {
   #reloads = 0;
   #lastReloadError: TlsStatus['lastReloadError'] = null;
   readonly #servers = new Set<HttpsServer>();
+  /**
+   * The session ticket keys (48 bytes: name, HMAC and AES keys) of every server made here. The
+   * primary replicates them to its standby (snapshot extra `tlsTicketKeys`), which adopts them,
+   * so after a failover a client that reconnects resumes its TLS session from the ticket the
+   * dead primary issued instead of a full handshake. Node does not rotate them.
+   */
+  #ticketKeys: Buffer = randomBytes(TLS_TICKET_KEYS_BYTES);
   #closed = false;
 
   /** The service's TLS of a configuration; null without tls.certFile (plain HTTP). Throws TlsCredentialsError. */
@@ -196,7 +212,10 @@ export class ServiceTls extends EventEmitter<ServiceTlsEvents> {
 
   /** An HTTPS server serving `handler` with the pair in use, and every pair reloaded later. */
   createServer(handler: RequestHandler): HttpsServer {
-    const server = createHttpsServer({ cert: this.#credentials.cert, key: this.#credentials.key }, handler);
+    const server = createHttpsServer(
+      { cert: this.#credentials.cert, key: this.#credentials.key, ticketKeys: this.#ticketKeys, sessionIdContext: TLS_SESSION_ID_CONTEXT },
+      handler,
+    );
     if (!this.#closed) this.#servers.add(server);
     server.once('close', () => this.#servers.delete(server));
     return server;
@@ -219,7 +238,8 @@ export class ServiceTls extends EventEmitter<ServiceTlsEvents> {
     }
     this.#warnIfExpired(next);
     const previous = this.#credentials.fingerprint256;
-    for (const server of this.#servers) server.setSecureContext({ cert: next.cert, key: next.key });
+    // With the ticket keys: a new context would otherwise make new ones, and no ticket would resume.
+    for (const server of this.#servers) server.setSecureContext({ cert: next.cert, key: next.key, ticketKeys: this.#ticketKeys, sessionIdContext: TLS_SESSION_ID_CONTEXT });
     this.#credentials = next;
     this.#loadedAt = new Date();
     this.#reloads++;
@@ -232,6 +252,25 @@ export class ServiceTls extends EventEmitter<ServiceTlsEvents> {
     });
     safeEmit(this, this.#log, 'reloaded', next);
     return { reloaded: true, credentials: next };
+  }
+
+  /** A copy of the session ticket keys in use (secret: they decrypt every ticket). */
+  get ticketKeys(): Buffer {
+    return Buffer.from(this.#ticketKeys);
+  }
+
+  /**
+   * Serves with these ticket keys from now on (the primary's, replicated): every server made here,
+   * and those made later (a promotion's). Throws ReplicationMalformedError for keys of the wrong size.
+   */
+  adoptTicketKeys(keys: Buffer): void {
+    if (keys.length !== TLS_TICKET_KEYS_BYTES) {
+      throw new ReplicationMalformedError(`TLS session ticket keys are ${TLS_TICKET_KEYS_BYTES} bytes, not ${keys.length}`);
+    }
+    if (keys.equals(this.#ticketKeys)) return;
+    this.#ticketKeys = Buffer.from(keys);
+    for (const server of this.#servers) server.setTicketKeys(this.#ticketKeys);
+    this.#log.info("TLS session ticket keys adopted (the primary's): clients resume their TLS sessions here after a failover", { servers: this.#servers.size });
   }
 
   status(): TlsStatus {

@@ -10,7 +10,7 @@ import {
 import { preciseNow } from '../core/clock.ts';
 import { safeEmit } from '../core/events.ts';
 import { createLogger, type LogContext, type Logger } from '../core/logger.ts';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameType, encodeFrame, type Frame, type Secret } from '../wire/frame-codec.ts';
+import { DEFAULT_MAX_FRAME_BYTES, FrameType, LinkHandshake, type Frame, type FrameDecoder, type FrameSealer, type Secret } from '../wire/frame-codec.ts';
 import {
   decodeJson,
   encodeJson,
@@ -104,8 +104,10 @@ interface AckWaiter {
 }
 
 /**
- * One authenticated, ordered replication connection over a TCP socket. Frames are verified
- * (MAC, epoch, order, schema) before any listener sees them; the first bad frame ends the link.
+ * One encrypted, authenticated, ordered replication connection over a TCP socket. It starts
+ * with the link handshake (both hellos, fresh per-connection keys: frame-codec.ts); frames sent
+ * before the peer's hello came wait for it. Frames are verified (GCM tag at their place in the
+ * stream, epoch, order, schema) before any listener sees them; the first bad frame ends the link.
  * Sequenced frames (everything but heartbeat and ack) are numbered 1, 2, ...; heartbeat and ack
  * frames carry the seq of the sender's last sequenced frame.
  */
@@ -113,9 +115,13 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   ReplicationLinkEvents<TIn>
 > {
   readonly #socket: Socket;
-  readonly #secret: Secret;
   readonly #parse: (value: unknown) => TIn;
-  readonly #decoder: FrameDecoder;
+  readonly #handshake: LinkHandshake;
+  /** Null until the peer's link hello came. */
+  #decoder: FrameDecoder | null = null;
+  #sealer: FrameSealer | null = null;
+  /** Frames sent before the peer's hello: sealed and written once the keys exist. */
+  #unsealed: Frame[] = [];
   readonly #clock: () => number;
   readonly #heartbeatIntervalMs: number;
   readonly #peerTimeoutMs: number | null;
@@ -144,8 +150,6 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   constructor(options: ReplicationLinkOptions<TIn>) {
     super();
     this.#socket = options.socket;
-    // Converted once: every frame's MAC uses it.
-    this.#secret = typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret;
     this.#parse = options.parse;
     this.#epoch = options.epoch;
     this.#minPeerEpoch = options.minPeerEpoch ?? null;
@@ -156,7 +160,7 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
     this.#lingerMs = options.lingerMs ?? 1000;
     this.#frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
-    this.#decoder = new FrameDecoder(options.secret, { maxFrameBytes: this.#maxFrameBytes });
+    this.#handshake = new LinkHandshake(options.secret, { maxFrameBytes: this.#maxFrameBytes });
     this.#lastReceivedAt = this.#clock();
     this.#log = createLogger('replication-link', {
       peer: `${this.#socket.remoteAddress ?? '?'}:${this.#socket.remotePort ?? '?'}`,
@@ -169,6 +173,8 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
     this.#socket.on('end', () => this.#onEnd());
     this.#socket.on('error', (err: NodeJS.ErrnoException) => this.#die(`socket error ${err.code ?? err.message}`, null));
     this.#socket.on('close', () => this.#die('socket closed', null));
+    this.#socket.write(this.#handshake.hello);
+    this.#bytesSent += this.#handshake.hello.length;
 
     if (this.#peerTimeoutMs !== null) {
       const timeout = this.#peerTimeoutMs;
@@ -302,22 +308,53 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
     if (this.#closed && !closing) throw new ReplicationClosedError(this.#closed.reason);
     const seq = sequenced ? this.#lastSentSeq + 1 : this.#lastSentSeq;
     const frame: Frame = { type, epoch: this.#epoch, seq, payload };
-    const bytes = encodeFrame(frame, this.#secret, this.#maxFrameBytes);
+    if (payload.length > this.#maxFrameBytes) {
+      throw new ReplicationMalformedError(`payload of ${payload.length} bytes exceeds the limit of ${this.#maxFrameBytes} bytes`);
+    }
     if (sequenced) this.#lastSentSeq = seq;
+    this.#framesSent++;
+    if (this.#sealer) this.#writeSealed(this.#sealer.seal(frame), closing);
+    else this.#unsealed.push(frame);
+    return seq;
+  }
+
+  #writeSealed(bytes: Buffer, closing = false): void {
     this.#socket.write(bytes);
     this.#bytesSent += bytes.length;
-    this.#framesSent++;
     if (!closing && this.#socket.writableLength > this.#maxBufferedBytes) {
       // The peer stopped reading (stopped process, stalled host): buffering more only hides it.
       this.#die(`peer not reading: ${this.#socket.writableLength} bytes queued (limit ${this.#maxBufferedBytes})`, null);
     }
-    return seq;
+  }
+
+  /** The peer's hello: from here on frames are sealed and opened with this connection's keys. */
+  #onLinkKeys(sealer: FrameSealer, decoder: FrameDecoder): void {
+    this.#sealer = sealer;
+    this.#decoder = decoder;
+    const queued = this.#unsealed;
+    this.#unsealed = [];
+    for (const frame of queued) this.#writeSealed(sealer.seal(frame));
   }
 
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     this.#bytesReceived += chunk.length;
-    const { frames, error } = this.#decoder.push(chunk);
+    if (!this.#decoder) {
+      let keys;
+      try {
+        keys = this.#handshake.push(chunk);
+      } catch (err) {
+        this.#protocolError(err);
+        return;
+      }
+      if (!keys) return;
+      this.#onLinkKeys(keys.sealer, keys.decoder);
+      if (this.#closed || keys.rest.length === 0) return;
+      chunk = keys.rest;
+    }
+    const decoder = this.#decoder;
+    if (!decoder) return;
+    const { frames, error } = decoder.push(chunk);
     for (const frame of frames) {
       if (this.#closed) return;
       try {
@@ -332,7 +369,7 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
   }
 
   #checkPartialFrame(): void {
-    const partial = this.#decoder.partialFrame;
+    const partial = this.#decoder?.partialFrame ?? null;
     if (!partial) {
       this.#partial = null;
       return;
@@ -425,7 +462,11 @@ export class ReplicationLink<TIn extends ReplicationMessage, TOut extends Replic
 
   #onEnd(): void {
     if (this.#closed) return;
-    const truncated = this.#decoder.finish();
+    const truncated = this.#decoder
+      ? this.#decoder.finish()
+      : this.#handshake.bufferedBytes > 0
+        ? new ReplicationMalformedError(`stream ended inside the link hello (${this.#handshake.bufferedBytes} bytes of it)`)
+        : null;
     this.#die(truncated ? `end of stream inside a frame (${truncated.message})` : 'end of stream without shutdown', truncated);
   }
 

@@ -44,6 +44,13 @@ export interface TakeoverPrimaryStats {
   unrecordable: number;
 }
 
+/** What #pingClients uses of an engine.io Socket. */
+interface EngineSocketInternals {
+  readyState: string;
+  protocol: number;
+  sendPacket?: (type: 'ping') => void;
+}
+
 interface ConnTrack {
   connId: string;
   engineId: string | null;
@@ -156,6 +163,7 @@ export class TakeoverPrimary {
         t.lastSent = null;
         if (t.engineId) this.#schedule(t.engineId);
       }
+      this.#pingClients();
     };
     server.on('standby-synced', onSynced);
     this.#unhookReplication = () => {
@@ -178,6 +186,27 @@ export class TakeoverPrimary {
     const out: SessionBlob[] = [];
     for (const t of this.#byConn.values()) if (t.latest) out.push(t.latest);
     return out;
+  }
+
+  /**
+   * A standby that synced while connections were open learns each one's TCP state only from its
+   * capture: it can take a connection over only once it captured a segment of ours and the
+   * client's ACK of it (repair-plan.ts, `incomplete-capture`). An idle client sends nothing for
+   * up to engine.io's ping interval (25 s), and a failover meanwhile would drop its connection.
+   * So each client is pinged now: the ping, the client's pong and the ACKs of both complete the
+   * capture within a round trip. An unsolicited pong only restarts engine.io's ping interval.
+   */
+  #pingClients(): void {
+    const clients = (this.#io as unknown as { engine: { clients: Record<string, EngineSocketInternals | undefined> } }).engine.clients;
+    let pinged = 0;
+    for (const t of this.#byConn.values()) {
+      const client = t.engineId ? clients[t.engineId] : undefined;
+      // sendPacket is engine.io's own (private in its types); protocol 3 clients ping the server instead.
+      if (!client || client.readyState !== 'open' || client.protocol === 3 || typeof client.sendPacket !== 'function') continue;
+      client.sendPacket('ping');
+      pinged++;
+    }
+    if (pinged > 0) this.#log.info(`pinged ${pinged} client(s) so the new standby captures each connection's state`);
   }
 
   /** The connection id of an engine.io connection (via its TCP socket), null for one the acceptor did not take. */

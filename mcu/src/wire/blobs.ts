@@ -43,6 +43,8 @@ export const SnapshotExtraKey = {
   Sessions: 'sessions',
   /** Every connection's record and where the standby's output log starts (TransportsExtra). */
   Transports: 'transports',
+  /** Base64 of the primary's TLS session ticket keys (48 bytes, ServiceTls): the standby serves with them. */
+  TlsTicketKeys: 'tlsTicketKeys',
 } as const;
 export type SnapshotExtraKey = (typeof SnapshotExtraKey)[keyof typeof SnapshotExtraKey];
 
@@ -179,7 +181,7 @@ export interface SnapshotExtras {
  * What parseSnapshotExtra returns: the sessions extra is only checked to be a list, each entry
  * is a 'session' blob the consumer takes like one received alone (a bad one does not cost the others).
  */
-export type ParsedSnapshotExtras = { sessions: unknown[]; transports: TransportsExtra };
+export type ParsedSnapshotExtras = { sessions: unknown[]; transports: TransportsExtra; tlsTicketKeys: string };
 
 // ---- schemas ----
 
@@ -276,6 +278,8 @@ const extraSchemas: { [K in SnapshotExtraKey]: Schema<ParsedSnapshotExtras[K]> }
     version: z.literal(1),
     connections: z.array(z.object({ record: transportRecordSchema, logStart: offsetSchema, pendingInput: z.array(inputUpdateSchema) })),
   }),
+  // 48 bytes in base64: 64 characters.
+  tlsTicketKeys: z.string().regex(/^[A-Za-z0-9+/]{64}$/, 'expected 48 bytes in base64'),
 };
 
 /** Validates the payload of a `kind` blob. Throws ReplicationMalformedError. */

@@ -6,6 +6,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * on each side can send and judge them whatever the main threads are doing.
  *
  * Layout (big endian): magic u32 | kind u8 | epoch u32 | seq u32 | sentAt f64 | mac[16]
+ *
+ * This file is the format's reference. The heartbeat threads themselves are native
+ * (native/addon/heartbeat_wire.cc, no node:crypto there); test/unit/native-heartbeat.test.ts
+ * checks that codec against this one, byte for byte and reason for reason.
  */
 export const HEARTBEAT_MAGIC = 0x4842_5431; // "HBT1"
 export const HEARTBEAT_BYTES = 4 + 1 + 4 + 4 + 8 + 16;
@@ -39,14 +43,32 @@ export function encodeHeartbeat(d: HeartbeatDatagram, secret: string | Buffer): 
   return buf;
 }
 
+/** Why a datagram is not a heartbeat, checked in this order. */
+export type HeartbeatRejection = 'length' | 'magic' | 'mac' | 'kind';
+
+/** The words for a rejection (`length`: the datagram's, `kind`: its kind byte): one wording for this decoder and the native one. */
+export function heartbeatRejectionReason(rejection: HeartbeatRejection, datagram: { length: number; kind: number }): string {
+  switch (rejection) {
+    case 'length':
+      return `length ${datagram.length}, expected ${HEARTBEAT_BYTES}`;
+    case 'magic':
+      return 'bad magic';
+    case 'mac':
+      return 'authentication failed (wrong MCU_REPLICATION_SECRET?)';
+    case 'kind':
+      return `unknown kind ${datagram.kind}`;
+  }
+}
+
 /** Never throws: a datagram from anyone on the network is untrusted. */
 export function decodeHeartbeat(buf: Buffer, secret: string | Buffer): HeartbeatDecodeResult {
-  if (buf.length !== HEARTBEAT_BYTES) return { ok: false, reason: `length ${buf.length}, expected ${HEARTBEAT_BYTES}` };
-  if (buf.readUInt32BE(0) !== HEARTBEAT_MAGIC) return { ok: false, reason: 'bad magic' };
+  const reject = (rejection: HeartbeatRejection): HeartbeatDecodeResult => ({ ok: false, reason: heartbeatRejectionReason(rejection, { length: buf.length, kind: buf.length > 4 ? buf.readUInt8(4) : 0 }) });
+  if (buf.length !== HEARTBEAT_BYTES) return reject('length');
+  if (buf.readUInt32BE(0) !== HEARTBEAT_MAGIC) return reject('magic');
   const expected = mac(secret, buf.subarray(0, 21));
-  if (!timingSafeEqual(expected, buf.subarray(21))) return { ok: false, reason: 'authentication failed (wrong MCU_REPLICATION_SECRET?)' };
+  if (!timingSafeEqual(expected, buf.subarray(21))) return reject('mac');
   const code = buf.readUInt8(4);
   const kind = code === 1 ? 'beat' : code === 2 ? 'subscribe' : null;
-  if (kind === null) return { ok: false, reason: `unknown kind ${code}` };
+  if (kind === null) return reject('kind');
   return { ok: true, datagram: { kind, epoch: buf.readUInt32BE(5), seq: buf.readUInt32BE(9), sentAt: buf.readDoubleBE(13) } };
 }

@@ -7,8 +7,8 @@
  * - blobs.ts: every blob kind and snapshot extra, with payload types and schemas (parseBlob,
  *   parseSnapshotExtra);
  * - output-chunk.ts: the binary payload (an output-log chunk);
- * - heartbeat-wire.ts: the UDP heartbeat datagram (the real-time workers import it directly, to
- *   keep their threads' module graph small).
+ * - heartbeat-wire.ts: the UDP heartbeat datagram's reference codec (the heartbeat threads use
+ *   its native twin, native/addon/heartbeat_wire.cc).
  */
 export * from './frame-codec.ts';
 export * from './messages.ts';

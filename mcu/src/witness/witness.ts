@@ -6,12 +6,21 @@
  *   /mcu/<cluster>/primary  JSON PrimaryRecord of its holder; attached to the primary's lease
  *                           while it serves (written without one by a standby's compare-and-set,
  *                           until the new primary attaches its own)
+ *   /mcu/<cluster>/sync     `<epoch>:<standby id>`: the standby that holds everything the primary
+ *                           of that epoch acknowledged (`<epoch>:` while none does); written by the
+ *                           primary (sync-standby.ts)
  *
  * A fresh primary claims the next epoch at start (refused while another primary's record is
  * attached to a live lease); a standby promotes only after its compare-and-set from the epoch it
  * followed to the next one wins; a primary that finds a higher epoch there fences itself
  * (primary-lease.ts). Every write carries a nonce in the record, so a write that timed out and
  * was retried is recognised as ours.
+ *
+ * Only the sync standby may promote (Patroni's synchronous mode): the compare-and-set also
+ * compares the sync key with `<expected epoch>:<its id>`. A primary that lost its standby and
+ * goes on serving without it clears that key first (at its own epoch), so the two writes are
+ * ordered at the witness: either the standby won (the primary's clear fails, it fences) or the
+ * primary cleared (the standby's compare-and-set fails, its copy is stale: it follows again).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -49,10 +58,33 @@ export interface WitnessView {
   primary: { record: PrimaryRecord; leased: boolean; modRevision: number } | null;
 }
 
-/** The outcome of a standby's compare-and-set. */
+/**
+ * The outcome of a standby's compare-and-set. `not-sync`: the epoch is still the one it followed
+ * but the witness names another sync standby (or none): the primary went on without this one.
+ */
 export type EpochCas =
   | { outcome: 'won'; epoch: number; record: PrimaryRecord; tookMs: number; endpoint: string }
-  | { outcome: 'lost'; epoch: number | null; holder: PrimaryRecord | null; tookMs: number; endpoint: string };
+  | { outcome: 'lost'; epoch: number | null; holder: PrimaryRecord | null; tookMs: number; endpoint: string }
+  | { outcome: 'not-sync'; epoch: number; syncStandby: SyncStandby | null; tookMs: number; endpoint: string };
+
+/** The sync key: which standby holds all the primary of `epoch` acknowledged (null: none). */
+export interface SyncStandby {
+  epoch: number;
+  standbyId: string | null;
+}
+
+/** The sync key's value (see the file's comment). */
+export function syncValue(epoch: number, standbyId: string | null): string {
+  return `${epoch}:${standbyId ?? ''}`;
+}
+
+function parseSync(kv: KeyValue | null): SyncStandby | null {
+  if (!kv) return null;
+  const colon = kv.value.indexOf(':');
+  const epoch = colon > 0 ? kv.value.slice(0, colon) : '';
+  if (!/^\d+$/.test(epoch)) return null;
+  return { epoch: Number(epoch), standbyId: kv.value.slice(colon + 1) || null };
+}
 
 export interface WitnessOptions {
   client: EtcdClient;
@@ -80,14 +112,14 @@ export function newNonce(): string {
 export class Witness {
   readonly client: EtcdClient;
   readonly clusterName: string;
-  readonly keys: { epoch: string; primary: string };
+  readonly keys: { epoch: string; primary: string; sync: string };
 
   constructor(options: WitnessOptions) {
     if (!/^[A-Za-z0-9._-]+$/.test(options.clusterName)) throw new RangeError(`witness cluster name "${options.clusterName}" must be letters, digits, dots, dashes or underscores`);
     this.client = options.client;
     this.clusterName = options.clusterName;
     const prefix = `/mcu/${options.clusterName}`;
-    this.keys = { epoch: `${prefix}/epoch`, primary: `${prefix}/primary` };
+    this.keys = { epoch: `${prefix}/epoch`, primary: `${prefix}/primary`, sync: `${prefix}/sync` };
   }
 
   /** The epoch and the primary's record, read together (one linearizable transaction). */
@@ -125,25 +157,49 @@ export class Witness {
 
   /**
    * A standby's promotion: the epoch goes from `expected` (the one it followed) to `expected + 1`
-   * only if nobody moved it; the record names the standby (no lease yet: the promoted MCU attaches
-   * its own). `nonce`: the same for every retry of one promotion, so an earlier attempt that was
-   * applied although its answer was lost counts as won. Throws WitnessUnreachableError.
+   * only if nobody moved it and the sync key names this standby at that epoch; the record names
+   * the standby (no lease yet: the promoted MCU attaches its own). `nonce`: the same for every
+   * retry of one promotion, so an earlier attempt that was applied although its answer was lost
+   * counts as won. Throws WitnessUnreachableError.
    */
-  async compareAndSetEpoch(expected: number, identity: Pick<PrimaryRecord, 'node' | 'pid' | 'host'>, nonce: string): Promise<EpochCas> {
+  async compareAndSetEpoch(expected: number, identity: Pick<PrimaryRecord, 'node' | 'pid' | 'host'>, nonce: string, standbyId: string): Promise<EpochCas> {
     const next = expected + 1;
     const record: PrimaryRecord = { ...identity, epoch: next, since: new Date().toISOString(), nonce };
     const started = performance.now();
     const r = await this.client.txn({
-      compare: [{ key: this.keys.epoch, target: 'VALUE', result: 'EQUAL', value: String(expected) }],
+      compare: [
+        { key: this.keys.epoch, target: 'VALUE', result: 'EQUAL', value: String(expected) },
+        { key: this.keys.sync, target: 'VALUE', result: 'EQUAL', value: syncValue(expected, standbyId) },
+      ],
       success: [{ put: { key: this.keys.epoch, value: String(next) } }, { put: { key: this.keys.primary, value: JSON.stringify(record) } }],
-      failure: [{ range: { key: this.keys.epoch } }, { range: { key: this.keys.primary } }],
+      failure: [{ range: { key: this.keys.epoch } }, { range: { key: this.keys.primary } }, { range: { key: this.keys.sync } }],
     });
     const tookMs = performance.now() - started;
     const endpoint = this.client.lastTiming?.endpoint ?? this.client.endpoint;
     if (r.succeeded) return { outcome: 'won', epoch: next, record, tookMs, endpoint };
     const now = this.#view(r.ranges[0]?.[0] ?? null, r.ranges[1]?.[0] ?? null);
     if (now.epoch === next && now.primary?.record.nonce === nonce) return { outcome: 'won', epoch: next, record: now.primary.record, tookMs, endpoint };
+    if (now.epoch === expected) return { outcome: 'not-sync', epoch: expected, syncStandby: parseSync(r.ranges[2]?.[0] ?? null), tookMs, endpoint };
     return { outcome: 'lost', epoch: now.epoch, holder: now.primary?.record ?? null, tookMs, endpoint };
+  }
+
+  /**
+   * The primary of `epoch` records which standby holds all it acknowledged (null: none), as long
+   * as the epoch is still its own. Resolves with the epoch the witness holds (higher: superseded).
+   */
+  async recordSyncStandby(epoch: number, standbyId: string | null): Promise<number | null> {
+    const r = await this.client.txn({
+      compare: [{ key: this.keys.epoch, target: 'VALUE', result: 'EQUAL', value: String(epoch) }],
+      success: [{ put: { key: this.keys.sync, value: syncValue(epoch, standbyId) } }],
+      failure: [{ range: { key: this.keys.epoch } }],
+    });
+    if (r.succeeded) return epoch;
+    return parseEpoch(r.ranges[0]?.[0] ?? null, this.keys.epoch, this.client.endpoint);
+  }
+
+  /** The sync key as the witness holds it now (null: never written, or not one of ours). */
+  async syncStandby(): Promise<SyncStandby | null> {
+    return parseSync(await this.client.range(this.keys.sync));
   }
 
   /**

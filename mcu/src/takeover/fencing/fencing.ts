@@ -44,6 +44,7 @@ import type { ReplicationServer } from '../../replication/replication-server.ts'
 import type { OutputCommitter, StandbyLoss, StandbyLossDecision } from '../transport/output-commit.ts';
 import { FailoverStep } from '../../wire/failover-steps.ts';
 import { ServiceFence, type FencedInfo } from './service-fence.ts';
+import type { SyncClearOutcome } from '../../witness/sync-standby.ts';
 
 export type { FencedInfo } from './service-fence.ts';
 
@@ -141,6 +142,12 @@ export interface FencingGuardOptions {
    * too, or has not run since.
    */
   beaconPauses?: () => BeaconPauses | null;
+  /**
+   * With a witness: records there that the lost standby is no longer in sync (SyncStandbyRecord.lost).
+   * A loss judged harmless releases the held output only once this resolves `cleared`, so the
+   * release cannot race that standby's promotion; `superseded`: it won first, fence.
+   */
+  clearSyncStandby?: (standbyId: string) => Promise<SyncClearOutcome>;
 }
 
 /**
@@ -264,6 +271,7 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     if (this.#state === 'fenced') return 'hold';
     if (loss.kind !== 'died') {
       // A standby that left on purpose (never one that promoted: that one said `superseded` first).
+      if (loss.standbyId) void this.#opts.clearSyncStandby?.(loss.standbyId);
       if (this.#state === 'verifying') this.#endVerification(`standby left on purpose (${loss.detail})`, 'released');
       return 'release';
     }
@@ -344,6 +352,16 @@ export class FencingGuard extends EventEmitter<FencingGuardEvents> {
     if (outcome === 'fenced') {
       await this.fence(reason);
       return;
+    }
+    if (this.#opts.clearSyncStandby) {
+      // The witness orders our release and the standby's promotion: whichever it records first wins.
+      const cleared = await this.#opts.clearSyncStandby(loss.standbyId);
+      if (this.#state !== 'deciding') return;
+      if (cleared === 'superseded') {
+        await this.fence(`the lost standby ${loss.standbyId} won the next epoch at the witness before we recorded it out of sync`);
+        return;
+      }
+      if (cleared === 'closed') return;
     }
     this.#setState('serving', reason);
     this.#opts.committer.releaseHeld(`standby loss judged harmless: ${reason}`);

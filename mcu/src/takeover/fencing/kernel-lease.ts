@@ -16,8 +16,15 @@
  *
  * One long-lived `nft -i` reads the renewals (one transaction per line: flush and re-add, so the
  * timeout restarts); it runs at real-time priority so that load does not let the lease lapse.
+ * Its stdin is a pipe whose write end the heartbeat thread holds (HeartbeatBeacon.start:
+ * `attachLease`): the native thread writes a renewal on every beat, and the revocation when it
+ * stops, without the main thread (native/addon/heartbeat_beacon.cc). This class starts and
+ * watches nft and owns its copy of the write end.
  */
-import { spawn, execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, execFile, type ChildProcessByStdio } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { createLeasePipe } from '../../../../native/src/index.ts';
 import { FIREWALL_TABLE, LEASE_SET } from './host-firewall.ts';
 
 export interface KernelLeaseSpec {
@@ -29,14 +36,23 @@ export interface KernelLeaseSpec {
   rtPriority: number;
 }
 
-export type KernelLeaseState = 'starting' | 'renewing' | 'failed' | 'closed';
+export type KernelLeaseState = 'running' | 'failed' | 'closed';
+
+/** What the heartbeat thread writes: `renewal` on every beat, `revocation` when it stops, to `fd`. */
+export interface KernelLeaseRenewal {
+  fd: number;
+  renewal: string;
+  revocation: string;
+}
 
 export class KernelLease {
   readonly #spec: KernelLeaseSpec;
   readonly #onFailure: (detail: string) => void;
   readonly #line: string;
-  #nft: ChildProcessWithoutNullStreams | null = null;
-  #state: KernelLeaseState = 'starting';
+  #nft: ChildProcessByStdio<null, Readable, Readable> | null = null;
+  /** Our copy of the write end of nft's stdin (the heartbeat thread holds its own). */
+  #writeFd: number | null = null;
+  #state: KernelLeaseState = 'running';
   #stderr = '';
 
   constructor(spec: KernelLeaseSpec, onFailure: (detail: string) => void) {
@@ -45,7 +61,19 @@ export class KernelLease {
     this.#spec = spec;
     this.#onFailure = onFailure;
     this.#line = `flush set inet ${FIREWALL_TABLE} ${LEASE_SET}; add element inet ${FIREWALL_TABLE} ${LEASE_SET} { ${spec.port} timeout ${spec.ttlMs}ms }\n`;
-    const nft = spawn('nft', ['-i'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const pipe = createLeasePipe();
+    let nft: ChildProcessByStdio<null, Readable, Readable>;
+    try {
+      // Node's overloads do not type a file descriptor in stdio: stdin is that fd, stdout and stderr pipes.
+      nft = spawn('nft', ['-i'], { stdio: [pipe.readFd, 'pipe', 'pipe'] }) as ChildProcessByStdio<null, Readable, Readable>;
+    } catch (err) {
+      closeSync(pipe.writeFd);
+      throw err;
+    } finally {
+      // The child has its copy of the read end (its stdin); without ours, its input ends when the writers close.
+      closeSync(pipe.readFd);
+    }
+    this.#writeFd = pipe.writeFd;
     this.#nft = nft;
     nft.stdout.resume();
     nft.stderr.setEncoding('utf8');
@@ -55,7 +83,6 @@ export class KernelLease {
       const first = this.#stderr.split('\n').find((l) => l.trim() !== '');
       if (first) this.#fail(`nft: ${first.trim()}`);
     });
-    nft.stdin.on('error', () => undefined);
     nft.on('error', (err) => this.#fail(`cannot run nft: ${err.message}`));
     nft.on('exit', (code, signal) => this.#fail(`nft exited (${signal ?? code})`));
     nft.on('spawn', () => {
@@ -70,44 +97,42 @@ export class KernelLease {
     return this.#state;
   }
 
-  /** Restarts the lease's timeout (skipped while nft has not read the previous renewal). */
-  renew(): void {
-    const nft = this.#nft;
-    if (!nft || this.#state === 'failed' || this.#state === 'closed') return;
-    if (nft.stdin.writableNeedDrain) return;
-    nft.stdin.write(this.#line);
-    this.#state = 'renewing';
+  /** For the heartbeat thread (HeartbeatBeacon attaches it); null once failed or closed. */
+  get renewal(): KernelLeaseRenewal | null {
+    if (this.#state !== 'running' || this.#writeFd === null) return null;
+    return { fd: this.#writeFd, renewal: this.#line, revocation: `flush set inet ${FIREWALL_TABLE} ${LEASE_SET}\n` };
   }
 
   /**
-   * Ends the lease at once (a fenced primary, a stop): the firewall drops the service port's
-   * output from now on instead of after the last renewal's timeout. Then close().
+   * Idempotent. Closes our end of the pipe: once the heartbeat thread has closed its own (after
+   * writing the revocation), nft reads what is left and exits at end of input; a stuck one is
+   * killed. Without a revocation the element keeps its last timeout and lapses by itself.
    */
-  revoke(): void {
-    const nft = this.#nft;
-    if (nft && this.#state === 'renewing') nft.stdin.write(`flush set inet ${FIREWALL_TABLE} ${LEASE_SET}\n`);
-    this.close();
-  }
-
-  /** Idempotent. The element keeps its last timeout and lapses by itself. */
   close(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    this.#closeWriteEnd();
     const nft = this.#nft;
     this.#nft = null;
     if (nft) {
       nft.removeAllListeners('exit');
-      // nft reads what is left (a revocation) and exits at end of input; a stuck one is killed.
-      nft.stdin.end();
       setTimeout(() => nft.kill('SIGTERM'), 1000).unref();
     }
+  }
+
+  #closeWriteEnd(): void {
+    if (this.#writeFd === null) return;
+    closeSync(this.#writeFd);
+    this.#writeFd = null;
   }
 
   #fail(detail: string): void {
     if (this.#state === 'failed' || this.#state === 'closed') return;
     this.#state = 'failed';
+    this.#closeWriteEnd();
     const nft = this.#nft;
     this.#nft = null;
+    // The heartbeat thread's next renewal then fails (EPIPE) and it stops renewing.
     nft?.kill('SIGTERM');
     this.#onFailure(detail);
   }

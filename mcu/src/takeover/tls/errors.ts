@@ -17,6 +17,8 @@ export type TlsCannotContinueCode =
   | 'TLS_SUITE_UNSUPPORTED'
   /** The keylog lines of the connection lack a traffic secret. */
   | 'TLS_SECRETS_INCOMPLETE'
+  /** No secrets were replicated for the connection (its handshake had not ended on the primary). */
+  | 'TLS_SECRETS_MISSING'
   /** A captured stream ends before that direction's handshake finished. */
   | 'TLS_HANDSHAKE_INCOMPLETE'
   /** A captured stream ends, or a stop offset falls, inside a record. */

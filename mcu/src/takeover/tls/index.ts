@@ -11,3 +11,6 @@ export * from './record-layer.ts';
 export * from './secrets.ts';
 export * from './sequence-tracker.ts';
 export * from './continuation.ts';
+export * from './record-tap.ts';
+export * from './tapped-connection.ts';
+export * from './standby-continuation.ts';

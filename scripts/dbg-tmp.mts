@@ -1,0 +1,17 @@
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { SessionState } from '/work/wt/tls/mcu/src/conference/session-state.ts';
+import { ReplicationServer } from '/work/wt/tls/mcu/src/replication/replication-server.ts';
+import { RawReplicationPeer } from '/work/wt/tls/scripts/common/raw-replication-peer.ts';
+const server = new ReplicationServer({ state: new SessionState(), epoch: 1, secret: 'dbg-secret-0123456789abcdef' });
+const { port } = await server.listen();
+server.on('standby-refused', (i) => console.log('REFUSED', i.reason));
+const socket = connect({ port, host: '127.0.0.1' });
+await once(socket, 'connect');
+console.log('connected');
+const peer = await RawReplicationPeer.start(socket, 'dbg-secret-0123456789abcdef');
+console.log('handshake done');
+socket.write(peer.json({ type: 'ack', seq: 0 }, 0, 0));
+await once(socket, 'close');
+console.log('closed');
+await server.close();
