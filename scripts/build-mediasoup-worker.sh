@@ -8,12 +8,14 @@
 #
 # MEDIASOUP_WORKER_BIN set: a worker built elsewhere; it is only checked, never built.
 # MEDIASOUP_WORKER_JOBS: parallel compile jobs (default: every core; the compile runs at nice 10).
+# MEDIASOUP_WORKER_CACHE_BASE: another cache folder than the shared one (a branch that changes the
+# recipe builds beside the other clones' worker instead of replacing it).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 recipe_dir="$root/native/mediasoup-worker"
 package_dir="$root/node_modules/mediasoup"
-cache_base=/var/cache/hot-standby-mcu/mediasoup-worker
+cache_base="${MEDIASOUP_WORKER_CACHE_BASE:-/var/cache/hot-standby-mcu/mediasoup-worker}"
 # Debian packages the build needs (bookworm names).
 packages=(meson ninja-build pkg-config g++ libabsl-dev libflatbuffers-dev flatbuffers-compiler
   libsrtp2-dev libusrsctp-dev libuv1-dev libssl-dev)
@@ -63,13 +65,25 @@ stamp="$cache_dir/mediasoup-worker.stamp"
 # mediasoup's release set-up (worker/tasks.py) with downloads off and liburing (a download too) off.
 meson_options=(--wrap-mode=nodownload --buildtype=release -Db_ndebug=true -Dms_disable_liburing=true)
 
-# The recipe: the meson options and the project's meson stubs and compat header. A change to
-# any of them rebuilds the worker of the same version (other edits of this script do not).
+# mediasoup 3.15.8's DTLS BIO callback (worker/src/RTC/DtlsTransport.cpp, onSslBioOut) answers
+# 1 after every BIO_ctrl() but a plain BIO_CB_RETURN, so BIO_get_ktls_send() on its memory BIO
+# says "kernel TLS": Debian's OpenSSL is built with kTLS and then allocates no record write
+# buffer, and the first DTLS record written (a ClientHello, or the ServerHello after reading
+# one) is a NULL write: the worker dies with SIGSEGV in SSL_read/SSL_do_handshake at every DTLS
+# handshake. mediasoup's own OpenSSL is built without kTLS, so upstream never sees it. The fix
+# in the copy: the callback returns OpenSSL's own result for every completed operation.
+dtls_bio_callback_old='long resultOfcallback = (operationType == BIO_CB_RETURN) ? static_cast<long>(ret) : 1;'
+dtls_bio_callback_new='long resultOfcallback = ((operationType & BIO_CB_RETURN) != 0) ? static_cast<long>(ret) : 1;'
+
+# The recipe: the meson options, the source fix above and the project's meson stubs and compat
+# header. A change to any of them rebuilds the worker of the same version (other edits of this
+# script do not).
 recipe_hash() {
   (
     cd "$recipe_dir"
     {
       echo "$version ${meson_options[*]}"
+      echo "$dtls_bio_callback_new"
       find subprojects -type f -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -d' ' -f1
   )
@@ -178,6 +192,11 @@ cp -a "$recipe_dir/subprojects/." "$src/subprojects/"
 grep -q "meson_version: '>= 1.1.0'" "$src/meson.build" ||
   fail "worker/meson.build of mediasoup $version no longer asks for meson >= 1.1.0: review native/mediasoup-worker/README.md"
 sed -i "s/meson_version: '>= 1.1.0'/meson_version: '>= 1.0.0'/" "$src/meson.build"
+# The DTLS BIO callback fix (see dtls_bio_callback_old above).
+grep -qF "$dtls_bio_callback_old" "$src/src/RTC/DtlsTransport.cpp" ||
+  fail "worker/src/RTC/DtlsTransport.cpp of mediasoup $version no longer has the DTLS BIO callback this script fixes: review native/mediasoup-worker/README.md"
+OLD="$dtls_bio_callback_old" NEW="$dtls_bio_callback_new" perl -pi -e 's/\Q$ENV{OLD}\E/$ENV{NEW}/' "$src/src/RTC/DtlsTransport.cpp"
+grep -qF "$dtls_bio_callback_new" "$src/src/RTC/DtlsTransport.cpp" || fail "the DTLS BIO callback fix did not apply to worker/src/RTC/DtlsTransport.cpp"
 
 step "meson setup" meson setup "${meson_options[@]}" "$work/build" "$src"
 # The FBS headers first: on a clean tree ninja can start on sources including FBS/message.h

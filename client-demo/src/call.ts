@@ -1,5 +1,6 @@
 import type { JoinReply, MediaKind, MediaStatus, RosterUpdate, ServerOffer, SignalingErrorEvent } from '../../mcu/src/signaling/protocol.ts';
 import { TypedEmitter } from './emitter.ts';
+import { EdgeTransport } from './media/edge-transport.ts';
 import { MediaTransport } from './media/media-transport.ts';
 import { SignalingClient, SignalingRequestError } from './signaling/signaling-client.ts';
 import { SpareSwitcher, type SpareStats, type SpareSwitcherEvents, type SpareSwitcherOptions } from './spare/spare-switcher.ts';
@@ -42,6 +43,8 @@ export class Call extends TypedEmitter<CallEvents> {
   readonly #opts: CallOptions;
   readonly #signaling: SignalingClient;
   readonly #media: MediaTransport;
+  /** The mediasoup plane's transport, when the MCU's join reply says so (then #media stays unused). */
+  #edge: EdgeTransport | null = null;
   readonly #spares: SpareSwitcher;
   #state: CallState = 'idle';
   #joined: JoinReply | null = null;
@@ -80,9 +83,17 @@ export class Call extends TypedEmitter<CallEvents> {
     return this.#signaling.socket;
   }
 
-  /** The peer connection to the MCU: the same one across server restarts, a new one only after a fallback or a spare switch. */
+  /**
+   * The peer connection the MCU's media arrives on: the same one across server restarts, a new one
+   * only after a fallback or a spare switch. On the mediasoup plane, the receive transport's.
+   */
   get pc(): RTCPeerConnection {
-    return this.#media.pc;
+    return this.#edge?.pc ?? this.#media.pc;
+  }
+
+  /** The media plane the MCU serves this call on (from its join reply); null before joining. */
+  get mediaPlane(): JoinReply['mediaPlane'] | null {
+    return this.#joined?.mediaPlane ?? null;
   }
 
   get state(): CallState {
@@ -135,6 +146,7 @@ export class Call extends TypedEmitter<CallEvents> {
     this.#spares.close();
     this.#signaling.close();
     this.#media.close();
+    this.#edge?.close();
     this.removeAllListeners();
   }
 
@@ -173,6 +185,15 @@ export class Call extends TypedEmitter<CallEvents> {
 
   async #negotiate(fresh: boolean): Promise<void> {
     this.#setState('negotiating');
+    if (this.#joined?.mediaPlane === 'mediasoup') {
+      // mediasoup plane: a device and two transports instead of the offered peer connection.
+      this.#edge?.close();
+      this.#media.close();
+      const edge = (this.#edge = new EdgeTransport(this.#signaling, this.#opts.localStream));
+      edge.on('remote-stream', (stream) => this.emit('remote-stream', stream));
+      await edge.negotiate();
+      return;
+    }
     await this.#media.negotiate(fresh);
   }
 

@@ -30,6 +30,7 @@ import { WitnessUnreachableError } from './witness/errors.ts';
 import { SpareRelay, type SpareStatus } from './spare/spare-relay.ts';
 import type { SpareHandoff } from './spare/spare-paths.ts';
 import { FailoverStep } from './wire/failover-steps.ts';
+import { MediaEdge } from './media/edge/media-edge.ts';
 import { SnapshotExtraKey } from './wire/blobs.ts';
 
 /**
@@ -126,6 +127,8 @@ export class Mcu extends EventEmitter<McuEvents> {
   readonly config: McuConfig;
   readonly state: SessionState;
   readonly conference: Conference;
+  /** The mediasoup worker (media.plane = mediasoup), null on the wrtc plane. */
+  readonly mediaEdge: MediaEdge | null;
   readonly metrics = new McuMetrics(this.#metricsSource());
   /** The public listener: HTTPS with config.tls (ServiceTls), else plain HTTP (e.g. behind a TLS-terminating proxy). */
   readonly http: HttpServer | HttpsServer;
@@ -188,7 +191,8 @@ export class Mcu extends EventEmitter<McuEvents> {
     this.serving.catch(() => undefined);
     this.#epoch = opts.epoch ?? 1;
     this.state = opts.state ?? new SessionState();
-    this.conference = new Conference(this.config, this.state);
+    this.mediaEdge = this.config.media.plane === 'mediasoup' ? new MediaEdge(this.config.media) : null;
+    this.conference = new Conference(this.config, this.state, this.mediaEdge);
     this.conference.on('participant-resumed', (participantId) => this.emit('participant-resumed', participantId));
     this.conference.on('media-restarted', (participantId, tookMs) => this.emit('media-restarted', participantId, tookMs));
     this.#ownsTls = opts.tls === undefined;
@@ -286,6 +290,8 @@ export class Mcu extends EventEmitter<McuEvents> {
       this.#assertEpochHeld();
       if (this.#ownsHostSetup) await this.#setUpHost();
       this.#assertEpochHeld();
+      // The mediasoup worker before serving: a missing or broken worker is a start error, not a failed call.
+      await this.mediaEdge?.start();
       await withBindRetry(() => this.#listenHttp(), this.#bindRetryMs, 'service port');
       this.#assertEpochHeld();
     } catch (err) {
@@ -695,6 +701,7 @@ export class Mcu extends EventEmitter<McuEvents> {
     await this.#beacon?.close();
     this.spares.close();
     this.conference.close('shutdown');
+    this.mediaEdge?.close();
     await this.signaling.close();
     await this.takeover?.close();
     await new Promise<void>((resolve) => {

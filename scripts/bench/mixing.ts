@@ -1,6 +1,8 @@
 /**
  * The mixing benchmark: CPU per participant, and the largest room this machine mixes in real
- * time at 640x480/15 fps without audio underruns or dropped composite frames.
+ * time at 640x480/15 fps without audio underruns or dropped composite frames, on each media
+ * plane in the same run (`--planes wrtc,mediasoup`: one peer connection per participant, each
+ * encoding the grid, against the mediasoup router with the grid encoded once per room).
  *
  * A real MCU process (mcu/src/main.ts, through scripts/bench/mixing-mcu.ts which adds a stats
  * probe) mixes one room; synthetic peers (their own tone and moving coloured tile each) live in
@@ -13,11 +15,11 @@
  * no audio tick, and jitter-buffer underruns stay under a threshold per member-minute. The load
  * generators compete with the MCU for the same cores: their CPU and the machine's are reported too.
  *
- *   node --import tsx scripts/bench/mixing.ts [--max 12] [--seconds 10] [--warmup 5]
+ *   node --import tsx scripts/bench/mixing.ts [--planes wrtc,mediasoup] [--max 12] [--seconds 10] [--warmup 5]
  *        [--per-generator 4] [--time-cap 600] [--underruns-per-min 1] [--max-foreign 25] [--quiet-wait 60]
  *        [--out bench-results/mixing.json]
  *
- * Prints a table and writes bench-results/mixing.json.
+ * Prints a table per plane and the comparison, writes bench-results/mixing.json and mixing.html.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
@@ -26,9 +28,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { MEDIA_PLANES, type MediaPlane } from '../../mcu/src/core/config.ts';
 import type { MixerStats } from '../../mcu/src/media/room-mixer.ts';
-import { projectRoot, startNode, type ManagedProcess } from '../common/processes.ts';
+import { childPids, projectRoot, startNode, type ManagedProcess } from '../common/processes.ts';
 import { parseBenchArgs } from './common/args.ts';
+import { renderPlotPage, type PlotMetric } from './common/plot.ts';
 import type { MixerProbeReport } from './mixing-mcu.ts';
 import type { LoadReply, PeerReport, PeerSpec } from './mixing-peers.ts';
 
@@ -40,6 +44,7 @@ const MIN_FPS = 14;
 const ROOM = 'bench';
 
 interface Options {
+  planes: MediaPlane[];
   max: number;
   seconds: number;
   warmup: number;
@@ -58,8 +63,9 @@ interface Options {
 function parseOptions(): Options {
   const args = parseBenchArgs({
     command: 'scripts/bench/mixing.ts',
-    summary: 'CPU per participant and the largest room this machine mixes in real time (640x480/15 fps); writes bench-results/mixing.json.',
+    summary: 'CPU per participant and the largest room this machine mixes in real time (640x480/15 fps), on each media plane in the same run; writes bench-results/mixing.json and mixing.html.',
     options: {
+      planes: { type: 'list', default: ['wrtc', 'mediasoup'], choices: MEDIA_PLANES, help: 'media planes to measure, one after the other in this run' },
       max: { type: 'int', default: 12, min: 1, max: 32, help: 'largest room size' },
       seconds: { type: 'number', default: 10, min: 2, max: 120, help: 'measurement window per room size, s' },
       warmup: { type: 'number', default: 5, min: 0, max: 60, help: 'warm-up before each window, s' },
@@ -72,6 +78,7 @@ function parseOptions(): Options {
     },
   });
   return {
+    planes: [...new Set(args.planes)] as MediaPlane[],
     max: args.max,
     seconds: args.seconds,
     warmup: args.warmup,
@@ -170,12 +177,27 @@ async function waitForQuiet(ours: number[], maxPct: number, maxWaitS: number): P
 interface BenchMcu {
   process: ManagedProcess;
   url: string;
+  /** The sequence number of the probe's last report (each MCU process counts from 1). */
+  probeSeq: number;
   stop(): Promise<void>;
 }
 
-/** The real MCU with the stats probe; stopped with SIGTERM, then SIGKILL after 5 s. */
-async function startBenchMcu(maxPeers: number): Promise<BenchMcu> {
+/** The MCU's mediasoup worker (its child process on the mediasoup plane; none on wrtc). tsx's esbuild service is a child too: not counted. */
+function workerPids(mcu: BenchMcu): number[] {
+  return childPids(mcu.process.pid).filter((pid) => {
+    try {
+      // comm is cut to 15 characters.
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('mediasoup-work');
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The real MCU with the stats probe, on one media plane; stopped with SIGTERM, then SIGKILL after 5 s. */
+async function startBenchMcu(maxPeers: number, plane: MediaPlane): Promise<BenchMcu> {
   const proc = startNode('scripts/bench/mixing-mcu.ts', {
+    MCU_MEDIA_PLANE: plane,
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
@@ -189,6 +211,7 @@ async function startBenchMcu(maxPeers: number): Promise<BenchMcu> {
     return {
       process: proc,
       url: `http://127.0.0.1:${Number(listening.port)}`,
+      probeSeq: 0,
       async stop() {
         await proc.close();
       },
@@ -199,13 +222,12 @@ async function startBenchMcu(maxPeers: number): Promise<BenchMcu> {
   }
 }
 
-let probeSeq = 0;
 /** Asks the MCU's probe for its mixer counters (SIGUSR2) and waits for the answer. */
 async function probe(mcu: BenchMcu): Promise<MixerProbeReport> {
-  const after = probeSeq;
+  const after = mcu.probeSeq;
   mcu.process.child.kill('SIGUSR2');
   const event = (await mcu.process.waitFor((e) => e.event === 'mixer-stats' && Number(e.seq) > after, { timeoutMs: 5000 })) as unknown as MixerProbeReport;
-  probeSeq = event.seq;
+  mcu.probeSeq = event.seq;
   return event;
 }
 
@@ -289,8 +311,13 @@ class LoadGenerator {
 interface Row {
   n: number;
   windowS: number;
-  /** MCU process CPU, % of one core. */
+  /** MCU process CPU (the mixer's and libwebrtc's threads), % of one core. */
   mcuCpuPct: number;
+  /** The mediasoup worker's CPU (its child process; 0 on the wrtc plane), % of one core. */
+  workerCpuPct: number;
+  /** Both, % of one core: what the media plane costs this host. */
+  mcuTotalCpuPct: number;
+  /** mcuTotalCpuPct per participant. */
   mcuCpuPerParticipantPct: number;
   mcuRssMb: number;
   /** All load generators together, % of one core. */
@@ -377,6 +404,8 @@ async function measure(n: number, mcu: BenchMcu, gens: LoadGenerator[], freqs: n
   await Promise.all(active.map((g) => g.request({ cmd: 'reset' }, 10000)));
   const t0 = performance.now();
   const cpu0 = cpuSeconds(mcuPid);
+  const workers = workerPids(mcu);
+  const worker0 = workers.reduce((t, pid) => t + cpuSeconds(pid), 0);
   const gen0 = active.map((g) => cpuSeconds(g.pid));
   const machine0 = machineJiffies();
 
@@ -384,6 +413,7 @@ async function measure(n: number, mcu: BenchMcu, gens: LoadGenerator[], freqs: n
 
   const elapsedS = (performance.now() - t0) / 1000;
   const cpu1 = cpuSeconds(mcuPid);
+  const worker1 = workers.reduce((t, pid) => t + cpuSeconds(pid), 0);
   const gen1 = active.map((g) => cpuSeconds(g.pid));
   const machine1 = machineJiffies();
   const probe1 = await probe(mcu);
@@ -396,6 +426,8 @@ async function measure(n: number, mcu: BenchMcu, gens: LoadGenerator[], freqs: n
   const frames = m1.videoFrames - m0.videoFrames;
   const jitterUnderruns = m1.jitterUnderruns - m0.jitterUnderruns;
   const mcuCpuPct = ((cpu1 - cpu0) / elapsedS) * 100;
+  const workerCpuPct = ((worker1 - worker0) / elapsedS) * 100;
+  const totalCpuPct = mcuCpuPct + workerCpuPct;
   const genCpuPct = ((gen1.reduce((a, b) => a + b, 0) - gen0.reduce((a, b) => a + b, 0)) / elapsedS) * 100;
   const machineBusyPct = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * 100;
 
@@ -417,12 +449,14 @@ async function measure(n: number, mcu: BenchMcu, gens: LoadGenerator[], freqs: n
     n,
     windowS: round(elapsedS, 2),
     mcuCpuPct: round(mcuCpuPct, 1),
-    mcuCpuPerParticipantPct: round(mcuCpuPct / n, 1),
+    workerCpuPct: round(workerCpuPct, 1),
+    mcuTotalCpuPct: round(totalCpuPct, 1),
+    mcuCpuPerParticipantPct: round(totalCpuPct / n, 1),
     mcuRssMb: rssMb(mcuPid),
     loadGenCpuPct: round(genCpuPct, 1),
     loadGenRssMb: round(active.reduce((s, g) => s + rssMb(g.pid), 0), 1),
     machineBusyPct: round(machineBusyPct, 1),
-    foreignCpuPct: round(Math.max(0, (machineBusyPct * cpus().length) - mcuCpuPct - genCpuPct), 1),
+    foreignCpuPct: round(Math.max(0, (machineBusyPct * cpus().length) - totalCpuPct - genCpuPct), 1),
     attempts: 1,
     windows: 1,
     mixer: {
@@ -493,6 +527,8 @@ function mergeWindows(a: Row, b: Row): Row {
     windowS: round(wa + wb, 2),
     windows: a.windows + b.windows,
     mcuCpuPct: avg(a.mcuCpuPct, b.mcuCpuPct, 1),
+    workerCpuPct: avg(a.workerCpuPct, b.workerCpuPct, 1),
+    mcuTotalCpuPct: avg(a.mcuTotalCpuPct, b.mcuTotalCpuPct, 1),
     mcuCpuPerParticipantPct: avg(a.mcuCpuPerParticipantPct, b.mcuCpuPerParticipantPct, 1),
     loadGenCpuPct: avg(a.loadGenCpuPct, b.loadGenCpuPct, 1),
     machineBusyPct: avg(a.machineBusyPct, b.machineBusyPct, 1),
@@ -546,7 +582,7 @@ function round(x: number, digits: number): number {
 function fit(rows: Row[]): { slopePctPerParticipant: number; interceptPct: number; over: number[] } | null {
   if (rows.length < 2) return null;
   const xs = rows.map((r) => r.n);
-  const ys = rows.map((r) => r.mcuCpuPct);
+  const ys = rows.map((r) => r.mcuTotalCpuPct);
   const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
   const my = ys.reduce((a, b) => a + b, 0) / ys.length;
   let sxy = 0;
@@ -562,11 +598,11 @@ function fit(rows: Row[]): { slopePctPerParticipant: number; interceptPct: numbe
 
 function printTable(rows: Row[]): void {
   const header = [
-    'N', 'MCU cpu%', 'cpu%/N', 'RSS MB', 'gen cpu%', 'other cpu%', 'host busy%', 'mix fps', 'peer fps min', 'size',
+    'N', 'MCU cpu%', 'worker cpu%', 'cpu%/N', 'RSS MB', 'gen cpu%', 'other cpu%', 'host busy%', 'mix fps', 'peer fps min', 'size',
     'ticks skip', 'underruns', 'vid skip', 'conceal%', 'heard min', 'own max', 'main busy%', 'loop p99', 'real time',
   ];
   const lines = rows.map((r) => [
-    r.n, r.mcuCpuPct, r.mcuCpuPerParticipantPct, r.mcuRssMb, r.loadGenCpuPct, r.foreignCpuPct, r.machineBusyPct, r.mixer.compositeFps,
+    r.n, r.mcuCpuPct, r.workerCpuPct, r.mcuCpuPerParticipantPct, r.mcuRssMb, r.loadGenCpuPct, r.foreignCpuPct, r.machineBusyPct, r.mixer.compositeFps,
     r.peers.fpsMin, r.peers.frameSize, r.mixer.audioTicksSkipped, r.mixer.jitterUnderruns, r.mixer.compositeFramesSkipped,
     r.peers.audioConcealedPct, r.peers.heardMinDbfs, r.peers.ownMaxDbfs, r.mixer.mainThreadBusyPct, r.mixer.loopDelayP99Ms, r.realtime ? 'yes' : 'NO',
   ].map((c) => (typeof c === 'number' && !Number.isFinite(c) ? '-' : String(c))));
@@ -588,15 +624,33 @@ function printTable(rows: Row[]): void {
 
 // ---- main ------------------------------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const opts = parseOptions();
-  const started = Date.now();
-  const deadline = started + opts.timeCap * 1000;
+/** One plane's sweep of room sizes and what it found. */
+interface PlaneResult {
+  plane: MediaPlane;
+  rows: Row[];
+  notes: string[];
+  error: string | null;
+  cpuPerParticipant: { realtimeFit: ReturnType<typeof fit>; allSizesFit: ReturnType<typeof fit> };
+  /** Largest N such that it and every smaller size measured were real time. */
+  largestRealtimeN: number;
+  /** Largest N that was real time, even if a smaller size was not (sporadic stalls). */
+  largestPassingN: number;
+  /** False when every size tried was real time: the real limit is above largestRealtimeN. */
+  limitReached: boolean;
+  largestTriedN: number;
+  /** Main-thread ms per composite frame (compose + RTCVideoSource.onFrame) at the largest real-time size. */
+  composeMsAtLargest: number | null;
+  durationS: number;
+}
+
+/** Grows one room on one plane (a fresh MCU and fresh load generators) until two sizes in a row are not real time. */
+async function sweep(plane: MediaPlane, opts: Options, deadline: number): Promise<PlaneResult> {
   const sizes = roomSizes(opts.max);
   const freqsOf = (n: number): number[] => Array.from({ length: n }, (_, i) => peerSpec(i).toneHz);
   const rows: Row[] = [];
   const notes: string[] = [];
   let error: string | null = null;
+  const started = Date.now();
 
   let mcu: BenchMcu | null = null;
   const gens: LoadGenerator[] = [];
@@ -610,27 +664,27 @@ async function main(): Promise<number> {
     console.error(`${signal}: stopping every process`);
     void cleanup().finally(() => process.exit(130));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   // Last resort if something hangs past the cap: kill everything we started.
   const watchdog = setTimeout(() => {
     console.error('watchdog: the benchmark overran its time cap, killing every process');
     for (const g of gens) g.kill();
     mcu?.process.child.kill('SIGKILL');
     process.exit(2);
-  }, (opts.timeCap + 60) * 1000);
+  }, Math.max(0, deadline - Date.now()) + 60_000);
   watchdog.unref();
 
-  console.log(`mixing benchmark: ${cpus().length} cores, sizes ${sizes.join(', ')}, ${opts.warmup} s warm-up + ${opts.seconds} s window each, cap ${opts.timeCap} s`);
+  console.log(`\n== ${plane} plane: sizes ${sizes.join(', ')}, ${opts.warmup} s warm-up + ${opts.seconds} s window each, until ${new Date(deadline).toISOString()}`);
   try {
-    mcu = await startBenchMcu(opts.max);
-    console.log(`MCU pid ${mcu.process.pid} at ${mcu.url}; idle RSS ${rssMb(mcu.process.pid)} MB`);
+    mcu = await startBenchMcu(opts.max, plane);
+    console.log(`MCU pid ${mcu.process.pid} at ${mcu.url} (${plane}); idle RSS ${rssMb(mcu.process.pid)} MB; worker pids ${workerPids(mcu).join(', ') || 'none'}`);
     let joined = 0;
     let failedInARow = 0;
     for (const n of sizes) {
       const perStepS = opts.warmup + opts.seconds + (n - joined) * 1.5 + 5;
       if (Date.now() + perStepS * 1000 > deadline) {
-        notes.push(`stopped before N=${n}: the ${opts.timeCap} s time cap would be exceeded`);
+        notes.push(`stopped before N=${n}: this plane's share of the ${opts.timeCap} s time cap would be exceeded`);
         break;
       }
       // Fill generators in order, opening a new one when the last is full.
@@ -649,7 +703,8 @@ async function main(): Promise<number> {
         joined += take;
       }
       await new Promise((resolve) => setTimeout(resolve, opts.warmup * 1000));
-      const ours = [mcu.process.pid, ...gens.map((g) => g.pid)];
+      // The mediasoup worker is ours too (a child of the MCU): its CPU is not "other processes".
+      const ours = [mcu.process.pid, ...workerPids(mcu), ...gens.map((g) => g.pid)];
       // One window with little foreign load: wait for quiet, and measure again (up to twice) if it was not.
       const quietWindow = async (label: string): Promise<Row> => {
         const quietWaitS = Math.max(0, Math.min(opts.quietWait, (deadline - Date.now()) / 1000 - perStepS));
@@ -672,7 +727,7 @@ async function main(): Promise<number> {
       if (row.foreignCpuPct > opts.maxForeign) notes.push(`N=${n} was measured while other processes used ${row.foreignCpuPct}% of a core`);
       rows.push(row);
       console.log(
-        `N=${n}: MCU ${row.mcuCpuPct}% of a core (${row.mcuCpuPerParticipantPct}%/participant), RSS ${row.mcuRssMb} MB; ` +
+        `${plane} N=${n}: MCU ${row.mcuCpuPct}% + worker ${row.workerCpuPct}% of a core (${row.mcuCpuPerParticipantPct}%/participant), RSS ${row.mcuRssMb} MB; ` +
           `peers ${row.peers.fpsMin}-${row.peers.fpsMean} fps at ${row.peers.frameSize}; ` +
           `ticks skipped ${row.mixer.audioTicksSkipped}, underruns ${row.mixer.jitterUnderruns}; ` +
           `load generators ${row.loadGenCpuPct}%, other processes ${row.foreignCpuPct}%, host ${row.machineBusyPct}% busy -> ${row.realtime ? 'real time' : 'NOT real time: ' + row.failures.join('; ')}`,
@@ -685,11 +740,13 @@ async function main(): Promise<number> {
     }
   } catch (err) {
     error = (err as Error)?.stack ?? String(err);
-    console.error(`benchmark failed: ${error}`);
+    console.error(`benchmark failed on the ${plane} plane: ${error}`);
     if (mcu) console.error(`MCU stderr tail:\n${mcu.process.stderr.slice(-15).join('\n')}`);
   } finally {
     await cleanup();
     clearTimeout(watchdog);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 
   // Largest N such that it and every smaller size measured were real time.
@@ -703,18 +760,63 @@ async function main(): Promise<number> {
   const slopeRealtime = fit(realtimeRows);
   const slopeAll = fit(rows);
 
-  console.log('');
+  console.log(`\n-- ${plane} plane`);
   printTable(rows);
   console.log('');
   if (slopeRealtime) console.log(`MCU CPU per participant (least squares over real-time sizes ${slopeRealtime.over.join(', ')}): ${slopeRealtime.slopePctPerParticipant}% of a core, base ${slopeRealtime.interceptPct}%`);
   const limitReached = rows.some((r) => !r.realtime);
   const largestTried = rows.length > 0 ? rows[rows.length - 1]!.n : 0;
   console.log(
-    `largest real-time room (it and every smaller size real time): ${largestRealtime > 0 ? `${largestRealtime} participants` : 'none'}` +
+    `${plane}: largest real-time room (it and every smaller size real time): ${largestRealtime > 0 ? `${largestRealtime} participants` : 'none'}` +
       (!limitReached && largestRealtime > 0 ? ` (the largest size tried: the limit is at least this; try --max)` : ''),
   );
   if (largestPassing > largestRealtime) console.log(`largest size that passed on its own: ${largestPassing} (a smaller one failed)`);
   for (const note of notes) console.log(`note: ${note}`);
+
+  const largest = rows.find((r) => r.n === largestRealtime);
+  return {
+    plane,
+    rows,
+    notes,
+    error,
+    cpuPerParticipant: { realtimeFit: slopeRealtime, allSizesFit: slopeAll },
+    largestRealtimeN: largestRealtime,
+    largestPassingN: largestPassing,
+    limitReached,
+    largestTriedN: largestTried,
+    composeMsAtLargest: largest ? largest.mixer.composeMsMean : null,
+    durationS: round((Date.now() - started) / 1000, 1),
+  };
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions();
+  const started = Date.now();
+  console.log(`mixing benchmark: ${cpus().length} cores, planes ${opts.planes.join(', ')}, cap ${opts.timeCap} s for the run`);
+  const results: PlaneResult[] = [];
+  for (const [i, plane] of opts.planes.entries()) {
+    // Each plane gets an equal share of what is left of the cap.
+    const left = started + opts.timeCap * 1000 - Date.now();
+    results.push(await sweep(plane, opts, Date.now() + left / (opts.planes.length - i)));
+  }
+
+  console.log('\nplanes side by side (same run):');
+  const header = ['plane', 'largest real-time N', 'largest passing N', 'limit reached', 'cpu%/participant', 'compose ms/frame at largest', 'main busy% at largest', 'worker cpu% at largest'];
+  const lines = results.map((r) => {
+    const largest = r.rows.find((row) => row.n === r.largestRealtimeN);
+    return [
+      r.plane,
+      String(r.largestRealtimeN),
+      String(r.largestPassingN),
+      r.limitReached ? 'yes' : 'no (try --max)',
+      String(r.cpuPerParticipant.realtimeFit?.slopePctPerParticipant ?? '-'),
+      String(r.composeMsAtLargest ?? '-'),
+      String(largest?.mixer.mainThreadBusyPct ?? '-'),
+      String(largest?.workerCpuPct ?? '-'),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  for (const l of [header, ...lines]) console.log(l.map((c, i) => c.padStart(widths[i]!)).join('  '));
 
   const result = {
     benchmark: 'mixing',
@@ -728,6 +830,7 @@ async function main(): Promise<number> {
     },
     config: {
       command: ['node --import tsx scripts/bench/mixing.ts', ...process.argv.slice(2)].join(' '),
+      planes: opts.planes,
       composite: `${WIDTH}x${HEIGHT}@${FPS}`,
       peerTile: '320x240@15 VP8, a moving box over a solid colour',
       peerTone: '-30 dBFS sine, 250 Hz apart from 300 Hz',
@@ -741,37 +844,54 @@ async function main(): Promise<number> {
         maxJitterUnderrunsPerMemberMinute: opts.underrunsPerMin,
       },
     },
-    rows,
-    cpuPerParticipant: {
-      /** Slope of MCU CPU (% of one core) over room size, real-time sizes only. */
-      realtimeFit: slopeRealtime,
-      allSizesFit: slopeAll,
-    },
-    /** Largest N such that it and every smaller size measured were real time. */
-    largestRealtimeN: largestRealtime,
-    /** Largest N that was real time, even if a smaller size was not (sporadic stalls). */
-    largestPassingN: largestPassing,
-    /** False when every size tried was real time: the real limit is above largestRealtimeN. */
-    limitReached,
-    largestTriedN: largestTried,
+    planes: results,
     caveats: [
       `The ${cpus().length} cores are shared: the load generators (synthetic peers: VP8 encode of their tile, VP8 decode of the ` +
         '640x480 composite, Opus both ways, JS drawing and sinks) ran on the same machine as the MCU. Their CPU is in ' +
         'loadGenCpuPct and the whole machine in machineBusyPct; with the peers elsewhere the MCU would have the cores to itself. ' +
         'foreignCpuPct is what other processes on the host used during the window: each window waited up to ' +
         `${opts.quietWait} s for it to fall under ${opts.maxForeign}% of a core, and one with more was measured again, up to twice.`,
-      'MCU CPU is user+system time of the MCU process from /proc/<pid>/stat, % of one core; libwebrtc encodes the composite ' +
-        'once per peer connection (one VP8 encoder per participant), which is most of the per-participant cost.',
+      'MCU CPU is user+system time of the MCU process from /proc/<pid>/stat, % of one core; workerCpuPct is its mediasoup worker ' +
+        '(a child process) on the mediasoup plane. On the wrtc plane libwebrtc encodes the composite once per peer connection ' +
+        '(one VP8 encoder per participant); on the mediasoup plane once per room (the mixer produces one grid to the router).',
+      'On the mediasoup plane the synthetic peers are mediasoup-client devices on wrtc (a send and a receive peer connection each).',
       'Mixer counters come from a probe loaded with the real mcu/src/main.ts (scripts/bench/mixing-mcu.ts), because /metrics does not expose them yet.',
     ],
-    notes,
-    error,
     durationS: round((Date.now() - started) / 1000, 1),
   };
   mkdirSync(dirname(opts.out), { recursive: true });
   writeFileSync(opts.out, JSON.stringify(result, null, 2) + '\n');
-  console.log(`wrote ${opts.out}`);
-  return error ? 1 : 0;
+  const html = opts.out.replace(/\.json$/, '') + '.html';
+  writeFileSync(html, renderPlotPage({
+    title: 'mixing: the media planes side by side, same run',
+    subtitle: [
+      `${result.date}, ${result.durationS} s, ${cpus().length} cores, load average at the end ${result.machine.loadavgAtEnd.join(' ')}`,
+      results.map((r) => `${r.plane}: largest real-time room ${r.largestRealtimeN}${r.limitReached ? '' : ' (every size tried passed)'}`).join('; '),
+    ],
+    metrics: planeMetrics(results),
+  }));
+  console.log(`wrote ${opts.out} and ${html}`);
+  return results.some((r) => r.error) ? 1 : 0;
+}
+
+/** One panel per figure, one row per plane, one dot per room size measured. */
+function planeMetrics(results: PlaneResult[]): PlotMetric[] {
+  const metric = (label: string, unit: string, note: string, value: (r: Row) => number, reference?: PlotMetric['reference']): PlotMetric => ({
+    label,
+    unit,
+    note,
+    ...(reference ? { reference } : {}),
+    series: results.map((p) => ({
+      name: p.plane,
+      points: p.rows.map((r) => ({ value: value(r), colour: r.realtime ? '#2e7d32' : '#c62828', label: `N=${r.n}${r.realtime ? '' : ' (not real time)'}` })),
+    })),
+  });
+  return [
+    metric('main thread per composite frame', 'ms', 'compose + RTCVideoSource.onFrame, per room size (green: real time)', (r) => r.mixer.composeMsMean),
+    metric('MCU + worker CPU', '% of a core', 'the MCU process and its mediasoup worker, per room size', (r) => r.mcuTotalCpuPct),
+    metric('slowest peer', 'fps', 'composite frames per second at the slowest peer', (r) => r.peers.fpsMin, { value: MIN_FPS, label: `${MIN_FPS} fps` }),
+    metric('MCU main thread busy', '%', 'event-loop utilisation over the window', (r) => r.mixer.mainThreadBusyPct),
+  ];
 }
 
 main().then(

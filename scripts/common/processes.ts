@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { startNode, type ManagedProcess } from '../../mcu/src/core/child-process.ts';
 
 export { ManagedProcess, projectRoot, startNode, type ProcessEvent, type ProcessExit } from '../../mcu/src/core/child-process.ts';
@@ -31,4 +32,26 @@ export async function startMcu(env: Record<string, string> = {}): Promise<Runnin
       await proc.close();
     },
   };
+}
+
+/**
+ * The pids of a process's children (every thread's `children` in /proc), e.g. the mediasoup
+ * worker an MCU on the mediasoup plane starts. Empty when the process is gone.
+ */
+export function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return pids;
+  }
+  for (const task of tasks) {
+    try {
+      pids.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return pids;
 }

@@ -1,6 +1,8 @@
 /**
  * A synthetic participant in Node: the MCU's signaling over socket.io-client and a libwebrtc
- * peer connection that sends its own tone and coloured tile and receives the room's mix.
+ * peer connection that sends its own tone and coloured tile and receives the room's mix (on the
+ * mediasoup plane, the join reply's `mediaPlane`: mediasoup-client on wrtc with a send and a
+ * receive transport, as the page does).
  * What it hears is measured with a Goertzel detector, what it sees by sampling the last
  * composite frame. Used by the media integration tests, the mixing benchmark's load
  * generators, and (later) the failover tests.
@@ -24,11 +26,17 @@ import {
 } from '../../mcu/src/media/wrtc.ts';
 import type {
   ClientToServerEvents,
+  EdgeCapabilities,
+  EdgeConsumed,
+  EdgeProduced,
+  EdgeTransportParams,
   JoinReply,
   Result,
   RosterUpdate,
   ServerToClientEvents,
 } from '../../mcu/src/signaling/protocol.ts';
+import type { types as msc } from 'mediasoup-client';
+import { loadWrtcDevice, peerConnectionOf } from '../../mcu/src/media/edge/wrtc-device.ts';
 
 type PeerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -140,6 +148,8 @@ export class SyntheticPeer extends EventEmitter<SyntheticPeerEvents> {
   #state: SyntheticPeerState = 'idle';
   #socket: PeerSocket | null = null;
   #pc: RTCPeerConnection | null = null;
+  /** mediasoup plane: the two transports (#pc is then the receive transport's peer connection). */
+  #edgeTransports: msc.Transport[] = [];
   #joinReply: JoinReply | null = null;
 
   readonly #audioSource: RTCAudioSourceInstance = new RTCAudioSource();
@@ -229,7 +239,8 @@ export class SyntheticPeer extends EventEmitter<SyntheticPeerEvents> {
         socket.emit('join', { room: this.options.room, name: this.options.name }, ack),
       );
       this.#joinReply = joined;
-      await this.#negotiate(socket);
+      if (joined.mediaPlane === 'mediasoup') await this.#negotiateEdge(socket);
+      else await this.#negotiate(socket);
       this.#assertOpen();
       this.#setState('joined');
       return joined;
@@ -290,6 +301,64 @@ export class SyntheticPeer extends EventEmitter<SyntheticPeerEvents> {
     await this.#connected(pc);
   }
 
+  /**
+   * mediasoup plane: a device on wrtc, a send transport producing the tone and the tile, a receive
+   * transport consuming the grid and this peer's mix; resolves once the receive transport is connected.
+   */
+  async #negotiateEdge(socket: PeerSocket): Promise<void> {
+    const { routerRtpCapabilities } = await this.#request<EdgeCapabilities>('edge-capabilities', (ack) => socket.emit('edge-capabilities', ack));
+    const device = await loadWrtcDevice(routerRtpCapabilities as msc.RtpCapabilities);
+    const options = (p: EdgeTransportParams): msc.TransportOptions => ({
+      id: p.transportId,
+      iceParameters: p.iceParameters,
+      iceCandidates: p.iceCandidates as msc.IceCandidate[],
+      dtlsParameters: p.dtlsParameters as msc.DtlsParameters,
+    });
+    const connect = (transport: msc.Transport): void => {
+      transport.on('connect', ({ dtlsParameters }, done, fail) =>
+        void this.#request<object>('edge-connect', (ack) => socket.emit('edge-connect', { transportId: transport.id, dtlsParameters }, ack)).then(() => done(), fail),
+      );
+    };
+    const send = device.createSendTransport(options(await this.#request<EdgeTransportParams>('edge-transport', (ack) => socket.emit('edge-transport', { direction: 'send' }, ack))));
+    this.#edgeTransports.push(send);
+    connect(send);
+    send.on('produce', ({ kind, rtpParameters }, done, fail) =>
+      void this.#request<EdgeProduced>('edge-produce', (ack) => socket.emit('edge-produce', { transportId: send.id, kind, rtpParameters }, ack)).then(
+        ({ producerId }) => done({ id: producerId }),
+        fail,
+      ),
+    );
+    const recv = device.createRecvTransport(options(await this.#request<EdgeTransportParams>('edge-transport', (ack) => socket.emit('edge-transport', { direction: 'recv' }, ack))));
+    this.#edgeTransports.push(recv);
+    connect(recv);
+    this.#assertOpen();
+
+    this.#audioTrack = this.#audioSource.createTrack();
+    this.#videoTrack = this.#videoSource.createTrack();
+    this.#audioClock.start();
+    this.#videoClock.start();
+    await send.produce({ track: this.#audioTrack, stopTracks: false });
+    await send.produce({ track: this.#videoTrack, stopTracks: false, codecOptions: { videoGoogleStartBitrate: 600 } });
+    this.#assertOpen();
+
+    const { consumers } = await this.#request<EdgeConsumed>('edge-consume', (ack) => socket.emit('edge-consume', { rtpCapabilities: device.rtpCapabilities }, ack));
+    const tracks: Partial<Record<'audio' | 'video', MediaStreamTrack>> = {};
+    for (const c of consumers) {
+      const consumer = await recv.consume({ id: c.consumerId, producerId: c.producerId, kind: c.kind, rtpParameters: c.rtpParameters as msc.RtpParameters });
+      tracks[c.kind] = consumer.track;
+    }
+    if (!tracks.audio || !tracks.video) throw new SyntheticPeerError('NEGOTIATION_FAILED', `the MCU offered ${consumers.map((c) => c.output).join(' and ')}, not a mix and a grid`);
+    this.#attachSinks(tracks.audio, tracks.video);
+    await this.#request<object>('edge-resume', (ack) => socket.emit('edge-resume', { consumerIds: consumers.map((c) => c.consumerId) }, ack));
+    const pc = peerConnectionOf(recv);
+    if (!pc) throw new SyntheticPeerError('NEGOTIATION_FAILED', 'no peer connection under the receive transport');
+    this.#pc = pc;
+    pc.addEventListener('connectionstatechange', () => {
+      if (this.#pc === pc) this.emit('connection-state', pc.connectionState);
+    });
+    await this.#connected(pc);
+  }
+
   #attachSinks(audioTrack: MediaStreamTrack, videoTrack: MediaStreamTrack): void {
     const audioSink = new RTCAudioSink(audioTrack);
     audioSink.ondata = (data: SinkAudioData) => this.#onAudio(data);
@@ -337,7 +406,7 @@ export class SyntheticPeer extends EventEmitter<SyntheticPeerEvents> {
       send((res) => {
         clearTimeout(timer);
         if (res.ok) resolve(res);
-        else reject(new SyntheticPeerError(event === 'offer' ? 'NEGOTIATION_FAILED' : 'JOIN_REFUSED', `"${event}" refused: ${res.error.code}: ${res.error.message}`));
+        else reject(new SyntheticPeerError(event === 'offer' || event.startsWith('edge-') ? 'NEGOTIATION_FAILED' : 'JOIN_REFUSED', `"${event}" refused: ${res.error.code}: ${res.error.message}`));
       });
     });
   }
@@ -546,6 +615,8 @@ export class SyntheticPeer extends EventEmitter<SyntheticPeerEvents> {
       pc.onconnectionstatechange = null;
       pc.close();
     }
+    for (const transport of this.#edgeTransports) transport.close();
+    this.#edgeTransports = [];
     this.#lastFrame = null;
   }
 

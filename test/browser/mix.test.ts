@@ -1,13 +1,16 @@
 /**
  * What a person hears and sees: three Chromium participants with their own tone and
  * tile. Each must hear the other two tones and not its own, and see all three tiles in
- * the composed grid; when one leaves, the others stop hearing and seeing it. The pages' own
- * voice and tile meters (client-demo/src/stats) measure real dropouts: a participant whose
- * microphone or camera is off for a known time is a voice gap or tile gap of that length at the
- * others, and an undisturbed call has none.
+ * the composed grid; when one leaves, the others stop hearing and seeing it. On each media
+ * plane (media.plane): wrtc (a peer connection per page), mediasoup (the pages' mediasoup-client
+ * devices on the room's router, the grid encoded once for the room). The pages' own voice and
+ * tile meters (client-demo/src/stats) measure real dropouts: a participant whose microphone or
+ * camera is off for a known time is a voice gap or tile gap of that length at the others, and
+ * an undisturbed call has none.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { MEDIA_PLANES } from '../../mcu/src/core/config.ts';
 import type { Browser } from 'playwright-core';
 import { eventually, launchChromium, openParticipant, type ParticipantPage } from '../../scripts/common/browser.ts';
 import { hearing, othersOf, PARTICIPANTS, seeing } from '../../scripts/probe/mix.ts';
@@ -16,21 +19,22 @@ import { readPageClock, readPerceivedGaps, type PerceivedGaps } from '../../scri
 import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { makeTestCertificate } from '../helpers/tls.ts';
 
-describe('three participants in one room (real Chromium, real MCU)', () => {
+for (const plane of MEDIA_PLANES) describe(`three participants in one room on the ${plane} plane (real Chromium, real MCU)`, () => {
   let mcu: RunningMcu;
   let browser: Browser;
   const pages: ParticipantPage[] = [];
 
   before(async () => {
     // Over HTTPS/WSS with a self-signed certificate (the page's context ignores its warning).
-    mcu = await startMcu((await makeTestCertificate()).env);
+    mcu = await startMcu({ ...(await makeTestCertificate()).env, MCU_MEDIA_PLANE: plane });
     assert.ok(mcu.url.startsWith('https://'), mcu.url);
     browser = await launchChromium();
     for (const spec of PARTICIPANTS) pages.push(await openParticipant(browser, mcu.url, 'mixtest', spec));
+    for (const page of pages) assert.equal(await page.page.evaluate(() => window.mcuDemo.client?.mediaPlane), plane, `${page.spec.name} is on the ${plane} plane`);
   });
 
   after(async () => {
-    for (const p of pages) await p.close();
+    for (const p of pages.splice(0)) await p.close();
     await browser?.close();
     await mcu?.stop();
   });

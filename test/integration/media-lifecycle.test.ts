@@ -2,12 +2,15 @@
  * Media through a real MCU process, with synthetic libwebrtc peers in this process: every
  * peer hears the others' tones but not its own and sees every tile in the grid, and many
  * joins and leaves leak no participants, peer connections (their UDP sockets) or memory.
+ * On each media plane (media.plane): wrtc, and mediasoup (the peers are then mediasoup-client
+ * devices on wrtc, and the mediasoup worker's sockets are counted with the MCU's).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { MEDIA_PLANES } from '../../mcu/src/core/config.ts';
 import { gridLayout } from '../../mcu/src/media/video-layout.ts';
-import { startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
+import { childPids, startMcu, type RunningMcu } from '../../scripts/common/processes.ts';
 import { SyntheticPeer, type Rgb, type SyntheticPeerOptions } from '../../scripts/common/synthetic-peer.ts';
 import { until } from '../../scripts/common/wait-for.ts';
 
@@ -32,6 +35,18 @@ interface ProcessSample {
   sockets: number;
 }
 
+/** The process and its children (the mediasoup plane's worker holds the transports' sockets), summed. */
+function sampleProcessTree(pid: number): ProcessSample {
+  const total = sampleProcess(pid);
+  for (const child of childPids(pid)) {
+    const s = sampleProcess(child);
+    total.rssKb += s.rssKb;
+    total.threads += s.threads;
+    total.sockets += s.sockets;
+  }
+  return total;
+}
+
 function sampleProcess(pid: number): ProcessSample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
@@ -53,7 +68,11 @@ function closeTo(actual: readonly number[], expected: Rgb, tolerance: number): b
   return actual.every((c, i) => Math.abs(c - expected[i]!) <= tolerance);
 }
 
-describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
+// libwebrtc crashes this process when it ends by draining its event loop (design.md, section 5);
+// process.exit() after the runner has reported ends it cleanly, keeping the runner's exit code.
+after(() => void setTimeout(() => process.exit(), 200));
+
+for (const plane of MEDIA_PLANES) describe(`media lifecycle on the ${plane} plane (real MCU process, synthetic wrtc peers)`, () => {
   let mcu: RunningMcu;
   const peers = new Set<SyntheticPeer>();
 
@@ -69,15 +88,12 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
   };
 
   before(async () => {
-    mcu = await startMcu();
+    mcu = await startMcu({ MCU_MEDIA_PLANE: plane });
   });
 
   after(async () => {
     for (const p of peers) p.close();
     await mcu?.stop();
-    // libwebrtc crashes this process when it ends by draining its event loop (design.md, section 5);
-    // process.exit() after the runner has reported ends it cleanly, keeping the runner's exit code.
-    setTimeout(() => process.exit(), 200);
   });
 
   it('three peers: each hears the other two tones but not its own, and sees all three tiles', { timeout: 60_000 }, async () => {
@@ -138,7 +154,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
 
     const stay = [peer({ room: 'stay', name: 'Stay A', toneHz: STAY_FREQS[0]!, colour: [230, 200, 30] }), peer({ room: 'stay', name: 'Stay B', toneHz: STAY_FREQS[1]!, colour: [30, 200, 230] })];
     for (const p of stay) await p.join();
-    const baseline = sampleProcess(pid);
+    const baseline = sampleProcessTree(pid);
     let warm: ProcessSample | null = null;
 
     const started = Date.now();
@@ -151,7 +167,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
       await visitor.leave();
       visitor.close();
       peers.delete(visitor);
-      if (i === WARM_UP) warm = sampleProcess(pid);
+      if (i === WARM_UP) warm = sampleProcessTree(pid);
     }
     const elapsed = Date.now() - started;
 
@@ -165,7 +181,7 @@ describe('media lifecycle (real MCU process, synthetic wrtc peers)', () => {
     );
     const s = await status();
     assert.deepEqual(s.rooms, [{ name: 'stay', participants: 2, connected: 2 }]);
-    const end = sampleProcess(pid);
+    const end = sampleProcessTree(pid);
 
     // The last visitor's tone leaves the analysis window; then each of the two hears only the other.
     const hearsOnlyTheOther = ([a, b]: number[][]): boolean =>

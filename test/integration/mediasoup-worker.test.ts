@@ -14,7 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
 import { Device } from 'mediasoup-client';
@@ -22,6 +22,8 @@ import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeHandler } from 'mediasoup-client/handlers/FakeHandler';
 import { MediasoupWorkerMissingError } from '../../mcu/src/core/errors.ts';
 import { createMediasoupWorker, resolveMediasoupWorkerBin } from '../../mcu/src/media/mediasoup-worker.ts';
+import { loadWrtcDevice } from '../../mcu/src/media/edge/wrtc-device.ts';
+import { RTCVideoSink, RTCVideoSource, type SinkVideoFrame } from '../../mcu/src/media/wrtc.ts';
 import { until } from '../../scripts/common/wait-for.ts';
 import { cleanupsAfterEach, type Cleanups } from '../helpers/cleanups.ts';
 
@@ -90,6 +92,10 @@ function rtpPayload(packet: Buffer): Buffer {
 }
 
 const execFileAsync = promisify(execFile);
+
+// libwebrtc (the wrtc peer of the DTLS test) crashes this process when it ends by draining its
+// event loop (design.md, section 5): end it once the runner has reported, keeping its exit code.
+after(() => void setTimeout(() => process.exit(), 200));
 
 describe('mediasoup worker built by the set-up (real worker processes, real UDP)', () => {
   const cleanups = cleanupsAfterEach();
@@ -325,6 +331,50 @@ describe('mediasoup worker built by the set-up (real worker processes, real UDP)
       assert.equal(decryptStats?.packetCount, PACKETS, 'the decrypting producer counted every packet');
     });
   }
+
+  it('completes DTLS with a libwebrtc peer (mediasoup-client on wrtc) and forwards its VP8 frames back to it', { timeout: 30_000 }, async () => {
+    // The build's DTLS BIO callback fix (scripts/build-mediasoup-worker.sh): without it the worker
+    // died with SIGSEGV at the first DTLS record against Debian's kTLS-enabled OpenSSL.
+    const worker = await startWorker(cleanups);
+    let died: Error | null = null;
+    worker.on('died', (err) => (died = err));
+    const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
+    const listen = { listenInfos: [{ protocol: 'udp' as const, ip: LOOPBACK }] };
+    const [serverSend, serverRecv] = [await router.createWebRtcTransport(listen), await router.createWebRtcTransport(listen)];
+    const device = await loadWrtcDevice(router.rtpCapabilities as Parameters<typeof loadWrtcDevice>[0]);
+    const options = (t: ms.WebRtcTransport) => ({ id: t.id, iceParameters: t.iceParameters, iceCandidates: t.iceCandidates, dtlsParameters: t.dtlsParameters }) as Parameters<typeof device.createSendTransport>[0];
+    const send = device.createSendTransport(options(serverSend));
+    const recv = device.createRecvTransport(options(serverRecv));
+    cleanups.push(() => {
+      send.close();
+      recv.close();
+    });
+    send.on('connect', ({ dtlsParameters }, done, fail) => void serverSend.connect({ dtlsParameters }).then(done, fail));
+    send.on('produce', ({ kind, rtpParameters }, done, fail) => void serverSend.produce({ kind, rtpParameters }).then((p) => done({ id: p.id }), fail));
+    recv.on('connect', ({ dtlsParameters }, done, fail) => void serverRecv.connect({ dtlsParameters }).then(done, fail));
+
+    const source = new RTCVideoSource();
+    const track = source.createTrack();
+    const frame = { width: 320, height: 240, data: new Uint8Array(320 * 240 * 1.5).fill(120) };
+    const clock = setInterval(() => source.onFrame(frame), 66);
+    cleanups.push(() => {
+      clearInterval(clock);
+      track.stop();
+    });
+    const producer = await send.produce({ track, stopTracks: false });
+    const serverConsumer = await serverRecv.consume({ producerId: producer.id, rtpCapabilities: device.rtpCapabilities as ms.RtpCapabilities, paused: true });
+    const consumer = await recv.consume({ id: serverConsumer.id, producerId: producer.id, kind: 'video', rtpParameters: serverConsumer.rtpParameters as Parameters<typeof recv.consume>[0]['rtpParameters'] });
+    await serverConsumer.resume();
+    const sink = new RTCVideoSink(consumer.track);
+    cleanups.push(() => sink.stop());
+    const sizes: string[] = [];
+    sink.onframe = ({ frame: f }: { frame: SinkVideoFrame }) => void sizes.push(`${f.width}x${f.height}`);
+    await until('10 frames back through the router', () => sizes.length >= 10 || died !== null, { timeoutMs: 20_000, intervalMs: 50 });
+    assert.equal(died, null, 'the worker survived the DTLS handshakes');
+    assert.equal(serverSend.dtlsState, 'connected');
+    assert.equal(serverRecv.dtlsState, 'connected');
+    assert.ok(sizes.includes('320x240'), `frames came back at ${[...new Set(sizes)].join(', ')}`);
+  });
 
   it('two workers given the same DTLS certificate file show the same fingerprint (a standby can share its primary\'s)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mediasoup-dtls-'));

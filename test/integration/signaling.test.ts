@@ -171,3 +171,79 @@ describe('signaling (real MCU process, socket.io-client)', () => {
     assert.deepEqual(gone.participants.map((p) => p.name), ['Watcher']);
   });
 });
+
+describe('signaling on the mediasoup plane (real MCU process and mediasoup worker, socket.io-client)', () => {
+  let wrtc: RunningMcu;
+  let edge: RunningMcu;
+  const clients: TestSignalingClient[] = [];
+  const client = async (on: RunningMcu): Promise<TestSignalingClient> => {
+    const c = new TestSignalingClient(on.url);
+    clients.push(c);
+    await c.connected();
+    return c;
+  };
+
+  before(async () => {
+    edge = await startMcu({ MCU_MEDIA_PLANE: 'mediasoup' });
+    wrtc = await startMcu();
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await edge?.stop();
+    await wrtc?.stop();
+  });
+
+  it('the join reply names the plane; each plane refuses the other\'s media requests', async () => {
+    const onEdge = await client(edge);
+    const joined = await onEdge.request('join', { room: 'edge', name: 'Ada' });
+    assert.equal(joined.mediaPlane, 'mediasoup', JSON.stringify(joined));
+    const offer = await onEdge.request('offer', { sdp: 'v=0\r\n' });
+    assert.equal(offer.error?.code, 'WRONG_MEDIA_PLANE', JSON.stringify(offer));
+
+    const onWrtc = await client(wrtc);
+    assert.equal((await onWrtc.request('join', { room: 'plain', name: 'Bob' })).mediaPlane, 'wrtc');
+    const caps = await onWrtc.request('edge-capabilities');
+    assert.equal(caps.error?.code, 'WRONG_MEDIA_PLANE', JSON.stringify(caps));
+  });
+
+  it('capabilities and transports on the room router; bad edge requests get a clear error and change nothing', async () => {
+    const c = await client(edge);
+    assert.equal((await c.request('edge-capabilities')).error?.code, 'NOT_JOINED');
+    assert.equal((await c.request('join', { room: 'edge2', name: 'Cy' })).ok, true);
+    const caps = (await c.request('edge-capabilities')) as { ok: boolean; routerRtpCapabilities?: { codecs: Array<{ mimeType: string }> } };
+    assert.equal(caps.ok, true, JSON.stringify(caps));
+    assert.deepEqual(caps.routerRtpCapabilities?.codecs.map((k) => k.mimeType).sort(), ['audio/opus', 'video/VP8', 'video/rtx'].sort());
+    const send = (await c.request('edge-transport', { direction: 'send' })) as { ok: boolean; transportId?: string; iceCandidates?: Array<{ address: string; protocol: string }> };
+    assert.equal(send.ok, true, JSON.stringify(send));
+    assert.ok(send.iceCandidates?.every((k) => k.address === '127.0.0.1' && k.protocol === 'udp'), JSON.stringify(send.iceCandidates));
+
+    const cases: Array<{ event: string; payload: unknown; code: string; mentions: RegExp }> = [
+      { event: 'edge-transport', payload: { direction: 'sideways' }, code: 'INVALID_MESSAGE', mentions: /direction/ },
+      { event: 'edge-connect', payload: { transportId: 'nope', dtlsParameters: { fingerprints: [] } }, code: 'INVALID_MESSAGE', mentions: /transportId/ },
+      { event: 'edge-connect', payload: { transportId: send.transportId, dtlsParameters: { fingerprints: [] } }, code: 'INVALID_MESSAGE', mentions: /fingerprint/ },
+      { event: 'edge-produce', payload: { transportId: send.transportId, kind: 'audio', rtpParameters: { codecs: [] } }, code: 'INVALID_MESSAGE', mentions: /codec/ },
+      {
+        event: 'edge-produce',
+        payload: { transportId: '00000000-0000-4000-8000-000000000000', kind: 'audio', rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000 }] } },
+        code: 'EDGE_REQUEST_FAILED',
+        mentions: /no transport/,
+      },
+      {
+        event: 'edge-produce',
+        payload: { transportId: send.transportId, kind: 'audio', rtpParameters: { codecs: [{ mimeType: 'audio/nonsense', payloadType: 111, clockRate: 48000 }], encodings: [{ ssrc: 1 }] } },
+        code: 'EDGE_REQUEST_FAILED',
+        mentions: /edge-produce/,
+      },
+      { event: 'edge-consume', payload: { rtpCapabilities: {} }, code: 'EDGE_REQUEST_FAILED', mentions: /receive transport first/ },
+      { event: 'edge-resume', payload: { consumerIds: ['00000000-0000-4000-8000-000000000000'] }, code: 'EDGE_REQUEST_FAILED', mentions: /no consumer/ },
+    ];
+    for (const k of cases) {
+      const res = await c.request(k.event, k.payload);
+      assert.equal(res.error?.code, k.code, `${k.event} ${JSON.stringify(k.payload).slice(0, 80)}: ${JSON.stringify(res)}`);
+      assert.match(res.error!.message, k.mentions);
+    }
+    // Still served after all that.
+    assert.equal((await c.request('edge-transport', { direction: 'recv' })).ok, true);
+    assert.equal((await c.request('leave')).ok, true);
+  });
+});

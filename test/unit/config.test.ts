@@ -120,7 +120,7 @@ describe('configuration', () => {
     const file = configFile({ server: { prot: 3000 }, replicaton: {} });
     assert.deepEqual(problems({ MCU_CONFIG: file }), [
       'config: server.prot: unknown setting (expected one of port, host)',
-      'config: replicaton: unknown setting (expected one of server, admin, tls, limits, video, ice, replication, detection, takeover, spare, realtime, log, standby, witness)',
+      'config: replicaton: unknown setting (expected one of server, admin, tls, limits, video, media, ice, replication, detection, takeover, spare, realtime, log, standby, witness)',
     ]);
   });
 
@@ -148,6 +148,19 @@ describe('configuration', () => {
     assert.match(problems({ MCU_CONFIG: configFile('{ "server": ') })[0]!, /^config: .* is not valid JSON/);
     assert.match(problems({ MCU_CONFIG: configFile([]) })[0]!, /^config: .*: expected a JSON object of setting groups/);
     assert.deepEqual(problems({}, ['--port', '3']), ['config: unknown argument "--port": expected --config <file>']);
+  });
+
+  it('the mediasoup media plane: its listen address, and refused with a standby or takeover mode (it has no failover yet)', () => {
+    assert.deepEqual(load({}).media, { plane: 'wrtc', listenIp: '127.0.0.1' }, 'wrtc by default; 0.0.0.0 listens on loopback');
+    assert.deepEqual(load({ MCU_MEDIA_PLANE: 'mediasoup', HOST: '192.0.2.7' }).media, { plane: 'mediasoup', listenIp: '192.0.2.7' });
+    assert.equal(load({ MCU_MEDIA_PLANE: 'mediasoup', MCU_MEDIA_LISTEN_IP: '192.0.2.8' }).media.listenIp, '192.0.2.8');
+    assert.deepEqual(problems({ MCU_MEDIA_PLANE: 'sfu' }), ['config: media.plane: expected one of wrtc, mediasoup, got "sfu" (MCU_MEDIA_PLANE)']);
+    const lines = problems({ MCU_MEDIA_PLANE: 'mediasoup', MCU_REPLICATION_SECRET: 'a-secret-of-sixteen', MCU_TAKEOVER: '1' });
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0]!, /^config: replication\.secret: the mediasoup media plane .* has no failover yet: .*unset the replication secret\) or use media\.plane wrtc \(MCU_REPLICATION_SECRET\)$/);
+    assert.match(lines[1]!, /^config: takeover\.enabled: the mediasoup media plane .* use media\.plane wrtc for takeover mode \(MCU_TAKEOVER\)$/);
+    // A standby of the mediasoup plane is refused the same way (it loads the primary's secret).
+    assert.match(problems({ MCU_MEDIA_PLANE: 'mediasoup', MCU_REPLICATION_SECRET: 'a-secret-of-sixteen' }, [], { requireReplication: true })[0]!, /has no failover yet/);
   });
 
   it('redacts secrets for /status and leaves the configuration untouched', () => {

@@ -3,6 +3,15 @@ import type {
   ClientAnswer,
   ClientOffer,
   ClientToServerEvents,
+  EdgeCapabilities,
+  EdgeConnectRequest,
+  EdgeConsumed,
+  EdgeConsumeRequest,
+  EdgeProduced,
+  EdgeProduceRequest,
+  EdgeResumeRequest,
+  EdgeTransportParams,
+  EdgeTransportRequest,
   JoinReply,
   JoinRequest,
   MediaStatus,
@@ -104,6 +113,32 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   /** The page's answer to a server offer. */
   async answer(req: ClientAnswer): Promise<void> {
     await this.#request<object>((ack) => this.socket.emit('answer', req, ack));
+  }
+
+  // ---- mediasoup plane
+
+  edgeCapabilities(): Promise<EdgeCapabilities> {
+    return this.#request<EdgeCapabilities>((ack) => this.socket.emit('edge-capabilities', ack));
+  }
+
+  edgeTransport(req: EdgeTransportRequest): Promise<EdgeTransportParams> {
+    return this.#request<EdgeTransportParams>((ack) => this.socket.emit('edge-transport', req, ack));
+  }
+
+  async edgeConnect(req: EdgeConnectRequest): Promise<void> {
+    await this.#request<object>((ack) => this.socket.emit('edge-connect', req, ack));
+  }
+
+  edgeProduce(req: EdgeProduceRequest): Promise<EdgeProduced> {
+    return this.#request<EdgeProduced>((ack) => this.socket.emit('edge-produce', req, ack));
+  }
+
+  edgeConsume(req: EdgeConsumeRequest): Promise<EdgeConsumed> {
+    return this.#request<EdgeConsumed>((ack) => this.socket.emit('edge-consume', req, ack));
+  }
+
+  async edgeResume(req: EdgeResumeRequest): Promise<void> {
+    await this.#request<object>((ack) => this.socket.emit('edge-resume', req, ack));
   }
 
   async mute(req: MuteRequest): Promise<void> {

@@ -7,7 +7,10 @@ import {
   TooManyRoomsError,
   UnknownParticipantError,
   UnknownRoomError,
+  WrongMediaPlaneError,
 } from '../core/errors.ts';
+import type { EdgePeer } from '../media/edge/edge-peer.ts';
+import type { MediaEdge } from '../media/edge/media-edge.ts';
 import { createLogger } from '../core/logger.ts';
 import type { Participant } from './participant.ts';
 import { Room, type LeaveReason } from './room.ts';
@@ -68,11 +71,26 @@ export class Conference extends EventEmitter<ConferenceEvents> {
   /** Mixer totals of the rooms already closed (/metrics counts since start). */
   readonly #closedMixerTotals: MixerTotals = { inputUnderruns: 0, videoFrames: 0 };
   #closed = false;
+  /** The mediasoup worker's side (media.plane = mediasoup), null on the wrtc plane. */
+  readonly #mediaEdge: MediaEdge | null;
 
-  constructor(config: McuConfig, state: SessionState) {
+  constructor(config: McuConfig, state: SessionState, mediaEdge: MediaEdge | null = null) {
     super();
     this.#config = config;
     this.#state = state;
+    this.#mediaEdge = mediaEdge;
+  }
+
+  /**
+   * mediasoup plane: the participant's peer on its room's router, for its `edge-*` requests
+   * (`event` names the request in errors). WRONG_MEDIA_PLANE on the wrtc plane.
+   */
+  async edgePeer(participantId: string, event: string): Promise<EdgePeer> {
+    const participant = this.participant(participantId);
+    if (!participant) throw new UnknownParticipantError(participantId);
+    const edge = this.#rooms.get(participant.room)?.edge;
+    if (!edge) throw new WrongMediaPlaneError(event, this.#config.media.plane);
+    return participant.watchEdgePeer(await edge.peer(participantId));
   }
 
   get state(): SessionState {
@@ -270,7 +288,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
     const existing = this.#rooms.get(name);
     if (existing) return existing;
     if (this.#rooms.size >= this.#config.limits.maxRooms) throw new TooManyRoomsError(this.#config.limits.maxRooms);
-    const room = new Room(name, this.#state, this.#config);
+    const room = new Room(name, this.#state, this.#config, this.#mediaEdge);
     room.on('roster', (roster) => this.emit('roster', name, roster));
     this.#rooms.set(name, room);
     this.#log.info('room created', { room: name, rooms: this.#rooms.size });
@@ -319,6 +337,7 @@ export class Conference extends EventEmitter<ConferenceEvents> {
 
   /** Answers the browser's offer on the participant's peer connection. */
   async offer(participantId: string, sdp: string, fresh: boolean): Promise<string> {
+    if (this.#mediaEdge) throw new WrongMediaPlaneError('offer', this.#config.media.plane);
     const participant = this.participant(participantId);
     if (!participant) throw new UnknownParticipantError(participantId);
     // A new browser peer connection (or one that gave up on a restart offer) needs a new one here too.

@@ -4,6 +4,7 @@ import { MediaSession } from '../media/media-session.ts';
 import type { MixerMember } from '../media/room-mixer.ts';
 import type { NegotiatedMedia } from './session-state.ts';
 import type { SpareHandoff } from '../spare/spare-paths.ts';
+import type { EdgePeer } from '../media/edge/edge-peer.ts';
 
 /** A server offer prepared for this participant's media restart, waiting for the browser's answer. */
 export interface PendingRestart {
@@ -60,6 +61,7 @@ export class Participant extends EventEmitter<ParticipantEvents> {
   #awayTimer: NodeJS.Timeout | null = null;
   #pendingRestart: PendingRestart | null = null;
   #adoptedSpare: AdoptedSpare | null = null;
+  #edgePeer: EdgePeer | null = null;
   readonly #opts: ParticipantOptions;
   #closed = false;
 
@@ -102,6 +104,17 @@ export class Participant extends EventEmitter<ParticipantEvents> {
     });
     this.#media = media;
     return media;
+  }
+
+  /**
+   * mediasoup plane: this participant's peer on the room's router, watched like a peer connection
+   * (a transport whose DTLS failed or closed is a lost media path). Idempotent per peer.
+   */
+  watchEdgePeer(peer: EdgePeer): EdgePeer {
+    if (this.#edgePeer === peer) return peer;
+    this.#edgePeer = peer;
+    peer.on('transport-lost', (reason) => this.emit('media-lost', reason));
+    return peer;
   }
 
   get pendingRestart(): PendingRestart | null {

@@ -4,6 +4,8 @@ import type { McuConfig } from '../core/config.ts';
 import { RoomFullError, UnknownParticipantError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { RoomMixer } from '../media/room-mixer.ts';
+import type { MediaEdge } from '../media/edge/media-edge.ts';
+import { RoomEdge } from '../media/edge/room-edge.ts';
 import { Participant } from './participant.ts';
 import type { RosterEntry } from '../signaling/protocol.ts';
 import type { ParticipantChanges, ParticipantRecord, SessionState } from './session-state.ts';
@@ -23,19 +25,22 @@ export type LeaveReason = 'left' | 'resume-expired' | 'media-lost' | 'room-close
 export class Room extends EventEmitter<RoomEvents> {
   readonly name: string;
   readonly mixer: RoomMixer;
+  /** The room's router and the mixer's endpoint on it (mediasoup plane), null on the wrtc plane. */
+  readonly edge: RoomEdge | null;
   readonly #participants = new Map<string, Participant>();
   readonly #state: SessionState;
   readonly #config: McuConfig;
   readonly #log: Logger;
   #closed = false;
 
-  constructor(name: string, state: SessionState, config: McuConfig) {
+  constructor(name: string, state: SessionState, config: McuConfig, mediaEdge: MediaEdge | null = null) {
     super();
     this.name = name;
     this.#state = state;
     this.#config = config;
     this.#log = createLogger('room', { room: name });
     this.mixer = new RoomMixer({ ...config.video, log: this.#log });
+    this.edge = mediaEdge ? new RoomEdge(name, mediaEdge, this.mixer, this.#log) : null;
     if (!state.room(name)) state.apply({ op: 'room-created', room: { name, createdAt: Date.now(), participants: [] } });
   }
 
@@ -87,6 +92,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const member = this.mixer.addMember(record.id);
     member.audioMuted = record.audioMuted;
     member.videoMuted = record.videoMuted;
+    this.edge?.addMember(member);
     const participant = new Participant({
       id: record.id,
       room: this.name,
@@ -113,6 +119,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const participant = this.#participants.get(id);
     if (!participant) return;
     this.#participants.delete(id);
+    this.edge?.removeMember(id);
     this.mixer.removeMember(id);
     participant.close();
     if (this.#state.participant(id)) this.#state.apply({ op: 'participant-left', id });
@@ -140,6 +147,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     for (const id of [...this.#participants.keys()]) this.remove(id, reason);
     this.#closed = true;
+    this.edge?.close();
     this.mixer.close();
     if (this.#state.room(this.name)) this.#state.apply({ op: 'room-closed', room: this.name });
     this.#log.info('room closed', { reason });

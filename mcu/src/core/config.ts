@@ -45,6 +45,9 @@ const MIN_SECRET_LENGTH = 16;
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 
+/** The media planes (media.plane): tests and benchmarks run on each. */
+export const MEDIA_PLANES = ['wrtc', 'mediasoup'] as const;
+
 export const settingsSchema = z
   .object({
     server: group({
@@ -88,6 +91,12 @@ export const settingsSchema = z
       height: setting('MCU_VIDEO_HEIGHT', evenSize(64, 2160).default(480)),
       /** Composite frame rate (default 15; MCU_VIDEO_FPS). */
       fps: setting('MCU_VIDEO_FPS', int(1, 60).default(15)),
+    }),
+    media: group({
+      /** Media plane: wrtc = one libwebrtc peer connection per participant (the grid encoded per participant), mediasoup = the pages talk to a mediasoup router and the grid is encoded once per room; mediasoup has no failover yet (default wrtc; MCU_MEDIA_PLANE). */
+      plane: setting('MCU_MEDIA_PLANE', z.enum(MEDIA_PLANES).default('wrtc')),
+      /** mediasoup plane: the address the pages' WebRtcTransports listen on, UDP (default server.host, 127.0.0.1 when that is 0.0.0.0; MCU_MEDIA_LISTEN_IP). */
+      listenIp: setting('MCU_MEDIA_LISTEN_IP', text().optional(), { defaultText: 'server.host (127.0.0.1 when that is 0.0.0.0)' }),
     }),
     ice: group({
       /** Addresses whose ICE candidates are offered to browsers, empty = all (default []; MCU_ICE_ADDRESSES, comma separated). */
@@ -191,7 +200,12 @@ export type StandbyConfig = { primaryHost: string; primaryPort: number; statusPo
 export type RealtimeConfig = Settings['realtime'];
 
 /** The effective configuration of a process: every setting, computed defaults filled in. */
-export type McuConfig = Omit<Settings, 'admin' | 'tls' | 'replication' | 'log' | 'standby'> & {
+/** The media plane (media.plane) and, for mediasoup, the address its transports listen on. */
+export type MediaPlane = Settings['media']['plane'];
+export type MediaConfig = { plane: MediaPlane; listenIp: string };
+
+export type McuConfig = Omit<Settings, 'admin' | 'tls' | 'replication' | 'log' | 'standby' | 'media'> & {
+  media: MediaConfig;
   admin: AdminConfig;
   /** The service's certificate and key (absolute paths, checked at load); null: plain HTTP. */
   tls: TlsFiles | null;
@@ -321,6 +335,7 @@ export function loadConfig(options: LoadConfigOptions = {}): McuConfig {
     problems.push(problemLine('replication.secret', `required for a standby: the primary's secret, at least ${MIN_SECRET_LENGTH} characters`));
   }
   problems.push(...tlsProblems(settings));
+  problems.push(...mediaPlaneProblems(settings));
   if (settings.admin.token === undefined && !isLoopbackHost(settings.admin.host)) {
     problems.push(problemLine('admin.host', `${settings.admin.host} is not a loopback address: set admin.token (MCU_ADMIN_TOKEN) too, or /status and /metrics are open to whoever reaches it`));
   }
@@ -353,6 +368,22 @@ function tlsProblems(settings: Settings): string[] {
     if (err instanceof TlsCredentialsError) return [problemLine(err.setting, err.detail)];
     throw err;
   }
+}
+
+/**
+ * The mediasoup plane has no failover yet: a standby could not rebuild its transports, producers
+ * and consumers (issue 12, item 3), so every failover would leave the pages without media. Refused
+ * with replication (a standby) and with takeover mode rather than run half-protected.
+ */
+function mediaPlaneProblems(settings: Settings): string[] {
+  if (settings.media.plane !== 'mediasoup') return [];
+  const problems: string[] = [];
+  const why = 'the mediasoup media plane (media.plane, MCU_MEDIA_PLANE=mediasoup) has no failover yet: a standby cannot rebuild the pages\' mediasoup transports, so a failover would leave every call without media';
+  if (settings.replication.secret !== undefined || settings.replication.secretFile !== undefined) {
+    problems.push(problemLine(settings.replication.secret !== undefined ? 'replication.secret' : 'replication.secretFile', `${why}; run it without a standby (unset the replication secret) or use media.plane wrtc`));
+  }
+  if (settings.takeover.enabled) problems.push(problemLine('takeover.enabled', `${why}; use media.plane wrtc for takeover mode`));
+  return problems;
 }
 
 function tlsFiles(certFile: string, keyFile: string): TlsFiles {
@@ -444,6 +475,7 @@ function complete(settings: Settings, env: NodeJS.ProcessEnv): McuConfig {
     tls: certFile !== undefined && keyFile !== undefined ? tlsFiles(certFile, keyFile) : null,
     replication: secret === undefined ? null : { ...replication, secret, secretFile: secretFile === undefined ? null : resolvePath(secretFile), port },
     log: completeLog(settings.log, env),
+    media: { plane: settings.media.plane, listenIp: settings.media.listenIp ?? (settings.server.host === '0.0.0.0' ? '127.0.0.1' : settings.server.host) },
     standby: {
       primaryHost: settings.standby.primaryHost ?? replication.host,
       primaryPort: settings.standby.primaryPort ?? port,

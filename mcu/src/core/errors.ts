@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   NOT_PRIMARY: 'signaling',
   RATE_LIMITED: 'signaling',
   PROTOCOL_VIOLATION: 'signaling',
+  /** A media request of the other media plane (media.plane): an SDP offer on mediasoup, a transport request on wrtc. */
+  WRONG_MEDIA_PLANE: 'signaling',
+  /** A mediasoup request (transport, produce, consume) the router refused or could not serve. */
+  EDGE_REQUEST_FAILED: 'signaling',
   // The replication channel (mcu/src/replication, mcu/src/wire).
   REPLICATION_AUTH_FAILED: 'replication',
   REPLICATION_STALE_EPOCH: 'replication',
@@ -177,6 +181,18 @@ export class ResumeRejectedError extends McuError {
 export class NegotiationFailedError extends McuError {
   constructor(reason: string, cause?: unknown) {
     super('NEGOTIATION_FAILED', `media negotiation failed: ${reason}`, { cause });
+  }
+}
+/** A media request for the plane this MCU does not run (media.plane, MCU_MEDIA_PLANE). */
+export class WrongMediaPlaneError extends McuError {
+  constructor(event: string, plane: string) {
+    super('WRONG_MEDIA_PLANE', `"${event}" is not served on this MCU's media plane (${plane}): the join reply's mediaPlane says which requests to use`);
+  }
+}
+/** A mediasoup request of the page (transport, connect, produce, consume, resume) that the room's router refused. */
+export class EdgeRequestFailedError extends McuError {
+  constructor(event: string, reason: string, cause?: unknown) {
+    super('EDGE_REQUEST_FAILED', `"${event}" failed: ${reason}`, { cause });
   }
 }
 export class NotPrimaryError extends McuError {

@@ -50,14 +50,24 @@ export class MixerMember {
   readonly audioSource: RTCAudioSourceInstance = new RTCAudioSource();
   /** The track carrying this member's N-1 mix. */
   readonly audioTrack: MediaStreamTrack;
-  /** This member's own track on the room's shared grid source. */
-  readonly videoTrack: MediaStreamTrack;
+  readonly #videoSource: InstanceType<typeof RTCVideoSource>;
+  #videoTrack: MediaStreamTrack | null = null;
   latestVideo: I420Frame | null = null;
 
   constructor(id: string, videoSource: InstanceType<typeof RTCVideoSource>) {
     this.id = id;
     this.audioTrack = this.audioSource.createTrack();
-    this.videoTrack = videoSource.createTrack();
+    this.#videoSource = videoSource;
+  }
+
+  /**
+   * This member's own track on the room's shared grid source (wrtc plane: its peer connection
+   * encodes the grid for it). Created on first use: the mediasoup plane never asks for it, and a
+   * track it does not need would still get every composite frame.
+   */
+  get videoTrack(): MediaStreamTrack {
+    this.#videoTrack ??= this.#videoSource.createTrack();
+    return this.#videoTrack;
   }
 
   pushAudio(data: SinkAudioData): void {
@@ -70,7 +80,7 @@ export class MixerMember {
 
   close(): void {
     this.audioTrack.stop();
-    this.videoTrack.stop();
+    this.#videoTrack?.stop();
     this.latestVideo = null;
   }
 }
@@ -94,6 +104,7 @@ export class RoomMixer {
   #videoStart = 0;
   #videoFramesDue = 0;
   #closed = false;
+  #gridTrack: MediaStreamTrack | null = null;
   readonly #stats: MixerStats = {
     members: 0,
     audioTicks: 0,
@@ -119,6 +130,15 @@ export class RoomMixer {
 
   get members(): readonly MixerMember[] {
     return this.#members;
+  }
+
+  /**
+   * The room's grid as one track (mediasoup plane: produced once to the room's router and
+   * consumed by every participant, so it is encoded once per room).
+   */
+  gridTrack(): MediaStreamTrack {
+    this.#gridTrack ??= this.#videoSource.createTrack();
+    return this.#gridTrack;
   }
 
   /** Adds a member at the end of the layout; its tile and voice appear at the next tick. */
@@ -255,5 +275,7 @@ export class RoomMixer {
     this.#stop();
     for (const m of this.#members) m.close();
     this.#members.length = 0;
+    this.#gridTrack?.stop();
+    this.#gridTrack = null;
   }
 }

@@ -49,6 +49,12 @@ export interface JoinRequest {
   resume?: ResumeCredentials;
 }
 
+/**
+ * How the page's media reaches the MCU (the MCU's media.plane): `wrtc`, one peer connection
+ * negotiated with `offer`; `mediasoup`, a mediasoup-client device with the `edge-*` requests.
+ */
+export type MediaPlane = 'wrtc' | 'mediasoup';
+
 export interface JoinReply {
   participantId: string;
   resumeToken: string;
@@ -57,6 +63,8 @@ export interface JoinReply {
   resumed: boolean;
   /** Epoch of the MCU that answered: it changes when a standby took over. */
   epoch: number;
+  /** Which media requests the page uses. */
+  mediaPlane: MediaPlane;
 }
 
 export interface SdpMessage {
@@ -143,6 +151,138 @@ export interface SpareClose {
   reason: string;
 }
 
+// ---- The mediasoup plane's requests (`edge-*`). The shapes are mediasoup's own JSON (RTP
+// capabilities and parameters, ICE and DTLS parameters), written out here so that this file
+// depends on nothing; mediasoup checks their contents further when it uses them.
+
+export interface EdgeRtcpFeedback {
+  type: string;
+  parameter?: string;
+}
+
+export interface EdgeCodecCapability {
+  kind: MediaKind;
+  mimeType: string;
+  preferredPayloadType?: number;
+  clockRate: number;
+  channels?: number;
+  parameters?: Record<string, string | number>;
+  rtcpFeedback?: EdgeRtcpFeedback[];
+}
+
+export interface EdgeHeaderExtensionCapability {
+  kind: MediaKind;
+  uri: string;
+  preferredId: number;
+  preferredEncrypt?: boolean;
+  direction?: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+}
+
+export interface EdgeRtpCapabilities {
+  codecs?: EdgeCodecCapability[];
+  headerExtensions?: EdgeHeaderExtensionCapability[];
+}
+
+export interface EdgeCodecParameters {
+  mimeType: string;
+  payloadType: number;
+  clockRate: number;
+  channels?: number;
+  parameters?: Record<string, string | number>;
+  rtcpFeedback?: EdgeRtcpFeedback[];
+}
+
+export interface EdgeRtpParameters {
+  mid?: string;
+  codecs: EdgeCodecParameters[];
+  headerExtensions?: Array<{ uri: string; id: number; encrypt?: boolean; parameters?: Record<string, string | number> }>;
+  encodings?: Array<{
+    ssrc?: number;
+    rid?: string;
+    codecPayloadType?: number;
+    rtx?: { ssrc: number };
+    dtx?: boolean;
+    scalabilityMode?: string;
+    scaleResolutionDownBy?: number;
+    maxBitrate?: number;
+    maxFramerate?: number;
+    adaptivePtime?: boolean;
+    priority?: 'very-low' | 'low' | 'medium' | 'high';
+    networkPriority?: 'very-low' | 'low' | 'medium' | 'high';
+  }>;
+  rtcp?: { cname?: string; reducedSize?: boolean; mux?: boolean };
+}
+
+export interface EdgeDtlsParameters {
+  role?: 'auto' | 'client' | 'server';
+  fingerprints: Array<{ algorithm: string; value: string }>;
+}
+
+export type EdgeDirection = 'send' | 'recv';
+
+/** The router's capabilities, which the page's device loads. */
+export interface EdgeCapabilities {
+  routerRtpCapabilities: EdgeRtpCapabilities;
+}
+
+export interface EdgeTransportRequest {
+  direction: EdgeDirection;
+}
+
+/** A WebRtcTransport the MCU created for the page (one per direction). */
+export interface EdgeTransportParams {
+  transportId: string;
+  iceParameters: { usernameFragment: string; password: string; iceLite?: boolean };
+  iceCandidates: Array<{
+    foundation: string;
+    priority: number;
+    address: string;
+    ip?: string;
+    protocol: 'udp' | 'tcp';
+    port: number;
+    type: 'host' | 'srflx' | 'prflx' | 'relay';
+    tcpType?: 'active' | 'passive' | 'so';
+  }>;
+  dtlsParameters: EdgeDtlsParameters;
+}
+
+export interface EdgeConnectRequest {
+  transportId: string;
+  dtlsParameters: EdgeDtlsParameters;
+}
+
+export interface EdgeProduceRequest {
+  transportId: string;
+  kind: MediaKind;
+  rtpParameters: EdgeRtpParameters;
+}
+
+export interface EdgeProduced {
+  producerId: string;
+}
+
+export interface EdgeConsumeRequest {
+  /** The page's device capabilities: what it can receive. */
+  rtpCapabilities: EdgeRtpCapabilities;
+}
+
+/** What the page receives: the room's grid (one for everyone) and its own N-1 mix. */
+export interface EdgeConsumerParams {
+  consumerId: string;
+  producerId: string;
+  kind: MediaKind;
+  rtpParameters: EdgeRtpParameters;
+  output: 'grid' | 'mix';
+}
+
+export interface EdgeConsumed {
+  consumers: EdgeConsumerParams[];
+}
+
+export interface EdgeResumeRequest {
+  consumerIds: string[];
+}
+
 export interface ClientToServerEvents {
   join: (req: JoinRequest, ack: (res: Result<JoinReply>) => void) => void;
   leave: (ack: (res: Result<{}>) => void) => void;
@@ -151,6 +291,18 @@ export interface ClientToServerEvents {
   offer: (req: ClientOffer, ack: (res: Result<SdpMessage>) => void) => void;
   /** The browser's answer to a server offer. */
   answer: (req: ClientAnswer, ack: (res: Result<{}>) => void) => void;
+  /** mediasoup plane: the router's RTP capabilities. */
+  'edge-capabilities': (ack: (res: Result<EdgeCapabilities>) => void) => void;
+  /** mediasoup plane: a WebRtcTransport for one direction (the page has one of each). */
+  'edge-transport': (req: EdgeTransportRequest, ack: (res: Result<EdgeTransportParams>) => void) => void;
+  /** mediasoup plane: the page's DTLS parameters of one of its transports. */
+  'edge-connect': (req: EdgeConnectRequest, ack: (res: Result<{}>) => void) => void;
+  /** mediasoup plane: a producer of the page's audio or video, which the room mixer consumes. */
+  'edge-produce': (req: EdgeProduceRequest, ack: (res: Result<EdgeProduced>) => void) => void;
+  /** mediasoup plane: consumers (paused) of the grid and of the page's own mix on its receive transport. */
+  'edge-consume': (req: EdgeConsumeRequest, ack: (res: Result<EdgeConsumed>) => void) => void;
+  /** mediasoup plane: resumes consumers once the page has them. */
+  'edge-resume': (req: EdgeResumeRequest, ack: (res: Result<{}>) => void) => void;
 }
 
 export interface ServerToClientEvents {

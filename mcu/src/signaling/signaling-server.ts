@@ -7,6 +7,7 @@ import { AlreadyJoinedError, InvalidMessageError, McuError, NotJoinedError, NotP
 import { createLogger } from '../core/logger.ts';
 import type { ClientEventName, JoinReply, ServerToClientEvents, UntrustedClientEvents } from './protocol.ts';
 import { JoinRateLimiter } from './join-rate-limiter.ts';
+import type { EdgePeer } from '../media/edge/edge-peer.ts';
 import { checkMessageSize, validate } from './validation.ts';
 import { takeoverServerOptions } from '../takeover/session/takeover-adapter.ts';
 import { FailoverStep } from '../wire/failover-steps.ts';
@@ -20,7 +21,19 @@ export interface SocketData {
 type McuSocket = Socket<UntrustedClientEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 export type SignalingIo = Server<UntrustedClientEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-const CLIENT_EVENTS: readonly ClientEventName[] = ['join', 'leave', 'mute', 'offer', 'answer'];
+const CLIENT_EVENTS: readonly ClientEventName[] = [
+  'join',
+  'leave',
+  'mute',
+  'offer',
+  'answer',
+  'edge-capabilities',
+  'edge-transport',
+  'edge-connect',
+  'edge-produce',
+  'edge-consume',
+  'edge-resume',
+];
 
 /** A handler's reply, and optionally work to do right after the acknowledgement went out. */
 interface HandlerResult {
@@ -88,6 +101,30 @@ export class SignalingServer {
       mute: (socket, payload) => ({ reply: this.#mute(socket, payload) }),
       offer: async (socket, payload) => ({ reply: await this.#offer(socket, payload) }),
       answer: async (socket, payload) => ({ reply: await this.#answer(socket, payload) }),
+      // The mediasoup plane's request/response flows, on the same connection (and queue) as the rest.
+      'edge-capabilities': async (socket) => ({ reply: { routerRtpCapabilities: (await this.#edgePeer(socket, 'edge-capabilities')).capabilities() } }),
+      'edge-transport': async (socket, payload) => {
+        const req = validate.edgeTransport(payload);
+        return { reply: await (await this.#edgePeer(socket, 'edge-transport')).createTransport(req.direction) };
+      },
+      'edge-connect': async (socket, payload) => {
+        const req = validate.edgeConnect(payload);
+        await (await this.#edgePeer(socket, 'edge-connect')).connect(req.transportId, req.dtlsParameters);
+        return { reply: {} };
+      },
+      'edge-produce': async (socket, payload) => {
+        const req = validate.edgeProduce(payload);
+        return { reply: { producerId: await (await this.#edgePeer(socket, 'edge-produce')).produce(req.transportId, req.kind, req.rtpParameters) } };
+      },
+      'edge-consume': async (socket, payload) => {
+        const req = validate.edgeConsume(payload);
+        return { reply: { consumers: await (await this.#edgePeer(socket, 'edge-consume')).consume(req.rtpCapabilities) } };
+      },
+      'edge-resume': async (socket, payload) => {
+        const req = validate.edgeResume(payload);
+        await (await this.#edgePeer(socket, 'edge-resume')).resume(req.consumerIds);
+        return { reply: {} };
+      },
     };
     conference.on('roster', (room, roster) => this.io.to(roomChannel(room)).emit('roster', { room, participants: roster }));
     this.io.on('connection', (socket) => this.#onConnection(socket));
@@ -208,6 +245,7 @@ export class SignalingServer {
       roster: room ? room.roster() : [],
       resumed: outcome.resumed,
       epoch: this.#opts.epoch(),
+      mediaPlane: this.#config.media.plane,
     };
     if (!outcome.resumed) return { reply };
     const participant = outcome.participant;
@@ -308,6 +346,10 @@ export class SignalingServer {
     const req = validate.offer(payload);
     const sdp = await this.#conference.offer(this.#joined(socket, 'offer'), req.sdp, req.fresh ?? false);
     return { sdp };
+  }
+
+  #edgePeer(socket: McuSocket, event: string): Promise<EdgePeer> {
+    return this.#conference.edgePeer(this.#joined(socket, event), event);
   }
 
   #joined(socket: McuSocket, event: string): string {

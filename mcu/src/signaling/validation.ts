@@ -1,6 +1,22 @@
 import { z } from 'zod';
 import { InvalidMessageError, MessageTooLargeError } from '../core/errors.ts';
-import type { ClientAnswer, ClientOffer, JoinRequest, MuteRequest, Result, SpareActivated, SpareAnswer } from './protocol.ts';
+import type {
+  ClientAnswer,
+  ClientOffer,
+  EdgeConnectRequest,
+  EdgeConsumeRequest,
+  EdgeDtlsParameters,
+  EdgeProduceRequest,
+  EdgeResumeRequest,
+  EdgeRtpCapabilities,
+  EdgeRtpParameters,
+  EdgeTransportRequest,
+  JoinRequest,
+  MuteRequest,
+  Result,
+  SpareActivated,
+  SpareAnswer,
+} from './protocol.ts';
 
 /**
  * Runtime validation of everything a client sends. A message that does not fit gets an
@@ -45,6 +61,118 @@ const answerSchema: z.ZodType<ClientAnswer, z.ZodTypeDef, unknown> = z
 
 const pathId = z.string().min(1).max(128);
 
+// ---- mediasoup plane (edge-*): the structure of mediasoup's JSON, bounded; mediasoup checks the
+// meaning (codecs it knows, payload types, SSRCs) when it uses them.
+
+const mediaKind = z.enum(['audio', 'video']);
+const shortText = (max = 128) => z.string().min(1).max(max);
+const edgeId = z.string().uuid('expected a mediasoup id (a UUID)');
+const uint = (max: number) => z.number().int().min(0).max(max);
+const codecParameters = z.record(z.string().max(64), z.union([z.string().max(256), z.number().finite()])).refine((r) => Object.keys(r).length <= 32, 'at most 32 codec parameters');
+const rtcpFeedback = z.array(z.object({ type: shortText(32), parameter: z.string().max(32).optional() }).strict()).max(16);
+
+const rtpCapabilitiesSchema: z.ZodType<EdgeRtpCapabilities, z.ZodTypeDef, unknown> = z
+  .object({
+    codecs: z
+      .array(
+        z
+          .object({
+            kind: mediaKind,
+            mimeType: shortText(64),
+            preferredPayloadType: uint(127).optional(),
+            clockRate: uint(1_000_000),
+            channels: uint(8).optional(),
+            parameters: codecParameters.optional(),
+            rtcpFeedback: rtcpFeedback.optional(),
+          })
+          .strict(),
+      )
+      .max(64)
+      .optional(),
+    headerExtensions: z
+      .array(
+        z
+          .object({
+            kind: mediaKind,
+            uri: shortText(256),
+            preferredId: uint(255),
+            preferredEncrypt: z.boolean().optional(),
+            direction: z.enum(['sendrecv', 'sendonly', 'recvonly', 'inactive']).optional(),
+          })
+          .strict(),
+      )
+      .max(64)
+      .optional(),
+  })
+  .strict();
+
+const priority = z.enum(['very-low', 'low', 'medium', 'high']);
+
+const rtpParametersSchema: z.ZodType<EdgeRtpParameters, z.ZodTypeDef, unknown> = z
+  .object({
+    mid: z.string().max(32).optional(),
+    codecs: z
+      .array(
+        z
+          .object({
+            mimeType: shortText(64),
+            payloadType: uint(127),
+            clockRate: uint(1_000_000),
+            channels: uint(8).optional(),
+            parameters: codecParameters.optional(),
+            rtcpFeedback: rtcpFeedback.optional(),
+          })
+          .strict(),
+      )
+      .min(1, 'expected at least one codec')
+      .max(16),
+    headerExtensions: z
+      .array(z.object({ uri: shortText(256), id: uint(255), encrypt: z.boolean().optional(), parameters: codecParameters.optional() }).strict())
+      .max(32)
+      .optional(),
+    encodings: z
+      .array(
+        z
+          .object({
+            ssrc: uint(0xffffffff).optional(),
+            rid: z.string().max(32).optional(),
+            codecPayloadType: uint(127).optional(),
+            rtx: z.object({ ssrc: uint(0xffffffff) }).strict().optional(),
+            dtx: z.boolean().optional(),
+            scalabilityMode: z.string().max(16).optional(),
+            scaleResolutionDownBy: z.number().finite().min(1).max(64).optional(),
+            maxBitrate: uint(100_000_000).optional(),
+            maxFramerate: z.number().finite().min(0).max(240).optional(),
+            adaptivePtime: z.boolean().optional(),
+            priority: priority.optional(),
+            networkPriority: priority.optional(),
+          })
+          .strict(),
+      )
+      .max(8)
+      .optional(),
+    rtcp: z.object({ cname: z.string().max(256).optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).strict().optional(),
+  })
+  .strict();
+
+const dtlsParametersSchema: z.ZodType<EdgeDtlsParameters, z.ZodTypeDef, unknown> = z
+  .object({
+    role: z.enum(['auto', 'client', 'server']).optional(),
+    fingerprints: z
+      .array(z.object({ algorithm: shortText(16), value: shortText(256) }).strict())
+      .min(1, 'expected at least one fingerprint')
+      .max(8),
+  })
+  .strict();
+
+const edgeTransportSchema: z.ZodType<EdgeTransportRequest, z.ZodTypeDef, unknown> = z.object({ direction: z.enum(['send', 'recv']) }).strict();
+const edgeConnectSchema: z.ZodType<EdgeConnectRequest, z.ZodTypeDef, unknown> = z.object({ transportId: edgeId, dtlsParameters: dtlsParametersSchema }).strict();
+const edgeProduceSchema: z.ZodType<EdgeProduceRequest, z.ZodTypeDef, unknown> = z
+  .object({ transportId: edgeId, kind: mediaKind, rtpParameters: rtpParametersSchema })
+  .strict();
+const edgeConsumeSchema: z.ZodType<EdgeConsumeRequest, z.ZodTypeDef, unknown> = z.object({ rtpCapabilities: rtpCapabilitiesSchema }).strict();
+const edgeResumeSchema: z.ZodType<EdgeResumeRequest, z.ZodTypeDef, unknown> = z.object({ consumerIds: z.array(edgeId).min(1).max(8) }).strict();
+
 const wireErrorSchema = z.object({ code: z.string().max(64), message: z.string().max(1024) }).strict();
 
 const failedReply = z.object({ ok: z.literal(false), error: wireErrorSchema }).strict();
@@ -73,6 +201,11 @@ export const validate = {
   mute: (p: unknown): MuteRequest => parse(muteSchema, 'mute', p),
   offer: (p: unknown): ClientOffer => parse(offerSchema, 'offer', p),
   answer: (p: unknown): ClientAnswer => parse(answerSchema, 'answer', p),
+  edgeTransport: (p: unknown): EdgeTransportRequest => parse(edgeTransportSchema, 'edge-transport', p),
+  edgeConnect: (p: unknown): EdgeConnectRequest => parse(edgeConnectSchema, 'edge-connect', p),
+  edgeProduce: (p: unknown): EdgeProduceRequest => parse(edgeProduceSchema, 'edge-produce', p),
+  edgeConsume: (p: unknown): EdgeConsumeRequest => parse(edgeConsumeSchema, 'edge-consume', p),
+  edgeResume: (p: unknown): EdgeResumeRequest => parse(edgeResumeSchema, 'edge-resume', p),
   /** The page's reply to `spare-offer`. */
   spareAnswerReply: (p: unknown): Result<SpareAnswer> => parse(spareAnswerReply, 'spare-offer reply', p),
   /** The page's reply to `spare-activate`. */
