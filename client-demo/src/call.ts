@@ -124,6 +124,11 @@ export class Call extends TypedEmitter<CallEvents> {
     return this.#joinedPromise ?? (await this.#firstJoin());
   }
 
+  /** The camera and microphone this call sends (on either media plane). */
+  get localStream(): MediaStream {
+    return this.#opts.localStream;
+  }
+
   async setMuted(kind: MediaKind, muted: boolean): Promise<void> {
     for (const track of this.#opts.localStream.getTracks()) if (track.kind === kind) track.enabled = !muted;
     await this.#signaling.mute({ kind, muted });

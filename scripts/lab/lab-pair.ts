@@ -59,6 +59,8 @@ export interface SettleOutcome {
   pairRestarted: boolean;
   /** What happened besides the plan that is not a safety failure (a second failover, a fresh pair). */
   notes: string[];
+  /** Connections a promotion could not take over (their clients reconnect): code and reason each. Not a problem in itself. */
+  takeoverFallbacks: string[];
   /** From the call until the pair served again, protected (or the timeout), ms. */
   settleMs: number;
   problems: string[];
@@ -151,7 +153,7 @@ export class LabPair {
   async settle(options: SettleOptions): Promise<SettleOutcome> {
     const startedAt = Date.now();
     const deadline = startedAt + options.timeoutMs;
-    const out: SettleOutcome = { settled: false, fromEpoch: this.epoch, toEpoch: this.epoch, failover: false, oldPrimaryExit: null, standbysStarted: 0, pairRestarted: false, notes: [], settleMs: 0, problems: [] };
+    const out: SettleOutcome = { settled: false, fromEpoch: this.epoch, toEpoch: this.epoch, failover: false, oldPrimaryExit: null, standbysStarted: 0, pairRestarted: false, notes: [], takeoverFallbacks: [], settleMs: 0, problems: [] };
     let standbyFrom = options.standbyFrom;
     while (Date.now() < deadline) {
       if (this.standby) {
@@ -164,7 +166,7 @@ export class LabPair {
           out.failover = true;
           // Connections the new primary could not take over (their clients reconnect): why, from its timeline.
           const fallbacks = (promoted.timeline as { takeover?: { fallbacks?: Array<{ code: string; reason: string }> } } | undefined)?.takeover?.fallbacks ?? [];
-          if (fallbacks.length > 0) out.notes.push(`epoch ${newEpoch} could not take over ${fallbacks.length} connection(s): ${fallbacks.map((f) => `${f.code} (${f.reason})`).join('; ')}`);
+          out.takeoverFallbacks.push(...fallbacks.map((f) => `epoch ${newEpoch}: ${f.code} (${f.reason})`));
           this.primary = this.standby;
           this.primaryHost = this.standby.host as ServerHost;
           this.standby = null;

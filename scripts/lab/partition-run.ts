@@ -155,7 +155,7 @@ export async function runPartitions(options: PartitionRunOptions): Promise<Parti
         standbysStarted: settle.standbysStarted,
         clientsReplaced: 0,
         pairRestarted: settle.pairRestarted,
-        notes: [...settle.notes],
+        notes: [...settle.notes, ...settle.takeoverFallbacks.map((f) => `not taken over: ${f}`)],
         problems: [...settle.problems],
       };
       let settled = settle.settled;

@@ -100,7 +100,8 @@ for (const plane of MEDIA_PLANES) describe(`three participants in one room on th
     const switchOff = (page: ParticipantPage, kind: 'audio' | 'video', ms: number): Promise<number> =>
       page.page.evaluate(
         async ({ kind, ms }) => {
-          const track = window.mcuDemo.client!.pc.getSenders().find((s) => s.track?.kind === kind)!.track!;
+          // The local track itself: on the mediasoup plane the call's peer connections are mediasoup-client's.
+          const track = window.mcuDemo.client!.localStream.getTracks().find((t) => t.kind === kind)!;
           const from = performance.now();
           track.enabled = false;
           await new Promise((r) => setTimeout(r, ms));
