@@ -375,24 +375,9 @@ class HeartbeatBeacon : public Napi::ObjectWrap<HeartbeatBeacon> {
     if (self->env_ == nullptr) return;
     Napi::Env env = self->env_;
     Napi::HandleScope scope(env);
-    Napi::Array out = Napi::Array::New(env);
-    uint32_t n = 0;
-    BeaconEvent event;
-    while (self->events_.ring.Pop(&event)) out.Set(n++, self->EventToJs(env, event));
-    const uint64_t dropped = self->events_.ring.TakeDropped();
-    if (dropped > 0) {
-      Napi::Object d = Napi::Object::New(env);
-      d.Set("type", "dropped");
-      d.Set("count", Napi::Number::New(env, static_cast<double>(dropped)));
-      d.Set("rejectedTotal", Napi::Number::New(env, static_cast<double>(self->rejected_.load())));
-      out.Set(n++, d);
-    }
-    if (n == 0 || self->callback_.IsEmpty()) return;
-    try {
-      self->callback_.MakeCallback(self->Value(), {out}, *self->asyncContext_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
+    DeliverEvents(
+        env, self->events_.ring, self->rejected_, [&](const BeaconEvent& event) { return self->EventToJs(env, event); },
+        self->callback_, self->Value(), *self->asyncContext_);
   }
 
   Napi::Object EventToJs(Napi::Env env, const BeaconEvent& event) {

@@ -82,6 +82,32 @@ class Wakeup {
   int fd_ = -1;
 };
 
+// On the main thread: everything a heartbeat thread queued, plus a `dropped` record when its ring
+// was full, handed to `callback` as one array (the beacon's and the monitor's inbox alike). Call
+// inside a HandleScope (the receiver is a handle too).
+template <typename T, size_t Capacity, typename ToJs>
+void DeliverEvents(Napi::Env env, SpscRing<T, Capacity>& ring, const std::atomic<uint64_t>& rejected, ToJs toJs,
+                   Napi::FunctionReference& callback, Napi::Object receiver, Napi::AsyncContext& context) {
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  T event;
+  while (ring.Pop(&event)) out.Set(n++, toJs(event));
+  const uint64_t dropped = ring.TakeDropped();
+  if (dropped > 0) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("type", "dropped");
+    d.Set("count", Napi::Number::New(env, static_cast<double>(dropped)));
+    d.Set("rejectedTotal", Napi::Number::New(env, static_cast<double>(rejected.load())));
+    out.Set(n++, d);
+  }
+  if (n == 0 || callback.IsEmpty()) return;
+  try {
+    callback.MakeCallback(receiver, {out}, context);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
 // Delivers a heartbeat thread's news on the main thread: a libuv poll of an eventfd, whose
 // callback drains the thread's ring and calls into JavaScript. Unreferenced: it does not keep
 // the process alive (as the worker threads were unref'd).
